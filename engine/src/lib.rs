@@ -1,0 +1,23 @@
+//! toyc's engine: *in what order* things happen.
+//!
+//! # Theory of operation
+//!
+//! 1. **load**: the [`inventory`] is read and narrowed with a limit pattern; scripts are
+//!    compiled in the [`sandbox`] (errors point at `file:line:col`, see [`script_error`]).
+//! 2. **connect**: one [`transport`] per host, opened in parallel (one OpenSSH master per
+//!    SSH host, a plain process spawner for `localhost`).
+//! 3. **run**: each host's script runs on its own blocking thread with a [`context::HostContext`]
+//!    that the stdlib's functions reach through the engine tag.
+//! 4. **report**: every step becomes an [`events::Event`], printed for people on stderr or as
+//!    JSON Lines on stdout.
+//!
+//! The engine knows no particular operation: those live in `toyc-stdlib`.
+#![deny(missing_docs)]
+
+pub mod context;
+pub mod events;
+pub mod inventory;
+pub mod runner;
+pub mod sandbox;
+pub mod script_error;
+pub mod transport;

@@ -1,0 +1,1 @@
+//! toyc repl (see issue 6)

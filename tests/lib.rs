@@ -1,0 +1,7 @@
+//! End-to-end tests of the real `toyc` binary against real hosts.
+//!
+//! One integration-test binary (see `[[test]]` in Cargo.toml) so the test hosts are
+//! started once and shared; destructive tests get dedicated hosts.
+
+mod harness;
+mod support;

@@ -1,1 +1,262 @@
-//! events
+//! Everything a run reports, as one [`Event`] type with two sinks: [`HumanSink`] for
+//! people (progress and logs on stderr, results on stdout) and [`JsonSink`] for programs.
+//!
+//! # The `--json` format
+//!
+//! One JSON object per line on stdout, each an envelope `{"type": ..., "data": {...}}`:
+//!
+//! | `type` | `data` |
+//! |---|---|
+//! | `run_start` | `{"command": "exec", "hosts": ["h1", "h2"]}` |
+//! | `output` | `{"host": "h1", "stream": "stdout"\|"stderr", "line": "..."}`: one line of command output, as it arrives |
+//! | `message` | `{"host": "h1"\|null, "level": "print"\|"info"\|"warn"\|"error", "text": "..."}`: a script's `print` and `host::log` |
+//! | `host_end` | `{"host": "h1", "status": "ok"\|"failed"\|"unreachable", "exit_code": 0\|null, "error": "..."\|null, "elapsed_ms": 12}` |
+//! | `summary` | `{"ok": 9, "failed": 0, "unreachable": 1, "elapsed_ms": 850}` |
+//!
+//! New fields may be added to `data`; existing ones keep their meaning.
+
+use std::io::Write;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::transport::Stream;
+
+/// Something that happened during a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum Event {
+    /// The run begins on these hosts.
+    RunStart {
+        /// The subcommand (`exec`, `run`).
+        command: String,
+        /// The selected hosts, in inventory order.
+        hosts: Vec<String>,
+    },
+    /// One line a command printed.
+    Output {
+        /// The host it ran on.
+        host: String,
+        /// stdout or stderr.
+        stream: Stream,
+        /// The line, without its newline.
+        line: String,
+    },
+    /// A message from a script or from toyc itself.
+    Message {
+        /// The host it concerns, if any.
+        host: Option<String>,
+        /// How loud it is.
+        level: Level,
+        /// The text.
+        text: String,
+    },
+    /// A host finished.
+    HostEnd(HostResult),
+    /// The run finished.
+    Summary(Summary),
+}
+
+/// How loud a [`Event::Message`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// A script's `print`: a result, shown on stdout.
+    Print,
+    /// Progress information.
+    Info,
+    /// Something odd that did not stop the run.
+    Warn,
+    /// Something failed.
+    Error,
+}
+
+/// How a host's part of a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostStatus {
+    /// Everything asked of the host succeeded.
+    Ok,
+    /// A command or script failed on the host.
+    Failed,
+    /// The host could not be reached, or the connection broke.
+    Unreachable,
+}
+
+/// The outcome of one host.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostResult {
+    /// The host's inventory name.
+    pub host: String,
+    /// How it ended.
+    pub status: HostStatus,
+    /// The exit status of the command, for `exec`.
+    pub exit_code: Option<i32>,
+    /// What went wrong, for people.
+    pub error: Option<String>,
+    /// Wall time spent on the host, connection included.
+    pub elapsed_ms: u64,
+}
+
+/// Totals of a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    /// Hosts that succeeded.
+    pub ok: usize,
+    /// Hosts where something failed.
+    pub failed: usize,
+    /// Hosts that could not be reached.
+    pub unreachable: usize,
+    /// Wall time of the whole run.
+    pub elapsed_ms: u64,
+}
+
+impl Summary {
+    /// Count `results` into totals.
+    pub fn of(results: &[HostResult], elapsed_ms: u64) -> Summary {
+        let count = |s| results.iter().filter(|r| r.status == s).count();
+        Summary {
+            ok: count(HostStatus::Ok),
+            failed: count(HostStatus::Failed),
+            unreachable: count(HostStatus::Unreachable),
+            elapsed_ms,
+        }
+    }
+}
+
+/// Where events go. Implementations must be cheap: they are called from every host's task.
+pub trait EventSink: Send + Sync {
+    /// Report one event.
+    fn emit(&self, event: &Event);
+}
+
+/// JSON Lines on stdout, one envelope per event (see the module docs).
+#[derive(Debug, Default)]
+pub struct JsonSink {
+    lock: Mutex<()>,
+}
+
+impl EventSink for JsonSink {
+    fn emit(&self, event: &Event) {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = std::io::stdout().lock();
+        // A closed stdout (`| head`) is the reader's choice, not toyc's failure.
+        if serde_json::to_writer(&mut out, event).is_ok() {
+            let _ = out.write_all(b"\n");
+            let _ = out.flush();
+        }
+    }
+}
+
+/// Output for people: with `stream`, command output lines live on stdout prefixed by
+/// their host; script prints on stdout; everything else on stderr.
+#[derive(Debug, Default)]
+pub struct HumanSink {
+    /// Print command output as it arrives (`--stream`), instead of leaving it to the caller.
+    pub stream: bool,
+    /// Show `info` messages (`-v`).
+    pub verbose: bool,
+    /// Width to pad host names to, so prefixed lines align.
+    pub host_width: usize,
+    lock: Mutex<()>,
+}
+
+impl HumanSink {
+    /// A sink for the given display choices.
+    pub fn new(stream: bool, verbose: bool, host_width: usize) -> HumanSink {
+        HumanSink {
+            stream,
+            verbose,
+            host_width,
+            lock: Mutex::new(()),
+        }
+    }
+}
+
+impl EventSink for HumanSink {
+    fn emit(&self, event: &Event) {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let width = self.host_width;
+        match event {
+            Event::Output { host, stream, line } if self.stream => match stream {
+                Stream::Stdout => println_quiet(format_args!("{host:width$} | {line}")),
+                Stream::Stderr => eprintln!("{host:width$} ! {line}"),
+            },
+            Event::Message { host, level, text } => {
+                let prefix = host.as_deref().map(|h| format!("[{h}] ")).unwrap_or_default();
+                match level {
+                    Level::Print => println_quiet(format_args!("{prefix}{text}")),
+                    Level::Info if !self.verbose => {}
+                    Level::Info => eprintln!("{prefix}{text}"),
+                    Level::Warn => eprintln!("{prefix}warning: {text}"),
+                    Level::Error => eprintln!("{prefix}error: {text}"),
+                }
+            }
+            Event::HostEnd(result) if self.stream || result.status != HostStatus::Ok => {
+                let what = match (result.status, &result.error) {
+                    (HostStatus::Ok, _) => "ok".to_owned(),
+                    (status, Some(e)) => format!("{}: {e}", status_word(status)),
+                    (status, None) => status_word(status).to_owned(),
+                };
+                eprintln!("{:width$} = {what} ({})", result.host, seconds(result.elapsed_ms));
+            }
+            Event::Summary(s) => eprintln!(
+                "{} ok, {} failed, {} unreachable in {}",
+                s.ok,
+                s.failed,
+                s.unreachable,
+                seconds(s.elapsed_ms)
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// Print to stdout, ignoring a closed pipe (`toyc exec ... | head` is fine).
+fn println_quiet(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{args}");
+}
+
+/// The word people see for a status.
+pub fn status_word(status: HostStatus) -> &'static str {
+    match status {
+        HostStatus::Ok => "ok",
+        HostStatus::Failed => "failed",
+        HostStatus::Unreachable => "unreachable",
+    }
+}
+
+/// Milliseconds as `1.23s`.
+pub fn seconds(ms: u64) -> String {
+    format!("{:.2}s", ms as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_serialize_as_type_and_data_envelopes() {
+        let event = Event::HostEnd(HostResult {
+            host: "h1".into(),
+            status: HostStatus::Unreachable,
+            exit_code: None,
+            error: Some("refused".into()),
+            elapsed_ms: 7,
+        });
+        assert_eq!(
+            serde_json::to_string(&event).expect("serializes"),
+            r#"{"type":"host_end","data":{"host":"h1","status":"unreachable","exit_code":null,"error":"refused","elapsed_ms":7}}"#
+        );
+        let event = Event::Output {
+            host: "h1".into(),
+            stream: Stream::Stderr,
+            line: "x".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&event).expect("serializes"),
+            r#"{"type":"output","data":{"host":"h1","stream":"stderr","line":"x"}}"#
+        );
+    }
+}

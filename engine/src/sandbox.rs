@@ -1,1 +1,230 @@
-//! sandbox
+//! The Rhai engine scripts run in: it starts empty (`Engine::new_raw`), gets the standard
+//! library and toyc's modules, and has every limit set explicitly, because scripts come
+//! from repositories other people push to.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rhai::module_resolvers::ModuleResolver;
+use rhai::packages::{Package, StandardPackage};
+use rhai::{Dynamic, Engine, EvalAltResult, Module, Position, Scope, Shared, AST};
+
+use crate::script_error::ScriptError;
+
+/// The token a progress callback returns when the wall clock ran out.
+pub const TIMEOUT_TOKEN: &str = "toyc:timeout";
+/// The token a progress callback returns when the run was cancelled (Ctrl-C).
+pub const CANCEL_TOKEN: &str = "toyc:cancelled";
+
+/// Resource limits of one script evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Rhai operations (roughly: expression evaluations) before the script is stopped.
+    pub max_operations: u64,
+    /// Nested function calls (recursion depth).
+    pub max_call_levels: usize,
+    /// Nesting of expressions at the top level and inside functions.
+    pub max_expr_depth: usize,
+    /// Nesting of expressions inside function bodies.
+    pub max_fn_expr_depth: usize,
+    /// Bytes in one string.
+    pub max_string_size: usize,
+    /// Items in one array.
+    pub max_array_size: usize,
+    /// Entries in one object map.
+    pub max_map_size: usize,
+    /// Modules one script may import, directly or not.
+    pub max_modules: usize,
+    /// Wall-clock time for a whole evaluation, commands it waits on included.
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_operations: 1_000_000_000,
+            max_call_levels: 64,
+            max_expr_depth: 64,
+            max_fn_expr_depth: 64,
+            max_string_size: 16 * 1024 * 1024,
+            max_array_size: 1_000_000,
+            max_map_size: 100_000,
+            max_modules: 100,
+            timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// A recipe for engines: limits, the directory scripts are confined to, and the modules
+/// every engine gets. Cheap to turn into an [`Engine`] per host.
+#[derive(Clone)]
+pub struct Sandbox {
+    limits: Limits,
+    root: PathBuf,
+    standard: Shared<Module>,
+    global: Vec<Shared<Module>>,
+    modules: Vec<(String, Shared<Module>)>,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("limits", &self.limits)
+            .field("root", &self.root)
+            .field("modules", &self.modules.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Sandbox {
+    /// A sandbox for scripts living in `root` (imports and local files resolve below it).
+    pub fn new(root: impl Into<PathBuf>, limits: Limits) -> Sandbox {
+        Sandbox {
+            limits,
+            root: root.into(),
+            standard: StandardPackage::new().as_shared_module(),
+            global: Vec::new(),
+            modules: Vec::new(),
+            cancelled: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The directory scripts are confined to.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The limits every engine gets.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Make `module` available to scripts as `name::function`.
+    pub fn add_module(&mut self, name: &str, module: Shared<Module>) {
+        self.modules.push((name.to_owned(), module));
+    }
+
+    /// Make `module`'s functions callable without a prefix (and as methods).
+    pub fn add_global(&mut self, module: Shared<Module>) {
+        self.global.push(module);
+    }
+
+    /// A flag that stops every running script at its next operation (Ctrl-C).
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.cancelled)
+    }
+
+    /// A fresh engine with the limits, modules and `tag`; `print` and `debug` go to `printer`.
+    /// The wall-clock limit starts counting now.
+    pub fn engine(&self, tag: Option<Dynamic>, printer: impl Fn(&str) + Send + Sync + 'static) -> Engine {
+        let mut engine = Engine::new_raw();
+        engine.register_global_module(Shared::clone(&self.standard));
+        for module in &self.global {
+            engine.register_global_module(Shared::clone(module));
+        }
+        for (name, module) in &self.modules {
+            engine.register_static_module(name.as_str(), Shared::clone(module));
+        }
+        let limits = &self.limits;
+        engine
+            .set_max_operations(limits.max_operations)
+            .set_max_call_levels(limits.max_call_levels)
+            .set_max_expr_depths(limits.max_expr_depth, limits.max_fn_expr_depth)
+            .set_max_string_size(limits.max_string_size)
+            .set_max_array_size(limits.max_array_size)
+            .set_max_map_size(limits.max_map_size)
+            .set_max_modules(limits.max_modules)
+            .set_module_resolver(ConfinedResolver { root: self.root.clone() });
+        // `eval` would run text that was never compiled (or checked) as part of the script.
+        engine.disable_symbol("eval");
+        let deadline = Instant::now() + limits.timeout;
+        let cancelled = Arc::clone(&self.cancelled);
+        engine.on_progress(move |_| {
+            if cancelled.load(Ordering::Relaxed) {
+                Some(CANCEL_TOKEN.into())
+            } else if Instant::now() >= deadline {
+                Some(TIMEOUT_TOKEN.into())
+            } else {
+                None
+            }
+        });
+        let printer = Arc::new(printer);
+        let debug_printer = Arc::clone(&printer);
+        engine.on_print(move |text| printer(text));
+        engine.on_debug(move |text, _, _| debug_printer(text));
+        if let Some(tag) = tag {
+            engine.set_default_tag(tag);
+        }
+        engine
+    }
+
+    /// Compile the script at `path` (errors point at file, line and column).
+    pub fn compile(&self, path: &Path) -> Result<AST, ScriptError> {
+        let source = std::fs::read_to_string(path).map_err(|e| ScriptError::io(path, &e))?;
+        self.compile_text(&source, path)
+    }
+
+    /// Compile `source`, reporting errors as if it came from `path`.
+    pub fn compile_text(&self, source: &str, path: &Path) -> Result<AST, ScriptError> {
+        let engine = self.engine(None, |_| {});
+        let mut ast = engine
+            .compile(source)
+            .map_err(|e| ScriptError::from_parse(&e, path, source))?;
+        ast.set_source(path.to_string_lossy().as_ref());
+        Ok(ast)
+    }
+
+    /// Render an evaluation error of a script compiled from `path`.
+    pub fn describe(&self, error: &EvalAltResult, path: &Path) -> ScriptError {
+        ScriptError::from_eval(error, path, &self.limits)
+    }
+}
+
+/// `import` resolution confined to the script's directory tree: no absolute paths, no
+/// `..`, no symlinks out. Module files are compiled with the importing engine, so they
+/// share its limits and modules.
+struct ConfinedResolver {
+    root: PathBuf,
+}
+
+impl ModuleResolver for ConfinedResolver {
+    fn resolve(
+        &self,
+        engine: &Engine,
+        source: Option<&str>,
+        path: &str,
+        pos: Position,
+    ) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        let refuse = |why: String| -> Box<EvalAltResult> {
+            EvalAltResult::ErrorModuleNotFound(format!("{path}: {why}"), pos).into()
+        };
+        // Imports are relative to the importing file, like Rhai's own file resolver.
+        let base = source
+            .map(Path::new)
+            .and_then(Path::parent)
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(&self.root);
+        let relative_to_root = base
+            .strip_prefix(&self.root)
+            .unwrap_or(Path::new(""))
+            .join(format!("{path}.rhai"));
+        let file = crate::context::confined_path(&self.root, &relative_to_root.to_string_lossy())
+            .map_err(|why| refuse(why.replace(".rhai`", "`")))?;
+        let text = std::fs::read_to_string(&file).map_err(|e| refuse(e.to_string()))?;
+        let file_name = file.to_string_lossy().into_owned();
+        let mut ast = engine.compile(&text).map_err(|e| {
+            Box::new(EvalAltResult::ErrorInModule(
+                file_name.clone(),
+                EvalAltResult::ErrorParsing(e.0.as_ref().clone(), e.1).into(),
+                pos,
+            ))
+        })?;
+        ast.set_source(file_name.as_str());
+        let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
+            .map_err(|e| Box::new(EvalAltResult::ErrorInModule(file_name, e, pos)))?;
+        Ok(module.into())
+    }
+}

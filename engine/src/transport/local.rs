@@ -1,0 +1,219 @@
+//! The `local` transport: commands run as child processes of toyc, through `sh -c`.
+
+use std::process::Stdio;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use super::output::read_stream;
+use super::remote_shell::wrap;
+use super::{sudo_refusal, ExecOutput, ExecRequest, OutputSink, Stream, Transport, TransportError};
+
+/// Runs commands on the machine toyc runs on.
+#[derive(Debug, Clone)]
+pub struct LocalTransport {
+    host: String,
+}
+
+impl LocalTransport {
+    /// A local transport reported under the inventory name `host`.
+    pub fn new(host: impl Into<String>) -> LocalTransport {
+        LocalTransport { host: host.into() }
+    }
+
+    fn io_error(&self, source: std::io::Error) -> TransportError {
+        TransportError::Io {
+            host: self.host.clone(),
+            source,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for LocalTransport {
+    fn host(&self) -> &str {
+        &self.host
+    }
+
+    async fn exec(
+        &self,
+        request: &ExecRequest,
+        sink: Option<&OutputSink>,
+    ) -> Result<ExecOutput, TransportError> {
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(wrap(request, false))
+            .stdin(if request.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so a timeout can kill everything the command started.
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| self.io_error(e))?;
+        let pid = child.id();
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let input = request.stdin.clone();
+        let run = async {
+            let feed = async {
+                if let (Some(mut pipe), Some(bytes)) = (stdin, input) {
+                    // The command may exit without reading its input: not an error here.
+                    let _ = pipe.write_all(&bytes).await;
+                }
+            };
+            let out = async {
+                match stdout {
+                    Some(s) => read_stream(s, Stream::Stdout, sink, None).await,
+                    None => Ok(Vec::new()),
+                }
+            };
+            let err = async {
+                match stderr {
+                    Some(s) => read_stream(s, Stream::Stderr, sink, None).await,
+                    None => Ok(Vec::new()),
+                }
+            };
+            let ((), out, err) = tokio::join!(feed, out, err);
+            let status = child.wait().await?;
+            Ok::<_, std::io::Error>(ExecOutput {
+                status: exit_code(status),
+                stdout: out?,
+                stderr: err?,
+            })
+        };
+        let output = match request.timeout {
+            None => run.await.map_err(|e| self.io_error(e))?,
+            Some(limit) => match tokio::time::timeout(limit, run).await {
+                Ok(result) => result.map_err(|e| self.io_error(e))?,
+                Err(_) => {
+                    if let Some(pid) = pid {
+                        kill_group(pid, request.sudo).await;
+                    }
+                    return Err(TransportError::Timeout {
+                        host: self.host.clone(),
+                        after: limit,
+                    });
+                }
+            },
+        };
+        match sudo_refusal(&self.host, request, &output) {
+            Some(err) => Err(err),
+            None => Ok(output),
+        }
+    }
+
+    async fn close(&self) {}
+}
+
+/// Kill a local process group; `kill(1)` keeps this crate free of `unsafe`.
+async fn kill_group(pid: u32, sudo: bool) {
+    let mut command = if sudo {
+        let mut c = Command::new("sudo");
+        c.args(["-n", "kill"]);
+        c
+    } else {
+        Command::new("kill")
+    };
+    let _ = command
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await;
+}
+
+/// An exit status as a shell reports it: the code, or 128+signal.
+pub(crate) fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(-1)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::transport::PutOptions;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn exec_captures_output_status_env_and_cwd() {
+        let t = LocalTransport::new("localhost");
+        let mut request = ExecRequest::new("echo \"$GREETING\"; pwd; echo oops >&2; exit 3");
+        request.env = vec![("GREETING".into(), "hi there".into())];
+        request.cwd = Some("/tmp".into());
+        let out = rt().block_on(t.exec(&request, None)).expect("exec");
+        assert_eq!(out.status, 3);
+        assert_eq!(out.stdout_text(), "hi there\n/tmp\n");
+        assert_eq!(out.stderr_text(), "oops\n");
+    }
+
+    #[test]
+    fn stdin_reaches_the_command() {
+        let t = LocalTransport::new("localhost");
+        let mut request = ExecRequest::new("tr a-z A-Z");
+        request.stdin = Some(b"shout".to_vec());
+        let out = rt().block_on(t.exec(&request, None)).expect("exec");
+        assert_eq!(out.stdout_text(), "SHOUT");
+    }
+
+    #[test]
+    fn timeout_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("survived");
+        let t = LocalTransport::new("localhost");
+        let mut request = ExecRequest::new(format!("(sleep 2; touch {}) & sleep 30", marker.display()));
+        request.timeout = Some(Duration::from_millis(300));
+        let started = Instant::now();
+        let err = rt().block_on(t.exec(&request, None)).expect_err("times out");
+        assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(!marker.exists(), "the background child was killed with its group");
+    }
+
+    #[test]
+    fn put_get_and_file_exists() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f.txt");
+        let path = path.to_str().expect("utf-8");
+        let t = LocalTransport::new("localhost");
+        let rt = rt();
+        assert!(!rt.block_on(t.file_exists(path, false)).expect("exists"));
+        let out = rt
+            .block_on(t.put(b"hello\n", path, &PutOptions { mode: Some("0600".into()), ..PutOptions::default() }))
+            .expect("put");
+        assert_eq!(out.status, 0, "{}", out.stderr_text());
+        assert!(rt.block_on(t.file_exists(path, false)).expect("exists"));
+        assert_eq!(rt.block_on(t.get(path, false)).expect("get").stdout, b"hello\n");
+    }
+
+    #[test]
+    fn streamed_lines_arrive_in_order_per_stream() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let t = LocalTransport::new("localhost");
+        rt().block_on(t.exec(&ExecRequest::new("echo one; echo two"), Some(&tx)))
+            .expect("exec");
+        drop(tx);
+        let mut lines = Vec::new();
+        while let Ok(item) = rx.try_recv() {
+            lines.push(item);
+        }
+        assert_eq!(
+            lines,
+            vec![(Stream::Stdout, "one".to_owned()), (Stream::Stdout, "two".to_owned())]
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! Reading a command's stdout and stderr together: captured for the result, forwarded
+//! line by line for live display, with the SSH wrapper's pid line taken out of stderr.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+
+use super::remote_shell::PID_MARKER;
+use super::{OutputSink, Stream};
+
+/// The most output kept per stream; beyond it lines are still streamed but not stored,
+/// so a runaway `cat` cannot exhaust the controller's memory.
+const MAX_CAPTURE: usize = 64 * 1024 * 1024;
+
+/// Where the remote shell's pid lands once its marker line has been read (0 = not yet).
+#[derive(Debug, Default)]
+pub(crate) struct PidSlot(AtomicU32);
+
+impl PidSlot {
+    pub(crate) fn get(&self) -> Option<u32> {
+        match self.0.load(Ordering::Acquire) {
+            0 => None,
+            pid => Some(pid),
+        }
+    }
+}
+
+/// Read `reader` to its end. With `pid`, a first line carrying [`PID_MARKER`] is parsed
+/// into it and dropped from the output.
+pub(crate) async fn read_stream<R: AsyncRead + Unpin>(
+    reader: R,
+    stream: Stream,
+    sink: Option<&OutputSink>,
+    pid: Option<&PidSlot>,
+) -> std::io::Result<Vec<u8>> {
+    let mut reader = BufReader::new(reader);
+    let mut captured = Vec::new();
+    let mut line = Vec::new();
+    let mut first = true;
+    let mut truncated = false;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).await? == 0 {
+            break;
+        }
+        if std::mem::take(&mut first) {
+            if let Some(slot) = pid {
+                if let Some(rest) = line.strip_prefix(PID_MARKER.as_bytes()) {
+                    let text = String::from_utf8_lossy(rest);
+                    if let Ok(n) = text.trim().parse::<u32>() {
+                        slot.0.store(n, Ordering::Release);
+                        continue;
+                    }
+                }
+            }
+        }
+        if let Some(sink) = sink {
+            let text = String::from_utf8_lossy(&line);
+            // A closed receiver only means nobody watches live output any more.
+            let _ = sink.send((stream, text.trim_end_matches(['\n', '\r']).to_owned()));
+        }
+        if captured.len() + line.len() <= MAX_CAPTURE {
+            captured.extend_from_slice(&line);
+        } else if !truncated {
+            truncated = true;
+            captured.extend_from_slice(b"\n[toyc: output truncated at 64 MiB]\n");
+        }
+    }
+    Ok(captured)
+}

@@ -1,0 +1,178 @@
+//! The POSIX shell text toyc sends to hosts: quoting, the wrapper that applies a
+//! request's environment, directory and sudo, and the atomic-write script.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::{ExecRequest, PutOptions};
+
+/// Marks the first stderr line of an SSH command: the remote shell's pid, which is also
+/// its process group (sshd makes each session's shell a session leader), so a timed-out
+/// command can be killed on the host with everything it started.
+pub(crate) const PID_MARKER: &str = "toyc-pid ";
+
+/// Quote `text` as one word for a POSIX shell.
+pub fn quote(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b))
+    {
+        return text.to_owned();
+    }
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// The script that runs `request` under `sh -c`: environment, directory, then the command
+/// itself (through `sudo -n` when asked). With `report_pid`, the shell first prints its
+/// pid on stderr for [`PID_MARKER`]. The prelude ends with a newline so that a syntax
+/// error in the user's command cannot stop it from running.
+pub(crate) fn wrap(request: &ExecRequest, report_pid: bool) -> String {
+    let mut script = String::new();
+    if report_pid {
+        script.push_str("printf '");
+        script.push_str(PID_MARKER);
+        script.push_str("%s\\n' $$ >&2\n");
+    }
+    if let Some(cwd) = &request.cwd {
+        script.push_str(&format!("cd -- {} || exit 125\n", quote(cwd)));
+    }
+    if request.sudo {
+        // sudo resets the environment, so variables travel as `env` arguments.
+        script.push_str("exec sudo -n -- env");
+        for (key, value) in &request.env {
+            script.push_str(&format!(" {}", quote(&format!("{key}={value}"))));
+        }
+        script.push_str(&format!(" sh -c {}", quote(&request.command)));
+    } else {
+        for (key, value) in &request.env {
+            script.push_str(&format!("export {key}={}\n", quote(value)));
+        }
+        script.push_str(&request.command);
+    }
+    script
+}
+
+/// Kill a remote process group found through [`PID_MARKER`]: TERM first, KILL shortly after.
+pub(crate) fn kill_group(pid: u32, sudo: bool) -> String {
+    let sudo = if sudo { "sudo -n " } else { "" };
+    format!("{sudo}kill -TERM -- -{pid} 2>/dev/null; sleep 1; {sudo}kill -KILL -- -{pid} 2>/dev/null; true")
+}
+
+/// A shell script that copies its stdin to `dest` atomically. The temporary file lives
+/// next to `dest` (so `mv` is a rename on the same filesystem), is created with
+/// `set -C` (never follows a planted symlink) and removed if the script is interrupted;
+/// `dest` is replaced only after every byte arrived and the mode and owner are set.
+pub(crate) fn atomic_write(dest: &str, options: &PutOptions) -> String {
+    let (dir, name) = match dest.rsplit_once('/') {
+        Some(("", name)) => ("/", name),
+        Some((dir, name)) => (dir, name),
+        None => (".", dest),
+    };
+    let tmp = format!("{dir}/.{name}.toyc-{}", unique_suffix());
+    let tmp = tmp.replace("//", "/");
+    let mut script = format!(
+        "umask 077; set -C; tmp={}; trap 'rm -f \"$tmp\"' EXIT HUP INT TERM; cat > \"$tmp\" || exit 1\n",
+        quote(&tmp)
+    );
+    if let Some(mode) = &options.mode {
+        script.push_str(&format!("chmod {} \"$tmp\" || exit 1\n", quote(mode)));
+    } else {
+        // No mode requested: keep the destination's current mode, or 0644 for a new file,
+        // rather than leaking the 0600 the umask gave the temporary file.
+        script.push_str(&format!(
+            "if [ -e {d} ]; then chmod --reference={d} \"$tmp\" 2>/dev/null || chmod 0644 \"$tmp\"; else chmod 0644 \"$tmp\"; fi\n",
+            d = quote(dest)
+        ));
+    }
+    if let Some(owner) = &options.owner {
+        script.push_str(&format!("chown {} \"$tmp\" || exit 1\n", quote(owner)));
+    }
+    if let Some(group) = &options.group {
+        script.push_str(&format!("chgrp {} \"$tmp\" || exit 1\n", quote(group)));
+    }
+    script.push_str(&format!("mv -f \"$tmp\" {} && trap - EXIT", quote(dest)));
+    script
+}
+
+/// A suffix unique within this machine for a while: pid, time and a counter.
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{nanos:x}-{n}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quote_leaves_plain_words_and_escapes_the_rest() {
+        assert_eq!(quote("abc/def-1.txt"), "abc/def-1.txt");
+        assert_eq!(quote(""), "''");
+        assert_eq!(quote("a b"), "'a b'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn quoted_text_round_trips_through_sh() {
+        let nasty = "a 'b' \"c\" $HOME `x` \\ ; | & * \n end";
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", quote(nasty)))
+            .output()
+            .expect("sh runs");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), nasty);
+    }
+
+    #[test]
+    fn wrap_puts_env_and_cwd_before_the_command() {
+        let mut request = ExecRequest::new("echo $A");
+        request.env = vec![("A".into(), "x y".into())];
+        request.cwd = Some("/tmp".into());
+        assert_eq!(wrap(&request, false), "cd -- /tmp || exit 125\nexport A='x y'\necho $A");
+        request.sudo = true;
+        assert_eq!(
+            wrap(&request, true),
+            "printf 'toyc-pid %s\\n' $$ >&2\ncd -- /tmp || exit 125\nexec sudo -n -- env 'A=x y' sh -c 'echo $A'"
+        );
+    }
+
+    #[test]
+    fn atomic_write_script_replaces_the_file_and_sets_the_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("out.txt");
+        std::fs::write(&dest, "old").expect("write");
+        let script = atomic_write(
+            dest.to_str().expect("utf-8 path"),
+            &PutOptions {
+                mode: Some("0640".into()),
+                ..PutOptions::default()
+            },
+        );
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(b"new content")
+            .expect("write stdin");
+        assert!(child.wait().expect("wait").success());
+        assert_eq!(std::fs::read_to_string(&dest).expect("read"), "new content");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dest).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o640);
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+    }
+}

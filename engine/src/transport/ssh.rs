@@ -1,0 +1,343 @@
+//! The `ssh` transport: one OpenSSH master per host (the `openssh` crate, native-mux),
+//! every command multiplexed over it without spawning a process per command.
+//!
+//! Each failure mode measured in `shared/research/spike-findings.md` has its option here:
+//! a short control directory (sun_path is 108 bytes), an idle `ControlPersist` so a killed
+//! toyc leaves no master behind for long, a connect timeout and server keepalives so a dead
+//! or hung host fails in seconds, a per-host cap at sshd's `MaxSessions`, a remote kill
+//! when a command times out, and the curve25519 key exchange preferred for connect speed.
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{Mutex, Semaphore};
+
+use super::output::{read_stream, PidSlot};
+use super::remote_shell::{kill_group, quote, wrap};
+use super::{sudo_refusal, ExecOutput, ExecRequest, OutputSink, Stream, Transport, TransportError};
+use crate::inventory::Host;
+
+/// Longest control directory that still leaves room for the crate's
+/// `/.ssh-connectionXXXXXX/master.<16 random chars>` under Linux's 108-byte sun_path.
+const MAX_CONTROL_DIR: usize = 60;
+
+/// Settings shared by every SSH connection of a run.
+#[derive(Debug, Clone)]
+pub struct SshOptions {
+    /// Directory for the control sockets; short (see [`MAX_CONTROL_DIR`]).
+    pub control_dir: PathBuf,
+    /// The ssh config file passed with `-F` (see [`SshOptions::write_config`]).
+    pub config_file: Option<PathBuf>,
+    /// Give up connecting after this long.
+    pub connect_timeout: Duration,
+    /// Probe the server this often; three missed answers drop the connection.
+    pub keepalive: Duration,
+    /// Trust a host key seen for the first time (`StrictHostKeyChecking=accept-new`).
+    /// A changed key is refused either way.
+    pub accept_new_host_keys: bool,
+    /// Commands in flight per host, at most; sshd refuses more than its `MaxSessions` (10).
+    pub max_sessions: usize,
+}
+
+impl SshOptions {
+    /// Options with toyc's defaults, control sockets under `control_dir`.
+    pub fn new(control_dir: PathBuf) -> SshOptions {
+        SshOptions {
+            control_dir,
+            config_file: None,
+            connect_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(2),
+            accept_new_host_keys: false,
+            max_sessions: 10,
+        }
+    }
+
+    /// Write the ssh config toyc connects with into `dir` and use it: the user's own config
+    /// (or `user_config`) and the system one come first, so every setting there wins;
+    /// toyc's defaults follow for whatever they leave unset.
+    pub fn write_config(&mut self, dir: &Path, user_config: Option<&Path>) -> std::io::Result<()> {
+        let mut text = String::from("# written by toyc for one run\n");
+        let home_config = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh/config"));
+        for include in [user_config.map(Path::to_owned).or(home_config), Some(PathBuf::from("/etc/ssh/ssh_config"))]
+            .into_iter()
+            .flatten()
+        {
+            if include.exists() {
+                text.push_str(&format!("Include {}\n", include.display()));
+            }
+        }
+        // curve25519 first: measured 3x cheaper to connect than OpenSSH 9's default
+        // sntrup761 hybrid at 50 hosts on 2 cores (spike-findings.md).
+        text.push_str("Host *\n  KexAlgorithms ^curve25519-sha256,curve25519-sha256@libssh.org\n  ServerAliveCountMax 3\n");
+        let path = dir.join("ssh_config");
+        std::fs::write(&path, text)?;
+        self.config_file = Some(path);
+        Ok(())
+    }
+}
+
+/// A connection to one host through an OpenSSH master.
+pub struct SshTransport {
+    host: Host,
+    options: SshOptions,
+    /// `None` once closed.
+    session: Mutex<Option<Arc<Session>>>,
+    slots: Semaphore,
+}
+
+impl std::fmt::Debug for SshTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SshTransport").field("host", &self.host.name).finish()
+    }
+}
+
+impl SshTransport {
+    /// Open the master connection to `host`.
+    pub async fn connect(host: &Host, options: &SshOptions) -> Result<SshTransport, TransportError> {
+        let session = open_session(host, options).await?;
+        Ok(SshTransport {
+            host: host.clone(),
+            options: options.clone(),
+            session: Mutex::new(Some(Arc::new(session))),
+            slots: Semaphore::new(options.max_sessions.max(1)),
+        })
+    }
+
+    fn lost(&self, reason: impl std::fmt::Display) -> TransportError {
+        TransportError::Disconnected {
+            host: self.host.name.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The current session, or a new one when the master has gone away while idle
+    /// (`ControlPersist` expiry, sshd restart). Only ever called before a command starts,
+    /// so reconnecting never runs anything twice.
+    async fn live_session(&self) -> Result<Arc<Session>, TransportError> {
+        let mut guard = self.session.lock().await;
+        let Some(session) = guard.as_ref() else {
+            return Err(self.lost("the connection was closed by toyc"));
+        };
+        if session.check().await.is_ok() {
+            return Ok(Arc::clone(session));
+        }
+        tracing::debug!(host = %self.host.name, "ssh master gone; reconnecting");
+        let fresh = Arc::new(open_session(&self.host, &self.options).await?);
+        *guard = Some(Arc::clone(&fresh));
+        Ok(fresh)
+    }
+
+    async fn run(
+        &self,
+        session: &Session,
+        request: &ExecRequest,
+        sink: Option<&OutputSink>,
+        pid: &PidSlot,
+    ) -> Result<ExecOutput, TransportError> {
+        let script = wrap(request, true);
+        let mut child = session
+            .raw_command(format!("sh -c {}", quote(&script)))
+            .stdin(if request.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .await
+            .map_err(|e| self.map_error(e))?;
+        let stdin = child.stdin().take();
+        let stdout = child.stdout().take();
+        let stderr = child.stderr().take();
+        let input = request.stdin.clone();
+        let feed = async {
+            if let (Some(mut pipe), Some(bytes)) = (stdin, input) {
+                let _ = pipe.write_all(&bytes).await;
+                let _ = pipe.shutdown().await;
+            }
+        };
+        let out = async {
+            match stdout {
+                Some(s) => read_stream(s, Stream::Stdout, sink, None).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let err = async {
+            match stderr {
+                Some(s) => read_stream(s, Stream::Stderr, sink, Some(pid)).await,
+                None => Ok(Vec::new()),
+            }
+        };
+        let ((), out, err) = tokio::join!(feed, out, err);
+        let status = child.wait().await.map_err(|e| self.map_error(e))?;
+        Ok(ExecOutput {
+            status: super::local::exit_code(status),
+            stdout: out.map_err(|e| self.lost(e))?,
+            stderr: err.map_err(|e| self.lost(e))?,
+        })
+    }
+
+    fn map_error(&self, error: openssh::Error) -> TransportError {
+        match error {
+            openssh::Error::RemoteProcessTerminated => {
+                self.lost("the remote command ended without an exit status (connection dropped or host hung)")
+            }
+            openssh::Error::Disconnected => self.lost("the ssh master connection is closed"),
+            other => self.lost(error_chain(&other)),
+        }
+    }
+
+    /// Kill a timed-out command's process group on the host, without waiting long:
+    /// a hung host must not hold up the report of its timeout.
+    fn kill_remote(&self, session: Arc<Session>, pid: u32, sudo: bool) {
+        let command = format!("sh -c {}", quote(&kill_group(pid, sudo)));
+        tokio::spawn(async move {
+            let mut kill = session.raw_command(command);
+            kill.stdin(Stdio::null());
+            let _ = tokio::time::timeout(Duration::from_secs(5), kill.output()).await;
+        });
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for SshTransport {
+    fn host(&self) -> &str {
+        &self.host.name
+    }
+
+    async fn exec(
+        &self,
+        request: &ExecRequest,
+        sink: Option<&OutputSink>,
+    ) -> Result<ExecOutput, TransportError> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| self.lost("the transport is closed"))?;
+        let session = self.live_session().await?;
+        let pid = PidSlot::default();
+        let output = match request.timeout {
+            None => self.run(&session, request, sink, &pid).await?,
+            Some(limit) => match tokio::time::timeout(limit, self.run(&session, request, sink, &pid)).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    if let Some(pid) = pid.get() {
+                        self.kill_remote(Arc::clone(&session), pid, request.sudo);
+                    }
+                    return Err(TransportError::Timeout {
+                        host: self.host.name.clone(),
+                        after: limit,
+                    });
+                }
+            },
+        };
+        match sudo_refusal(&self.host.name, request, &output) {
+            Some(err) => Err(err),
+            None => Ok(output),
+        }
+    }
+
+    async fn close(&self) {
+        let Some(session) = self.session.lock().await.take() else {
+            return;
+        };
+        // A clone may still be held by a pending remote kill; the master then exits when
+        // that last handle drops (the crate's Drop asks it to).
+        if let Ok(session) = Arc::try_unwrap(session) {
+            if let Err(e) = session.close().await {
+                tracing::debug!(host = %self.host.name, error = %e, "closing the ssh master");
+            }
+        }
+    }
+}
+
+/// Start the master for `host` and interpret ssh's complaints for people.
+async fn open_session(host: &Host, options: &SshOptions) -> Result<Session, TransportError> {
+    let dir_len = options.control_dir.as_os_str().len();
+    if dir_len > MAX_CONTROL_DIR {
+        return Err(TransportError::Connect {
+            host: host.name.clone(),
+            reason: format!(
+                "control socket directory `{}` is {dir_len} bytes, more than the {MAX_CONTROL_DIR} a Unix socket path leaves room for; \
+                 set TMPDIR to a shorter directory",
+                options.control_dir.display()
+            ),
+        });
+    }
+    let mut builder = SessionBuilder::default();
+    builder
+        .known_hosts_check(if options.accept_new_host_keys { KnownHosts::Add } else { KnownHosts::Strict })
+        .control_directory(&options.control_dir)
+        .control_persist(ControlPersist::IdleFor(NonZeroUsize::MIN.saturating_add(59)))
+        .connect_timeout(options.connect_timeout)
+        .server_alive_interval(options.keepalive);
+    if let Some(config) = &options.config_file {
+        builder.config_file(config);
+    }
+    if let Some(user) = &host.ssh.user {
+        builder.user(user.clone());
+    }
+    if let Some(port) = host.ssh.port {
+        builder.port(port);
+    }
+    if let Some(identity) = &host.ssh.identity {
+        builder.keyfile(identity);
+    }
+    if let Some(known_hosts) = &host.ssh.known_hosts {
+        builder.user_known_hosts_file(known_hosts);
+    }
+    builder
+        .connect_mux(&host.address)
+        .await
+        .map_err(|e| interpret_connect_error(host, &error_chain(&e)))
+}
+
+/// Every message in an error's source chain, joined: ssh's own words are at the bottom.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let more = inner.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = inner.source();
+    }
+    text
+}
+
+/// Turn ssh's log output into the error a person can act on.
+fn interpret_connect_error(host: &Host, log: &str) -> TransportError {
+    if log.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || log.contains("Host key verification failed") && log.contains("Offending") {
+        let entry = log
+            .lines()
+            .find_map(|l| l.split_once("Offending ").and_then(|(_, rest)| rest.split_once(" key in ")).map(|(_, e)| e.trim().to_owned()))
+            .unwrap_or_else(|| "unknown".to_owned());
+        return TransportError::HostKeyChanged {
+            host: host.name.clone(),
+            address: host.address.clone(),
+            entry,
+        };
+    }
+    if log.contains("host key is known") || log.contains("Host key verification failed") {
+        return TransportError::HostKeyUnknown {
+            host: host.name.clone(),
+            address: host.address.clone(),
+        };
+    }
+    let reason = log
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added"))
+        .last()
+        .unwrap_or("ssh failed without a message")
+        .trim_start_matches("ssh: ")
+        .to_owned();
+    TransportError::Connect {
+        host: host.name.clone(),
+        reason,
+    }
+}

@@ -3,6 +3,7 @@
 //! the engine's tag ([`HostContext::of`]), so one `Engine` serves exactly one host.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +44,7 @@ pub struct HostContext {
     /// Default timeout for commands without an explicit `timeout` option.
     pub timeout: Option<Duration>,
     facts: Mutex<Option<BasicFacts>>,
+    unreachable: AtomicBool,
 }
 
 impl std::fmt::Debug for HostContext {
@@ -69,6 +71,7 @@ impl HostContext {
             script_root,
             timeout: None,
             facts: Mutex::new(None),
+            unreachable: AtomicBool::new(false),
         }
     }
 
@@ -86,22 +89,37 @@ impl HostContext {
 
     /// Run a command, blocking the script's thread until it ends.
     pub fn exec(&self, request: &ExecRequest) -> Result<ExecOutput, TransportError> {
-        self.runtime.block_on(self.transport.exec(request, None))
+        self.note(self.runtime.block_on(self.transport.exec(request, None)))
     }
 
     /// Write a file atomically on the host.
     pub fn put(&self, content: &[u8], dest: &str, options: &PutOptions) -> Result<ExecOutput, TransportError> {
-        self.runtime.block_on(self.transport.put(content, dest, options))
+        self.note(self.runtime.block_on(self.transport.put(content, dest, options)))
     }
 
     /// Read a file from the host.
     pub fn get(&self, path: &str, sudo: bool) -> Result<ExecOutput, TransportError> {
-        self.runtime.block_on(self.transport.get(path, sudo))
+        self.note(self.runtime.block_on(self.transport.get(path, sudo)))
     }
 
     /// Whether a path exists on the host.
     pub fn file_exists(&self, path: &str, sudo: bool) -> Result<bool, TransportError> {
-        self.runtime.block_on(self.transport.file_exists(path, sudo))
+        self.note(self.runtime.block_on(self.transport.file_exists(path, sudo)))
+    }
+
+    /// Whether a transport call found the host unreachable: the script's failure is then
+    /// the host's absence, which the run reports differently from a failed command.
+    pub fn was_unreachable(&self) -> bool {
+        self.unreachable.load(Ordering::Relaxed)
+    }
+
+    fn note<T>(&self, result: Result<T, TransportError>) -> Result<T, TransportError> {
+        if let Err(e) = &result {
+            if e.is_unreachable() {
+                self.unreachable.store(true, Ordering::Relaxed);
+            }
+        }
+        result
     }
 
     /// Report a message from the script.

@@ -1,1 +1,181 @@
-//! runner
+//! Doing work on many hosts at once: connecting (one transport per host, in parallel),
+//! running a command or a script per host under a concurrency cap, and collecting one
+//! [`HostResult`] per host in inventory order.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rhai::{Dynamic, Scope, AST};
+use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::context::HostContext;
+use crate::events::{Event, EventSink, HostResult, HostStatus, Level};
+use crate::inventory::{Host, TransportKind};
+use crate::sandbox::Sandbox;
+use crate::transport::{LocalTransport, SshOptions, SshTransport, Transport, TransportError};
+
+/// Open the transport `host` asks for.
+pub async fn connect(host: &Host, ssh: &SshOptions) -> Result<Arc<dyn Transport>, TransportError> {
+    Ok(match host.transport {
+        TransportKind::Local => Arc::new(LocalTransport::new(host.name.clone())),
+        TransportKind::Ssh => Arc::new(SshTransport::connect(host, ssh).await?),
+    })
+}
+
+/// A short private directory for this run's control sockets and generated ssh config,
+/// removed when dropped. Short because a Unix socket path holds at most 108 bytes.
+pub fn run_directory() -> std::io::Result<tempfile::TempDir> {
+    let candidates = [std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from), Some(std::env::temp_dir()), Some(PathBuf::from("/tmp"))];
+    let base = candidates
+        .into_iter()
+        .flatten()
+        .find(|dir| dir.as_os_str().len() <= 24 && dir.is_dir())
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    tempfile::Builder::new().prefix("toyc-").tempdir_in(base)
+}
+
+/// Run `work` for every host, at most `parallel` at once, and return the results in the
+/// order of `hosts` (not of completion).
+pub async fn for_each_host<T, F, Fut>(hosts: &[Host], parallel: usize, work: F) -> Vec<T>
+where
+    F: Fn(Host) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(parallel.max(1)));
+    let mut tasks = JoinSet::new();
+    for (index, host) in hosts.iter().enumerate() {
+        let permits = Arc::clone(&permits);
+        let job = work(host.clone());
+        tasks.spawn(async move {
+            // The semaphore is never closed, so acquiring only waits.
+            let _permit = permits.acquire_owned().await;
+            (index, job.await)
+        });
+    }
+    let mut results: Vec<Option<T>> = (0..hosts.len()).map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((index, value)) => results[index] = Some(value),
+            // A panicking host task is a toyc bug; the other hosts' results still count.
+            Err(e) => tracing::error!("a host task failed: {e}"),
+        }
+    }
+    results.into_iter().flatten().collect()
+}
+
+/// Milliseconds since `start`.
+pub fn elapsed_ms(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One script, compiled once, to run on every selected host.
+#[derive(Clone)]
+pub struct ScriptJob {
+    /// The engine recipe (limits, modules, the script's directory).
+    pub sandbox: Sandbox,
+    /// The compiled script.
+    pub ast: Arc<AST>,
+    /// Where the script came from, for error messages.
+    pub path: PathBuf,
+    /// Where messages go.
+    pub events: Arc<dyn EventSink>,
+    /// `--vars-file` and `--var` values, over the inventory's.
+    pub extra_vars: Map<String, Value>,
+    /// `--sudo`: run every command through sudo.
+    pub sudo: bool,
+    /// Default timeout of each command.
+    pub command_timeout: Option<std::time::Duration>,
+}
+
+impl ScriptJob {
+    /// Run the script for `host` over `transport` on a blocking thread (Rhai is synchronous;
+    /// its host calls block on the runtime), and report how it went.
+    pub async fn run(&self, mut host: Host, transport: Arc<dyn Transport>, started: Instant) -> HostResult {
+        for (key, value) in &self.extra_vars {
+            host.vars.insert(key.clone(), value.clone());
+        }
+        let job = self.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let name = host.name.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut context = HostContext::new(host, transport, runtime, Arc::clone(&job.events), job.sandbox.root().to_owned());
+            context.sudo |= job.sudo;
+            context.timeout = job.command_timeout;
+            let context = Arc::new(context);
+            let printer_context = Arc::clone(&context);
+            let engine = job.sandbox.engine(Some(Arc::clone(&context).into_tag()), move |text| {
+                printer_context.message(Level::Print, text);
+            });
+            let mut scope = script_scope(&context.host);
+            let result = engine.run_ast_with_scope(&mut scope, &job.ast);
+            (result.map_err(|e| job.sandbox.describe(&e, &job.path)), context.was_unreachable())
+        })
+        .await;
+        let elapsed_ms = elapsed_ms(started);
+        let (status, error) = match outcome {
+            Ok((Ok(()), _)) => (HostStatus::Ok, None),
+            Ok((Err(e), unreachable)) => {
+                let status = if unreachable { HostStatus::Unreachable } else { HostStatus::Failed };
+                (status, Some(e.to_string()))
+            }
+            Err(e) => (HostStatus::Failed, Some(format!("the script's thread failed: {e}"))),
+        };
+        HostResult {
+            host: name,
+            status,
+            exit_code: None,
+            error,
+            elapsed_ms,
+        }
+    }
+}
+
+/// The variables every script starts with: `host` (`name`, `address`, `groups`, `vars`)
+/// and `vars`, the host's merged variables.
+fn script_scope(host: &Host) -> Scope<'static> {
+    let vars = json_to_dynamic(&Value::Object(host.vars.clone()));
+    let mut info = rhai::Map::new();
+    info.insert("name".into(), host.name.clone().into());
+    info.insert("address".into(), host.address.clone().into());
+    info.insert(
+        "groups".into(),
+        host.groups.iter().cloned().map(Dynamic::from).collect::<rhai::Array>().into(),
+    );
+    info.insert("vars".into(), vars.clone());
+    let mut scope = Scope::new();
+    scope.push_constant("host", info);
+    scope.push("vars", vars);
+    scope
+}
+
+/// A JSON value as the equivalent Rhai value.
+pub fn json_to_dynamic(value: &Value) -> Dynamic {
+    match value {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => (*b).into(),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => i.into(),
+            None => n.as_f64().unwrap_or(f64::NAN).into(),
+        },
+        Value::String(s) => s.clone().into(),
+        Value::Array(items) => items.iter().map(json_to_dynamic).collect::<rhai::Array>().into(),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| (k.as_str().into(), json_to_dynamic(v)))
+            .collect::<rhai::Map>()
+            .into(),
+    }
+}
+
+/// Report the start of a run.
+pub fn announce(events: &dyn EventSink, command: &str, hosts: &[Host]) {
+    events.emit(&Event::RunStart {
+        command: command.to_owned(),
+        hosts: hosts.iter().map(|h| h.name.clone()).collect(),
+    });
+}

@@ -1,0 +1,137 @@
+//! The command line as clap sees it: raw arguments, validated later by each subcommand.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::exit::EXIT_STATUS_HELP;
+
+/// toyc: push, converge and run commands on your hosts, driven by Rhai scripts.
+#[derive(Debug, Parser)]
+#[command(name = "toyc", version, after_help = EXIT_STATUS_HELP)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a script on every selected host (localhost when no inventory is given).
+    ///
+    /// Examples:
+    ///   toyc run scripts/hello.rhai
+    ///   toyc run deploy.rhai -i inventory.yml -l web --var version=1.4.2
+    #[command(verbatim_doc_comment, after_help = EXIT_STATUS_HELP)]
+    Run(RunArgs),
+    /// Run a shell command on every selected host at once.
+    ///
+    /// Examples:
+    ///   toyc exec -i inventory.yml -- uptime
+    ///   toyc exec -i hosts.ini -l 'web,!web3' --sudo --stream -- apt-get update
+    #[command(verbatim_doc_comment, after_help = EXIT_STATUS_HELP)]
+    Exec(ExecArgs),
+    /// Show the documentation of the script modules (all, or one).
+    ///
+    /// Examples:
+    ///   toyc doc
+    ///   toyc doc host
+    #[command(verbatim_doc_comment)]
+    Doc(DocArgs),
+}
+
+/// Which hosts to act on and how to reach them.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Targets")]
+pub struct TargetArgs {
+    /// Inventory file: toyc YAML, or Ansible YAML/INI. Without one, the target is localhost.
+    #[arg(short = 'i', long, env = "TOYC_INVENTORY", value_name = "FILE")]
+    pub inventory: Option<PathBuf>,
+    /// Hosts, groups or globs; `!x` excludes, `&x` intersects; comma-separated.
+    #[arg(short = 'l', long, env = "TOYC_LIMIT", value_name = "PATTERN")]
+    pub limit: Option<String>,
+    /// Hosts worked on at once.
+    #[arg(long, env = "TOYC_FORKS", default_value_t = 100, value_name = "N")]
+    pub forks: usize,
+    /// Run commands through `sudo -n` on every host.
+    #[arg(long, env = "TOYC_SUDO")]
+    pub sudo: bool,
+    /// Give up connecting to a host after this many seconds.
+    #[arg(long, env = "TOYC_CONNECT_TIMEOUT", default_value_t = 10, value_name = "SECONDS")]
+    pub connect_timeout: u64,
+    /// Trust host keys seen for the first time (a changed key is always refused).
+    #[arg(long, env = "TOYC_ACCEPT_NEW_HOST_KEYS")]
+    pub accept_new_host_keys: bool,
+    /// An ssh config file to use instead of ~/.ssh/config.
+    #[arg(long, env = "TOYC_SSH_CONFIG", value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+}
+
+/// How results are shown.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Output")]
+pub struct OutputArgs {
+    /// JSON Lines events on stdout (one `{"type", "data"}` object per line).
+    #[arg(long, env = "TOYC_JSON")]
+    pub json: bool,
+    /// More detail on stderr (repeat for more).
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// `toyc run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The script to run.
+    #[arg(value_name = "SCRIPT")]
+    pub script: PathBuf,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Set a variable (`key=value`; the value is read as YAML, so `port=8080` is a number).
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// Read variables from a YAML file (later files win; `--var` wins over all).
+    #[arg(long = "vars-file", value_name = "FILE")]
+    pub vars_files: Vec<PathBuf>,
+    /// Default timeout of each command the script runs, in seconds.
+    #[arg(long, env = "TOYC_TIMEOUT", value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Stop a script that runs longer than this, in seconds.
+    #[arg(long, env = "TOYC_SCRIPT_TIMEOUT", default_value_t = 3600.0, value_name = "SECONDS")]
+    pub script_timeout: f64,
+    /// Stop a script after this many Rhai operations (a guard against endless loops).
+    #[arg(long, env = "TOYC_MAX_OPERATIONS", default_value_t = 1_000_000_000, value_name = "N")]
+    pub max_operations: u64,
+}
+
+/// `toyc exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Kill the command (on the host too) after this many seconds.
+    #[arg(long, env = "TOYC_TIMEOUT", value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Print output live, each line prefixed by its host, instead of grouped per host.
+    #[arg(long)]
+    pub stream: bool,
+    /// The command, run by `sh -c` on each host.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// `toyc doc`.
+#[derive(Debug, Args)]
+pub struct DocArgs {
+    /// Only this module.
+    #[arg(value_name = "MODULE")]
+    pub module: Option<String>,
+    /// Markdown, for docs/stdlib.md.
+    #[arg(long)]
+    pub markdown: bool,
+}

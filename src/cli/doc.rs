@@ -1,0 +1,112 @@
+//! `toyc doc`: the stdlib's manual, rendered from the doc comments Rhai's metadata carries.
+
+use anyhow::{anyhow, Context};
+use serde_json::Value;
+use toyc_engine::sandbox::{Limits, Sandbox};
+
+use super::args::DocArgs;
+use super::{Failure, Outcome};
+use crate::exit::ExitCode;
+
+/// The top-level entry point for `toyc doc`.
+pub fn doc(args: &DocArgs) -> Outcome {
+    let mut sandbox = Sandbox::new(".", Limits::default());
+    toyc_stdlib::register(&mut sandbox);
+    let engine = sandbox.engine(None, |_| {});
+    let json = engine
+        .gen_fn_metadata_to_json(false)
+        .context("unable to read the stdlib's metadata")?;
+    let metadata: Value = serde_json::from_str(&json).context("unable to parse the stdlib's metadata")?;
+    let modules = metadata
+        .get("modules")
+        .and_then(Value::as_object)
+        .ok_or_else(|| anyhow!("the stdlib's metadata lists no modules"))?;
+    let names: Vec<&String> = match &args.module {
+        Some(wanted) if modules.contains_key(wanted) => vec![modules.keys().find(|k| *k == wanted).ok_or_else(|| anyhow!("unreachable"))?],
+        Some(wanted) => {
+            let known: Vec<&str> = modules.keys().map(String::as_str).collect();
+            return Err(Failure::input(anyhow!(
+                "no module `{wanted}`; modules: {}",
+                known.join(", ")
+            )));
+        }
+        None => modules.keys().collect(),
+    };
+    let mut out = String::new();
+    for name in names {
+        render_module(&mut out, name, &modules[name.as_str()], args.markdown);
+    }
+    print!("{out}");
+    Ok(ExitCode::Success)
+}
+
+fn render_module(out: &mut String, name: &str, module: &Value, markdown: bool) {
+    let doc = module.get("doc").and_then(Value::as_str).map(strip_comment_markers).unwrap_or_default();
+    if markdown {
+        out.push_str(&format!("## `{name}`\n\n{doc}\n\n"));
+    } else {
+        out.push_str(&format!("{name}\n{}\n{doc}\n\n", "=".repeat(name.len())));
+    }
+    let mut functions: Vec<&Value> = module
+        .get("functions")
+        .and_then(Value::as_array)
+        .map(|f| f.iter().collect())
+        .unwrap_or_default();
+    functions.sort_by_key(|f| f.get("name").and_then(Value::as_str).unwrap_or_default().to_owned());
+    for function in functions {
+        let signature = rhai_types(function.get("signature").and_then(Value::as_str).unwrap_or_default());
+        let comments: Vec<&str> = function
+            .get("docComments")
+            .and_then(Value::as_array)
+            .map(|c| c.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let text = strip_comment_markers(&comments.join("\n"));
+        if markdown {
+            out.push_str(&format!("### `{name}::{signature}`\n\n{text}\n\n"));
+        } else {
+            out.push_str(&format!("{name}::{signature}\n{}\n\n", indent(&text)));
+        }
+    }
+}
+
+/// Rust types in a signature as script writers know them: `&str` is a string, a
+/// fallible `Result<T, Fail>` just returns `T`, `()` returns nothing.
+fn rhai_types(signature: &str) -> String {
+    let mut text = signature.replace(' ', "");
+    if let Some(start) = text.find("->Result<") {
+        if let Some(inner) = text[start + 9..].strip_suffix(",Fail>") {
+            text = format!("{}->{inner}", &text[..start]);
+        }
+    }
+    let text = text
+        .replace("&str", "string")
+        .replace("String", "string")
+        .replace("Map", "map")
+        .replace("Blob", "blob")
+        .replace("->()", "")
+        .replace(':', ": ")
+        .replace(',', ", ")
+        .replace("->", " -> ");
+    text
+}
+
+/// Doc comments arrive with their `///` or `//!` markers.
+fn strip_comment_markers(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            let l = l.trim_start();
+            let l = l.strip_prefix("///").or_else(|| l.strip_prefix("//!")).unwrap_or(l);
+            l.strip_prefix(' ').unwrap_or(l)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_owned()
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| if l.is_empty() { String::new() } else { format!("    {l}") })
+        .collect::<Vec<_>>()
+        .join("\n")
+}

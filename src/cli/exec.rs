@@ -1,0 +1,132 @@
+//! `toyc exec`: one shell command on every selected host at once.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use toyc_engine::events::{seconds, status_word, Event, EventSink, HostResult, HostStatus, Summary};
+use toyc_engine::runner::{announce, connect, elapsed_ms, for_each_host, run_directory};
+use toyc_engine::transport::{ExecOutput, ExecRequest};
+
+use super::args::ExecArgs;
+use super::targets::{event_sink, select_hosts, ssh_options};
+use super::Outcome;
+use crate::exit::ExitCode;
+
+/// The top-level entry point for `toyc exec`.
+pub async fn exec(args: ExecArgs) -> Outcome {
+    let hosts = select_hosts(&args.targets)?;
+    let live = args.stream || args.output.json;
+    let events = event_sink(&args.output, args.stream, &hosts);
+    let run_dir = run_directory().context("unable to create a directory for this run")?;
+    let ssh = Arc::new(ssh_options(&args.targets, run_dir.path())?);
+    let request = Arc::new(ExecRequest {
+        command: args.command.join(" "),
+        sudo: args.targets.sudo,
+        timeout: args.timeout.map(|t| super::targets::seconds(t, "--timeout")).transpose()?,
+        ..ExecRequest::default()
+    });
+    announce(events.as_ref(), "exec", &hosts);
+    let started = Instant::now();
+    let results = for_each_host(&hosts, args.targets.forks, |host| {
+        let (ssh, request, events) = (Arc::clone(&ssh), Arc::clone(&request), Arc::clone(&events));
+        async move {
+            let outcome = exec_on_host(&host, &ssh, &request, live.then_some(&events)).await;
+            if live {
+                events.emit(&Event::HostEnd(outcome.0.clone()));
+            }
+            outcome
+        }
+    })
+    .await;
+    if !live {
+        print_grouped(&results);
+    }
+    let host_results: Vec<HostResult> = results.into_iter().map(|(r, _)| r).collect();
+    let summary = Summary::of(&host_results, elapsed_ms(started));
+    events.emit(&Event::Summary(summary));
+    Ok(ExitCode::of(summary.failed, summary.unreachable))
+}
+
+/// Connect, run, close; never fails: every problem becomes the host's result.
+async fn exec_on_host(
+    host: &toyc_engine::inventory::Host,
+    ssh: &toyc_engine::transport::SshOptions,
+    request: &ExecRequest,
+    live: Option<&Arc<dyn EventSink>>,
+) -> (HostResult, Option<ExecOutput>) {
+    let started = Instant::now();
+    let result = |status, exit_code, error| HostResult {
+        host: host.name.clone(),
+        status,
+        exit_code,
+        error,
+        elapsed_ms: elapsed_ms(started),
+    };
+    let transport = match connect(host, ssh).await {
+        Ok(t) => t,
+        Err(e) => return (result(HostStatus::Unreachable, None, Some(e.to_string())), None),
+    };
+    let mut request = request.clone();
+    request.sudo |= host.sudo;
+    let outcome = match live {
+        None => transport.exec(&request, None).await,
+        Some(events) => {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let name = host.name.clone();
+            let events = Arc::clone(events);
+            let forward = tokio::spawn(async move {
+                while let Some((stream, line)) = rx.recv().await {
+                    events.emit(&Event::Output {
+                        host: name.clone(),
+                        stream,
+                        line,
+                    });
+                }
+            });
+            let outcome = transport.exec(&request, Some(&tx)).await;
+            drop(tx);
+            let _ = forward.await;
+            outcome
+        }
+    };
+    transport.close().await;
+    match outcome {
+        Ok(output) if output.status == 0 => (result(HostStatus::Ok, Some(0), None), Some(output)),
+        Ok(output) => {
+            let error = format!("exit status {}", output.status);
+            (result(HostStatus::Failed, Some(output.status), Some(error)), Some(output))
+        }
+        Err(e) => {
+            let status = if e.is_unreachable() { HostStatus::Unreachable } else { HostStatus::Failed };
+            (result(status, None, Some(e.to_string())), None)
+        }
+    }
+}
+
+/// Each host's output under a header, in inventory order: stdout to stdout, stderr to stderr.
+fn print_grouped(results: &[(HostResult, Option<ExecOutput>)]) {
+    for (result, output) in results {
+        let status = match (&result.status, &result.error) {
+            (HostStatus::Ok, _) | (_, None) => status_word(result.status).to_owned(),
+            (status, Some(error)) => format!("{}: {error}", status_word(*status)),
+        };
+        let mut stdout = std::io::stdout().lock();
+        // Write errors mean a closed pipe (`| head`): stop quietly, like cat would.
+        if writeln!(stdout, "--- {} ({status}, {})", result.host, seconds(result.elapsed_ms)).is_err() {
+            return;
+        }
+        if let Some(output) = output {
+            let _ = stdout.write_all(&output.stdout);
+            if !output.stdout.is_empty() && !output.stdout.ends_with(b"\n") {
+                let _ = stdout.write_all(b"\n");
+            }
+            let _ = stdout.flush();
+            drop(stdout);
+            let mut stderr = std::io::stderr().lock();
+            let _ = stderr.write_all(&output.stderr);
+            let _ = stderr.flush();
+        }
+    }
+}

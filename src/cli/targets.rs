@@ -1,0 +1,60 @@
+//! What `run` and `exec` share: the selected hosts, the event sink, the SSH settings.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use toyc_engine::events::{EventSink, HumanSink, JsonSink};
+use toyc_engine::inventory::{Host, Inventory};
+use toyc_engine::transport::SshOptions;
+
+use super::args::{OutputArgs, TargetArgs};
+use super::Failure;
+
+/// The hosts the inventory and limit select, in inventory order.
+pub fn select_hosts(targets: &TargetArgs) -> Result<Vec<Host>, Failure> {
+    let inventory = match &targets.inventory {
+        Some(path) => Inventory::load(path).map_err(Failure::input)?,
+        None => Inventory::localhost_only(),
+    };
+    let hosts = inventory
+        .select(targets.limit.as_deref())
+        .map_err(Failure::input)?;
+    Ok(hosts.into_iter().cloned().collect())
+}
+
+/// The sink `--json` and `--stream` ask for.
+pub fn event_sink(output: &OutputArgs, stream: bool, hosts: &[Host]) -> Arc<dyn EventSink> {
+    if output.json {
+        Arc::new(JsonSink::default())
+    } else {
+        let width = hosts.iter().map(|h| h.name.len()).max().unwrap_or(0);
+        Arc::new(HumanSink::new(stream, output.verbose > 0, width))
+    }
+}
+
+/// SSH settings for this run, with their files in `run_dir`.
+pub fn ssh_options(targets: &TargetArgs, run_dir: &std::path::Path) -> Result<SshOptions, Failure> {
+    let mut options = SshOptions::new(PathBuf::from(run_dir));
+    options.connect_timeout = Duration::from_secs(targets.connect_timeout.max(1));
+    options.accept_new_host_keys = targets.accept_new_host_keys;
+    if let Some(config) = &targets.ssh_config {
+        if !config.is_file() {
+            return Err(Failure::input(anyhow::anyhow!(
+                "ssh config `{}` does not exist",
+                config.display()
+            )));
+        }
+    }
+    options
+        .write_config(run_dir, targets.ssh_config.as_deref())
+        .context("unable to write the ssh config for this run")?;
+    Ok(options)
+}
+
+/// A number of seconds from the command line as a duration.
+pub fn seconds(value: f64, flag: &str) -> Result<Duration, Failure> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| Failure::input(anyhow::anyhow!("`{flag}` must be a positive number of seconds, not `{value}`")))
+}

@@ -1,0 +1,246 @@
+//! The host the script runs for: run commands, move files, ask basic facts.
+//!
+//! Every function acts on the current host (`host.name` in the script). Commands run
+//! through `sh -c`; a command that exits non-zero stops the script with an error naming
+//! the host and the command, unless the call passes `check: false`.
+
+use rhai::plugin::*;
+use rhai::Map;
+use toyc_engine::context::HostContext;
+use toyc_engine::transport::{PutOptions, TransportError};
+
+use crate::options::Options;
+
+type Fail = Box<EvalAltResult>;
+
+fn failed(error: TransportError) -> Fail {
+    error.to_string().into()
+}
+
+/// Without one final newline (`\n` or `\r\n`).
+fn chomp(mut text: String) -> String {
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    text
+}
+
+/// The one path every upload takes: options checked, then one atomic write.
+fn write_file(ctx: &NativeCallContext, content: &[u8], dest: &str, options: &Map) -> Result<(), Fail> {
+    let host = HostContext::of(ctx)?;
+    let opts = Options::new("host::put", options, &["mode", "owner", "group", "sudo"])?;
+    let put = PutOptions {
+        mode: opts.string("mode")?,
+        owner: opts.string("owner")?,
+        group: opts.string("group")?,
+        sudo: opts.bool("sudo")?.unwrap_or(host.sudo),
+    };
+    let output = host.put(content, dest, &put).map_err(failed)?;
+    if output.status != 0 {
+        return Err(format!(
+            "unable to write `{dest}` on `{}`: {}",
+            host.host.name,
+            output.stderr_text().trim()
+        )
+        .into());
+    }
+    Ok(())
+}
+
+
+/// The host the script runs for: run commands, move files, ask basic facts.
+#[export_module]
+pub mod host_api {
+    use rhai::{Blob, Map};
+    use toyc_engine::context::HostContext;
+    use toyc_engine::events::Level;
+    use toyc_engine::transport::{describe_failure, ExecRequest};
+
+    use super::{chomp, failed, write_file, Fail};
+    use crate::options::Options;
+
+    /// Run a shell command on the host and return `#{ code, stdout, stderr }`.
+    ///
+    /// `stdout` and `stderr` lose their final newline, as with the shell's `$(...)`.
+    /// A non-zero exit stops the script with an error naming the host and command.
+    ///
+    /// # Example
+    /// ```rhai
+    /// let uptime = host::exec("uptime").stdout;
+    /// print(uptime);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn exec(ctx: NativeCallContext, command: &str) -> Result<Map, Fail> {
+        exec_with(ctx, command, Map::new())
+    }
+
+    /// Run a shell command with options and return `#{ code, stdout, stderr }`.
+    ///
+    /// Options: `sudo` (bool, through `sudo -n`), `timeout` (seconds; the command is killed
+    /// on the host when it expires), `env` (map of variables), `cwd` (directory),
+    /// `stdin` (text fed to the command), `check` (default `true`: a non-zero exit is an
+    /// error; `false` returns the code instead).
+    ///
+    /// # Example
+    /// ```rhai
+    /// let r = host::exec("grep -q nginx /etc/passwd", #{ check: false });
+    /// if r.code != 0 { print("no nginx user yet"); }
+    /// host::exec("apt-get update", #{ sudo: true, timeout: 300, env: #{ DEBIAN_FRONTEND: "noninteractive" } });
+    /// ```
+    #[rhai_fn(name = "exec", return_raw)]
+    pub fn exec_with(ctx: NativeCallContext, command: &str, options: Map) -> Result<Map, Fail> {
+        let host = HostContext::of(&ctx)?;
+        let opts = Options::new("host::exec", &options, &["sudo", "timeout", "env", "cwd", "stdin", "check"])?;
+        let request = ExecRequest {
+            command: command.to_owned(),
+            stdin: opts.string("stdin")?.map(String::into_bytes),
+            env: opts.string_map("env")?,
+            cwd: opts.string("cwd")?,
+            sudo: opts.bool("sudo")?.unwrap_or(host.sudo),
+            timeout: opts.seconds("timeout")?.or(host.timeout),
+        };
+        let output = host.exec(&request).map_err(failed)?;
+        if output.status != 0 && opts.bool("check")?.unwrap_or(true) {
+            return Err(format!("on `{}`: {}", host.host.name, describe_failure(command, &output)).into());
+        }
+        let mut result = Map::new();
+        result.insert("code".into(), i64::from(output.status).into());
+        result.insert("stdout".into(), chomp(output.stdout_text()).into());
+        result.insert("stderr".into(), chomp(output.stderr_text()).into());
+        Ok(result)
+    }
+
+    /// Write text to a file on the host, atomically (a temporary file, then a rename).
+    ///
+    /// # Example
+    /// ```rhai
+    /// host::put("hello\n", "/tmp/hello.txt");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn put(ctx: NativeCallContext, content: &str, dest: &str) -> Result<(), Fail> {
+        write_file(&ctx, content.as_bytes(), dest, &Map::new())
+    }
+
+    /// Write text to a file on the host, atomically, with options `mode` (e.g. `"0644"`),
+    /// `owner`, `group` and `sudo`.
+    ///
+    /// # Example
+    /// ```rhai
+    /// host::put("key = value\n", "/etc/app.conf", #{ mode: "0640", owner: "root", sudo: true });
+    /// ```
+    #[rhai_fn(name = "put", return_raw)]
+    pub fn put_with(ctx: NativeCallContext, content: &str, dest: &str, options: Map) -> Result<(), Fail> {
+        write_file(&ctx, content.as_bytes(), dest, &options)
+    }
+
+    /// Write bytes to a file on the host, atomically, with the same options as text.
+    #[rhai_fn(name = "put", return_raw)]
+    pub fn put_blob(ctx: NativeCallContext, content: Blob, dest: &str, options: Map) -> Result<(), Fail> {
+        write_file(&ctx, &content, dest, &options)
+    }
+
+    /// Copy a file from the script's own directory to the host, atomically.
+    ///
+    /// The local path is relative to the script and may not lead outside its directory.
+    ///
+    /// # Example
+    /// ```rhai
+    /// host::upload("files/motd", "/etc/motd", #{ mode: "0644", sudo: true });
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn upload(ctx: NativeCallContext, local: &str, dest: &str, options: Map) -> Result<(), Fail> {
+        let host = HostContext::of(&ctx)?;
+        let path = host.local_path(local)?;
+        let content = std::fs::read(&path).map_err(|e| format!("unable to read `{}`: {e}", path.display()))?;
+        write_file(&ctx, &content, dest, &options)
+    }
+
+    /// Read a text file from the host. A missing or unreadable file is an error.
+    ///
+    /// # Example
+    /// ```rhai
+    /// let release = host::get("/etc/os-release");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn get(ctx: NativeCallContext, path: &str) -> Result<String, Fail> {
+        let host = HostContext::of(&ctx)?;
+        let output = host.get(path, host.sudo).map_err(failed)?;
+        if output.status != 0 {
+            return Err(format!("unable to read `{path}` on `{}`: {}", host.host.name, output.stderr_text().trim()).into());
+        }
+        String::from_utf8(output.stdout)
+            .map_err(|_| format!("`{path}` on `{}` is not UTF-8 text", host.host.name).into())
+    }
+
+    /// Whether a path exists on the host (a file, directory or anything else).
+    ///
+    /// # Example
+    /// ```rhai
+    /// if !host::file_exists("/etc/nginx") { print("nginx is not installed"); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn file_exists(ctx: NativeCallContext, path: &str) -> Result<bool, Fail> {
+        let host = HostContext::of(&ctx)?;
+        host.file_exists(path, host.sudo).map_err(failed)
+    }
+
+    /// Basic facts, asked in one round trip and cached for the run:
+    /// `#{ os, distribution, hostname, arch }`.
+    ///
+    /// # Example
+    /// ```rhai
+    /// let f = host::facts();
+    /// print(`${f.hostname} runs ${f.distribution} on ${f.arch}`);
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn facts(ctx: NativeCallContext) -> Result<Map, Fail> {
+        let host = HostContext::of(&ctx)?;
+        let facts = host.basic_facts().map_err(failed)?;
+        let mut map = Map::new();
+        map.insert("os".into(), facts.os.into());
+        map.insert("distribution".into(), facts.distribution.into());
+        map.insert("hostname".into(), facts.hostname.into());
+        map.insert("arch".into(), facts.arch.into());
+        Ok(map)
+    }
+
+    /// The kernel name in lower case (`linux`), from the cached facts.
+    #[rhai_fn(return_raw)]
+    pub fn os(ctx: NativeCallContext) -> Result<String, Fail> {
+        Ok(HostContext::of(&ctx)?.basic_facts().map_err(failed)?.os)
+    }
+
+    /// The host's own name for itself, from the cached facts.
+    #[rhai_fn(return_raw)]
+    pub fn hostname(ctx: NativeCallContext) -> Result<String, Fail> {
+        Ok(HostContext::of(&ctx)?.basic_facts().map_err(failed)?.hostname)
+    }
+
+    /// The machine architecture (`x86_64`, `aarch64`), from the cached facts.
+    #[rhai_fn(return_raw)]
+    pub fn arch(ctx: NativeCallContext) -> Result<String, Fail> {
+        Ok(HostContext::of(&ctx)?.basic_facts().map_err(failed)?.arch)
+    }
+
+    /// Report a message for this host (shown with `-v`, always in `--json`).
+    ///
+    /// # Example
+    /// ```rhai
+    /// host::log("configuring the firewall");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn log(ctx: NativeCallContext, message: &str) -> Result<(), Fail> {
+        HostContext::of(&ctx)?.message(Level::Info, message);
+        Ok(())
+    }
+
+    /// Report a warning for this host (always shown).
+    #[rhai_fn(return_raw)]
+    pub fn warn(ctx: NativeCallContext, message: &str) -> Result<(), Fail> {
+        HostContext::of(&ctx)?.message(Level::Warn, message);
+        Ok(())
+    }
+}

@@ -3,5 +3,7 @@
 //! One integration-test binary (see `[[test]]` in Cargo.toml) so the test hosts are
 //! started once and shared; destructive tests get dedicated hosts.
 
+mod cli;
 mod harness;
+mod sandbox;
 mod support;

@@ -17,6 +17,12 @@ use crate::script_error::ScriptError;
 pub const TIMEOUT_TOKEN: &str = "toyc:timeout";
 /// The token a progress callback returns when the run was cancelled (Ctrl-C).
 pub const CANCEL_TOKEN: &str = "toyc:cancelled";
+/// The token a progress callback returns when toyc's memory passed [`Limits::max_memory`].
+pub const MEMORY_TOKEN: &str = "toyc:memory";
+
+/// Operations between two looks at the process's memory (a read of /proc/self/statm,
+/// a few microseconds): often enough to stop a runaway map within a few megabytes.
+const MEMORY_CHECK_EVERY: u64 = 1 << 16;
 
 /// Resource limits of one script evaluation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +45,10 @@ pub struct Limits {
     pub max_modules: usize,
     /// Wall-clock time for a whole evaluation, commands it waits on included.
     pub timeout: Duration,
+    /// Resident memory of the whole toyc process, in bytes, past which scripts are stopped.
+    /// A backstop: Rhai checks sizes on most growth, but not a map growing through
+    /// `m[key] = value` (its index assignment checks only the value assigned).
+    pub max_memory: u64,
 }
 
 impl Default for Limits {
@@ -53,6 +63,7 @@ impl Default for Limits {
             max_map_size: 100_000,
             max_modules: 100,
             timeout: Duration::from_secs(3600),
+            max_memory: 4 * 1024 * 1024 * 1024,
         }
     }
 }
@@ -142,11 +153,14 @@ impl Sandbox {
         engine.disable_symbol("eval");
         let deadline = Instant::now() + limits.timeout;
         let cancelled = Arc::clone(&self.cancelled);
-        engine.on_progress(move |_| {
+        let max_memory = limits.max_memory;
+        engine.on_progress(move |operations| {
             if cancelled.load(Ordering::Relaxed) {
                 Some(CANCEL_TOKEN.into())
             } else if Instant::now() >= deadline {
                 Some(TIMEOUT_TOKEN.into())
+            } else if operations % MEMORY_CHECK_EVERY == 0 && resident_bytes().is_some_and(|b| b > max_memory) {
+                Some(MEMORY_TOKEN.into())
             } else {
                 None
             }
@@ -183,6 +197,31 @@ impl Sandbox {
     }
 }
 
+/// Resident memory of this process, from /proc (Linux); `None` where unavailable.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// `relative` with `.` and `..` resolved lexically, or `None` when it climbs above its start.
+fn normalize_inside(relative: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for part in relative.components() {
+        match part {
+            std::path::Component::Normal(p) => out.push(p),
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
 /// `import` resolution confined to the script's directory tree: no absolute paths, no
 /// `..`, no symlinks out. Module files are compiled with the importing engine, so they
 /// share its limits and modules.
@@ -198,9 +237,15 @@ impl ModuleResolver for ConfinedResolver {
         path: &str,
         pos: Position,
     ) -> Result<Shared<Module>, Box<EvalAltResult>> {
+        // Not ErrorModuleNotFound: Rhai replaces its text with the bare path.
         let refuse = |why: String| -> Box<EvalAltResult> {
-            EvalAltResult::ErrorModuleNotFound(format!("{path}: {why}"), pos).into()
+            EvalAltResult::ErrorRuntime(format!("cannot import `{path}`: {why}").into(), pos).into()
         };
+        if Path::new(path).is_absolute() {
+            return Err(refuse(
+                "an absolute path; scripts import only modules inside their own directory, by a path relative to the importing file".into(),
+            ));
+        }
         // Imports are relative to the importing file, like Rhai's own file resolver.
         let base = source
             .map(Path::new)
@@ -211,8 +256,13 @@ impl ModuleResolver for ConfinedResolver {
             .strip_prefix(&self.root)
             .unwrap_or(Path::new(""))
             .join(format!("{path}.rhai"));
-        let file = crate::context::confined_path(&self.root, &relative_to_root.to_string_lossy())
-            .map_err(|why| refuse(why.replace(".rhai`", "`")))?;
+        let inside = normalize_inside(&relative_to_root).ok_or_else(|| {
+            refuse(format!(
+                "it leads outside the script's directory `{}`; scripts may only import their own files",
+                self.root.display()
+            ))
+        })?;
+        let file = crate::context::confined_path(&self.root, &inside.to_string_lossy()).map_err(refuse)?;
         let text = std::fs::read_to_string(&file).map_err(|e| refuse(e.to_string()))?;
         let file_name = file.to_string_lossy().into_owned();
         let mut ast = engine.compile(&text).map_err(|e| {
@@ -226,5 +276,38 @@ impl ModuleResolver for ConfinedResolver {
         let module = Module::eval_ast_as_new(Scope::new(), &ast, engine)
             .map_err(|e| Box::new(EvalAltResult::ErrorInModule(file_name, e, pos)))?;
         Ok(module.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::script_error::ScriptError;
+
+    fn fails_with(limits: Limits, script: &str) -> ScriptError {
+        let sandbox = Sandbox::new(".", limits);
+        let ast = sandbox.compile_text(script, Path::new("t.rhai")).expect("compiles");
+        let err = sandbox.engine(None, |_| {}).run_ast(&ast).expect_err("stopped");
+        sandbox.describe(&err, Path::new("t.rhai"))
+    }
+
+    #[test]
+    fn a_map_growing_past_its_limit_is_stopped() {
+        let limits = Limits { max_map_size: 10, ..Limits::default() };
+        let err = fails_with(limits, "let m = #{};\nlet i = 0;\nloop { let one = #{}; one[`k${i}`] = i; m.mixin(one); i += 1; }");
+        assert_eq!(err.message, "size of object map is over the limit of 10 entries");
+        assert_eq!(err.line, Some(3));
+    }
+
+    #[test]
+    fn too_many_modules_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("m.rhai"), "fn f() { 1 }").expect("write");
+        let sandbox = Sandbox::new(dir.path(), Limits { max_modules: 1, ..Limits::default() });
+        let ast = sandbox
+            .compile_text("import \"m\" as a;\nimport \"m\" as b;", &dir.path().join("t.rhai"))
+            .expect("compiles");
+        let err = sandbox.engine(None, |_| {}).run_ast(&ast).expect_err("stopped");
+        assert_eq!(sandbox.describe(&err, Path::new("t.rhai")).message, "script imports more than 1 modules");
     }
 }

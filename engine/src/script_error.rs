@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rhai::{EvalAltResult, ParseError, Position};
 
-use crate::sandbox::{Limits, CANCEL_TOKEN, TIMEOUT_TOKEN};
+use crate::sandbox::{Limits, CANCEL_TOKEN, MEMORY_TOKEN, TIMEOUT_TOKEN};
 
 /// A script failed to compile or to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,6 +101,10 @@ fn message_of(error: &EvalAltResult, limits: &Limits) -> String {
                 limits.timeout.as_secs_f64()
             ),
             Ok(CANCEL_TOKEN) => "script cancelled".to_owned(),
+            Ok(MEMORY_TOKEN) => format!(
+                "toyc's memory passed {} MiB while the script ran, so it was stopped (a map or array growing without end?)",
+                limits.max_memory / (1024 * 1024)
+            ),
             _ => "script terminated".to_owned(),
         },
         EvalAltResult::ErrorTooManyOperations(_) => format!(
@@ -112,13 +116,17 @@ fn message_of(error: &EvalAltResult, limits: &Limits) -> String {
             limits.max_call_levels
         ),
         EvalAltResult::ErrorDataTooLarge(what, _) => {
-            let limit = match what.as_str() {
-                "Length of string" => format!("{} bytes", limits.max_string_size),
-                "Size of array" => format!("{} items", limits.max_array_size),
-                "Size of object map" => format!("{} entries", limits.max_map_size),
-                _ => "the sandbox limit".to_owned(),
+            let what = what.to_lowercase();
+            let limit = if what.contains("string") {
+                format!("{} bytes", limits.max_string_size)
+            } else if what.contains("array") {
+                format!("{} items", limits.max_array_size)
+            } else if what.contains("map") {
+                format!("{} entries", limits.max_map_size)
+            } else {
+                "the sandbox's limit".to_owned()
             };
-            format!("{} is over the limit of {limit}", what.to_lowercase())
+            format!("{what} is over the limit of {limit}")
         }
         EvalAltResult::ErrorTooManyModules(_) => {
             format!("script imports more than {} modules", limits.max_modules)

@@ -105,6 +105,9 @@ pub struct RunArgs {
     /// Stop a script after this many Rhai operations (a guard against endless loops).
     #[arg(long, env = "TOYC_MAX_OPERATIONS", default_value_t = 1_000_000_000, value_name = "N")]
     pub max_operations: u64,
+    /// Stop scripts when toyc's resident memory passes this many MiB.
+    #[arg(long, env = "TOYC_MAX_MEMORY", default_value_t = 4096, value_name = "MIB")]
+    pub max_memory: u64,
 }
 
 /// `toyc exec`.

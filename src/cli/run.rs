@@ -28,6 +28,7 @@ pub async fn run(args: RunArgs) -> Outcome {
     let limits = Limits {
         timeout: seconds(args.script_timeout, "--script-timeout")?,
         max_operations: args.max_operations,
+        max_memory: args.max_memory.saturating_mul(1024 * 1024),
         ..Limits::default()
     };
     let mut sandbox = Sandbox::new(root, limits);

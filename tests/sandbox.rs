@@ -1,0 +1,112 @@
+//! Every sandbox limit stops a hostile or broken script with a clear error, through the
+//! real binary (one test per limit).
+
+use crate::support::cli::Toyc;
+
+fn run_script(script: &str, extra: &[&str]) -> crate::support::cli::Ran {
+    Toyc::new()
+        .file("s.rhai", script)
+        .args(["run", "s.rhai"])
+        .args(extra)
+        .run()
+}
+
+#[test]
+fn an_endless_loop_is_stopped_by_the_wall_clock() {
+    let started = std::time::Instant::now();
+    run_script("loop { }", &["--script-timeout", "1"])
+        .code(1)
+        .stderr_has("script exceeded its time limit of 1s")
+        .stderr_has("--> s.rhai:1:");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn an_endless_loop_is_stopped_by_the_operation_limit() {
+    run_script("let i = 0;\nwhile true { i += 1; }", &["--max-operations", "100000"])
+        .code(1)
+        .stderr_has("limit of 100000 operations")
+        .stderr_has("s.rhai:2:");
+}
+
+#[test]
+fn a_huge_string_is_refused() {
+    run_script("let s = \"x\";\nloop { s += s; }", &[])
+        .code(1)
+        .stderr_has("length of string is over the limit of 16777216 bytes")
+        .stderr_has("s.rhai:2:");
+}
+
+#[test]
+fn a_huge_array_is_refused() {
+    run_script("let a = [1];\nloop { a += a; }", &[])
+        .code(1)
+        .stderr_has("over the limit of 1000000 items");
+}
+
+#[test]
+fn a_huge_map_is_refused() {
+    // Rhai checks a map's size when it grows with `+=` or `mixin`, not with `m[k] = v`:
+    // the memory backstop stops that one.
+    let started = std::time::Instant::now();
+    run_script("let m = #{};\nlet i = 0;\nloop { m[`key number ${i}`] = `value ${i}`; i += 1; }", &["--max-memory", "100"])
+        .code(1)
+        .stderr_has("memory passed 100 MiB while the script ran");
+    assert!(started.elapsed() < std::time::Duration::from_secs(120));
+}
+
+#[test]
+fn endless_recursion_is_stopped() {
+    run_script("fn down(n) { down(n + 1) }\ndown(0);", &[])
+        .code(1)
+        .stderr_has("nested deeper than 64 levels");
+}
+
+#[test]
+fn deeply_nested_expressions_are_refused_at_compile_time() {
+    let script = format!("let x = {}1{};", "(".repeat(200), ")".repeat(200));
+    run_script(&script, &[]).code(65).stderr_has("s.rhai:1:");
+}
+
+#[test]
+fn eval_is_disabled() {
+    run_script("let x = eval(\"40 + 2\");", &[])
+        .code(65)
+        .stderr_has("s.rhai:1:");
+}
+
+#[test]
+fn imports_cannot_leave_the_script_directory() {
+    run_script("import \"../../etc/passwd\" as p;", &[])
+        .code(1)
+        .stderr_has("leads outside the script's directory");
+    run_script("import \"/etc/passwd\" as p;", &[])
+        .code(1)
+        .stderr_has("absolute path");
+}
+
+#[test]
+fn imports_inside_the_script_directory_work_and_their_errors_point_into_them() {
+    Toyc::new()
+        .file("lib/greet.rhai", "fn hello(name) { `hello ${name}` }\nfn broken() { undefined_thing }\n")
+        .file("main.rhai", "import \"lib/greet\" as g;\nprint(g::hello(\"you\"));\n")
+        .args(["run", "main.rhai"])
+        .run()
+        .code(0)
+        .stdout_has("hello you");
+    Toyc::new()
+        .file("lib/greet.rhai", "fn broken() { undefined_thing }\n")
+        .file("main.rhai", "import \"lib/greet\" as g;\ng::broken();\n")
+        .args(["run", "main.rhai"])
+        .run()
+        .code(1)
+        .stderr_has("greet.rhai:1:")
+        .stderr_has("undefined_thing");
+}
+
+#[test]
+fn a_syntax_error_shows_file_line_column_and_a_caret() {
+    let ran = run_script("let a = 1;\nlet b = a +;\n", &[]);
+    ran.code(65).stderr_has("--> s.rhai:2:").stderr_has("2 | let b = a +;");
+    assert!(ran.stderr.lines().any(|l| l.trim_end().ends_with('^')), "{}", ran.stderr);
+}

@@ -1,0 +1,123 @@
+//! Running the real `toyc` binary in a temporary directory and checking what it did.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// One invocation of the binary, built up step by step.
+pub struct Toyc {
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// What an invocation left behind.
+pub struct Ran {
+    /// Exit status.
+    pub code: i32,
+    /// Standard output as text.
+    pub stdout: String,
+    /// Standard error as text.
+    pub stderr: String,
+}
+
+impl Toyc {
+    /// A fresh temporary working directory, no arguments yet.
+    pub fn new() -> Toyc {
+        Toyc {
+            dir: tempfile::tempdir().expect("temporary directory"),
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+
+    /// The working directory the binary runs in.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Write a file (relative to the working directory), creating parent directories.
+    pub fn file(self, name: &str, content: &str) -> Toyc {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(path.parent().expect("file has a parent")).expect("mkdir");
+        std::fs::write(&path, content).expect("write test file");
+        self
+    }
+
+    /// Append arguments.
+    pub fn args<I, S>(mut self, args: I) -> Toyc
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Set an environment variable for the binary.
+    #[allow(dead_code)]
+    pub fn env(mut self, key: &str, value: &str) -> Toyc {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Run it and wait.
+    pub fn run(&self) -> Ran {
+        let output: Output = Command::new(binary())
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env_remove("TOYC_INVENTORY")
+            .env_remove("TOYC_LIMIT")
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("the toyc binary runs");
+        Ran {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Ran {
+    /// Assert the exit status, showing the output when it differs.
+    pub fn code(&self, expected: i32) -> &Ran {
+        assert_eq!(
+            self.code, expected,
+            "exit status\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Assert stderr contains `text`.
+    pub fn stderr_has(&self, text: &str) -> &Ran {
+        assert!(self.stderr.contains(text), "stderr lacks {text:?}:\n{}", self.stderr);
+        self
+    }
+
+    /// Assert stdout contains `text`.
+    pub fn stdout_has(&self, text: &str) -> &Ran {
+        assert!(self.stdout.contains(text), "stdout lacks {text:?}:\n{}", self.stdout);
+        self
+    }
+
+    /// Every stdout line parsed as JSON.
+    pub fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect()
+    }
+}
+
+/// The binary cargo built for this test run.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_toyc"))
+}
+
+/// The repository root, for scripts/ and friends.
+#[allow(dead_code)]
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}

@@ -5,5 +5,6 @@
 
 mod cli;
 mod harness;
+mod ssh;
 mod sandbox;
 mod support;

@@ -62,8 +62,14 @@ impl Toyc {
 
     /// Run it and wait.
     pub fn run(&self) -> Ran {
+        self.run_with(&[])
+    }
+
+    /// Run it with `extra` arguments after the ones set so far, and wait.
+    pub fn run_with(&self, extra: &[&str]) -> Ran {
         let output: Output = Command::new(binary())
             .args(&self.args)
+            .args(extra)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("TOYC_INVENTORY")
             .env_remove("TOYC_LIMIT")

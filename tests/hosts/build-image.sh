@@ -50,7 +50,7 @@ if have_image; then finish; fi
 if [ "$(id -u)" -eq 0 ]; then as_root() { "$@"; }; else as_root() { sudo "$@"; }; fi
 
 exec 9>/tmp/toyc-testhost.lock
-echo "build-image: waiting for /tmp/toyc-testhost.lock" >&2
+echo "build-image: taking /tmp/toyc-testhost.lock (another build may hold it)" >&2
 flock 9
 # Another process may have built it while we waited for the lock.
 if have_image; then finish; fi

@@ -449,6 +449,9 @@ fn start_container(
     mount: &str,
 ) -> Result<TestHost, String> {
     let owner = format!("{OWNER_LABEL}={}", std::process::id());
+    // No `--rm`: docker would delete the container on `docker stop`, and `start`
+    // must be able to bring a stopped host back. Removal is by `docker rm -f`
+    // (pool drop, the reaper, or the leftover sweep).
     docker(&[
         "run",
         "-d",

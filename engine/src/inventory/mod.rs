@@ -225,3 +225,5 @@ impl Inventory {
     }
 }
 
+#[cfg(test)]
+mod tests;

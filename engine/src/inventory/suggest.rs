@@ -2,6 +2,8 @@
 
 /// At most this many suggestions: more is noise.
 const MAX_SUGGESTIONS: usize = 3;
+/// Suggestions scoring this much less than the best one are left out.
+const MARGIN: f64 = 0.15;
 
 /// The candidates close to `word`, best first (ties in candidate order), at most three.
 pub(super) fn close_matches<'a, I>(word: &str, candidates: I) -> Vec<&'a str>
@@ -20,8 +22,11 @@ where
     }
     // A stable sort keeps the candidates' own order among equal scores.
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    // A clearly better match makes the others noise (`webserver`: not `dbservers`).
+    let best = scored.first().map_or(0.0, |(score, _)| *score);
     scored
         .into_iter()
+        .take_while(|(score, _)| best - score <= MARGIN)
         .take(MAX_SUGGESTIONS)
         .map(|(_, c)| c)
         .collect()
@@ -86,6 +91,15 @@ mod tests {
         let found = close_matches("web1x", names);
         assert_eq!(found.len(), 3);
         assert_eq!(found[0], "web1");
+    }
+
+    #[test]
+    fn a_much_better_match_hides_the_others() {
+        assert_eq!(
+            close_matches("webserver", ["dbservers", "webservers"]),
+            vec!["webservers"]
+        );
+        assert_eq!(close_matches("dbb", ["db1", "db"]), vec!["db", "db1"]);
     }
 
     #[test]

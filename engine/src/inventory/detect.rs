@@ -53,10 +53,11 @@ pub(super) fn detect(text: &str, origin: &Path) -> Result<Format, InventoryError
         .into_error(text, origin)),
         Err(err) if must_be_yaml => {
             let (line, column) = err.location().map_or((1, 1), |at| (at.line(), at.column()));
-            Err(
-                Issue::new(At::Line(line, column), yaml_read::message_of(&err))
-                    .into_error(text, origin),
+            Err(Issue::new(
+                At::Line(line, column),
+                yaml_read::syntax_message(&err, text),
             )
+            .into_error(text, origin))
         }
         _ => Ok(Format::AnsibleIni),
     }

@@ -7,6 +7,8 @@
 //! `!` term, in inventory order. Anything that matches nothing is an error: a misspelt
 //! exclusion must not silently run on the host it meant to spare.
 
+use std::collections::HashMap;
+
 use regex::Regex;
 
 use super::{suggest, Host, Inventory, InventoryError};
@@ -22,6 +24,38 @@ enum Op {
 /// A set of hosts: one flag per inventory host, and a last one for the implicit localhost.
 type HostSet = Vec<bool>;
 
+/// The inventory with its hosts indexed by name: groups list members by name.
+struct Lookup<'i> {
+    inventory: &'i Inventory,
+    index: HashMap<&'i str, usize>,
+}
+
+impl<'i> Lookup<'i> {
+    fn new(inventory: &'i Inventory) -> Lookup<'i> {
+        let index = inventory
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.name.as_str(), i))
+            .collect();
+        Lookup { inventory, index }
+    }
+
+    /// An empty set.
+    fn none(&self) -> HostSet {
+        vec![false; self.inventory.hosts.len() + 1]
+    }
+
+    /// Adds the members of a group.
+    fn add_group(&self, members: &[String], set: &mut HostSet) {
+        for member in members {
+            if let Some(&i) = self.index.get(member.as_str()) {
+                set[i] = true;
+            }
+        }
+    }
+}
+
 /// The hosts `limit` selects from `inventory`, in inventory order.
 pub(super) fn select<'i>(
     inventory: &'i Inventory,
@@ -34,15 +68,15 @@ pub(super) fn select<'i>(
                 .into(),
         ));
     }
-    let count = inventory.hosts.len() + 1;
+    let lookup = Lookup::new(inventory);
     let mut union: Option<HostSet> = None;
     let mut narrowing = Vec::new();
     for term in terms {
         let (op, body) = parse_op(term)?;
-        let matched = matches(inventory, body)?;
+        let matched = matches(&lookup, body)?;
         match op {
             Op::Union => {
-                let set = union.get_or_insert_with(|| vec![false; count]);
+                let set = union.get_or_insert_with(|| lookup.none());
                 for (selected, m) in set.iter_mut().zip(&matched) {
                     *selected |= m;
                 }
@@ -126,12 +160,12 @@ fn parse_op(term: &str) -> Result<(Op, &str), InventoryError> {
 }
 
 /// The hosts one term (without its operator) matches.
-fn matches(inventory: &Inventory, body: &str) -> Result<HostSet, InventoryError> {
+fn matches(lookup: &Lookup, body: &str) -> Result<HostSet, InventoryError> {
     if let Some(regex) = body.strip_prefix('~') {
         let regex = Regex::new(&format!("^(?:{regex})")).map_err(|err| {
             InventoryError::Limit(format!("invalid regex `{body}` in the limit: {err}"))
         })?;
-        return by_pattern(inventory, body, |name| regex.is_match(name));
+        return by_pattern(lookup, body, |name| regex.is_match(name));
     }
     if body.contains(['*', '?', '[']) {
         let glob = glob::Pattern::new(body).map_err(|err| {
@@ -140,18 +174,19 @@ fn matches(inventory: &Inventory, body: &str) -> Result<HostSet, InventoryError>
                 err.msg
             ))
         })?;
-        return by_pattern(inventory, body, |name| glob.matches(name));
+        return by_pattern(lookup, body, |name| glob.matches(name));
     }
-    by_name(inventory, body)
+    by_name(lookup, body)
 }
 
 /// The hosts whose name, or whose group's name, `is_match`; an error if there are none.
 fn by_pattern(
-    inventory: &Inventory,
+    lookup: &Lookup,
     pattern: &str,
     is_match: impl Fn(&str) -> bool,
 ) -> Result<HostSet, InventoryError> {
-    let mut set = vec![false; inventory.hosts.len() + 1];
+    let inventory = lookup.inventory;
+    let mut set = lookup.none();
     let mut any = false;
     for (i, host) in inventory.hosts.iter().enumerate() {
         if is_match(&host.name) {
@@ -161,7 +196,7 @@ fn by_pattern(
     }
     for group in inventory.groups.iter().filter(|g| is_match(&g.name)) {
         any = true;
-        add_group(inventory, &group.hosts, &mut set);
+        lookup.add_group(&group.hosts, &mut set);
     }
     if !any {
         return Err(InventoryError::Limit(format!(
@@ -172,15 +207,16 @@ fn by_pattern(
 }
 
 /// The host and/or group called `name` (`localhost` is there even if not defined).
-fn by_name(inventory: &Inventory, name: &str) -> Result<HostSet, InventoryError> {
-    let mut set = vec![false; inventory.hosts.len() + 1];
+fn by_name(lookup: &Lookup, name: &str) -> Result<HostSet, InventoryError> {
+    let inventory = lookup.inventory;
+    let mut set = lookup.none();
     let mut any = false;
-    if let Some(i) = inventory.hosts.iter().position(|h| h.name == name) {
+    if let Some(&i) = lookup.index.get(name) {
         set[i] = true;
         any = true;
     }
     if let Some(group) = inventory.group(name) {
-        add_group(inventory, &group.hosts, &mut set);
+        lookup.add_group(&group.hosts, &mut set);
         any = true;
     }
     if !any && name == "localhost" {
@@ -199,14 +235,6 @@ fn by_name(inventory: &Inventory, name: &str) -> Result<HostSet, InventoryError>
         )));
     }
     Ok(set)
-}
-
-fn add_group(inventory: &Inventory, members: &[String], set: &mut HostSet) {
-    for member in members {
-        if let Some(i) = inventory.hosts.iter().position(|h| &h.name == member) {
-            set[i] = true;
-        }
-    }
 }
 
 #[cfg(test)]

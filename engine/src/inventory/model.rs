@@ -1,7 +1,7 @@
 //! The format-neutral inventory every reader fills in, before groups are resolved and
 //! variables merged (see `build`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde_json::{Map, Value};
@@ -147,6 +147,8 @@ pub(super) struct Model {
     pub(super) groups: Vec<GroupDef>,
     host_index: HashMap<String, usize>,
     group_index: HashMap<String, usize>,
+    /// (group index, host) pairs already in `GroupDef::hosts`.
+    memberships: HashSet<(usize, String)>,
 }
 
 impl Model {
@@ -159,6 +161,7 @@ impl Model {
             groups: Vec::new(),
             host_index: HashMap::new(),
             group_index: HashMap::new(),
+            memberships: HashSet::new(),
         }
     }
 
@@ -216,9 +219,13 @@ impl Model {
     /// Puts host `host` (added if new) directly in group `group` (defined if new), once.
     pub(super) fn add_member(&mut self, group: &str, host: &str) {
         self.host_mut(host);
-        let group = self.group_mut(group);
-        if !group.hosts.iter().any(|h| h == host) {
-            group.hosts.push(host.to_owned());
+        self.group_mut(group);
+        let Some(g) = self.group_position(group) else {
+            return;
+        };
+        // A set, not a scan of the list: `web[1:50000]` would make that quadratic.
+        if self.memberships.insert((g, host.to_owned())) {
+            self.groups[g].hosts.push(host.to_owned());
         }
     }
 
@@ -251,7 +258,14 @@ impl Model {
             .filter(|(_, grouped)| !**grouped)
             .map(|(h, _)| h.name.clone())
             .collect();
-        self.group_mut("ungrouped").hosts = loners;
+        self.group_mut("ungrouped");
+        let Some(u) = self.group_position("ungrouped") else {
+            return;
+        };
+        self.memberships.retain(|(g, _)| *g != u);
+        self.memberships
+            .extend(loners.iter().map(|host| (u, host.clone())));
+        self.groups[u].hosts = loners;
     }
 }
 

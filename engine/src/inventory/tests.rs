@@ -339,10 +339,18 @@ fn duplicate_yaml_keys_and_syntax_errors_are_located() {
     // serde_yaml places a duplicate key at the mapping that holds it.
     assert_eq!(
         parse_error("hosts:\n  web1: {}\n  web1: {}\n", "inv.yml"),
-        "inv.yml:2:3: hosts: duplicate entry with key \"web1\""
+        "inv.yml:2:3: invalid YAML: hosts: duplicate entry with key \"web1\""
     );
-    let err = parse_error("hosts:\n  web1: {address: [}\n", "inv.yml");
-    assert!(err.starts_with("inv.yml:2:"), "{err}");
+    assert_eq!(
+        parse_error("hosts:\n  web1: {address: [}\n", "inv.yml"),
+        "inv.yml:2:20: invalid YAML: did not find expected node content, \
+         while parsing a flow node"
+    );
+    assert_eq!(
+        parse_error("hosts:\n\tweb1: {}\n", "inv.yml"),
+        "inv.yml:2:1: invalid YAML: found character that cannot start any token, \
+         while scanning for the next token (indent with spaces: YAML does not allow tabs)"
+    );
 }
 
 #[test]

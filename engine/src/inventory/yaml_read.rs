@@ -14,8 +14,23 @@ pub(super) fn parse(text: &str) -> Result<Value, serde_yaml::Error> {
     Ok(value)
 }
 
+/// What to tell about a YAML syntax error in `text`, without its position.
+pub(super) fn syntax_message(err: &serde_yaml::Error, text: &str) -> String {
+    let line = err
+        .location()
+        .and_then(|at| text.lines().nth(at.line().saturating_sub(1)));
+    let indented_with_tab =
+        line.is_some_and(|l| l[..l.len() - l.trim_start().len()].contains('\t'));
+    let hint = if indented_with_tab {
+        " (indent with spaces: YAML does not allow tabs)"
+    } else {
+        ""
+    };
+    format!("invalid YAML: {}{hint}", message_of(err))
+}
+
 /// The error's message without serde_yaml's own ` at line L column C` (we print `file:L:C:`).
-pub(super) fn message_of(err: &serde_yaml::Error) -> String {
+fn message_of(err: &serde_yaml::Error) -> String {
     let text = err.to_string();
     let mut out = String::with_capacity(text.len());
     let mut rest = text.as_str();
@@ -202,6 +217,17 @@ mod tests {
     fn merge_keys_are_applied() {
         let v = yaml("base: &b {x: 1}\nhost:\n  <<: *b\n  y: 2\n");
         assert_eq!(to_json(&v)["host"], json!({"x": 1, "y": 2}));
+    }
+
+    #[test]
+    fn syntax_errors_say_invalid_yaml_and_hint_at_tabs() {
+        let text = "a:\n\tb: 1\n";
+        let err = parse(text).unwrap_err();
+        assert_eq!(
+            syntax_message(&err, text),
+            "invalid YAML: found character that cannot start any token, while scanning for \
+             the next token (indent with spaces: YAML does not allow tabs)"
+        );
     }
 
     #[test]

@@ -77,16 +77,16 @@ fn yaml_format(doc: Value) -> Format {
 }
 
 fn only_ansible_groups(map: &Mapping) -> bool {
-    yaml_read::entries(map).all(|(key, value)| {
-        !TOYC_KEYS.contains(&key.as_str())
-            && match value {
-                Value::Null => true,
-                Value::Mapping(group) => {
-                    yaml_read::entries(group).all(|(k, _)| ANSIBLE_GROUP_KEYS.contains(&k.as_str()))
+    !map.is_empty()
+        && yaml_read::entries(map).all(|(key, value)| {
+            !TOYC_KEYS.contains(&key.as_str())
+                && match value {
+                    Value::Null => true,
+                    Value::Mapping(group) => yaml_read::entries(group)
+                        .all(|(k, _)| ANSIBLE_GROUP_KEYS.contains(&k.as_str())),
+                    _ => false,
                 }
-                _ => false,
-            }
-    })
+        })
 }
 
 /// A line that is only `[name]` (a comment may follow): an INI section header.
@@ -151,6 +151,7 @@ mod tests {
         assert_eq!(format("hosts:\n  web1: {}\n", "inv"), "toyc");
         assert_eq!(format("hsts:\n  web1: {}\n", "inv.yml"), "toyc");
         assert_eq!(format("", "inv.yaml"), "toyc");
+        assert_eq!(format("{}", "inv.yaml"), "toyc");
     }
 
     #[test]

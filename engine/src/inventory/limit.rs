@@ -68,32 +68,7 @@ pub(super) fn select<'i>(
                 .into(),
         ));
     }
-    let lookup = Lookup::new(inventory);
-    let mut union: Option<HostSet> = None;
-    let mut narrowing = Vec::new();
-    for term in terms {
-        let (op, body) = parse_op(term)?;
-        let matched = matches(&lookup, body)?;
-        match op {
-            Op::Union => {
-                let set = union.get_or_insert_with(|| lookup.none());
-                for (selected, m) in set.iter_mut().zip(&matched) {
-                    *selected |= m;
-                }
-            }
-            _ => narrowing.push((op, matched)),
-        }
-    }
-    let mut selected = union.unwrap_or_else(|| every_host(inventory));
-    for (op, matched) in narrowing {
-        for (s, m) in selected.iter_mut().zip(matched) {
-            *s = if op == Op::Intersect {
-                *s && m
-            } else {
-                *s && !m
-            };
-        }
-    }
+    let selected = combine(&Lookup::new(inventory), &terms)?;
     let hosts: Vec<&Host> = inventory
         .hosts
         .iter()
@@ -108,6 +83,39 @@ pub(super) fn select<'i>(
         )));
     }
     Ok(hosts)
+}
+
+/// (union of the plain terms, or every host) ∩ each `&` term − each `!` term.
+fn combine(lookup: &Lookup, terms: &[&str]) -> Result<HostSet, InventoryError> {
+    let mut union: Option<HostSet> = None;
+    let mut narrowing = Vec::new();
+    for term in terms {
+        let (op, body) = parse_op(term)?;
+        let matched = matches(lookup, body)?;
+        if op == Op::Union {
+            let set = union.get_or_insert_with(|| lookup.none());
+            apply(set, &matched, |s, m| s || m);
+        } else {
+            narrowing.push((op, matched));
+        }
+    }
+    let mut selected = union.unwrap_or_else(|| every_host(lookup.inventory));
+    // Narrowing comes after the whole union: `!web1,web` still leaves web1 out.
+    for (op, matched) in narrowing {
+        if op == Op::Intersect {
+            apply(&mut selected, &matched, |s, m| s && m);
+        } else {
+            apply(&mut selected, &matched, |s, m| s && !m);
+        }
+    }
+    Ok(selected)
+}
+
+/// `set[i] = rule(set[i], matched[i])` for every host.
+fn apply(set: &mut HostSet, matched: &HostSet, rule: impl Fn(bool, bool) -> bool) {
+    for (s, m) in set.iter_mut().zip(matched) {
+        *s = rule(*s, *m);
+    }
 }
 
 /// Every inventory host (not the implicit localhost: it is not in `all`).

@@ -176,6 +176,8 @@ impl Inventory {
     /// Ansible YAML, other YAML mappings are toyc YAML, anything else (or a `.ini`/`.cfg`
     /// file, or one with `[section]` lines) is Ansible INI. `origin` names the file in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Inventory, InventoryError> {
+        // Editors on Windows may start the file with a byte order mark.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let model = match detect::detect(text, origin)? {
             detect::Format::ToycYaml(doc) => toyc_yaml::read(&doc),
             detect::Format::AnsibleYaml(doc) => ansible_yaml::read(&doc),

@@ -232,6 +232,8 @@ fn detection_reads_text_by_content_and_file_extension() {
     let plain = Inventory::parse("web1\nweb2 ansible_port=2200\n", Path::new("hosts")).unwrap();
     assert_eq!(names(plain.hosts()), ["web1", "web2"]);
     assert_eq!(plain.hosts()[1].ssh.port, Some(2200));
+    let bom = Inventory::parse("\u{feff}[web]\nweb1\n", Path::new("hosts")).unwrap();
+    assert_eq!(bom.group("web").unwrap().hosts, strings(&["web1"]));
     let cfg = Inventory::parse("web1:2222\n", Path::new("hosts.cfg")).unwrap();
     assert_eq!(cfg.hosts()[0].ssh.port, Some(2222));
 }

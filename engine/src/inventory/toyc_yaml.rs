@@ -375,7 +375,20 @@ groups:
         );
         assert_eq!(
             error("groups:\n  web: {hosts: [a, [b]]}\n"),
-            "inventory.yml:2:20: an entry of `hosts` of group `web` must be a name, not a list"
+            "inventory.yml:2:20: an entry of `hosts` of group `web` must be a string, not a list"
+        );
+        assert_eq!(
+            error("hosts:\n  a: {address: [10, 0]}\n"),
+            "inventory.yml:2:16: `address` of host `a` must be a string, not a list"
+        );
+        assert_eq!(
+            error("hosts:\n  a: {address: ''}\n"),
+            "inventory.yml:2:16: `address` of host `a` must be a string, not an empty string"
+        );
+        assert_eq!(
+            error("ssh: {user: {name: x}}\n"),
+            "inventory.yml:1:13: `user` in `ssh` of the inventory's top level must be a \
+             string, not a mapping"
         );
         assert_eq!(
             error("hosts: [a, b]\n"),

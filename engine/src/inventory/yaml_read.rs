@@ -85,6 +85,7 @@ pub(super) fn describe(value: &Value) -> String {
         Value::Null => "empty".to_owned(),
         Value::Bool(b) => format!("a boolean `{b}`"),
         Value::Number(n) => format!("a number `{n}`"),
+        Value::String(s) if s.is_empty() => "an empty string".to_owned(),
         Value::String(s) => format!("a string `{s}`"),
         Value::Sequence(_) => "a list".to_owned(),
         Value::Mapping(_) => "a mapping".to_owned(),
@@ -131,7 +132,7 @@ pub(super) fn name(value: &Value, path: &YamlPath, what: &str) -> Result<String,
         Value::Number(n) => Ok(n.to_string()),
         other => Err(Issue::yaml(
             path.clone(),
-            format!("{what} must be a name, not {}", describe(other)),
+            format!("{what} must be a string, not {}", describe(other)),
         )),
     }
 }
@@ -273,7 +274,7 @@ mod tests {
         assert_eq!(name(&yaml("42"), &root, "a host").unwrap(), "42");
         assert_eq!(
             name(&yaml("{a: 1}"), &root, "a host").unwrap_err().message,
-            "a host must be a name, not a mapping"
+            "a host must be a string, not a mapping"
         );
         assert_eq!(
             Json::Object(vars(&yaml("{a: 1}"), &root, "`vars`").unwrap()),

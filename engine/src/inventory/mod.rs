@@ -2,7 +2,7 @@
 //! inventories, and narrowed with `--limit` patterns.
 //!
 //! Each format has a reader (`toyc_yaml`, `ansible_yaml`, `ansible_ini`) that fills in the
-//! same [`model`] of hosts and groups as written; `build` then resolves group membership
+//! same `model` of hosts and groups as written; `build` then resolves group membership
 //! and merges settings by precedence, and `limit` selects hosts. Errors name
 //! `file:line:column`: INI readers count lines, YAML errors are placed by `yaml_path`.
 
@@ -196,6 +196,10 @@ impl Inventory {
     ///
     /// A limit is terms separated by `,` or `:`: host or group names (`all` is every host),
     /// globs (`web*`, `h[1-3]`), `~regex`, `!term` to exclude and `&term` to intersect.
+    /// `localhost` can always be named, even when the inventory does not define it.
+    ///
+    /// Fails with [`InventoryError::Limit`] when a name matches no host or group (listing
+    /// close matches), a glob or regex matches nothing, or nothing is left selected.
     pub fn select(&self, limit: Option<&str>) -> Result<Vec<&Host>, InventoryError> {
         match limit {
             None => Ok(self.hosts.iter().collect()),

@@ -63,7 +63,10 @@ mod tests {
     #[test]
     fn the_help_table_lists_every_code() {
         for code in [0, 1, 2, 3, 64, 65, 130] {
-            assert!(EXIT_STATUS_HELP.contains(&format!("\n  {code} ")), "{code} is documented");
+            assert!(
+                EXIT_STATUS_HELP.contains(&format!("\n  {code} ")),
+                "{code} is documented"
+            );
         }
     }
 }

@@ -7,29 +7,49 @@ use crate::support::cli::{repo, Toyc};
 
 #[test]
 fn usage_errors_exit_64_and_help_exits_0() {
-    Toyc::new().args(["exec", "--no-such-flag", "--", "true"]).run().code(64);
-    Toyc::new().args(["exec"]).run().code(64).stderr_has("COMMAND");
+    Toyc::new()
+        .args(["exec", "--no-such-flag", "--", "true"])
+        .run()
+        .code(64);
+    Toyc::new()
+        .args(["exec"])
+        .run()
+        .code(64)
+        .stderr_has("COMMAND");
     let help = Toyc::new().args(["--help"]).run();
-    help.code(0).stdout_has("Exit status:").stdout_has("64   usage error");
+    help.code(0)
+        .stdout_has("Exit status:")
+        .stdout_has("64   usage error");
     for sub in ["run", "exec", "doc"] {
-        Toyc::new().args([sub, "--help"]).run().code(0).stdout_has("Examples:");
+        Toyc::new()
+            .args([sub, "--help"])
+            .run()
+            .code(0)
+            .stdout_has("Examples:");
     }
 }
 
 #[test]
 fn hello_runs_on_localhost_with_no_setup() {
     let ran = Toyc::new()
-        .args(["run", repo().join("scripts/hello.rhai").to_str().expect("utf-8")])
+        .args([
+            "run",
+            repo().join("scripts/hello.rhai").to_str().expect("utf-8"),
+        ])
         .run();
     ran.code(0).stdout_has("[localhost] localhost: ");
     let written = ran
         .stdout
         .lines()
-        .find_map(|l| l.split_once("wrote ").map(|(_, rest)| rest.split(':').next().unwrap_or_default().to_owned()))
+        .find_map(|l| {
+            l.split_once("wrote ")
+                .map(|(_, rest)| rest.split(':').next().unwrap_or_default().to_owned())
+        })
         .expect("the script says which file it wrote");
     let content = std::fs::read_to_string(&written).expect("the file exists");
     assert!(content.starts_with("hello from toyc, "), "{content}");
-    std::fs::remove_dir_all(std::path::Path::new(&written).parent().expect("dir")).expect("cleanup");
+    std::fs::remove_dir_all(std::path::Path::new(&written).parent().expect("dir"))
+        .expect("cleanup");
 }
 
 #[test]
@@ -76,11 +96,19 @@ fn an_unreachable_host_exits_3_within_the_connect_timeout() {
         "hosts:\n  nowhere: {address: 127.0.0.1, ssh: {port: 1}}\n",
     );
     let started = std::time::Instant::now();
-    toyc.args(["exec", "-i", "inv.yml", "--connect-timeout", "3", "--", "true"])
-        .run()
-        .code(3)
-        .stdout_has("--- nowhere (unreachable: unable to connect to `nowhere`")
-        .stderr_has("0 ok, 0 failed, 1 unreachable");
+    toyc.args([
+        "exec",
+        "-i",
+        "inv.yml",
+        "--connect-timeout",
+        "3",
+        "--",
+        "true",
+    ])
+    .run()
+    .code(3)
+    .stdout_has("--- nowhere (unreachable: unable to connect to `nowhere`")
+    .stderr_has("0 ok, 0 failed, 1 unreachable");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
 
@@ -88,21 +116,54 @@ fn an_unreachable_host_exits_3_within_the_connect_timeout() {
 fn doc_prints_every_host_function_with_an_example() {
     let ran = Toyc::new().args(["doc", "host"]).run();
     ran.code(0);
-    for f in ["exec", "put", "get", "file_exists", "facts", "os", "hostname", "arch", "log"] {
-        assert!(ran.stdout.contains(&format!("host::{f}(")), "host::{f} is documented");
+    for f in [
+        "exec",
+        "put",
+        "get",
+        "file_exists",
+        "facts",
+        "os",
+        "hostname",
+        "arch",
+        "log",
+    ] {
+        assert!(
+            ran.stdout.contains(&format!("host::{f}(")),
+            "host::{f} is documented"
+        );
     }
-    Toyc::new().args(["doc", "nope"]).run().code(65).stderr_has("no module `nope`; modules: host");
+    Toyc::new()
+        .args(["doc", "nope"])
+        .run()
+        .code(65)
+        .stderr_has("no module `nope`; modules: host");
 }
 
 /// Mirrors of the `--json` envelope: any field added or renamed fails this test, so the
 /// format documented in `toyc_engine::events` cannot drift silently.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "type", content = "data", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "type",
+    content = "data",
+    rename_all = "snake_case",
+    deny_unknown_fields
+)]
 #[allow(dead_code)]
 enum Event {
-    RunStart { command: String, hosts: Vec<String> },
-    Output { host: String, stream: String, line: String },
-    Message { host: Option<String>, level: String, text: String },
+    RunStart {
+        command: String,
+        hosts: Vec<String>,
+    },
+    Output {
+        host: String,
+        stream: String,
+        line: String,
+    },
+    Message {
+        host: Option<String>,
+        level: String,
+        text: String,
+    },
     HostEnd(HostEnd),
     Summary(Summary),
 }
@@ -130,16 +191,24 @@ struct Summary {
 
 #[test]
 fn json_events_follow_the_documented_schema() {
-    let ran = Toyc::new().args(["exec", "--json", "--", "echo hi; exit 2"]).run();
+    let ran = Toyc::new()
+        .args(["exec", "--json", "--", "echo hi; exit 2"])
+        .run();
     ran.code(1);
     let events: Vec<Event> = ran
         .json_lines()
         .into_iter()
         .map(|v| serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}")))
         .collect();
-    assert!(matches!(&events[0], Event::RunStart { command, hosts } if command == "exec" && hosts == &["localhost"]));
-    assert!(matches!(&events[1], Event::Output { line, stream, .. } if line == "hi" && stream == "stdout"));
-    assert!(matches!(&events[2], Event::HostEnd(h) if h.status == "failed" && h.exit_code == Some(2)));
+    assert!(
+        matches!(&events[0], Event::RunStart { command, hosts } if command == "exec" && hosts == &["localhost"])
+    );
+    assert!(
+        matches!(&events[1], Event::Output { line, stream, .. } if line == "hi" && stream == "stdout")
+    );
+    assert!(
+        matches!(&events[2], Event::HostEnd(h) if h.status == "failed" && h.exit_code == Some(2))
+    );
     assert!(matches!(&events[3], Event::Summary(s) if s.failed == 1 && s.ok == 0));
     let ran = Toyc::new()
         .file("s.rhai", "print(\"hi\"); host::log(\"note\");")
@@ -154,5 +223,8 @@ fn json_events_follow_the_documented_schema() {
             v["type"].as_str().unwrap_or_default().to_owned()
         })
         .collect();
-    assert_eq!(kinds, ["run_start", "message", "message", "host_end", "summary"]);
+    assert_eq!(
+        kinds,
+        ["run_start", "message", "message", "host_end", "summary"]
+    );
 }

@@ -5,6 +5,6 @@
 
 mod cli;
 mod harness;
-mod ssh;
 mod sandbox;
+mod ssh;
 mod support;

@@ -23,10 +23,13 @@ fn an_endless_loop_is_stopped_by_the_wall_clock() {
 
 #[test]
 fn an_endless_loop_is_stopped_by_the_operation_limit() {
-    run_script("let i = 0;\nwhile true { i += 1; }", &["--max-operations", "100000"])
-        .code(1)
-        .stderr_has("limit of 100000 operations")
-        .stderr_has("s.rhai:2:");
+    run_script(
+        "let i = 0;\nwhile true { i += 1; }",
+        &["--max-operations", "100000"],
+    )
+    .code(1)
+    .stderr_has("limit of 100000 operations")
+    .stderr_has("s.rhai:2:");
 }
 
 #[test]
@@ -49,9 +52,12 @@ fn a_huge_map_is_refused() {
     // Rhai checks a map's size when it grows with `+=` or `mixin`, not with `m[k] = v`:
     // the memory backstop stops that one.
     let started = std::time::Instant::now();
-    run_script("let m = #{};\nlet i = 0;\nloop { m[`key number ${i}`] = `value ${i}`; i += 1; }", &["--max-memory", "100"])
-        .code(1)
-        .stderr_has("memory passed 100 MiB while the script ran");
+    run_script(
+        "let m = #{};\nlet i = 0;\nloop { m[`key number ${i}`] = `value ${i}`; i += 1; }",
+        &["--max-memory", "100"],
+    )
+    .code(1)
+    .stderr_has("memory passed 100 MiB while the script ran");
     assert!(started.elapsed() < std::time::Duration::from_secs(120));
 }
 
@@ -88,8 +94,14 @@ fn imports_cannot_leave_the_script_directory() {
 #[test]
 fn imports_inside_the_script_directory_work_and_their_errors_point_into_them() {
     Toyc::new()
-        .file("lib/greet.rhai", "fn hello(name) { `hello ${name}` }\nfn broken() { undefined_thing }\n")
-        .file("main.rhai", "import \"lib/greet\" as g;\nprint(g::hello(\"you\"));\n")
+        .file(
+            "lib/greet.rhai",
+            "fn hello(name) { `hello ${name}` }\nfn broken() { undefined_thing }\n",
+        )
+        .file(
+            "main.rhai",
+            "import \"lib/greet\" as g;\nprint(g::hello(\"you\"));\n",
+        )
         .args(["run", "main.rhai"])
         .run()
         .code(0)
@@ -107,6 +119,12 @@ fn imports_inside_the_script_directory_work_and_their_errors_point_into_them() {
 #[test]
 fn a_syntax_error_shows_file_line_column_and_a_caret() {
     let ran = run_script("let a = 1;\nlet b = a +;\n", &[]);
-    ran.code(65).stderr_has("--> s.rhai:2:").stderr_has("2 | let b = a +;");
-    assert!(ran.stderr.lines().any(|l| l.trim_end().ends_with('^')), "{}", ran.stderr);
+    ran.code(65)
+        .stderr_has("--> s.rhai:2:")
+        .stderr_has("2 | let b = a +;");
+    assert!(
+        ran.stderr.lines().any(|l| l.trim_end().ends_with('^')),
+        "{}",
+        ran.stderr
+    );
 }

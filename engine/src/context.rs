@@ -49,7 +49,9 @@ pub struct HostContext {
 
 impl std::fmt::Debug for HostContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HostContext").field("host", &self.host.name).finish()
+        f.debug_struct("HostContext")
+            .field("host", &self.host.name)
+            .finish()
     }
 }
 
@@ -93,8 +95,16 @@ impl HostContext {
     }
 
     /// Write a file atomically on the host.
-    pub fn put(&self, content: &[u8], dest: &str, options: &PutOptions) -> Result<ExecOutput, TransportError> {
-        self.note(self.runtime.block_on(self.transport.put(content, dest, options)))
+    pub fn put(
+        &self,
+        content: &[u8],
+        dest: &str,
+        options: &PutOptions,
+    ) -> Result<ExecOutput, TransportError> {
+        self.note(
+            self.runtime
+                .block_on(self.transport.put(content, dest, options)),
+        )
     }
 
     /// Read a file from the host.
@@ -104,7 +114,10 @@ impl HostContext {
 
     /// Whether a path exists on the host.
     pub fn file_exists(&self, path: &str, sudo: bool) -> Result<bool, TransportError> {
-        self.note(self.runtime.block_on(self.transport.file_exists(path, sudo)))
+        self.note(
+            self.runtime
+                .block_on(self.transport.file_exists(path, sudo)),
+        )
     }
 
     /// Whether a transport call found the host unreachable: the script's failure is then
@@ -146,7 +159,11 @@ impl HostContext {
         let os = lines.next().unwrap_or_default().to_lowercase();
         let arch = lines.next().unwrap_or_default().to_owned();
         let hostname = lines.next().unwrap_or_default().to_owned();
-        let distribution = lines.next().filter(|d| !d.is_empty()).unwrap_or(&os).to_owned();
+        let distribution = lines
+            .next()
+            .filter(|d| !d.is_empty())
+            .unwrap_or(&os)
+            .to_owned();
         let facts = BasicFacts {
             os,
             distribution,
@@ -178,9 +195,12 @@ pub fn confined_path(root: &Path, relative: &str) -> Result<PathBuf, String> {
             "`{relative}` is an absolute path; scripts may only read files inside their own directory, give a path relative to it"
         ));
     }
-    let root = root
-        .canonicalize()
-        .map_err(|e| format!("unable to resolve the script directory `{}`: {e}", root.display()))?;
+    let root = root.canonicalize().map_err(|e| {
+        format!(
+            "unable to resolve the script directory `{}`: {e}",
+            root.display()
+        )
+    })?;
     let resolved = root
         .join(candidate)
         .canonicalize()
@@ -206,7 +226,8 @@ mod tests {
         std::fs::create_dir_all(root.join("files")).expect("mkdir");
         std::fs::write(root.join("files/ok.txt"), "ok").expect("write");
         std::fs::write(dir.path().join("secret"), "no").expect("write");
-        std::os::unix::fs::symlink(dir.path().join("secret"), root.join("files/link")).expect("symlink");
+        std::os::unix::fs::symlink(dir.path().join("secret"), root.join("files/link"))
+            .expect("symlink");
 
         assert!(confined_path(&root, "files/ok.txt").is_ok());
         let err = confined_path(&root, "../secret").expect_err("dotdot");

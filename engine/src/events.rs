@@ -183,7 +183,10 @@ impl EventSink for HumanSink {
                 Stream::Stderr => eprintln!("{host:width$} ! {line}"),
             },
             Event::Message { host, level, text } => {
-                let prefix = host.as_deref().map(|h| format!("[{h}] ")).unwrap_or_default();
+                let prefix = host
+                    .as_deref()
+                    .map(|h| format!("[{h}] "))
+                    .unwrap_or_default();
                 match level {
                     Level::Print => println_quiet(format_args!("{prefix}{text}")),
                     Level::Info if !self.verbose => {}
@@ -198,7 +201,11 @@ impl EventSink for HumanSink {
                     (status, Some(e)) => format!("{}: {e}", status_word(status)),
                     (status, None) => status_word(status).to_owned(),
                 };
-                eprintln!("{:width$} = {what} ({})", result.host, seconds(result.elapsed_ms));
+                eprintln!(
+                    "{:width$} = {what} ({})",
+                    result.host,
+                    seconds(result.elapsed_ms)
+                );
             }
             Event::Summary(s) => eprintln!(
                 "{} ok, {} failed, {} unreachable in {}",

@@ -29,7 +29,11 @@ pub async fn connect(host: &Host, ssh: &SshOptions) -> Result<Arc<dyn Transport>
 /// A short private directory for this run's control sockets and generated ssh config,
 /// removed when dropped. Short because a Unix socket path holds at most 108 bytes.
 pub fn run_directory() -> std::io::Result<tempfile::TempDir> {
-    let candidates = [std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from), Some(std::env::temp_dir()), Some(PathBuf::from("/tmp"))];
+    let candidates = [
+        std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+        Some(std::env::temp_dir()),
+        Some(PathBuf::from("/tmp")),
+    ];
     let base = candidates
         .into_iter()
         .flatten()
@@ -95,7 +99,12 @@ pub struct ScriptJob {
 impl ScriptJob {
     /// Run the script for `host` over `transport` on a blocking thread (Rhai is synchronous;
     /// its host calls block on the runtime), and report how it went.
-    pub async fn run(&self, mut host: Host, transport: Arc<dyn Transport>, started: Instant) -> HostResult {
+    pub async fn run(
+        &self,
+        mut host: Host,
+        transport: Arc<dyn Transport>,
+        started: Instant,
+    ) -> HostResult {
         for (key, value) in &self.extra_vars {
             host.vars.insert(key.clone(), value.clone());
         }
@@ -103,27 +112,45 @@ impl ScriptJob {
         let runtime = tokio::runtime::Handle::current();
         let name = host.name.clone();
         let outcome = tokio::task::spawn_blocking(move || {
-            let mut context = HostContext::new(host, transport, runtime, Arc::clone(&job.events), job.sandbox.root().to_owned());
+            let mut context = HostContext::new(
+                host,
+                transport,
+                runtime,
+                Arc::clone(&job.events),
+                job.sandbox.root().to_owned(),
+            );
             context.sudo |= job.sudo;
             context.timeout = job.command_timeout;
             let context = Arc::new(context);
             let printer_context = Arc::clone(&context);
-            let engine = job.sandbox.engine(Some(Arc::clone(&context).into_tag()), move |text| {
-                printer_context.message(Level::Print, text);
-            });
+            let engine = job
+                .sandbox
+                .engine(Some(Arc::clone(&context).into_tag()), move |text| {
+                    printer_context.message(Level::Print, text);
+                });
             let mut scope = script_scope(&context.host);
             let result = engine.run_ast_with_scope(&mut scope, &job.ast);
-            (result.map_err(|e| job.sandbox.describe(&e, &job.path)), context.was_unreachable())
+            (
+                result.map_err(|e| job.sandbox.describe(&e, &job.path)),
+                context.was_unreachable(),
+            )
         })
         .await;
         let elapsed_ms = elapsed_ms(started);
         let (status, error) = match outcome {
             Ok((Ok(()), _)) => (HostStatus::Ok, None),
             Ok((Err(e), unreachable)) => {
-                let status = if unreachable { HostStatus::Unreachable } else { HostStatus::Failed };
+                let status = if unreachable {
+                    HostStatus::Unreachable
+                } else {
+                    HostStatus::Failed
+                };
                 (status, Some(e.to_string()))
             }
-            Err(e) => (HostStatus::Failed, Some(format!("the script's thread failed: {e}"))),
+            Err(e) => (
+                HostStatus::Failed,
+                Some(format!("the script's thread failed: {e}")),
+            ),
         };
         HostResult {
             host: name,
@@ -144,7 +171,12 @@ fn script_scope(host: &Host) -> Scope<'static> {
     info.insert("address".into(), host.address.clone().into());
     info.insert(
         "groups".into(),
-        host.groups.iter().cloned().map(Dynamic::from).collect::<rhai::Array>().into(),
+        host.groups
+            .iter()
+            .cloned()
+            .map(Dynamic::from)
+            .collect::<rhai::Array>()
+            .into(),
     );
     info.insert("vars".into(), vars.clone());
     let mut scope = Scope::new();
@@ -163,7 +195,11 @@ pub fn json_to_dynamic(value: &Value) -> Dynamic {
             None => n.as_f64().unwrap_or(f64::NAN).into(),
         },
         Value::String(s) => s.clone().into(),
-        Value::Array(items) => items.iter().map(json_to_dynamic).collect::<rhai::Array>().into(),
+        Value::Array(items) => items
+            .iter()
+            .map(json_to_dynamic)
+            .collect::<rhai::Array>()
+            .into(),
         Value::Object(map) => map
             .iter()
             .map(|(k, v)| (k.as_str().into(), json_to_dynamic(v)))

@@ -85,7 +85,10 @@ impl std::fmt::Debug for Sandbox {
         f.debug_struct("Sandbox")
             .field("limits", &self.limits)
             .field("root", &self.root)
-            .field("modules", &self.modules.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field(
+                "modules",
+                &self.modules.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -130,7 +133,11 @@ impl Sandbox {
 
     /// A fresh engine with the limits, modules and `tag`; `print` and `debug` go to `printer`.
     /// The wall-clock limit starts counting now.
-    pub fn engine(&self, tag: Option<Dynamic>, printer: impl Fn(&str) + Send + Sync + 'static) -> Engine {
+    pub fn engine(
+        &self,
+        tag: Option<Dynamic>,
+        printer: impl Fn(&str) + Send + Sync + 'static,
+    ) -> Engine {
         let mut engine = Engine::new_raw();
         engine.register_global_module(Shared::clone(&self.standard));
         for module in &self.global {
@@ -148,7 +155,9 @@ impl Sandbox {
             .set_max_array_size(limits.max_array_size)
             .set_max_map_size(limits.max_map_size)
             .set_max_modules(limits.max_modules)
-            .set_module_resolver(ConfinedResolver { root: self.root.clone() });
+            .set_module_resolver(ConfinedResolver {
+                root: self.root.clone(),
+            });
         // `eval` would run text that was never compiled (or checked) as part of the script.
         engine.disable_symbol("eval");
         let deadline = Instant::now() + limits.timeout;
@@ -159,7 +168,9 @@ impl Sandbox {
                 Some(CANCEL_TOKEN.into())
             } else if Instant::now() >= deadline {
                 Some(TIMEOUT_TOKEN.into())
-            } else if operations % MEMORY_CHECK_EVERY == 0 && resident_bytes().is_some_and(|b| b > max_memory) {
+            } else if operations % MEMORY_CHECK_EVERY == 0
+                && resident_bytes().is_some_and(|b| b > max_memory)
+            {
                 Some(MEMORY_TOKEN.into())
             } else {
                 None
@@ -262,7 +273,8 @@ impl ModuleResolver for ConfinedResolver {
                 self.root.display()
             ))
         })?;
-        let file = crate::context::confined_path(&self.root, &inside.to_string_lossy()).map_err(refuse)?;
+        let file =
+            crate::context::confined_path(&self.root, &inside.to_string_lossy()).map_err(refuse)?;
         let text = std::fs::read_to_string(&file).map_err(|e| refuse(e.to_string()))?;
         let file_name = file.to_string_lossy().into_owned();
         let mut ast = engine.compile(&text).map_err(|e| {
@@ -286,16 +298,27 @@ mod tests {
 
     fn fails_with(limits: Limits, script: &str) -> ScriptError {
         let sandbox = Sandbox::new(".", limits);
-        let ast = sandbox.compile_text(script, Path::new("t.rhai")).expect("compiles");
-        let err = sandbox.engine(None, |_| {}).run_ast(&ast).expect_err("stopped");
+        let ast = sandbox
+            .compile_text(script, Path::new("t.rhai"))
+            .expect("compiles");
+        let err = sandbox
+            .engine(None, |_| {})
+            .run_ast(&ast)
+            .expect_err("stopped");
         sandbox.describe(&err, Path::new("t.rhai"))
     }
 
     #[test]
     fn a_map_growing_past_its_limit_is_stopped() {
-        let limits = Limits { max_map_size: 10, ..Limits::default() };
+        let limits = Limits {
+            max_map_size: 10,
+            ..Limits::default()
+        };
         let err = fails_with(limits, "let m = #{};\nlet i = 0;\nloop { let one = #{}; one[`k${i}`] = i; m.mixin(one); i += 1; }");
-        assert_eq!(err.message, "size of object map is over the limit of 10 entries");
+        assert_eq!(
+            err.message,
+            "size of object map is over the limit of 10 entries"
+        );
         assert_eq!(err.line, Some(3));
     }
 
@@ -303,11 +326,26 @@ mod tests {
     fn too_many_modules_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("m.rhai"), "fn f() { 1 }").expect("write");
-        let sandbox = Sandbox::new(dir.path(), Limits { max_modules: 1, ..Limits::default() });
+        let sandbox = Sandbox::new(
+            dir.path(),
+            Limits {
+                max_modules: 1,
+                ..Limits::default()
+            },
+        );
         let ast = sandbox
-            .compile_text("import \"m\" as a;\nimport \"m\" as b;", &dir.path().join("t.rhai"))
+            .compile_text(
+                "import \"m\" as a;\nimport \"m\" as b;",
+                &dir.path().join("t.rhai"),
+            )
             .expect("compiles");
-        let err = sandbox.engine(None, |_| {}).run_ast(&ast).expect_err("stopped");
-        assert_eq!(sandbox.describe(&err, Path::new("t.rhai")).message, "script imports more than 1 modules");
+        let err = sandbox
+            .engine(None, |_| {})
+            .run_ast(&ast)
+            .expect_err("stopped");
+        assert_eq!(
+            sandbox.describe(&err, Path::new("t.rhai")).message,
+            "script imports more than 1 modules"
+        );
     }
 }

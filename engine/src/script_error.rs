@@ -68,7 +68,11 @@ impl ScriptError {
                 _ => break,
             }
         }
-        let pos = if error.position().is_none() { outer_pos } else { error.position() };
+        let pos = if error.position().is_none() {
+            outer_pos
+        } else {
+            error.position()
+        };
         Self::at(message_of(error, limits), &file, pos, None)
     }
 
@@ -178,7 +182,12 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("--> deploy.rhai:2:"), "{text}");
         assert!(text.contains("2 | let y = x +;"), "{text}");
-        assert!(text.lines().last().is_some_and(|l| l.trim_end().ends_with('^')), "{text}");
+        assert!(
+            text.lines()
+                .last()
+                .is_some_and(|l| l.trim_end().ends_with('^')),
+            "{text}"
+        );
     }
 
     #[test]

@@ -58,7 +58,12 @@ pub struct TargetArgs {
     #[arg(long, env = "TOYC_SUDO")]
     pub sudo: bool,
     /// Give up connecting to a host after this many seconds.
-    #[arg(long, env = "TOYC_CONNECT_TIMEOUT", default_value_t = 10, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "TOYC_CONNECT_TIMEOUT",
+        default_value_t = 10,
+        value_name = "SECONDS"
+    )]
     pub connect_timeout: u64,
     /// Trust host keys seen for the first time (a changed key is always refused).
     #[arg(long, env = "TOYC_ACCEPT_NEW_HOST_KEYS")]
@@ -100,13 +105,28 @@ pub struct RunArgs {
     #[arg(long, env = "TOYC_TIMEOUT", value_name = "SECONDS")]
     pub timeout: Option<f64>,
     /// Stop a script that runs longer than this, in seconds.
-    #[arg(long, env = "TOYC_SCRIPT_TIMEOUT", default_value_t = 3600.0, value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "TOYC_SCRIPT_TIMEOUT",
+        default_value_t = 3600.0,
+        value_name = "SECONDS"
+    )]
     pub script_timeout: f64,
     /// Stop a script after this many Rhai operations (a guard against endless loops).
-    #[arg(long, env = "TOYC_MAX_OPERATIONS", default_value_t = 1_000_000_000, value_name = "N")]
+    #[arg(
+        long,
+        env = "TOYC_MAX_OPERATIONS",
+        default_value_t = 1_000_000_000,
+        value_name = "N"
+    )]
     pub max_operations: u64,
     /// Stop scripts when toyc's resident memory passes this many MiB.
-    #[arg(long, env = "TOYC_MAX_MEMORY", default_value_t = 4096, value_name = "MIB")]
+    #[arg(
+        long,
+        env = "TOYC_MAX_MEMORY",
+        default_value_t = 4096,
+        value_name = "MIB"
+    )]
     pub max_memory: u64,
 }
 

@@ -16,21 +16,24 @@ pub fn doc(args: &DocArgs) -> Outcome {
     let json = engine
         .gen_fn_metadata_to_json(false)
         .context("unable to read the stdlib's metadata")?;
-    let metadata: Value = serde_json::from_str(&json).context("unable to parse the stdlib's metadata")?;
+    let metadata: Value =
+        serde_json::from_str(&json).context("unable to parse the stdlib's metadata")?;
     let modules = metadata
         .get("modules")
         .and_then(Value::as_object)
         .ok_or_else(|| anyhow!("the stdlib's metadata lists no modules"))?;
     let names: Vec<&String> = match &args.module {
-        Some(wanted) if modules.contains_key(wanted) => vec![modules.keys().find(|k| *k == wanted).ok_or_else(|| anyhow!("unreachable"))?],
-        Some(wanted) => {
-            let known: Vec<&str> = modules.keys().map(String::as_str).collect();
-            return Err(Failure::input(anyhow!(
-                "no module `{wanted}`; modules: {}",
-                known.join(", ")
-            )));
-        }
         None => modules.keys().collect(),
+        Some(wanted) => match modules.get_key_value(wanted.as_str()) {
+            Some((name, _)) => vec![name],
+            None => {
+                let known: Vec<&str> = modules.keys().map(String::as_str).collect();
+                return Err(Failure::input(anyhow!(
+                    "no module `{wanted}`; modules: {}",
+                    known.join(", ")
+                )));
+            }
+        },
     };
     let mut out = String::new();
     for name in names {
@@ -41,7 +44,11 @@ pub fn doc(args: &DocArgs) -> Outcome {
 }
 
 fn render_module(out: &mut String, name: &str, module: &Value, markdown: bool) {
-    let doc = module.get("doc").and_then(Value::as_str).map(strip_comment_markers).unwrap_or_default();
+    let doc = module
+        .get("doc")
+        .and_then(Value::as_str)
+        .map(strip_comment_markers)
+        .unwrap_or_default();
     if markdown {
         out.push_str(&format!("## `{name}`\n\n{doc}\n\n"));
     } else {
@@ -52,9 +59,19 @@ fn render_module(out: &mut String, name: &str, module: &Value, markdown: bool) {
         .and_then(Value::as_array)
         .map(|f| f.iter().collect())
         .unwrap_or_default();
-    functions.sort_by_key(|f| f.get("name").and_then(Value::as_str).unwrap_or_default().to_owned());
+    functions.sort_by_key(|f| {
+        f.get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    });
     for function in functions {
-        let signature = rhai_types(function.get("signature").and_then(Value::as_str).unwrap_or_default());
+        let signature = rhai_types(
+            function
+                .get("signature")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        );
         let comments: Vec<&str> = function
             .get("docComments")
             .and_then(Value::as_array)
@@ -78,16 +95,14 @@ fn rhai_types(signature: &str) -> String {
             text = format!("{}->{inner}", &text[..start]);
         }
     }
-    let text = text
-        .replace("&str", "string")
+    text.replace("&str", "string")
         .replace("String", "string")
         .replace("Map", "map")
         .replace("Blob", "blob")
         .replace("->()", "")
         .replace(':', ": ")
         .replace(',', ", ")
-        .replace("->", " -> ");
-    text
+        .replace("->", " -> ")
 }
 
 /// Doc comments arrive with their `///` or `//!` markers.
@@ -95,7 +110,10 @@ fn strip_comment_markers(text: &str) -> String {
     text.lines()
         .map(|l| {
             let l = l.trim_start();
-            let l = l.strip_prefix("///").or_else(|| l.strip_prefix("//!")).unwrap_or(l);
+            let l = l
+                .strip_prefix("///")
+                .or_else(|| l.strip_prefix("//!"))
+                .unwrap_or(l);
             l.strip_prefix(' ').unwrap_or(l)
         })
         .collect::<Vec<_>>()
@@ -106,7 +124,13 @@ fn strip_comment_markers(text: &str) -> String {
 
 fn indent(text: &str) -> String {
     text.lines()
-        .map(|l| if l.is_empty() { String::new() } else { format!("    {l}") })
+        .map(|l| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("    {l}")
+            }
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use toyc_engine::events::{seconds, status_word, Event, EventSink, HostResult, HostStatus, Summary};
+use toyc_engine::events::{
+    seconds, status_word, Event, EventSink, HostResult, HostStatus, Summary,
+};
 use toyc_engine::runner::{announce, connect, elapsed_ms, for_each_host, run_directory};
 use toyc_engine::transport::{ExecOutput, ExecRequest};
 
@@ -24,7 +26,10 @@ pub async fn exec(args: ExecArgs) -> Outcome {
     let request = Arc::new(ExecRequest {
         command: args.command.join(" "),
         sudo: args.targets.sudo,
-        timeout: args.timeout.map(|t| super::targets::seconds(t, "--timeout")).transpose()?,
+        timeout: args
+            .timeout
+            .map(|t| super::targets::seconds(t, "--timeout"))
+            .transpose()?,
         ..ExecRequest::default()
     });
     announce(events.as_ref(), "exec", &hosts);
@@ -66,7 +71,12 @@ async fn exec_on_host(
     };
     let transport = match connect(host, ssh).await {
         Ok(t) => t,
-        Err(e) => return (result(HostStatus::Unreachable, None, Some(e.to_string())), None),
+        Err(e) => {
+            return (
+                result(HostStatus::Unreachable, None, Some(e.to_string())),
+                None,
+            )
+        }
     };
     let mut request = request.clone();
     request.sudo |= host.sudo;
@@ -96,10 +106,17 @@ async fn exec_on_host(
         Ok(output) if output.status == 0 => (result(HostStatus::Ok, Some(0), None), Some(output)),
         Ok(output) => {
             let error = format!("exit status {}", output.status);
-            (result(HostStatus::Failed, Some(output.status), Some(error)), Some(output))
+            (
+                result(HostStatus::Failed, Some(output.status), Some(error)),
+                Some(output),
+            )
         }
         Err(e) => {
-            let status = if e.is_unreachable() { HostStatus::Unreachable } else { HostStatus::Failed };
+            let status = if e.is_unreachable() {
+                HostStatus::Unreachable
+            } else {
+                HostStatus::Failed
+            };
             (result(status, None, Some(e.to_string())), None)
         }
     }
@@ -114,7 +131,14 @@ fn print_grouped(results: &[(HostResult, Option<ExecOutput>)]) {
         };
         let mut stdout = std::io::stdout().lock();
         // Write errors mean a closed pipe (`| head`): stop quietly, like cat would.
-        if writeln!(stdout, "--- {} ({status}, {})", result.host, seconds(result.elapsed_ms)).is_err() {
+        if writeln!(
+            stdout,
+            "--- {} ({status}, {})",
+            result.host,
+            seconds(result.elapsed_ms)
+        )
+        .is_err()
+        {
             return;
         }
         if let Some(output) = output {

@@ -98,10 +98,11 @@ fn extra_vars(args: &RunArgs) -> Result<Map<String, Value>, Failure> {
         }
     }
     for pair in &args.vars {
-        let (key, raw) = pair.split_once('=').ok_or_else(|| {
-            Failure::input(anyhow!("`--var {pair}` is not `key=value`"))
-        })?;
-        let value = serde_yaml::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.to_owned()));
+        let (key, raw) = pair
+            .split_once('=')
+            .ok_or_else(|| Failure::input(anyhow!("`--var {pair}` is not `key=value`")))?;
+        let value =
+            serde_yaml::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.to_owned()));
         vars.insert(key.to_owned(), value);
     }
     Ok(vars)

@@ -55,6 +55,9 @@ pub fn ssh_options(targets: &TargetArgs, run_dir: &std::path::Path) -> Result<Ss
 
 /// A number of seconds from the command line as a duration.
 pub fn seconds(value: f64, flag: &str) -> Result<Duration, Failure> {
-    Duration::try_from_secs_f64(value)
-        .map_err(|_| Failure::input(anyhow::anyhow!("`{flag}` must be a positive number of seconds, not `{value}`")))
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        Failure::input(anyhow::anyhow!(
+            "`{flag}` must be a positive number of seconds, not `{value}`"
+        ))
+    })
 }

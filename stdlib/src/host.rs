@@ -29,7 +29,12 @@ fn chomp(mut text: String) -> String {
 }
 
 /// The one path every upload takes: options checked, then one atomic write.
-fn write_file(ctx: &NativeCallContext, content: &[u8], dest: &str, options: &Map) -> Result<(), Fail> {
+fn write_file(
+    ctx: &NativeCallContext,
+    content: &[u8],
+    dest: &str,
+    options: &Map,
+) -> Result<(), Fail> {
     let host = HostContext::of(ctx)?;
     let opts = Options::new("host::put", options, &["mode", "owner", "group", "sudo"])?;
     let put = PutOptions {
@@ -49,7 +54,6 @@ fn write_file(ctx: &NativeCallContext, content: &[u8], dest: &str, options: &Map
     }
     Ok(())
 }
-
 
 /// The host the script runs for: run commands, move files, ask basic facts.
 #[export_module]
@@ -93,7 +97,11 @@ pub mod host_api {
     #[rhai_fn(name = "exec", return_raw)]
     pub fn exec_with(ctx: NativeCallContext, command: &str, options: Map) -> Result<Map, Fail> {
         let host = HostContext::of(&ctx)?;
-        let opts = Options::new("host::exec", &options, &["sudo", "timeout", "env", "cwd", "stdin", "check"])?;
+        let opts = Options::new(
+            "host::exec",
+            &options,
+            &["sudo", "timeout", "env", "cwd", "stdin", "check"],
+        )?;
         let request = ExecRequest {
             command: command.to_owned(),
             stdin: opts.string("stdin")?.map(String::into_bytes),
@@ -104,7 +112,12 @@ pub mod host_api {
         };
         let output = host.exec(&request).map_err(failed)?;
         if output.status != 0 && opts.bool("check")?.unwrap_or(true) {
-            return Err(format!("on `{}`: {}", host.host.name, describe_failure(command, &output)).into());
+            return Err(format!(
+                "on `{}`: {}",
+                host.host.name,
+                describe_failure(command, &output)
+            )
+            .into());
         }
         let mut result = Map::new();
         result.insert("code".into(), i64::from(output.status).into());
@@ -132,13 +145,23 @@ pub mod host_api {
     /// host::put("key = value\n", "/etc/app.conf", #{ mode: "0640", owner: "root", sudo: true });
     /// ```
     #[rhai_fn(name = "put", return_raw)]
-    pub fn put_with(ctx: NativeCallContext, content: &str, dest: &str, options: Map) -> Result<(), Fail> {
+    pub fn put_with(
+        ctx: NativeCallContext,
+        content: &str,
+        dest: &str,
+        options: Map,
+    ) -> Result<(), Fail> {
         write_file(&ctx, content.as_bytes(), dest, &options)
     }
 
     /// Write bytes to a file on the host, atomically, with the same options as text.
     #[rhai_fn(name = "put", return_raw)]
-    pub fn put_blob(ctx: NativeCallContext, content: Blob, dest: &str, options: Map) -> Result<(), Fail> {
+    pub fn put_blob(
+        ctx: NativeCallContext,
+        content: Blob,
+        dest: &str,
+        options: Map,
+    ) -> Result<(), Fail> {
         write_file(&ctx, &content, dest, &options)
     }
 
@@ -151,10 +174,16 @@ pub mod host_api {
     /// host::upload("files/motd", "/etc/motd", #{ mode: "0644", sudo: true });
     /// ```
     #[rhai_fn(return_raw)]
-    pub fn upload(ctx: NativeCallContext, local: &str, dest: &str, options: Map) -> Result<(), Fail> {
+    pub fn upload(
+        ctx: NativeCallContext,
+        local: &str,
+        dest: &str,
+        options: Map,
+    ) -> Result<(), Fail> {
         let host = HostContext::of(&ctx)?;
         let path = host.local_path(local)?;
-        let content = std::fs::read(&path).map_err(|e| format!("unable to read `{}`: {e}", path.display()))?;
+        let content = std::fs::read(&path)
+            .map_err(|e| format!("unable to read `{}`: {e}", path.display()))?;
         write_file(&ctx, &content, dest, &options)
     }
 
@@ -169,7 +198,12 @@ pub mod host_api {
         let host = HostContext::of(&ctx)?;
         let output = host.get(path, host.sudo).map_err(failed)?;
         if output.status != 0 {
-            return Err(format!("unable to read `{path}` on `{}`: {}", host.host.name, output.stderr_text().trim()).into());
+            return Err(format!(
+                "unable to read `{path}` on `{}`: {}",
+                host.host.name,
+                output.stderr_text().trim()
+            )
+            .into());
         }
         String::from_utf8(output.stdout)
             .map_err(|_| format!("`{path}` on `{}` is not UTF-8 text", host.host.name).into())
@@ -216,7 +250,10 @@ pub mod host_api {
     /// The host's own name for itself, from the cached facts.
     #[rhai_fn(return_raw)]
     pub fn hostname(ctx: NativeCallContext) -> Result<String, Fail> {
-        Ok(HostContext::of(&ctx)?.basic_facts().map_err(failed)?.hostname)
+        Ok(HostContext::of(&ctx)?
+            .basic_facts()
+            .map_err(failed)?
+            .hostname)
     }
 
     /// The machine architecture (`x86_64`, `aarch64`), from the cached facts.

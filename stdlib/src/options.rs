@@ -13,7 +13,11 @@ type Fail = Box<EvalAltResult>;
 
 impl<'a> Options<'a> {
     /// Check `map` against `known` keys of `function`.
-    pub(crate) fn new(function: &'static str, map: &'a Map, known: &[&str]) -> Result<Options<'a>, Fail> {
+    pub(crate) fn new(
+        function: &'static str,
+        map: &'a Map,
+        known: &[&str],
+    ) -> Result<Options<'a>, Fail> {
         for key in map.keys() {
             if !known.contains(&key.as_str()) {
                 let close = known
@@ -54,9 +58,8 @@ impl<'a> Options<'a> {
     pub(crate) fn string(&self, key: &str) -> Result<Option<String>, Fail> {
         self.get(key)
             .map(|v| {
-                if v.is_string() {
-                    Ok(v.to_string())
-                } else if v.is_int() {
+                // Integers are accepted as strings: `mode: 644` is what people type.
+                if v.is_string() || v.is_int() {
                     Ok(v.to_string())
                 } else {
                     Err(self.wrong(key, "a string", v))
@@ -74,7 +77,8 @@ impl<'a> Options<'a> {
                     .map(|i| i as f64)
                     .or_else(|_| v.as_float())
                     .map_err(|_| self.wrong(key, "a number of seconds", v))?;
-                std::time::Duration::try_from_secs_f64(secs).map_err(|_| self.wrong(key, "a positive number of seconds", v))
+                std::time::Duration::try_from_secs_f64(secs)
+                    .map_err(|_| self.wrong(key, "a positive number of seconds", v))
             })
             .transpose()
     }
@@ -84,8 +88,13 @@ impl<'a> Options<'a> {
         let Some(v) = self.get(key) else {
             return Ok(Vec::new());
         };
-        let map = v.read_lock::<Map>().ok_or_else(|| self.wrong(key, "a map", v))?;
-        Ok(map.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+        let map = v
+            .read_lock::<Map>()
+            .ok_or_else(|| self.wrong(key, "a map", v))?;
+        Ok(map
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())
     }
 }
 
@@ -97,7 +106,9 @@ mod tests {
     fn unknown_keys_are_errors_with_a_suggestion() {
         let mut map = Map::new();
         map.insert("sduo".into(), true.into());
-        let err = Options::new("host::exec", &map, &["sudo", "timeout"]).err().expect("unknown key");
+        let err = Options::new("host::exec", &map, &["sudo", "timeout"])
+            .err()
+            .expect("unknown key");
         assert!(err.to_string().contains("did you mean `sudo`?"), "{err}");
     }
 
@@ -107,6 +118,10 @@ mod tests {
         map.insert("sudo".into(), "yes".into());
         let options = Options::new("host::exec", &map, &["sudo"]).expect("known key");
         let err = options.bool("sudo").expect_err("wrong type");
-        assert!(err.to_string().contains("option `sudo` of `host::exec` must be true or false"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("option `sudo` of `host::exec` must be true or false"),
+            "{err}"
+        );
     }
 }

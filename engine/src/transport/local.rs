@@ -43,7 +43,11 @@ impl Transport for LocalTransport {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(wrap(request, false))
-            .stdin(if request.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if request.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // Its own process group, so a timeout can kill everything the command started.
@@ -174,14 +178,20 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let marker = dir.path().join("survived");
         let t = LocalTransport::new("localhost");
-        let mut request = ExecRequest::new(format!("(sleep 2; touch {}) & sleep 30", marker.display()));
+        let mut request =
+            ExecRequest::new(format!("(sleep 2; touch {}) & sleep 30", marker.display()));
         request.timeout = Some(Duration::from_millis(300));
         let started = Instant::now();
-        let err = rt().block_on(t.exec(&request, None)).expect_err("times out");
+        let err = rt()
+            .block_on(t.exec(&request, None))
+            .expect_err("times out");
         assert!(matches!(err, TransportError::Timeout { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(2));
         std::thread::sleep(Duration::from_millis(2500));
-        assert!(!marker.exists(), "the background child was killed with its group");
+        assert!(
+            !marker.exists(),
+            "the background child was killed with its group"
+        );
     }
 
     #[test]
@@ -193,11 +203,21 @@ mod tests {
         let rt = rt();
         assert!(!rt.block_on(t.file_exists(path, false)).expect("exists"));
         let out = rt
-            .block_on(t.put(b"hello\n", path, &PutOptions { mode: Some("0600".into()), ..PutOptions::default() }))
+            .block_on(t.put(
+                b"hello\n",
+                path,
+                &PutOptions {
+                    mode: Some("0600".into()),
+                    ..PutOptions::default()
+                },
+            ))
             .expect("put");
         assert_eq!(out.status, 0, "{}", out.stderr_text());
         assert!(rt.block_on(t.file_exists(path, false)).expect("exists"));
-        assert_eq!(rt.block_on(t.get(path, false)).expect("get").stdout, b"hello\n");
+        assert_eq!(
+            rt.block_on(t.get(path, false)).expect("get").stdout,
+            b"hello\n"
+        );
     }
 
     #[test]
@@ -213,7 +233,10 @@ mod tests {
         }
         assert_eq!(
             lines,
-            vec![(Stream::Stdout, "one".to_owned()), (Stream::Stdout, "two".to_owned())]
+            vec![
+                (Stream::Stdout, "one".to_owned()),
+                (Stream::Stdout, "two".to_owned())
+            ]
         );
     }
 }

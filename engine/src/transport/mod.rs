@@ -257,15 +257,23 @@ pub trait Transport: Send + Sync {
 }
 
 /// Recognise sudo's two non-interactive refusals in a command's stderr.
-pub(crate) fn sudo_refusal(host: &str, request: &ExecRequest, output: &ExecOutput) -> Option<TransportError> {
+pub(crate) fn sudo_refusal(
+    host: &str,
+    request: &ExecRequest,
+    output: &ExecOutput,
+) -> Option<TransportError> {
     if !request.sudo || output.status == 0 {
         return None;
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     if stderr.contains("sudo: a password is required") {
-        Some(TransportError::SudoPassword { host: host.to_owned() })
+        Some(TransportError::SudoPassword {
+            host: host.to_owned(),
+        })
     } else if stderr.contains("you must have a tty to run sudo") {
-        Some(TransportError::SudoTty { host: host.to_owned() })
+        Some(TransportError::SudoTty {
+            host: host.to_owned(),
+        })
     } else {
         None
     }

@@ -53,10 +53,14 @@ pub(crate) fn wrap(request: &ExecRequest, report_pid: bool) -> String {
     script
 }
 
-/// Kill a remote process group found through [`PID_MARKER`]: TERM first, KILL shortly after.
+/// Kill a remote process group found through [`PID_MARKER`]: TERM now, KILL two seconds
+/// later from a detached subshell, so the caller waits for one round trip only. No `--`
+/// before the negative pid: dash's builtin `kill` refuses it.
 pub(crate) fn kill_group(pid: u32, sudo: bool) -> String {
     let sudo = if sudo { "sudo -n " } else { "" };
-    format!("{sudo}kill -TERM -- -{pid} 2>/dev/null; sleep 1; {sudo}kill -KILL -- -{pid} 2>/dev/null; true")
+    format!(
+        "{sudo}kill -TERM -{pid} 2>/dev/null; (sleep 2; {sudo}kill -KILL -{pid}) </dev/null >/dev/null 2>&1 & true"
+    )
 }
 
 /// A shell script that copies its stdin to `dest` atomically. The temporary file lives
@@ -134,7 +138,10 @@ mod tests {
         let mut request = ExecRequest::new("echo $A");
         request.env = vec![("A".into(), "x y".into())];
         request.cwd = Some("/tmp".into());
-        assert_eq!(wrap(&request, false), "cd -- /tmp || exit 125\nexport A='x y'\necho $A");
+        assert_eq!(
+            wrap(&request, false),
+            "cd -- /tmp || exit 125\nexport A='x y'\necho $A"
+        );
         request.sudo = true;
         assert_eq!(
             wrap(&request, true),

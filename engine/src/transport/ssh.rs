@@ -25,6 +25,9 @@ use crate::inventory::Host;
 /// `/.ssh-connectionXXXXXX/master.<16 random chars>` under Linux's 108-byte sun_path.
 const MAX_CONTROL_DIR: usize = 60;
 
+/// How long a timed-out command's remote kill may take before toyc gives up on it.
+const KILL_WAIT: Duration = Duration::from_secs(2);
+
 /// Settings shared by every SSH connection of a run.
 #[derive(Debug, Clone)]
 pub struct SshOptions {
@@ -62,9 +65,12 @@ impl SshOptions {
     pub fn write_config(&mut self, dir: &Path, user_config: Option<&Path>) -> std::io::Result<()> {
         let mut text = String::from("# written by toyc for one run\n");
         let home_config = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".ssh/config"));
-        for include in [user_config.map(Path::to_owned).or(home_config), Some(PathBuf::from("/etc/ssh/ssh_config"))]
-            .into_iter()
-            .flatten()
+        for include in [
+            user_config.map(Path::to_owned).or(home_config),
+            Some(PathBuf::from("/etc/ssh/ssh_config")),
+        ]
+        .into_iter()
+        .flatten()
         {
             if include.exists() {
                 text.push_str(&format!("Include {}\n", include.display()));
@@ -91,13 +97,18 @@ pub struct SshTransport {
 
 impl std::fmt::Debug for SshTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SshTransport").field("host", &self.host.name).finish()
+        f.debug_struct("SshTransport")
+            .field("host", &self.host.name)
+            .finish()
     }
 }
 
 impl SshTransport {
     /// Open the master connection to `host`.
-    pub async fn connect(host: &Host, options: &SshOptions) -> Result<SshTransport, TransportError> {
+    pub async fn connect(
+        host: &Host,
+        options: &SshOptions,
+    ) -> Result<SshTransport, TransportError> {
         let session = open_session(host, options).await?;
         Ok(SshTransport {
             host: host.clone(),
@@ -141,7 +152,11 @@ impl SshTransport {
         let script = wrap(request, true);
         let mut child = session
             .raw_command(format!("sh -c {}", quote(&script)))
-            .stdin(if request.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if request.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -180,23 +195,26 @@ impl SshTransport {
 
     fn map_error(&self, error: openssh::Error) -> TransportError {
         match error {
-            openssh::Error::RemoteProcessTerminated => {
-                self.lost("the remote command ended without an exit status (connection dropped or host hung)")
-            }
+            openssh::Error::RemoteProcessTerminated => self.lost(
+                "the remote command ended without an exit status (connection dropped or host hung)",
+            ),
             openssh::Error::Disconnected => self.lost("the ssh master connection is closed"),
             other => self.lost(error_chain(&other)),
         }
     }
 
-    /// Kill a timed-out command's process group on the host, without waiting long:
-    /// a hung host must not hold up the report of its timeout.
-    fn kill_remote(&self, session: Arc<Session>, pid: u32, sudo: bool) {
-        let command = format!("sh -c {}", quote(&kill_group(pid, sudo)));
-        tokio::spawn(async move {
-            let mut kill = session.raw_command(command);
-            kill.stdin(Stdio::null());
-            let _ = tokio::time::timeout(Duration::from_secs(5), kill.output()).await;
-        });
+    /// Kill a timed-out command's process group on the host. Awaited (a detached task
+    /// would die with toyc when the run ends) but bounded: a hung host must not hold up
+    /// the report of its timeout for long.
+    async fn kill_remote(&self, session: &Session, pid: u32, sudo: bool) {
+        let mut kill = session.raw_command(format!("sh -c {}", quote(&kill_group(pid, sudo))));
+        kill.stdin(Stdio::null());
+        if tokio::time::timeout(KILL_WAIT, kill.output())
+            .await
+            .is_err()
+        {
+            tracing::warn!(host = %self.host.name, pid, "could not kill a timed-out command on the host");
+        }
     }
 }
 
@@ -220,18 +238,20 @@ impl Transport for SshTransport {
         let pid = PidSlot::default();
         let output = match request.timeout {
             None => self.run(&session, request, sink, &pid).await?,
-            Some(limit) => match tokio::time::timeout(limit, self.run(&session, request, sink, &pid)).await {
-                Ok(result) => result?,
-                Err(_) => {
-                    if let Some(pid) = pid.get() {
-                        self.kill_remote(Arc::clone(&session), pid, request.sudo);
+            Some(limit) => {
+                match tokio::time::timeout(limit, self.run(&session, request, sink, &pid)).await {
+                    Ok(result) => result?,
+                    Err(_) => {
+                        if let Some(pid) = pid.get() {
+                            self.kill_remote(&session, pid, request.sudo).await;
+                        }
+                        return Err(TransportError::Timeout {
+                            host: self.host.name.clone(),
+                            after: limit,
+                        });
                     }
-                    return Err(TransportError::Timeout {
-                        host: self.host.name.clone(),
-                        after: limit,
-                    });
                 }
-            },
+            }
         };
         match sudo_refusal(&self.host.name, request, &output) {
             Some(err) => Err(err),
@@ -268,9 +288,15 @@ async fn open_session(host: &Host, options: &SshOptions) -> Result<Session, Tran
     }
     let mut builder = SessionBuilder::default();
     builder
-        .known_hosts_check(if options.accept_new_host_keys { KnownHosts::Add } else { KnownHosts::Strict })
+        .known_hosts_check(if options.accept_new_host_keys {
+            KnownHosts::Add
+        } else {
+            KnownHosts::Strict
+        })
         .control_directory(&options.control_dir)
-        .control_persist(ControlPersist::IdleFor(NonZeroUsize::MIN.saturating_add(59)))
+        .control_persist(ControlPersist::IdleFor(
+            NonZeroUsize::MIN.saturating_add(59),
+        ))
         .connect_timeout(options.connect_timeout)
         .server_alive_interval(options.keepalive);
     if let Some(config) = &options.config_file {
@@ -311,10 +337,16 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 /// Turn ssh's log output into the error a person can act on.
 fn interpret_connect_error(host: &Host, log: &str) -> TransportError {
-    if log.contains("REMOTE HOST IDENTIFICATION HAS CHANGED") || log.contains("Host key verification failed") && log.contains("Offending") {
+    if log.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        || log.contains("Host key verification failed") && log.contains("Offending")
+    {
         let entry = log
             .lines()
-            .find_map(|l| l.split_once("Offending ").and_then(|(_, rest)| rest.split_once(" key in ")).map(|(_, e)| e.trim().to_owned()))
+            .find_map(|l| {
+                l.split_once("Offending ")
+                    .and_then(|(_, rest)| rest.split_once(" key in "))
+                    .map(|(_, e)| e.trim().to_owned())
+            })
             .unwrap_or_else(|| "unknown".to_owned());
         return TransportError::HostKeyChanged {
             host: host.name.clone(),
@@ -331,8 +363,7 @@ fn interpret_connect_error(host: &Host, log: &str) -> TransportError {
     let reason = log
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added"))
-        .last()
+        .rfind(|l| !l.is_empty() && !l.starts_with("Warning: Permanently added"))
         .unwrap_or("ssh failed without a message")
         .trim_start_matches("ssh: ")
         .to_owned();

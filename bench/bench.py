@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""toyc benchmarks against the container hosts of hosts.sh, measured in one run.
+
+ad hoc: `toyc exec -- true` on N hosts, beside plain OpenSSH in a parallel shell loop
+(fresh connections, default and curve25519 key exchange). Reports the median wall time
+and the controller's peak memory: toyc itself plus the ssh processes it started
+(sampled every 20 ms as the sum of their RSS; ssh masters daemonise and leave the
+process tree, so they are found by their control-socket path).
+
+Usage: bench.py [--sizes 10,50] [--reps 5]   (normally through run.sh)
+"""
+import argparse
+import glob
+import json
+import os
+import statistics
+import subprocess
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+W = os.path.join(HERE, ".work")
+TOYC = os.path.join(HERE, "..", "target", "release", "toyc")
+
+
+def rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def children(pid):
+    out, todo = set(), [pid]
+    table = {}
+    for st in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(st) as f:
+                s = f.read()
+            table[int(st.split("/")[2])] = int(s[s.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    while todo:
+        p = todo.pop()
+        out.add(p)
+        todo.extend(c for c, pp in table.items() if pp == p and c not in out)
+    return out, table
+
+
+class Sampler(threading.Thread):
+    """Peak summed RSS of the tool's process tree plus daemonised ssh masters whose
+    command line names `marker` (toyc's per-run directory prefix)."""
+
+    def __init__(self, pid, marker):
+        super().__init__(daemon=True)
+        self.pid, self.marker, self.peak, self.stop = pid, marker, 0, threading.Event()
+
+    def run(self):
+        while not self.stop.wait(0.02):
+            tree, table = children(self.pid)
+            masters = {p for p in table if p not in tree and self.marker and self.marker in cmdline(p) and "ssh" in cmdline(p)}
+            self.peak = max(self.peak, sum(rss_kib(p) for p in tree | masters))
+
+
+def measure(argv, marker=None):
+    start = time.monotonic()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    s = Sampler(p.pid, marker)
+    s.start()
+    out, err = p.communicate()
+    wall = time.monotonic() - start
+    s.stop.set()
+    s.join()
+    return {"wall_s": round(wall, 3), "rc": p.returncode, "peak_rss_mib": round(s.peak / 1024, 1),
+            "stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace")}
+
+
+def hosts():
+    with open(os.path.join(W, "hosts.list")) as f:
+        return [line.split() for line in f if line.strip()]
+
+
+def ssh_loop(kex):
+    opts = f"-i {W}/id_ed25519 -o UserKnownHostsFile={W}/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes"
+    if kex:
+        opts += f" -o KexAlgorithms={kex}"
+    loop = " ".join(f"ssh {opts} root@{addr} true &" for _, addr in hosts())
+    return ["bash", "-c", f"{loop} wait"]
+
+
+def run(sizes, reps):
+    rows = []
+    for n in sizes:
+        subprocess.run([os.path.join(HERE, "hosts.sh"), "start", str(n)], check=True)
+        try:
+            cases = {
+                "toyc exec -- true": ([TOYC, "exec", "-i", os.path.join(W, "inventory.yml"), "--", "true"], "/toyc-"),
+                "ssh loop (default kex)": (ssh_loop(None), None),
+                "ssh loop (curve25519)": (ssh_loop("curve25519-sha256"), None),
+            }
+            measure(cases["toyc exec -- true"][0], "/toyc-")  # warm-up: page cache, arp
+            for name, (argv, marker) in cases.items():
+                runs = [measure(argv, marker) for _ in range(reps)]
+                bad = [r for r in runs if r["rc"] != 0]
+                if bad:
+                    raise SystemExit(f"{name} at N={n} failed: {bad[0]['stderr'][-2000:]}")
+                if name.startswith("toyc"):
+                    for r in runs:
+                        if f"{n} ok, 0 failed, 0 unreachable" not in r["stderr"]:
+                            raise SystemExit(f"toyc did not reach all {n} hosts: {r['stderr'][-500:]}")
+                walls = [r["wall_s"] for r in runs]
+                mems = [r["peak_rss_mib"] for r in runs]
+                row = {"case": name, "n": n, "median_s": statistics.median(walls), "min_s": min(walls),
+                       "max_s": max(walls), "peak_mib": statistics.median(mems)}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+        finally:
+            subprocess.run([os.path.join(HERE, "hosts.sh"), "stop"], check=True)
+    return rows
+
+
+def table(rows):
+    lines = ["| case | N | median s | min | max | controller peak RSS MiB (median) | per host MiB |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['case']} | {r['n']} | {r['median_s']:.2f} | {r['min_s']:.2f} | {r['max_s']:.2f} | "
+                     f"{r['peak_mib']:.1f} | {r['peak_mib'] / r['n']:.2f} |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="10,50")
+    ap.add_argument("--reps", type=int, default=5)
+    a = ap.parse_args()
+    rows = run([int(s) for s in a.sizes.split(",")], a.reps)
+    t = table(rows)
+    os.makedirs(W, exist_ok=True)
+    with open(os.path.join(W, "results.md"), "w") as f:
+        f.write(t + "\n")
+    print("\n" + t)
+
+
+if __name__ == "__main__":
+    main()

@@ -277,3 +277,113 @@ fn hello_script_runs_on_every_host_and_leaves_its_file() {
         );
     }
 }
+
+#[test]
+fn sudo_that_needs_a_password_fails_clearly_instead_of_hanging() {
+    let Some(pool) = hosts::shared() else { return };
+    // A user whose sudo wants a password (Debian's `%sudo ALL=(ALL:ALL) ALL`).
+    let setup = pool.docker_exec(
+        4,
+        "id nopw >/dev/null 2>&1 || { useradd -m -s /bin/bash -p '*' -G sudo nopw && \
+         install -d -m 700 -o nopw -g nopw /home/nopw/.ssh && \
+         install -m 600 -o nopw -g nopw /root/.ssh/authorized_keys /home/nopw/.ssh/authorized_keys; }",
+    );
+    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    let toyc = Toyc::new().file("inv.yml", &inventory(pool, "nopw", &[4], ""));
+    let started = Instant::now();
+    toyc.run_with(&["exec", "-i", "inv.yml", "--sudo", "--", "true"])
+        .code(1)
+        .stdout_has(&format!("sudo on `{}` needs a password", pool.hosts()[4].name));
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn the_users_ssh_config_applies() {
+    let Some(pool) = hosts::shared() else { return };
+    let h = &pool.hosts()[5];
+    // The inventory names only an alias; HostName, User and IdentityFile come from ssh config.
+    let config = format!(
+        "Host web-alias\n  HostName {}\n  User deploy\n  IdentityFile {}\n  UserKnownHostsFile {}\n",
+        h.address,
+        pool.identity().display(),
+        pool.known_hosts().display()
+    );
+    Toyc::new()
+        .file("ssh_config", &config)
+        .file("inv.yml", "hosts:\n  web: {address: web-alias}\n")
+        .run_with(&["exec", "-i", "inv.yml", "--ssh-config", "ssh_config", "--", "id -un; hostname"])
+        .code(0)
+        .stdout_has(&format!("deploy\n{}\n", h.name));
+}
+
+#[test]
+fn an_ansible_ini_inventory_works_as_it_is() {
+    let Some(pool) = hosts::shared() else { return };
+    let (a, b) = (&pool.hosts()[6], &pool.hosts()[7]);
+    let ini = format!(
+        "[web]\nweb1 ansible_host={} ansible_user=deploy\nweb2 ansible_host={}\n\n[web:vars]\n\
+         ansible_ssh_private_key_file={}\nansible_become=true\n\n[all:vars]\nansible_user=root\n",
+        a.address,
+        b.address,
+        pool.identity().display()
+    );
+    let config = format!("Host *\n  UserKnownHostsFile {}\n", pool.known_hosts().display());
+    let ran = Toyc::new()
+        .file("hosts.ini", &ini)
+        .file("ssh_config", &config)
+        .run_with(&["exec", "-i", "hosts.ini", "--ssh-config", "ssh_config", "-l", "web", "--", "echo $SUDO_USER-$(id -un)"]);
+    ran.code(0);
+    // ansible_become: both run through sudo; web1 logs in as deploy, web2 as root.
+    assert!(ran.stdout.contains("--- web1 (ok") && ran.stdout.contains("deploy-root"), "{}", ran.stdout);
+    assert!(ran.stdout.contains("--- web2 (ok") && ran.stdout.contains("root-root"), "{}", ran.stdout);
+}
+
+#[test]
+fn a_host_never_gets_more_concurrent_commands_than_sshd_allows() {
+    let Some(pool) = hosts::shared() else { return };
+    let h = pool.hosts()[8].clone();
+    let host = toyc_engine::inventory::Host {
+        name: h.name.clone(),
+        address: h.address.clone(),
+        transport: toyc_engine::inventory::TransportKind::Ssh,
+        ssh: toyc_engine::inventory::SshParams {
+            user: Some("root".into()),
+            port: None,
+            identity: Some(pool.identity().to_owned()),
+            known_hosts: Some(pool.known_hosts().to_owned()),
+        },
+        sudo: false,
+        groups: Vec::new(),
+        vars: Default::default(),
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::Builder::new().prefix("toyc-t").tempdir_in("/tmp").expect("tempdir");
+    let outputs = runtime.block_on(async {
+        let options = toyc_engine::transport::SshOptions::new(dir.path().to_owned());
+        let transport = std::sync::Arc::new(
+            toyc_engine::transport::SshTransport::connect(&host, &options)
+                .await
+                .expect("connects"),
+        );
+        // 15 at once: sshd's MaxSessions is 10, so without toyc's cap 5 would be refused.
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..15 {
+            let t = std::sync::Arc::clone(&transport);
+            tasks.spawn(async move {
+                use toyc_engine::transport::Transport;
+                t.exec(&toyc_engine::transport::ExecRequest::new(format!("sleep 0.5; echo {i}")), None)
+                    .await
+            });
+        }
+        let mut outputs = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            outputs.push(joined.expect("task"));
+        }
+        outputs
+    });
+    for output in &outputs {
+        let output = output.as_ref().expect("every command ran");
+        assert_eq!(output.status, 0);
+    }
+    assert_eq!(outputs.len(), 15);
+}

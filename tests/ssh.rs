@@ -288,12 +288,19 @@ fn sudo_that_needs_a_password_fails_clearly_instead_of_hanging() {
          install -d -m 700 -o nopw -g nopw /home/nopw/.ssh && \
          install -m 600 -o nopw -g nopw /root/.ssh/authorized_keys /home/nopw/.ssh/authorized_keys; }",
     );
-    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
     let toyc = Toyc::new().file("inv.yml", &inventory(pool, "nopw", &[4], ""));
     let started = Instant::now();
     toyc.run_with(&["exec", "-i", "inv.yml", "--sudo", "--", "true"])
         .code(1)
-        .stdout_has(&format!("sudo on `{}` needs a password", pool.hosts()[4].name));
+        .stdout_has(&format!(
+            "sudo on `{}` needs a password",
+            pool.hosts()[4].name
+        ));
     assert!(started.elapsed() < Duration::from_secs(10));
 }
 
@@ -311,7 +318,15 @@ fn the_users_ssh_config_applies() {
     Toyc::new()
         .file("ssh_config", &config)
         .file("inv.yml", "hosts:\n  web: {address: web-alias}\n")
-        .run_with(&["exec", "-i", "inv.yml", "--ssh-config", "ssh_config", "--", "id -un; hostname"])
+        .run_with(&[
+            "exec",
+            "-i",
+            "inv.yml",
+            "--ssh-config",
+            "ssh_config",
+            "--",
+            "id -un; hostname",
+        ])
         .code(0)
         .stdout_has(&format!("deploy\n{}\n", h.name));
 }
@@ -327,15 +342,36 @@ fn an_ansible_ini_inventory_works_as_it_is() {
         b.address,
         pool.identity().display()
     );
-    let config = format!("Host *\n  UserKnownHostsFile {}\n", pool.known_hosts().display());
+    let config = format!(
+        "Host *\n  UserKnownHostsFile {}\n",
+        pool.known_hosts().display()
+    );
     let ran = Toyc::new()
         .file("hosts.ini", &ini)
         .file("ssh_config", &config)
-        .run_with(&["exec", "-i", "hosts.ini", "--ssh-config", "ssh_config", "-l", "web", "--", "echo $SUDO_USER-$(id -un)"]);
+        .run_with(&[
+            "exec",
+            "-i",
+            "hosts.ini",
+            "--ssh-config",
+            "ssh_config",
+            "-l",
+            "web",
+            "--",
+            "echo $SUDO_USER-$(id -un)",
+        ]);
     ran.code(0);
     // ansible_become: both run through sudo; web1 logs in as deploy, web2 as root.
-    assert!(ran.stdout.contains("--- web1 (ok") && ran.stdout.contains("deploy-root"), "{}", ran.stdout);
-    assert!(ran.stdout.contains("--- web2 (ok") && ran.stdout.contains("root-root"), "{}", ran.stdout);
+    assert!(
+        ran.stdout.contains("--- web1 (ok") && ran.stdout.contains("deploy-root"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout.contains("--- web2 (ok") && ran.stdout.contains("root-root"),
+        "{}",
+        ran.stdout
+    );
 }
 
 #[test]
@@ -357,7 +393,10 @@ fn a_host_never_gets_more_concurrent_commands_than_sshd_allows() {
         vars: Default::default(),
     };
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let dir = tempfile::Builder::new().prefix("toyc-t").tempdir_in("/tmp").expect("tempdir");
+    let dir = tempfile::Builder::new()
+        .prefix("toyc-t")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
     let outputs = runtime.block_on(async {
         let options = toyc_engine::transport::SshOptions::new(dir.path().to_owned());
         let transport = std::sync::Arc::new(
@@ -371,8 +410,11 @@ fn a_host_never_gets_more_concurrent_commands_than_sshd_allows() {
             let t = std::sync::Arc::clone(&transport);
             tasks.spawn(async move {
                 use toyc_engine::transport::Transport;
-                t.exec(&toyc_engine::transport::ExecRequest::new(format!("sleep 0.5; echo {i}")), None)
-                    .await
+                t.exec(
+                    &toyc_engine::transport::ExecRequest::new(format!("sleep 0.5; echo {i}")),
+                    None,
+                )
+                .await
             });
         }
         let mut outputs = Vec::new();

@@ -39,16 +39,15 @@ pub fn ssh_options(targets: &TargetArgs, run_dir: &std::path::Path) -> Result<Ss
     let mut options = SshOptions::new(PathBuf::from(run_dir));
     options.connect_timeout = Duration::from_secs(targets.connect_timeout.max(1));
     options.accept_new_host_keys = targets.accept_new_host_keys;
-    if let Some(config) = &targets.ssh_config {
-        if !config.is_file() {
-            return Err(Failure::input(anyhow::anyhow!(
-                "ssh config `{}` does not exist",
-                config.display()
-            )));
-        }
-    }
+    // Absolute, because ssh resolves a relative `Include` against ~/.ssh, not the cwd.
+    let user_config = match &targets.ssh_config {
+        None => None,
+        Some(config) => Some(config.canonicalize().map_err(|e| {
+            Failure::input(anyhow::anyhow!("ssh config `{}`: {e}", config.display()))
+        })?),
+    };
     options
-        .write_config(run_dir, targets.ssh_config.as_deref())
+        .write_config(run_dir, user_config.as_deref())
         .context("unable to write the ssh config for this run")?;
     Ok(options)
 }

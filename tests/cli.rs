@@ -228,3 +228,38 @@ fn json_events_follow_the_documented_schema() {
         ["run_start", "message", "message", "host_end", "summary"]
     );
 }
+
+#[test]
+fn ctrl_c_stops_a_script_blocked_in_a_command_and_kills_that_command() {
+    let toyc = Toyc::new().file(
+        "s.rhai",
+        "host::exec(\"sleep 33.5\");\nprint(\"not reached\");",
+    );
+    let child = std::process::Command::new(crate::support::cli::binary())
+        .args(["run", "s.rhai"])
+        .current_dir(toyc.dir())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("toyc starts");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let started = std::time::Instant::now();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs")
+        .success());
+    let output = child.wait_with_output().expect("toyc exits");
+    assert_eq!(output.status.code(), Some(130));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("not reached"));
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", "slee[p] 33.5"])
+        .output()
+        .expect("pgrep runs");
+    assert_eq!(
+        String::from_utf8_lossy(&left.stdout).trim(),
+        "",
+        "the command was killed"
+    );
+}

@@ -404,14 +404,14 @@ fn a_host_never_gets_more_concurrent_commands_than_sshd_allows() {
                 .await
                 .expect("connects"),
         );
-        // 15 at once: sshd's MaxSessions is 10, so without toyc's cap 5 would be refused.
+        // 40 at once: sshd's MaxSessions is 10, so without toyc's cap 30 would be refused.
         let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..15 {
+        for i in 0..40 {
             let t = std::sync::Arc::clone(&transport);
             tasks.spawn(async move {
                 use toyc_engine::transport::Transport;
                 t.exec(
-                    &toyc_engine::transport::ExecRequest::new(format!("sleep 0.5; echo {i}")),
+                    &toyc_engine::transport::ExecRequest::new(format!("sleep 0.1; echo {i}")),
                     None,
                 )
                 .await
@@ -427,5 +427,117 @@ fn a_host_never_gets_more_concurrent_commands_than_sshd_allows() {
         let output = output.as_ref().expect("every command ran");
         assert_eq!(output.status, 0);
     }
-    assert_eq!(outputs.len(), 15);
+    assert_eq!(outputs.len(), 40);
+}
+
+#[test]
+fn ctrl_c_exits_130_kills_the_remote_command_and_leaves_no_ssh_master_behind() {
+    let Some(pool) = hosts::dedicated(1) else {
+        return;
+    };
+    let address = pool.hosts()[0].address.clone();
+    let toyc = Toyc::new().file("inv.yml", &inventory(&pool, "root", &[0], ""));
+    // toyc puts its control sockets under XDG_RUNTIME_DIR: a private one names this
+    // run's masters unambiguously (addresses of stopped test hosts get reused).
+    let runtime_dir = tempfile::Builder::new()
+        .prefix("tc")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    let mut child = std::process::Command::new(crate::support::cli::binary())
+        .args(["exec", "-i", "inv.yml", "--", "sleep 31"])
+        .env("XDG_RUNTIME_DIR", runtime_dir.path())
+        .current_dir(toyc.dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("toyc starts");
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(kill.success());
+    let status = child.wait().expect("toyc exits");
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let masters = std::process::Command::new("pgrep")
+        .args(["-f", &format!("ssh .*{}", runtime_dir.path().display())])
+        .output()
+        .expect("pgrep runs");
+    assert_eq!(
+        String::from_utf8_lossy(&masters.stdout).trim(),
+        "",
+        "no master for {address} survives"
+    );
+    let remote = pool.docker_exec(0, "pgrep -f 'slee[p] 31' || true");
+    assert_eq!(
+        String::from_utf8_lossy(&remote.stdout).trim(),
+        "",
+        "the remote command was killed"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(runtime_dir.path()).expect("ls").collect();
+    assert!(
+        leftovers.is_empty(),
+        "the run directory was removed: {leftovers:?}"
+    );
+}
+
+#[test]
+fn host_functions_work_over_ssh_as_documented() {
+    let Some(pool) = hosts::shared() else { return };
+    let script = r#"
+let r = host::exec("cat; echo \"$GREETING\"; pwd", #{ stdin: "in\n", env: #{ GREETING: "hi there" }, cwd: "/tmp" });
+print(`exec:${r.stdout}|${r.code}`);
+let r = host::exec("echo oops >&2; exit 4", #{ check: false });
+print(`check:${r.code}:${r.stderr}`);
+print(`sudo:${host::exec("id -un", #{ sudo: true }).stdout}`);
+host::put("x = 1\n", "/tmp/toyc-put-test.conf", #{ mode: "0640", sudo: true, owner: "root", group: "deploy" });
+print(`put:${host::exec("stat -c '%a %U %G' /tmp/toyc-put-test.conf").stdout}:${host::get("/tmp/toyc-put-test.conf")}`);
+host::upload("files/motd", "/tmp/toyc-motd", #{});
+print(`upload:${host::get("/tmp/toyc-motd")}`);
+print(`exists:${host::file_exists("/tmp/toyc-motd")}:${host::file_exists("/nope")}`);
+print(`facts:${host::os()}:${host::arch()}:${host::hostname() == host.name}`);
+"#;
+    let toyc = Toyc::new()
+        .file("s.rhai", script)
+        .file("files/motd", "welcome\n")
+        .file("inv.yml", &inventory(pool, "deploy", &[9], ""));
+    let ran = toyc.run_with(&["run", "s.rhai", "-i", "inv.yml"]);
+    ran.code(0);
+    let name = &pool.hosts()[9].name;
+    for line in [
+        "exec:in\nhi there\n/tmp|0",
+        "check:4:oops",
+        "sudo:root",
+        "put:640 root deploy:x = 1\n",
+        "upload:welcome\n",
+        "exists:true:false",
+        "facts:linux:x86_64:true",
+    ] {
+        assert!(
+            ran.stdout.contains(&format!("[{name}] {line}")),
+            "missing {line:?} in\n{}",
+            ran.stdout
+        );
+    }
+    // A failing command stops the script with the host and the command named.
+    let toyc = Toyc::new()
+        .file(
+            "s.rhai",
+            "host::exec(\"echo bad >&2; exit 3\");\nprint(\"not reached\");",
+        )
+        .file("inv.yml", &inventory(pool, "deploy", &[9], ""));
+    let ran = toyc.run_with(&["run", "s.rhai", "-i", "inv.yml"]);
+    ran.code(1)
+        .stderr_has(&format!(
+            "on `{name}`: command `echo bad >&2; exit 3` exited with status 3: bad"
+        ))
+        .stderr_has("--> s.rhai:1:7");
+    assert!(!ran.stdout.contains("not reached"));
 }

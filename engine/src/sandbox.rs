@@ -3,7 +3,6 @@
 //! from repositories other people push to.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,7 +76,6 @@ pub struct Sandbox {
     standard: Shared<Module>,
     global: Vec<Shared<Module>>,
     modules: Vec<(String, Shared<Module>)>,
-    cancelled: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -102,7 +100,6 @@ impl Sandbox {
             standard: StandardPackage::new().as_shared_module(),
             global: Vec::new(),
             modules: Vec::new(),
-            cancelled: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -124,11 +121,6 @@ impl Sandbox {
     /// Make `module`'s functions callable without a prefix (and as methods).
     pub fn add_global(&mut self, module: Shared<Module>) {
         self.global.push(module);
-    }
-
-    /// A flag that stops every running script at its next operation (Ctrl-C).
-    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.cancelled)
     }
 
     /// A fresh engine with the limits, modules and `tag`; `print` and `debug` go to `printer`.
@@ -161,10 +153,9 @@ impl Sandbox {
         // `eval` would run text that was never compiled (or checked) as part of the script.
         engine.disable_symbol("eval");
         let deadline = Instant::now() + limits.timeout;
-        let cancelled = Arc::clone(&self.cancelled);
         let max_memory = limits.max_memory;
         engine.on_progress(move |operations| {
-            if cancelled.load(Ordering::Relaxed) {
+            if crate::cancel::is_cancelled() {
                 Some(CANCEL_TOKEN.into())
             } else if Instant::now() >= deadline {
                 Some(TIMEOUT_TOKEN.into())

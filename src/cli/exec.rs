@@ -4,11 +4,10 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
 use toyc_engine::events::{
     seconds, status_word, Event, EventSink, HostResult, HostStatus, Summary,
 };
-use toyc_engine::runner::{announce, connect, elapsed_ms, for_each_host, run_directory};
+use toyc_engine::runner::{announce, connect, elapsed_ms, for_each_host};
 use toyc_engine::transport::{ExecOutput, ExecRequest};
 
 use super::args::ExecArgs;
@@ -21,8 +20,7 @@ pub async fn exec(args: ExecArgs) -> Outcome {
     let hosts = select_hosts(&args.targets)?;
     let live = args.stream || args.output.json;
     let events = event_sink(&args.output, args.stream, &hosts);
-    let run_dir = run_directory().context("unable to create a directory for this run")?;
-    let ssh = Arc::new(ssh_options(&args.targets, run_dir.path())?);
+    let ssh = Arc::new(ssh_options(&args.targets)?);
     let request = Arc::new(ExecRequest {
         command: args.command.join(" "),
         sudo: args.targets.sudo,

@@ -14,6 +14,9 @@ use clap::Parser;
 use crate::exit::ExitCode;
 use args::{Cli, Command};
 
+/// How long an interrupted run may take to kill its remote commands and close.
+const WIND_DOWN: Duration = Duration::from_secs(5);
+
 /// A subcommand that could not do its job: the error to print and the exit code.
 #[derive(Debug)]
 pub struct Failure {
@@ -70,10 +73,16 @@ pub fn main() -> i32 {
         }
     };
     let outcome = runtime.block_on(async {
+        let work = dispatch(cli.command);
+        tokio::pin!(work);
         tokio::select! {
-            outcome = dispatch(cli.command) => outcome,
+            outcome = &mut work => outcome,
             _ = tokio::signal::ctrl_c() => {
-                eprintln!("interrupted");
+                eprintln!("interrupted: stopping commands on every host");
+                // Scripts stop at their next operation, commands in flight are killed on
+                // their hosts, connections close; give that a moment, not forever.
+                toyc_engine::cancel::cancel();
+                let _ = tokio::time::timeout(WIND_DOWN, &mut work).await;
                 Ok(ExitCode::Interrupted)
             }
         }

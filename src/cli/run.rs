@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{anyhow, Context};
 use serde_json::{Map, Value};
 use toyc_engine::events::{Event, HostResult, HostStatus, Summary};
-use toyc_engine::runner::{announce, connect, elapsed_ms, for_each_host, run_directory, ScriptJob};
+use toyc_engine::runner::{announce, connect, elapsed_ms, for_each_host, ScriptJob};
 use toyc_engine::sandbox::{Limits, Sandbox};
 
 use super::args::RunArgs;
@@ -35,8 +35,7 @@ pub async fn run(args: RunArgs) -> Outcome {
     toyc_stdlib::register(&mut sandbox);
     let ast = sandbox.compile(&args.script).map_err(Failure::input)?;
     let events = event_sink(&args.output, false, &hosts);
-    let run_dir = run_directory().context("unable to create a directory for this run")?;
-    let ssh = Arc::new(ssh_options(&args.targets, run_dir.path())?);
+    let ssh = Arc::new(ssh_options(&args.targets)?);
     let job = Arc::new(ScriptJob {
         sandbox,
         ast: Arc::new(ast),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use toyc_engine::events::{EventSink, HumanSink, JsonSink};
 use toyc_engine::inventory::{Host, Inventory};
+use toyc_engine::runner::run_directory;
 use toyc_engine::transport::SshOptions;
 
 use super::args::{OutputArgs, TargetArgs};
@@ -34,9 +35,13 @@ pub fn event_sink(output: &OutputArgs, stream: bool, hosts: &[Host]) -> Arc<dyn 
     }
 }
 
-/// SSH settings for this run, with their files in `run_dir`.
-pub fn ssh_options(targets: &TargetArgs, run_dir: &std::path::Path) -> Result<SshOptions, Failure> {
-    let mut options = SshOptions::new(PathBuf::from(run_dir));
+/// SSH settings for this run, with their files in a new private run directory that lives
+/// as long as the options and the connections made with them.
+pub fn ssh_options(targets: &TargetArgs) -> Result<SshOptions, Failure> {
+    let run_dir = Arc::new(run_directory().context("unable to create a directory for this run")?);
+    let mut options = SshOptions::new(PathBuf::from(run_dir.path()));
+    options.run_dir = Some(Arc::clone(&run_dir));
+    let run_dir = run_dir.path();
     options.connect_timeout = Duration::from_secs(targets.connect_timeout.max(1));
     options.accept_new_host_keys = targets.accept_new_host_keys;
     // Absolute, because ssh resolves a relative `Include` against ~/.ssh, not the cwd.

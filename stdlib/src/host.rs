@@ -17,6 +17,17 @@ fn failed(error: TransportError) -> Fail {
     error.to_string().into()
 }
 
+/// Point an error at the script's call: Rhai leaves errors from module functions
+/// without a position, and a message without `file:line:col` helps nobody.
+fn located<T>(ctx: &NativeCallContext, result: Result<T, Fail>) -> Result<T, Fail> {
+    result.map_err(|mut error| {
+        if error.position().is_none() {
+            error.set_position(ctx.call_position());
+        }
+        error
+    })
+}
+
 /// Without one final newline (`\n` or `\r\n`).
 fn chomp(mut text: String) -> String {
     if text.ends_with('\n') {
@@ -63,7 +74,7 @@ pub mod host_api {
     use toyc_engine::events::Level;
     use toyc_engine::transport::{describe_failure, ExecRequest};
 
-    use super::{chomp, failed, write_file, Fail};
+    use super::{chomp, failed, located, write_file, Fail};
     use crate::options::Options;
 
     /// Run a shell command on the host and return `#{ code, stdout, stderr }`.
@@ -96,34 +107,39 @@ pub mod host_api {
     /// ```
     #[rhai_fn(name = "exec", return_raw)]
     pub fn exec_with(ctx: NativeCallContext, command: &str, options: Map) -> Result<Map, Fail> {
-        let host = HostContext::of(&ctx)?;
-        let opts = Options::new(
-            "host::exec",
-            &options,
-            &["sudo", "timeout", "env", "cwd", "stdin", "check"],
-        )?;
-        let request = ExecRequest {
-            command: command.to_owned(),
-            stdin: opts.string("stdin")?.map(String::into_bytes),
-            env: opts.string_map("env")?,
-            cwd: opts.string("cwd")?,
-            sudo: opts.bool("sudo")?.unwrap_or(host.sudo),
-            timeout: opts.seconds("timeout")?.or(host.timeout),
-        };
-        let output = host.exec(&request).map_err(failed)?;
-        if output.status != 0 && opts.bool("check")?.unwrap_or(true) {
-            return Err(format!(
-                "on `{}`: {}",
-                host.host.name,
-                describe_failure(command, &output)
-            )
-            .into());
-        }
-        let mut result = Map::new();
-        result.insert("code".into(), i64::from(output.status).into());
-        result.insert("stdout".into(), chomp(output.stdout_text()).into());
-        result.insert("stderr".into(), chomp(output.stderr_text()).into());
-        Ok(result)
+        located(
+            &ctx,
+            (|| {
+                let host = HostContext::of(&ctx)?;
+                let opts = Options::new(
+                    "host::exec",
+                    &options,
+                    &["sudo", "timeout", "env", "cwd", "stdin", "check"],
+                )?;
+                let request = ExecRequest {
+                    command: command.to_owned(),
+                    stdin: opts.string("stdin")?.map(String::into_bytes),
+                    env: opts.string_map("env")?,
+                    cwd: opts.string("cwd")?,
+                    sudo: opts.bool("sudo")?.unwrap_or(host.sudo),
+                    timeout: opts.seconds("timeout")?.or(host.timeout),
+                };
+                let output = host.exec(&request).map_err(failed)?;
+                if output.status != 0 && opts.bool("check")?.unwrap_or(true) {
+                    return Err(format!(
+                        "on `{}`: {}",
+                        host.host.name,
+                        describe_failure(command, &output)
+                    )
+                    .into());
+                }
+                let mut result = Map::new();
+                result.insert("code".into(), i64::from(output.status).into());
+                result.insert("stdout".into(), chomp(output.stdout_text()).into());
+                result.insert("stderr".into(), chomp(output.stderr_text()).into());
+                Ok(result)
+            })(),
+        )
     }
 
     /// Write text to a file on the host, atomically (a temporary file, then a rename).
@@ -134,7 +150,10 @@ pub mod host_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn put(ctx: NativeCallContext, content: &str, dest: &str) -> Result<(), Fail> {
-        write_file(&ctx, content.as_bytes(), dest, &Map::new())
+        located(
+            &ctx,
+            write_file(&ctx, content.as_bytes(), dest, &Map::new()),
+        )
     }
 
     /// Write text to a file on the host, atomically, with options `mode` (e.g. `"0644"`),
@@ -151,7 +170,7 @@ pub mod host_api {
         dest: &str,
         options: Map,
     ) -> Result<(), Fail> {
-        write_file(&ctx, content.as_bytes(), dest, &options)
+        located(&ctx, write_file(&ctx, content.as_bytes(), dest, &options))
     }
 
     /// Write bytes to a file on the host, atomically, with the same options as text.
@@ -162,7 +181,7 @@ pub mod host_api {
         dest: &str,
         options: Map,
     ) -> Result<(), Fail> {
-        write_file(&ctx, &content, dest, &options)
+        located(&ctx, write_file(&ctx, &content, dest, &options))
     }
 
     /// Copy a file from the script's own directory to the host, atomically.
@@ -180,11 +199,16 @@ pub mod host_api {
         dest: &str,
         options: Map,
     ) -> Result<(), Fail> {
-        let host = HostContext::of(&ctx)?;
-        let path = host.local_path(local)?;
-        let content = std::fs::read(&path)
-            .map_err(|e| format!("unable to read `{}`: {e}", path.display()))?;
-        write_file(&ctx, &content, dest, &options)
+        located(
+            &ctx,
+            (|| {
+                let host = HostContext::of(&ctx)?;
+                let path = host.local_path(local)?;
+                let content = std::fs::read(&path)
+                    .map_err(|e| format!("unable to read `{}`: {e}", path.display()))?;
+                write_file(&ctx, &content, dest, &options)
+            })(),
+        )
     }
 
     /// Read a text file from the host. A missing or unreadable file is an error.
@@ -195,18 +219,24 @@ pub mod host_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn get(ctx: NativeCallContext, path: &str) -> Result<String, Fail> {
-        let host = HostContext::of(&ctx)?;
-        let output = host.get(path, host.sudo).map_err(failed)?;
-        if output.status != 0 {
-            return Err(format!(
-                "unable to read `{path}` on `{}`: {}",
-                host.host.name,
-                output.stderr_text().trim()
-            )
-            .into());
-        }
-        String::from_utf8(output.stdout)
-            .map_err(|_| format!("`{path}` on `{}` is not UTF-8 text", host.host.name).into())
+        located(
+            &ctx,
+            (|| {
+                let host = HostContext::of(&ctx)?;
+                let output = host.get(path, host.sudo).map_err(failed)?;
+                if output.status != 0 {
+                    return Err(format!(
+                        "unable to read `{path}` on `{}`: {}",
+                        host.host.name,
+                        output.stderr_text().trim()
+                    )
+                    .into());
+                }
+                String::from_utf8(output.stdout).map_err(|_| {
+                    format!("`{path}` on `{}` is not UTF-8 text", host.host.name).into()
+                })
+            })(),
+        )
     }
 
     /// Whether a path exists on the host (a file, directory or anything else).
@@ -217,8 +247,13 @@ pub mod host_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn file_exists(ctx: NativeCallContext, path: &str) -> Result<bool, Fail> {
-        let host = HostContext::of(&ctx)?;
-        host.file_exists(path, host.sudo).map_err(failed)
+        located(
+            &ctx,
+            (|| {
+                let host = HostContext::of(&ctx)?;
+                host.file_exists(path, host.sudo).map_err(failed)
+            })(),
+        )
     }
 
     /// Basic facts, asked in one round trip and cached for the run:
@@ -231,35 +266,51 @@ pub mod host_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn facts(ctx: NativeCallContext) -> Result<Map, Fail> {
-        let host = HostContext::of(&ctx)?;
-        let facts = host.basic_facts().map_err(failed)?;
-        let mut map = Map::new();
-        map.insert("os".into(), facts.os.into());
-        map.insert("distribution".into(), facts.distribution.into());
-        map.insert("hostname".into(), facts.hostname.into());
-        map.insert("arch".into(), facts.arch.into());
-        Ok(map)
+        located(
+            &ctx,
+            (|| {
+                let host = HostContext::of(&ctx)?;
+                let facts = host.basic_facts().map_err(failed)?;
+                let mut map = Map::new();
+                map.insert("os".into(), facts.os.into());
+                map.insert("distribution".into(), facts.distribution.into());
+                map.insert("hostname".into(), facts.hostname.into());
+                map.insert("arch".into(), facts.arch.into());
+                Ok(map)
+            })(),
+        )
     }
 
     /// The kernel name in lower case (`linux`), from the cached facts.
     #[rhai_fn(return_raw)]
     pub fn os(ctx: NativeCallContext) -> Result<String, Fail> {
-        Ok(HostContext::of(&ctx)?.basic_facts().map_err(failed)?.os)
+        located(
+            &ctx,
+            (|| Ok(HostContext::of(&ctx)?.basic_facts().map_err(failed)?.os))(),
+        )
     }
 
     /// The host's own name for itself, from the cached facts.
     #[rhai_fn(return_raw)]
     pub fn hostname(ctx: NativeCallContext) -> Result<String, Fail> {
-        Ok(HostContext::of(&ctx)?
-            .basic_facts()
-            .map_err(failed)?
-            .hostname)
+        located(
+            &ctx,
+            (|| {
+                Ok(HostContext::of(&ctx)?
+                    .basic_facts()
+                    .map_err(failed)?
+                    .hostname)
+            })(),
+        )
     }
 
     /// The machine architecture (`x86_64`, `aarch64`), from the cached facts.
     #[rhai_fn(return_raw)]
     pub fn arch(ctx: NativeCallContext) -> Result<String, Fail> {
-        Ok(HostContext::of(&ctx)?.basic_facts().map_err(failed)?.arch)
+        located(
+            &ctx,
+            (|| Ok(HostContext::of(&ctx)?.basic_facts().map_err(failed)?.arch))(),
+        )
     }
 
     /// Report a message for this host (shown with `-v`, always in `--json`).
@@ -270,14 +321,24 @@ pub mod host_api {
     /// ```
     #[rhai_fn(return_raw)]
     pub fn log(ctx: NativeCallContext, message: &str) -> Result<(), Fail> {
-        HostContext::of(&ctx)?.message(Level::Info, message);
-        Ok(())
+        located(
+            &ctx,
+            (|| {
+                HostContext::of(&ctx)?.message(Level::Info, message);
+                Ok(())
+            })(),
+        )
     }
 
     /// Report a warning for this host (always shown).
     #[rhai_fn(return_raw)]
     pub fn warn(ctx: NativeCallContext, message: &str) -> Result<(), Fail> {
-        HostContext::of(&ctx)?.message(Level::Warn, message);
-        Ok(())
+        located(
+            &ctx,
+            (|| {
+                HostContext::of(&ctx)?.message(Level::Warn, message);
+                Ok(())
+            })(),
+        )
     }
 }

@@ -7,7 +7,10 @@ use tokio::process::Command;
 
 use super::output::read_stream;
 use super::remote_shell::wrap;
-use super::{sudo_refusal, ExecOutput, ExecRequest, OutputSink, Stream, Transport, TransportError};
+use super::{
+    bounded, sudo_refusal, Bounded, ExecOutput, ExecRequest, OutputSink, Stream, Transport,
+    TransportError,
+};
 
 /// Runs commands on the machine toyc runs on.
 #[derive(Debug, Clone)]
@@ -87,20 +90,24 @@ impl Transport for LocalTransport {
                 stderr: err?,
             })
         };
-        let output = match request.timeout {
-            None => run.await.map_err(|e| self.io_error(e))?,
-            Some(limit) => match tokio::time::timeout(limit, run).await {
-                Ok(result) => result.map_err(|e| self.io_error(e))?,
-                Err(_) => {
-                    if let Some(pid) = pid {
-                        kill_group(pid, request.sudo).await;
-                    }
-                    return Err(TransportError::Timeout {
-                        host: self.host.clone(),
-                        after: limit,
-                    });
+        let stopped = match bounded(request.timeout, run).await {
+            Bounded::Done(result) => result.map_err(|e| self.io_error(e)),
+            Bounded::TimedOut(after) => Err(TransportError::Timeout {
+                host: self.host.clone(),
+                after,
+            }),
+            Bounded::Cancelled => Err(TransportError::Cancelled {
+                host: self.host.clone(),
+            }),
+        };
+        let output = match stopped {
+            Ok(output) => output,
+            Err(error) => {
+                if let (Some(pid), false) = (pid, matches!(error, TransportError::Io { .. })) {
+                    kill_group(pid, request.sudo).await;
                 }
-            },
+                return Err(error);
+            }
         };
         match sudo_refusal(&self.host, request, &output) {
             Some(err) => Err(err),

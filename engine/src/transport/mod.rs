@@ -132,6 +132,12 @@ pub enum TransportError {
         /// The timeout that expired.
         after: Duration,
     },
+    /// The run was cancelled (Ctrl-C); the command was killed on the host.
+    #[error("cancelled on `{host}`; the command was killed")]
+    Cancelled {
+        /// The inventory name of the host.
+        host: String,
+    },
     /// `sudo -n` refused because it would have asked for a password.
     #[error(
         "sudo on `{host}` needs a password, and toyc runs sudo non-interactively; \
@@ -253,6 +259,34 @@ pub trait Transport: Send + Sync {
             ..ExecRequest::default()
         };
         Ok(self.exec(&request, None).await?.status == 0)
+    }
+}
+
+/// How a command's wait ended: on its own, at its timeout, or by cancellation.
+pub(crate) enum Bounded<T> {
+    /// The command finished (or failed) by itself.
+    Done(T),
+    /// The timeout expired first.
+    TimedOut(Duration),
+    /// The run was cancelled first.
+    Cancelled,
+}
+
+/// Wait for `work`, but no longer than `timeout` and not past a cancellation.
+pub(crate) async fn bounded<T>(
+    timeout: Option<Duration>,
+    work: impl std::future::Future<Output = T>,
+) -> Bounded<T> {
+    let expiry = async {
+        match timeout {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        result = work => Bounded::Done(result),
+        () = expiry => Bounded::TimedOut(timeout.unwrap_or_default()),
+        () = crate::cancel::cancelled() => Bounded::Cancelled,
     }
 }
 

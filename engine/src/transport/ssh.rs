@@ -18,12 +18,19 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::output::{read_stream, PidSlot};
 use super::remote_shell::{kill_group, quote, wrap};
-use super::{sudo_refusal, ExecOutput, ExecRequest, OutputSink, Stream, Transport, TransportError};
+use super::{
+    bounded, sudo_refusal, Bounded, ExecOutput, ExecRequest, OutputSink, Stream, Transport,
+    TransportError,
+};
 use crate::inventory::Host;
 
 /// Longest control directory that still leaves room for the crate's
 /// `/.ssh-connectionXXXXXX/master.<16 random chars>` under Linux's 108-byte sun_path.
 const MAX_CONTROL_DIR: usize = 60;
+
+/// Retries of a session open that sshd refused (see [`SshTransport::spawn`]); with the
+/// growing pause that is about 1.5 s in all.
+const SESSION_RETRIES: u32 = 12;
 
 /// How long a timed-out command's remote kill may take before toyc gives up on it.
 const KILL_WAIT: Duration = Duration::from_secs(2);
@@ -44,6 +51,9 @@ pub struct SshOptions {
     pub accept_new_host_keys: bool,
     /// Commands in flight per host, at most; sshd refuses more than its `MaxSessions` (10).
     pub max_sessions: usize,
+    /// The directory holding `control_dir`, removed only after every connection made
+    /// with these options is closed: a master whose socket is gone cannot be told to exit.
+    pub run_dir: Option<Arc<tempfile::TempDir>>,
 }
 
 impl SshOptions {
@@ -56,6 +66,7 @@ impl SshOptions {
             keepalive: Duration::from_secs(2),
             accept_new_host_keys: false,
             max_sessions: 10,
+            run_dir: None,
         }
     }
 
@@ -88,11 +99,12 @@ impl SshOptions {
 
 /// A connection to one host through an OpenSSH master.
 pub struct SshTransport {
-    host: Host,
-    options: SshOptions,
-    /// `None` once closed.
+    /// `None` once closed. Declared first so it drops first: the session asks its master
+    /// to exit through the control socket, which lives in `options.run_dir`.
     session: Mutex<Option<Arc<Session>>>,
     slots: Semaphore,
+    host: Host,
+    options: SshOptions,
 }
 
 impl std::fmt::Debug for SshTransport {
@@ -149,19 +161,10 @@ impl SshTransport {
         sink: Option<&OutputSink>,
         pid: &PidSlot,
     ) -> Result<ExecOutput, TransportError> {
-        let script = wrap(request, true);
-        let mut child = session
-            .raw_command(format!("sh -c {}", quote(&script)))
-            .stdin(if request.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .await
-            .map_err(|e| self.map_error(e))?;
+        let script = format!("sh -c {}", quote(&wrap(request, true)));
+        let mut child = self
+            .spawn(session, &script, request.stdin.is_some())
+            .await?;
         let stdin = child.stdin().take();
         let stdout = child.stdout().take();
         let stderr = child.stderr().take();
@@ -191,6 +194,42 @@ impl SshTransport {
             stdout: out.map_err(|e| self.lost(e))?,
             stderr: err.map_err(|e| self.lost(e))?,
         })
+    }
+
+    /// Open a session for `script`. sshd frees a session slot a moment after the client
+    /// sees the previous command exit, so under a full `MaxSessions` an open can be
+    /// refused although toyc's cap was respected: nothing started then, so retry briefly.
+    async fn spawn<'s>(
+        &self,
+        session: &'s Session,
+        script: &str,
+        with_stdin: bool,
+    ) -> Result<openssh::RemoteChild<'s>, TransportError> {
+        let mut attempt = 0;
+        loop {
+            let spawned = session
+                .raw_command(script)
+                .stdin(if with_stdin {
+                    Stdio::piped()
+                } else {
+                    Stdio::null()
+                })
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .await;
+            match spawned {
+                Ok(child) => return Ok(child),
+                Err(e)
+                    if attempt < SESSION_RETRIES
+                        && error_chain(&e).contains("Session open refused") =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(self.map_error(e)),
+            }
+        }
     }
 
     fn map_error(&self, error: openssh::Error) -> TransportError {
@@ -236,21 +275,25 @@ impl Transport for SshTransport {
             .map_err(|_| self.lost("the transport is closed"))?;
         let session = self.live_session().await?;
         let pid = PidSlot::default();
-        let output = match request.timeout {
-            None => self.run(&session, request, sink, &pid).await?,
-            Some(limit) => {
-                match tokio::time::timeout(limit, self.run(&session, request, sink, &pid)).await {
-                    Ok(result) => result?,
-                    Err(_) => {
-                        if let Some(pid) = pid.get() {
-                            self.kill_remote(&session, pid, request.sudo).await;
-                        }
-                        return Err(TransportError::Timeout {
-                            host: self.host.name.clone(),
-                            after: limit,
-                        });
-                    }
+        let stopped = match bounded(request.timeout, self.run(&session, request, sink, &pid)).await
+        {
+            Bounded::Done(result) => Ok(result?),
+            Bounded::TimedOut(after) => Err(TransportError::Timeout {
+                host: self.host.name.clone(),
+                after,
+            }),
+            Bounded::Cancelled => Err(TransportError::Cancelled {
+                host: self.host.name.clone(),
+            }),
+        };
+        let output = match stopped {
+            Ok(output) => output,
+            Err(error) => {
+                // Timed out or cancelled: the command must not go on running on the host.
+                if let Some(pid) = pid.get() {
+                    self.kill_remote(&session, pid, request.sudo).await;
                 }
+                return Err(error);
             }
         };
         match sudo_refusal(&self.host.name, request, &output) {

@@ -2,14 +2,12 @@
 
 use std::process::Stdio;
 
-use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use super::output::read_stream;
+use super::output::communicate;
 use super::remote_shell::wrap;
 use super::{
-    bounded, sudo_refusal, Bounded, ExecOutput, ExecRequest, OutputSink, Stream, Transport,
-    TransportError,
+    bounded, sudo_refusal, Bounded, ExecOutput, ExecRequest, OutputSink, Transport, TransportError,
 };
 
 /// Runs commands on the machine toyc runs on.
@@ -64,30 +62,12 @@ impl Transport for LocalTransport {
         let stderr = child.stderr.take();
         let input = request.stdin.clone();
         let run = async {
-            let feed = async {
-                if let (Some(mut pipe), Some(bytes)) = (stdin, input) {
-                    // The command may exit without reading its input: not an error here.
-                    let _ = pipe.write_all(&bytes).await;
-                }
-            };
-            let out = async {
-                match stdout {
-                    Some(s) => read_stream(s, Stream::Stdout, sink, None).await,
-                    None => Ok(Vec::new()),
-                }
-            };
-            let err = async {
-                match stderr {
-                    Some(s) => read_stream(s, Stream::Stderr, sink, None).await,
-                    None => Ok(Vec::new()),
-                }
-            };
-            let ((), out, err) = tokio::join!(feed, out, err);
+            let (stdout, stderr) = communicate(stdin, input, stdout, stderr, sink, None).await?;
             let status = child.wait().await?;
             Ok::<_, std::io::Error>(ExecOutput {
                 status: exit_code(status),
-                stdout: out?,
-                stderr: err?,
+                stdout,
+                stderr,
             })
         };
         let stopped = match bounded(request.timeout, run).await {
@@ -150,7 +130,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::transport::PutOptions;
+    use crate::transport::{PutOptions, Stream};
 
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::remote_shell::PID_MARKER;
 use super::{OutputSink, Stream};
@@ -23,6 +23,45 @@ impl PidSlot {
             pid => Some(pid),
         }
     }
+}
+
+/// Feed `input` to a command's stdin while reading its stdout and stderr to their ends,
+/// all at once (sequentially, a command filling one pipe while we wait on another would
+/// deadlock). Returns (stdout, stderr).
+pub(crate) async fn communicate<W, O, E>(
+    stdin: Option<W>,
+    input: Option<Vec<u8>>,
+    stdout: Option<O>,
+    stderr: Option<E>,
+    sink: Option<&OutputSink>,
+    pid: Option<&PidSlot>,
+) -> std::io::Result<(Vec<u8>, Vec<u8>)>
+where
+    W: AsyncWrite + Unpin,
+    O: AsyncRead + Unpin,
+    E: AsyncRead + Unpin,
+{
+    let feed = async {
+        if let (Some(mut pipe), Some(bytes)) = (stdin, input) {
+            // The command may exit without reading its input: not an error here.
+            let _ = pipe.write_all(&bytes).await;
+            let _ = pipe.shutdown().await;
+        }
+    };
+    let out = async {
+        match stdout {
+            Some(s) => read_stream(s, Stream::Stdout, sink, None).await,
+            None => Ok(Vec::new()),
+        }
+    };
+    let err = async {
+        match stderr {
+            Some(s) => read_stream(s, Stream::Stderr, sink, pid).await,
+            None => Ok(Vec::new()),
+        }
+    };
+    let ((), out, err) = tokio::join!(feed, out, err);
+    Ok((out?, err?))
 }
 
 /// Read `reader` to its end. With `pid`, a first line carrying [`PID_MARKER`] is parsed

@@ -13,14 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{Mutex, Semaphore};
 
-use super::output::{read_stream, PidSlot};
+use super::output::{communicate, PidSlot};
 use super::remote_shell::{kill_group, quote, wrap};
 use super::{
-    bounded, sudo_refusal, Bounded, ExecOutput, ExecRequest, OutputSink, Stream, Transport,
-    TransportError,
+    bounded, sudo_refusal, Bounded, ExecOutput, ExecRequest, OutputSink, Transport, TransportError,
 };
 use crate::inventory::Host;
 
@@ -169,30 +167,13 @@ impl SshTransport {
         let stdout = child.stdout().take();
         let stderr = child.stderr().take();
         let input = request.stdin.clone();
-        let feed = async {
-            if let (Some(mut pipe), Some(bytes)) = (stdin, input) {
-                let _ = pipe.write_all(&bytes).await;
-                let _ = pipe.shutdown().await;
-            }
-        };
-        let out = async {
-            match stdout {
-                Some(s) => read_stream(s, Stream::Stdout, sink, None).await,
-                None => Ok(Vec::new()),
-            }
-        };
-        let err = async {
-            match stderr {
-                Some(s) => read_stream(s, Stream::Stderr, sink, Some(pid)).await,
-                None => Ok(Vec::new()),
-            }
-        };
-        let ((), out, err) = tokio::join!(feed, out, err);
+        let collected = communicate(stdin, input, stdout, stderr, sink, Some(pid)).await;
         let status = child.wait().await.map_err(|e| self.map_error(e))?;
+        let (stdout, stderr) = collected.map_err(|e| self.lost(e))?;
         Ok(ExecOutput {
             status: super::local::exit_code(status),
-            stdout: out.map_err(|e| self.lost(e))?,
-            stderr: err.map_err(|e| self.lost(e))?,
+            stdout,
+            stderr,
         })
     }
 

@@ -263,3 +263,21 @@ fn ctrl_c_stops_a_script_blocked_in_a_command_and_kills_that_command() {
         "the command was killed"
     );
 }
+
+#[test]
+fn a_mistyped_limit_is_an_input_error_with_a_suggestion() {
+    Toyc::new()
+        .file(
+            "inv.yml",
+            "hosts:\n  web1: {}\n  web2: {}\ngroups:\n  web: {hosts: [web1, web2]}\n",
+        )
+        .run_with(&["exec", "-i", "inv.yml", "-l", "wbe1", "--", "true"])
+        .code(65)
+        .stderr_has("did you mean `web1`?");
+    Toyc::new()
+        .file("inv.yml", "hosts:\n  web1: {adress: 10.0.0.1}\n")
+        .run_with(&["exec", "-i", "inv.yml", "--", "true"])
+        .code(65)
+        .stderr_has("inv.yml:2:")
+        .stderr_has("did you mean `address`?");
+}

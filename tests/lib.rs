@@ -4,6 +4,7 @@
 //! started once and shared; destructive tests get dedicated hosts.
 
 mod cli;
+mod docs;
 mod harness;
 mod sandbox;
 mod ssh;

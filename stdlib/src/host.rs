@@ -174,6 +174,12 @@ pub mod host_api {
     }
 
     /// Write bytes to a file on the host, atomically, with the same options as text.
+    ///
+    /// # Example
+    /// ```rhai
+    /// let bytes = blob(4, 0x41);
+    /// host::put(bytes, "/tmp/four-a", #{ mode: "0600" });
+    /// ```
     #[rhai_fn(name = "put", return_raw)]
     pub fn put_blob(
         ctx: NativeCallContext,
@@ -282,6 +288,11 @@ pub mod host_api {
     }
 
     /// The kernel name in lower case (`linux`), from the cached facts.
+    ///
+    /// # Example
+    /// ```rhai
+    /// if host::os() != "linux" { throw "this runbook supports Linux only"; }
+    /// ```
     #[rhai_fn(return_raw)]
     pub fn os(ctx: NativeCallContext) -> Result<String, Fail> {
         located(
@@ -291,6 +302,11 @@ pub mod host_api {
     }
 
     /// The host's own name for itself, from the cached facts.
+    ///
+    /// # Example
+    /// ```rhai
+    /// print(`${host.name} calls itself ${host::hostname()}`);
+    /// ```
     #[rhai_fn(return_raw)]
     pub fn hostname(ctx: NativeCallContext) -> Result<String, Fail> {
         located(
@@ -305,6 +321,11 @@ pub mod host_api {
     }
 
     /// The machine architecture (`x86_64`, `aarch64`), from the cached facts.
+    ///
+    /// # Example
+    /// ```rhai
+    /// let pkg = if host::arch() == "aarch64" { "app-arm64.tar.gz" } else { "app-amd64.tar.gz" };
+    /// ```
     #[rhai_fn(return_raw)]
     pub fn arch(ctx: NativeCallContext) -> Result<String, Fail> {
         located(
@@ -331,6 +352,11 @@ pub mod host_api {
     }
 
     /// Report a warning for this host (always shown).
+    ///
+    /// # Example
+    /// ```rhai
+    /// host::warn("disk is 90% full");
+    /// ```
     #[rhai_fn(return_raw)]
     pub fn warn(ctx: NativeCallContext, message: &str) -> Result<(), Fail> {
         located(

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::events::{Event, EventSink, Level};
 use crate::inventory::Host;
+use crate::plan::Operation;
 use crate::transport::{ExecOutput, ExecRequest, PutOptions, Transport, TransportError};
 
 /// Facts every host answers in one round trip (see [`HostContext::basic_facts`]).
@@ -45,6 +46,7 @@ pub struct HostContext {
     pub timeout: Option<Duration>,
     facts: Mutex<Option<BasicFacts>>,
     unreachable: AtomicBool,
+    operations: Mutex<Vec<Arc<dyn Operation>>>,
 }
 
 impl std::fmt::Debug for HostContext {
@@ -74,6 +76,7 @@ impl HostContext {
             timeout: None,
             facts: Mutex::new(None),
             unreachable: AtomicBool::new(false),
+            operations: Mutex::new(Vec::new()),
         }
     }
 
@@ -178,6 +181,20 @@ impl HostContext {
     /// and symlinks that lead out: scripts come from repos other people push to.
     pub fn local_path(&self, relative: &str) -> Result<PathBuf, String> {
         confined_path(&self.script_root, relative)
+    }
+
+    /// Add an operation to this host's plan. Operations do not act when called: they are
+    /// planned together after the script ran (facts in one round trip), then applied.
+    pub fn add_operation(&self, operation: Arc<dyn Operation>) {
+        self.operations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(operation);
+    }
+
+    /// The operations the script declared, in call order, leaving none behind.
+    pub fn take_operations(&self) -> Vec<Arc<dyn Operation>> {
+        std::mem::take(&mut *self.operations.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The variables scripts see as `vars`.

@@ -17,7 +17,9 @@
 pub mod cancel;
 pub mod context;
 pub mod events;
+pub mod facts;
 pub mod inventory;
+pub mod plan;
 pub mod runner;
 pub mod sandbox;
 pub mod script_error;

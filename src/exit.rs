@@ -7,8 +7,7 @@ pub enum ExitCode {
     Success = 0,
     /// A command, task or script failed on at least one host.
     Failed = 1,
-    /// `--check` found changes to make (nothing was changed); used by plan-and-apply.
-    #[allow(dead_code)]
+    /// `--check` found changes to make (nothing was changed).
     ChangesPending = 2,
     /// At least one host could not be reached (and none failed otherwise).
     Unreachable = 3,

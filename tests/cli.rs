@@ -176,6 +176,7 @@ struct HostEnd {
     status: String,
     exit_code: Option<i32>,
     error: Option<String>,
+    changed: usize,
     elapsed_ms: u64,
 }
 
@@ -186,6 +187,7 @@ struct Summary {
     ok: usize,
     failed: usize,
     unreachable: usize,
+    changed: usize,
     elapsed_ms: u64,
 }
 

@@ -10,8 +10,11 @@
 //! | `run_start` | `{"command": "exec", "hosts": ["h1", "h2"]}` |
 //! | `output` | `{"host": "h1", "stream": "stdout"\|"stderr", "line": "..."}`: one line of command output, as it arrives |
 //! | `message` | `{"host": "h1"\|null, "level": "print"\|"info"\|"warn"\|"error", "text": "..."}`: a script's `print` and `host::log` |
-//! | `host_end` | `{"host": "h1", "status": "ok"\|"failed"\|"unreachable", "exit_code": 0\|null, "error": "..."\|null, "elapsed_ms": 12}` |
-//! | `summary` | `{"ok": 9, "failed": 0, "unreachable": 1, "elapsed_ms": 850}` |
+//! | `change` | `{"host": "h1", "operation": "files::file", "target": "/etc/motd", "kind": "create"\|"modify"\|"remove"\|"run", "summary": "...", "diff": "..."\|null}`: planned, not yet made |
+//! | `no_change` | `{"host": "h1", "operation": "...", "target": "...", "reason": "..."}` |
+//! | `step` | `{"host": "h1", "operation": "...", "target": "...", "status": 0, "output": "..."}`: a change was made (status 0) or failed |
+//! | `host_end` | `{"host": "h1", "status": "ok"\|"failed"\|"unreachable", "exit_code": 0\|null, "error": "..."\|null, "changed": 3, "elapsed_ms": 12}` |
+//! | `summary` | `{"ok": 9, "failed": 0, "unreachable": 1, "changed": 27, "elapsed_ms": 850}` |
 //!
 //! New fields may be added to `data`; existing ones keep their meaning.
 
@@ -51,10 +54,69 @@ pub enum Event {
         /// The text.
         text: String,
     },
+    /// A change planned on a host (shown before anything is applied).
+    Change {
+        /// The host.
+        host: String,
+        /// The change.
+        #[serde(flatten)]
+        change: ChangeView,
+    },
+    /// An operation that needs no change on a host, and why.
+    NoChange {
+        /// The host.
+        host: String,
+        /// The operation.
+        operation: String,
+        /// What it acts on.
+        target: String,
+        /// Why nothing needs doing.
+        reason: String,
+    },
+    /// A planned change was made, or failed.
+    Step {
+        /// The host.
+        host: String,
+        /// The operation.
+        operation: String,
+        /// What it acts on.
+        target: String,
+        /// The step's exit status: 0 done, -1 cut off (connection lost).
+        status: i32,
+        /// What the step printed.
+        output: String,
+    },
     /// A host finished.
     HostEnd(HostResult),
     /// The run finished.
     Summary(Summary),
+}
+
+/// A planned change as reported (the shell that makes it is left out).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChangeView {
+    /// The operation.
+    pub operation: String,
+    /// What it acts on.
+    pub target: String,
+    /// Create, modify, remove or run.
+    pub kind: crate::plan::ChangeKind,
+    /// One line for people.
+    pub summary: String,
+    /// Unified diff of the content, under `--diff`.
+    pub diff: Option<String>,
+}
+
+impl From<&crate::plan::Change> for ChangeView {
+    fn from(change: &crate::plan::Change) -> ChangeView {
+        ChangeView {
+            operation: change.operation.clone(),
+            target: change.target.clone(),
+            kind: change.kind,
+            summary: change.summary.clone(),
+            diff: change.diff.clone(),
+        }
+    }
 }
 
 /// How loud a [`Event::Message`] is.
@@ -94,6 +156,8 @@ pub struct HostResult {
     pub exit_code: Option<i32>,
     /// What went wrong, for people.
     pub error: Option<String>,
+    /// Changes made on the host.
+    pub changed: usize,
     /// Wall time spent on the host, connection included.
     pub elapsed_ms: u64,
 }
@@ -107,6 +171,8 @@ pub struct Summary {
     pub failed: usize,
     /// Hosts that could not be reached.
     pub unreachable: usize,
+    /// Changes made, over all hosts.
+    pub changed: usize,
     /// Wall time of the whole run.
     pub elapsed_ms: u64,
 }
@@ -119,6 +185,7 @@ impl Summary {
             ok: count(HostStatus::Ok),
             failed: count(HostStatus::Failed),
             unreachable: count(HostStatus::Unreachable),
+            changed: results.iter().map(|r| r.changed).sum(),
             elapsed_ms,
         }
     }
@@ -207,6 +274,46 @@ impl EventSink for HumanSink {
                     seconds(result.elapsed_ms)
                 );
             }
+            Event::Change { host, change } => {
+                eprintln!(
+                    "{host:width$}  {} {} {}: {}",
+                    change.kind.sign(),
+                    change.operation,
+                    change.target,
+                    change.summary
+                );
+                for line in change.diff.iter().flat_map(|d| d.lines()) {
+                    eprintln!("{:width$}      {line}", "");
+                }
+            }
+            Event::NoChange {
+                host,
+                operation,
+                target,
+                reason,
+            } if self.verbose => {
+                eprintln!("{host:width$}  = {operation} {target}: no change ({reason})");
+            }
+            Event::Step {
+                host,
+                operation,
+                target,
+                status,
+                output,
+            } if *status != 0 => {
+                eprintln!("{host:width$}  ! {operation} {target} failed (status {status})");
+                for line in output.lines() {
+                    eprintln!("{:width$}      {line}", "");
+                }
+            }
+            Event::Summary(s) if s.changed > 0 => eprintln!(
+                "{} ok, {} failed, {} unreachable, {} changed in {}",
+                s.ok,
+                s.failed,
+                s.unreachable,
+                s.changed,
+                seconds(s.elapsed_ms)
+            ),
             Event::Summary(s) => eprintln!(
                 "{} ok, {} failed, {} unreachable in {}",
                 s.ok,
@@ -250,11 +357,12 @@ mod tests {
             status: HostStatus::Unreachable,
             exit_code: None,
             error: Some("refused".into()),
+            changed: 0,
             elapsed_ms: 7,
         });
         assert_eq!(
             serde_json::to_string(&event).expect("serializes"),
-            r#"{"type":"host_end","data":{"host":"h1","status":"unreachable","exit_code":null,"error":"refused","elapsed_ms":7}}"#
+            r#"{"type":"host_end","data":{"host":"h1","status":"unreachable","exit_code":null,"error":"refused","changed":0,"elapsed_ms":7}}"#
         );
         let event = Event::Output {
             host: "h1".into(),

@@ -14,6 +14,7 @@
 //! The engine knows no particular operation: those live in `toyc-stdlib`.
 #![deny(missing_docs)]
 
+pub mod apply;
 pub mod cancel;
 pub mod context;
 pub mod events;

@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use crate::context::HostContext;
 use crate::events::{Event, EventSink, HostResult, HostStatus, Level};
 use crate::inventory::{Host, TransportKind};
+use crate::plan::Operation;
 use crate::sandbox::Sandbox;
 use crate::transport::{LocalTransport, SshOptions, SshTransport, Transport, TransportError};
 
@@ -98,13 +99,14 @@ pub struct ScriptJob {
 
 impl ScriptJob {
     /// Run the script for `host` over `transport` on a blocking thread (Rhai is synchronous;
-    /// its host calls block on the runtime), and report how it went.
+    /// its host calls block on the runtime), and report how it went, with the operations
+    /// the script declared (planned next, see [`crate::apply`]).
     pub async fn run(
         &self,
         mut host: Host,
         transport: Arc<dyn Transport>,
         started: Instant,
-    ) -> HostResult {
+    ) -> (HostResult, Vec<Arc<dyn Operation>>) {
         for (key, value) in &self.extra_vars {
             host.vars.insert(key.clone(), value.clone());
         }
@@ -130,35 +132,35 @@ impl ScriptJob {
                 });
             let mut scope = script_scope(&context.host);
             let result = engine.run_ast_with_scope(&mut scope, &job.ast);
-            (
-                result.map_err(|e| job.sandbox.describe(&e, &job.path)),
-                context.was_unreachable(),
-            )
+            let result = result.map_err(|e| job.sandbox.describe(&e, &job.path));
+            (result, context.was_unreachable(), context.take_operations())
         })
         .await;
-        let elapsed_ms = elapsed_ms(started);
-        let (status, error) = match outcome {
-            Ok((Ok(()), _)) => (HostStatus::Ok, None),
-            Ok((Err(e), unreachable)) => {
+        let (status, error, operations) = match outcome {
+            Ok((Ok(()), _, operations)) => (HostStatus::Ok, None, operations),
+            Ok((Err(e), unreachable, _)) => {
                 let status = if unreachable {
                     HostStatus::Unreachable
                 } else {
                     HostStatus::Failed
                 };
-                (status, Some(e.to_string()))
+                (status, Some(e.to_string()), Vec::new())
             }
             Err(e) => (
                 HostStatus::Failed,
                 Some(format!("the script's thread failed: {e}")),
+                Vec::new(),
             ),
         };
-        HostResult {
+        let result = HostResult {
             host: name,
             status,
             exit_code: None,
             error,
-            elapsed_ms,
-        }
+            changed: 0,
+            elapsed_ms: elapsed_ms(started),
+        };
+        (result, operations)
     }
 }
 

@@ -120,6 +120,15 @@ pub struct RunArgs {
         value_name = "N"
     )]
     pub max_operations: u64,
+    /// Only show what would change; exit 2 if anything would (0 if nothing).
+    #[arg(long, env = "TOYC_CHECK")]
+    pub check: bool,
+    /// Show a unified diff of every file whose content would change.
+    #[arg(long, env = "TOYC_DIFF")]
+    pub diff: bool,
+    /// Apply changes without asking (needed when stdin is not a terminal).
+    #[arg(short = 'y', long, env = "TOYC_YES")]
+    pub yes: bool,
     /// Stop scripts when toyc's resident memory passes this many MiB.
     #[arg(
         long,

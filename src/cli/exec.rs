@@ -65,6 +65,7 @@ async fn exec_on_host(
         status,
         exit_code,
         error,
+        changed: 0,
         elapsed_ms: elapsed_ms(started),
     };
     let transport = match connect(host, ssh).await {

@@ -1,24 +1,88 @@
-//! `toyc run`: a script on every selected host.
+//! `toyc run`: a script on every selected host. Imperative calls (`host::exec`) act as
+//! the script runs; operations (`files::*`, `shell::run`) are collected, planned against
+//! facts asked in one round trip per host, shown, confirmed, then applied in one round
+//! trip per host.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, Context};
 use serde_json::{Map, Value};
-use toyc_engine::events::{Event, HostResult, HostStatus, Summary};
+use toyc_engine::apply::{apply_host, changes, plan_host};
+use toyc_engine::events::{Event, EventSink, HostResult, HostStatus, Summary};
+use toyc_engine::plan::Outcome;
 use toyc_engine::runner::{announce, connect, elapsed_ms, for_each_host, ScriptJob};
 use toyc_engine::sandbox::{Limits, Sandbox};
+use toyc_engine::transport::Transport;
 
 use super::args::RunArgs;
 use super::targets::{event_sink, seconds, select_hosts, ssh_options};
-use super::{Failure, Outcome};
+use super::{Failure, Outcome as CliOutcome};
 use crate::exit::ExitCode;
 
+/// One host after the prepare phase: its connection (kept open for apply), how it went so
+/// far, and what its operations would change.
+struct Prepared {
+    transport: Option<Arc<dyn Transport>>,
+    result: HostResult,
+    outcomes: Vec<Outcome>,
+    sudo: bool,
+    started: Instant,
+}
+
 /// The top-level entry point for `toyc run`.
-pub async fn run(args: RunArgs) -> Outcome {
+pub async fn run(args: RunArgs) -> CliOutcome {
     let hosts = select_hosts(&args.targets)?;
-    let extra_vars = extra_vars(&args)?;
+    let job = Arc::new(script_job(&args, &hosts)?);
+    let events = Arc::clone(&job.events);
+    let ssh = Arc::new(ssh_options(&args.targets)?);
+    announce(events.as_ref(), "run", &hosts);
+    let started = Instant::now();
+
+    eprint_banner(&args, "--> Running scripts and gathering facts...");
+    let diff = args.diff;
+    let prepared = for_each_host(&hosts, args.targets.forks, |host| {
+        let (job, ssh) = (Arc::clone(&job), Arc::clone(&ssh));
+        async move { prepare(host, &job, &ssh, diff).await }
+    })
+    .await;
+
+    let pending: usize = prepared.iter().map(|p| changes(&p.outcomes).len()).sum();
+    show(events.as_ref(), &prepared);
+    let proceed = if pending == 0 || args.check {
+        false
+    } else {
+        confirm(
+            &args,
+            pending,
+            prepared
+                .iter()
+                .filter(|p| !changes(&p.outcomes).is_empty())
+                .count(),
+        )?
+    };
+    if proceed {
+        eprint_banner(&args, "--> Applying changes...");
+    }
+    let results = for_each_prepared(prepared, proceed, &events).await;
+    let summary = Summary::of(&results, elapsed_ms(started));
+    events.emit(&Event::Summary(summary));
+    if args.check && summary.failed == 0 && summary.unreachable == 0 && pending > 0 {
+        return Ok(ExitCode::ChangesPending);
+    }
+    if pending > 0 && !proceed && !args.check {
+        eprintln!("nothing was changed");
+        return Ok(ExitCode::Failed);
+    }
+    Ok(ExitCode::of(summary.failed, summary.unreachable))
+}
+
+fn script_job(
+    args: &RunArgs,
+    hosts: &[toyc_engine::inventory::Host],
+) -> Result<ScriptJob, Failure> {
     let root = args
         .script
         .parent()
@@ -34,45 +98,198 @@ pub async fn run(args: RunArgs) -> Outcome {
     let mut sandbox = Sandbox::new(root, limits);
     toyc_stdlib::register(&mut sandbox);
     let ast = sandbox.compile(&args.script).map_err(Failure::input)?;
-    let events = event_sink(&args.output, false, &hosts);
-    let ssh = Arc::new(ssh_options(&args.targets)?);
-    let job = Arc::new(ScriptJob {
+    Ok(ScriptJob {
         sandbox,
         ast: Arc::new(ast),
         path: args.script.clone(),
-        events: Arc::clone(&events),
-        extra_vars,
+        events: event_sink(&args.output, false, hosts),
+        extra_vars: extra_vars(args)?,
         sudo: args.targets.sudo,
         command_timeout: args.timeout.map(|t| seconds(t, "--timeout")).transpose()?,
-    });
-    announce(events.as_ref(), "run", &hosts);
+    })
+}
+
+/// Connect, run the script, plan its operations. Never fails: problems become the
+/// host's result.
+async fn prepare(
+    host: toyc_engine::inventory::Host,
+    job: &ScriptJob,
+    ssh: &toyc_engine::transport::SshOptions,
+    diff: bool,
+) -> Prepared {
     let started = Instant::now();
-    let results = for_each_host(&hosts, args.targets.forks, |host| {
-        let (job, ssh, events) = (Arc::clone(&job), Arc::clone(&ssh), Arc::clone(&events));
-        async move {
-            let host_started = Instant::now();
-            let result = match connect(&host, &ssh).await {
-                Ok(transport) => {
-                    let result = job.run(host, Arc::clone(&transport), host_started).await;
-                    transport.close().await;
-                    result
-                }
-                Err(e) => HostResult {
-                    host: host.name.clone(),
+    let sudo = host.sudo || job.sudo;
+    let name = host.name.clone();
+    let transport = match connect(&host, ssh).await {
+        Ok(t) => t,
+        Err(e) => {
+            return Prepared {
+                transport: None,
+                result: HostResult {
+                    host: name,
                     status: HostStatus::Unreachable,
                     exit_code: None,
                     error: Some(e.to_string()),
-                    elapsed_ms: elapsed_ms(host_started),
+                    changed: 0,
+                    elapsed_ms: elapsed_ms(started),
                 },
-            };
-            events.emit(&Event::HostEnd(result.clone()));
-            result
+                outcomes: Vec::new(),
+                sudo,
+                started,
+            }
         }
-    })
-    .await;
-    let summary = Summary::of(&results, elapsed_ms(started));
-    events.emit(&Event::Summary(summary));
-    Ok(ExitCode::of(summary.failed, summary.unreachable))
+    };
+    let (mut result, operations) = job.run(host, Arc::clone(&transport), started).await;
+    let mut outcomes = Vec::new();
+    if result.status == HostStatus::Ok && !operations.is_empty() {
+        match plan_host(transport.as_ref(), &operations, diff, sudo).await {
+            Ok(planned) => outcomes = planned,
+            Err(e) => {
+                result.status = if matches!(&e, toyc_engine::apply::ApplyError::Transport(t) if t.is_unreachable())
+                {
+                    HostStatus::Unreachable
+                } else {
+                    HostStatus::Failed
+                };
+                result.error = Some(e.to_string());
+            }
+        }
+    }
+    Prepared {
+        transport: Some(transport),
+        result,
+        outcomes,
+        sudo,
+        started,
+    }
+}
+
+/// Every host's planned changes, in inventory order (and its reasoned no-changes).
+fn show(events: &dyn EventSink, prepared: &[Prepared]) {
+    for host in prepared {
+        for outcome in &host.outcomes {
+            match outcome {
+                Outcome::Change(change) => events.emit(&Event::Change {
+                    host: host.result.host.clone(),
+                    change: change.into(),
+                }),
+                Outcome::NoChange(no) => events.emit(&Event::NoChange {
+                    host: host.result.host.clone(),
+                    operation: no.operation.clone(),
+                    target: no.target.clone(),
+                    reason: no.reason.clone(),
+                }),
+            }
+        }
+    }
+}
+
+/// Ask before changing hosts: `-y` skips the question, and without a terminal to ask on
+/// toyc refuses rather than guessing.
+fn confirm(args: &RunArgs, changes: usize, hosts: usize) -> Result<bool, Failure> {
+    if args.yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure::input(anyhow!(
+            "{changes} change(s) on {hosts} host(s) need confirmation, and stdin is not a terminal; \
+             pass `-y` to apply them, or `--check` to only show them"
+        )));
+    }
+    eprint!("Apply {changes} change(s) on {hosts} host(s)? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .context("unable to read the answer")?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+/// Apply (when `proceed`) each host's changes in one round trip, close its connection,
+/// report its end.
+async fn for_each_prepared(
+    prepared: Vec<Prepared>,
+    proceed: bool,
+    events: &Arc<dyn EventSink>,
+) -> Vec<HostResult> {
+    let mut tasks = tokio::task::JoinSet::new();
+    let count = prepared.len();
+    for (index, host) in prepared.into_iter().enumerate() {
+        let events = Arc::clone(events);
+        tasks.spawn(async move {
+            let result = finish(host, proceed, events.as_ref()).await;
+            events.emit(&Event::HostEnd(result.clone()));
+            (index, result)
+        });
+    }
+    let mut results: Vec<Option<HostResult>> = (0..count).map(|_| None).collect();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok((index, result)) = joined {
+            results[index] = Some(result);
+        }
+    }
+    results.into_iter().flatten().collect()
+}
+
+async fn finish(host: Prepared, proceed: bool, events: &dyn EventSink) -> HostResult {
+    let Prepared {
+        transport,
+        mut result,
+        outcomes,
+        sudo,
+        started,
+    } = host;
+    let Some(transport) = transport else {
+        return result;
+    };
+    let pending = changes(&outcomes);
+    if proceed && result.status == HostStatus::Ok && !pending.is_empty() {
+        match apply_host(transport.as_ref(), &pending, sudo).await {
+            Ok(steps) => {
+                for step in &steps {
+                    let change = pending[step.index];
+                    events.emit(&Event::Step {
+                        host: result.host.clone(),
+                        operation: change.operation.clone(),
+                        target: change.target.clone(),
+                        status: step.status,
+                        output: step.output.clone(),
+                    });
+                }
+                result.changed = steps.iter().filter(|s| s.status == 0).count();
+                if let Some(failed) = steps.iter().find(|s| s.status != 0) {
+                    let change = pending[failed.index];
+                    result.status = HostStatus::Failed;
+                    result.error = Some(format!(
+                        "`{}` on `{}` failed (status {}); {} later change(s) not made",
+                        change.operation,
+                        change.target,
+                        failed.status,
+                        pending.len() - failed.index - 1
+                    ));
+                } else if steps.len() < pending.len() {
+                    result.status = HostStatus::Failed;
+                    result.error = Some(format!(
+                        "only {} of {} changes were reported made",
+                        steps.len(),
+                        pending.len()
+                    ));
+                }
+            }
+            Err(e) => {
+                result.status = HostStatus::Failed;
+                result.error = Some(e.to_string());
+            }
+        }
+    }
+    transport.close().await;
+    result.elapsed_ms = elapsed_ms(started);
+    result
+}
+
+fn eprint_banner(args: &RunArgs, text: &str) {
+    if !args.output.json && args.output.verbose > 0 {
+        eprintln!("{text}");
+    }
 }
 
 /// `--vars-file` maps in order, then `--var key=value` pairs on top.

@@ -1,0 +1,196 @@
+//! A host's operations, planned and applied in the fewest round trips: one to ask every
+//! fact the operations need ([`plan_host`]), one to make every change ([`apply_host`]).
+
+use std::sync::Arc;
+
+use crate::facts::{FactBatch, FactQuery, Facts};
+use crate::plan::{ApplyScript, Change, Operation, Outcome, StepResult};
+use crate::transport::{ExecRequest, Transport, TransportError};
+
+/// Why a host could not be planned or applied.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    /// The host could not be asked or told.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// The facts script failed or answered nonsense.
+    #[error("gathering facts failed: {0}")]
+    Facts(String),
+    /// An operation could not be planned (e.g. a line edit on a missing file).
+    #[error("`{operation}` on `{target}`: {reason}")]
+    Operation {
+        /// The operation's name.
+        operation: String,
+        /// What it acts on.
+        target: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Ask the facts of every operation in one round trip, then plan them in order, each
+/// against the state the ones before it leave. With `contents`, also fetch the current
+/// content of every target, so changes can show diffs (more bytes, no extra round trip).
+pub async fn plan_host(
+    transport: &dyn Transport,
+    operations: &[Arc<dyn Operation>],
+    contents: bool,
+    sudo: bool,
+) -> Result<Vec<Outcome>, ApplyError> {
+    let mut queries: Vec<FactQuery> = operations.iter().flat_map(|op| op.facts()).collect();
+    if contents {
+        queries.extend(
+            operations
+                .iter()
+                .map(|op| FactQuery::Content(op.target().to_owned())),
+        );
+    }
+    let batch = FactBatch::new(queries);
+    let mut facts = if batch.is_empty() {
+        Facts::default()
+    } else {
+        let request = ExecRequest {
+            command: batch.script(),
+            sudo,
+            ..ExecRequest::default()
+        };
+        let output = transport.exec(&request, None).await?;
+        if output.status != 0 {
+            return Err(ApplyError::Facts(format!(
+                "exit status {}: {}",
+                output.status,
+                output.stderr_text().trim()
+            )));
+        }
+        batch
+            .parse(&output.stdout_text())
+            .map_err(ApplyError::Facts)?
+    };
+    operations
+        .iter()
+        .map(|op| {
+            op.plan(&mut facts).map_err(|reason| ApplyError::Operation {
+                operation: op.name().to_owned(),
+                target: op.target().to_owned(),
+                reason,
+            })
+        })
+        .collect()
+}
+
+/// Make `changes` in one round trip; each step's result comes back.
+pub async fn apply_host(
+    transport: &dyn Transport,
+    changes: &[&Change],
+    sudo: bool,
+) -> Result<Vec<StepResult>, ApplyError> {
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let script = ApplyScript::new(changes);
+    let request = ExecRequest {
+        command: script.script().to_owned(),
+        sudo,
+        ..ExecRequest::default()
+    };
+    let output = transport.exec(&request, None).await?;
+    Ok(script.parse(&output.stdout_text()))
+}
+
+/// The changes among `outcomes`, in order.
+pub fn changes(outcomes: &[Outcome]) -> Vec<&Change> {
+    outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Change(c) => Some(c),
+            Outcome::NoChange(_) => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{Fact, PathFact};
+    use crate::plan::{ChangeKind, NoChange};
+    use crate::transport::LocalTransport;
+
+    /// A minimal operation: "this file exists".
+    #[derive(Debug)]
+    struct Touch(String);
+
+    impl Operation for Touch {
+        fn name(&self) -> &str {
+            "test::touch"
+        }
+        fn target(&self) -> &str {
+            &self.0
+        }
+        fn facts(&self) -> Vec<FactQuery> {
+            vec![FactQuery::Path(self.0.clone())]
+        }
+        fn plan(&self, facts: &mut Facts) -> Result<Outcome, String> {
+            match facts.path(&self.0) {
+                Some(PathFact::Absent) => {
+                    facts.record(
+                        FactQuery::Path(self.0.clone()),
+                        Fact::Path(PathFact::File {
+                            mode: "644".into(),
+                            owner: "root".into(),
+                            group: "root".into(),
+                            size: 0,
+                            sha256: String::new(),
+                        }),
+                    );
+                    Ok(Outcome::Change(Change {
+                        operation: self.name().into(),
+                        target: self.0.clone(),
+                        kind: ChangeKind::Create,
+                        summary: "create".into(),
+                        diff: None,
+                        script: format!("touch {}", crate::transport::quote(&self.0)),
+                        payload: None,
+                    }))
+                }
+                Some(_) => Ok(Outcome::NoChange(NoChange {
+                    operation: self.name().into(),
+                    target: self.0.clone(),
+                    reason: "exists".into(),
+                })),
+                None => Err("fact missing".into()),
+            }
+        }
+    }
+
+    #[test]
+    fn plan_apply_then_nothing_left_to_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("x").to_string_lossy().into_owned();
+        let ops: Vec<Arc<dyn Operation>> =
+            vec![Arc::new(Touch(path.clone())), Arc::new(Touch(path.clone()))];
+        let transport = LocalTransport::new("localhost");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let outcomes = plan_host(&transport, &ops, false, false)
+                .await
+                .expect("plans");
+            // The second operation sees the state the first one will leave.
+            assert!(matches!(outcomes[0], Outcome::Change(_)));
+            assert!(matches!(outcomes[1], Outcome::NoChange(_)));
+            let results = apply_host(&transport, &changes(&outcomes), false)
+                .await
+                .expect("applies");
+            assert_eq!(results.len(), 1);
+            assert_eq!(results[0].status, 0);
+            let again = plan_host(&transport, &ops, false, false)
+                .await
+                .expect("plans");
+            assert!(changes(&again).is_empty());
+        });
+        assert!(std::path::Path::new(&path).exists());
+    }
+}

@@ -50,8 +50,10 @@ pub async fn plan_host(
     let mut facts = if batch.is_empty() {
         Facts::default()
     } else {
+        let script = batch.script();
         let request = ExecRequest {
-            command: batch.script(),
+            command: run_from_stdin(script.len()),
+            stdin: Some(script.into_bytes()),
             sudo,
             ..ExecRequest::default()
         };
@@ -90,12 +92,24 @@ pub async fn apply_host(
     }
     let script = ApplyScript::new(changes);
     let request = ExecRequest {
-        command: script.script().to_owned(),
+        command: run_from_stdin(script.script().len()),
+        stdin: Some(script.script().as_bytes().to_vec()),
         sudo,
         ..ExecRequest::default()
     };
     let output = transport.exec(&request, None).await?;
     Ok(script.parse(&output.stdout_text()))
+}
+
+/// A small command that reads a script of `len` bytes from stdin and runs it only if
+/// all of it arrived. The script cannot be the command itself: Linux caps one argument
+/// at 128 KiB and file contents travel inside it; and a script cut short by a dropped
+/// connection must not run half-way.
+fn run_from_stdin(len: usize) -> String {
+    format!(
+        "t=$(mktemp) || exit 1; trap 'rm -f \"$t\"' EXIT; cat > \"$t\"; \
+         if [ \"$(wc -c < \"$t\")\" -eq {len} ]; then sh \"$t\"; else echo 'toyc: changes cut short in transit, none made' >&2; exit 1; fi"
+    )
 }
 
 /// The changes among `outcomes`, in order.
@@ -161,6 +175,38 @@ mod tests {
                 None => Err("fact missing".into()),
             }
         }
+    }
+
+    #[test]
+    fn a_payload_larger_than_one_command_argument_is_applied() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("big");
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
+        let change = Change {
+            operation: "test::put".into(),
+            target: dest.display().to_string(),
+            kind: ChangeKind::Create,
+            summary: String::new(),
+            diff: None,
+            script: format!(
+                "cat > {}",
+                crate::transport::quote(&dest.display().to_string())
+            ),
+            payload: Some(bytes.clone()),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let results = runtime
+            .block_on(apply_host(
+                &LocalTransport::new("localhost"),
+                &[&change],
+                false,
+            ))
+            .expect("applies");
+        assert_eq!(results[0].status, 0, "{}", results[0].output);
+        assert_eq!(std::fs::read(&dest).expect("written"), bytes);
     }
 
     #[test]

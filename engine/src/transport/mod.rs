@@ -233,7 +233,7 @@ pub trait Transport: Send + Sync {
         options: &PutOptions,
     ) -> Result<ExecOutput, TransportError> {
         let request = ExecRequest {
-            command: remote_shell::atomic_write(dest, options),
+            command: remote_shell::atomic_write(dest, content.len(), options),
             stdin: Some(content.to_vec()),
             sudo: options.sudo,
             ..ExecRequest::default()

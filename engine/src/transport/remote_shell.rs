@@ -66,8 +66,9 @@ pub(crate) fn kill_group(pid: u32, sudo: bool) -> String {
 /// A shell script that copies its stdin to `dest` atomically. The temporary file lives
 /// next to `dest` (so `mv` is a rename on the same filesystem), is created with
 /// `set -C` (never follows a planted symlink) and removed if the script is interrupted;
-/// `dest` is replaced only after every byte arrived and the mode and owner are set.
-pub(crate) fn atomic_write(dest: &str, options: &PutOptions) -> String {
+/// `dest` is replaced only after all `len` bytes arrived (a dropped connection looks
+/// like an early end of input to `cat`) and the mode and owner are set.
+pub(crate) fn atomic_write(dest: &str, len: usize, options: &PutOptions) -> String {
     let (dir, name) = match dest.rsplit_once('/') {
         Some(("", name)) => ("/", name),
         Some((dir, name)) => (dir, name),
@@ -76,7 +77,8 @@ pub(crate) fn atomic_write(dest: &str, options: &PutOptions) -> String {
     let tmp = format!("{dir}/.{name}.toyc-{}", unique_suffix());
     let tmp = tmp.replace("//", "/");
     let mut script = format!(
-        "umask 077; set -C; tmp={}; trap 'rm -f \"$tmp\"' EXIT HUP INT TERM; cat > \"$tmp\" || exit 1\n",
+        "umask 077; set -C; tmp={}; trap 'rm -f \"$tmp\"' EXIT HUP INT TERM; cat > \"$tmp\" || exit 1\n\
+         [ \"$(wc -c < \"$tmp\")\" -eq {len} ] || {{ echo 'toyc: upload cut short, destination left as it was' >&2; exit 1; }}\n",
         quote(&tmp)
     );
     if let Some(mode) = &options.mode {
@@ -156,6 +158,7 @@ mod tests {
         std::fs::write(&dest, "old").expect("write");
         let script = atomic_write(
             dest.to_str().expect("utf-8 path"),
+            11,
             &PutOptions {
                 mode: Some("0640".into()),
                 ..PutOptions::default()
@@ -181,5 +184,42 @@ mod tests {
         assert_eq!(mode & 0o777, 0o640);
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
         assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+    }
+}
+
+#[cfg(test)]
+mod truncation_tests {
+    use super::*;
+
+    #[test]
+    fn a_short_upload_leaves_the_old_file_and_no_temporary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("f");
+        std::fs::write(&dest, "old").expect("write");
+        let script = atomic_write(dest.to_str().expect("utf-8"), 1000, &PutOptions::default());
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        use std::io::Write;
+        // Half the bytes, then end of input: what a dropped connection looks like.
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&[b'x'; 500])
+            .expect("write");
+        let out = child.wait_with_output().expect("wait");
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("upload cut short"));
+        assert_eq!(std::fs::read_to_string(&dest).expect("read"), "old");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("ls").count(),
+            1,
+            "temporary removed"
+        );
     }
 }

@@ -3,6 +3,10 @@
 //! Every function acts on the current host (`host.name` in the script). Commands run
 //! through `sh -c`; a command that exits non-zero stops the script with an error naming
 //! the host and the command, unless the call passes `check: false`.
+//!
+//! These functions act **while the script runs**, before changes are shown and confirmed,
+//! and under `--check` too: use them to ask the host things. To change a host, use
+//! operations (`files::*`, `shell::run`): they are planned, shown, confirmed, applied.
 
 use rhai::plugin::*;
 use rhai::Map;
@@ -67,6 +71,15 @@ fn write_file(
 }
 
 /// The host the script runs for: run commands, move files, ask basic facts.
+///
+/// Every function acts on the current host (`host.name`). A command that exits non-zero
+/// stops the script with an error naming the host and the command, unless the call
+/// passes `check: false`.
+///
+/// These functions act **while the script runs**, before changes are shown and
+/// confirmed, and under `--check` too: use them to ask the host things. To change a
+/// host, use operations (`files::*`, `shell::run`): they are planned, shown, confirmed,
+/// then applied.
 #[export_module]
 pub mod host_api {
     use rhai::{Blob, Map};
@@ -78,6 +91,8 @@ pub mod host_api {
     use crate::options::Options;
 
     /// Run a shell command on the host and return `#{ code, stdout, stderr }`.
+    ///
+    /// It runs at once, also under `--check`: for changes, use `shell::run`.
     ///
     /// `stdout` and `stderr` lose their final newline, as with the shell's `$(...)`.
     /// A non-zero exit stops the script with an error naming the host and command.

@@ -1,0 +1,90 @@
+//! Plan and apply against real hosts: the peer benchmark workload converges, reports
+//! nothing to change the second time, shows exactly one diff after one template edit,
+//! and leaves files byte-identical to what the Ansible playbook of the same job leaves.
+
+use crate::support::cli::{repo, Toyc};
+use crate::support::hosts;
+
+/// The peers' digest of h1's tree after a cold run (content + mode of every file,
+/// `var/marker` excluded), the same for Ansible, pyinfra and the OpenSSH floor script:
+/// shared/bench/peers/RESULTS.md.
+const PEER_DIGEST: &str = "7b857b383965";
+
+/// `tree_digest` of shared/bench/peers/bench.py, run by the host's own python3.
+const DIGEST_PY: &str = r#"
+import hashlib, os, sys
+root = sys.argv[1]
+h = hashlib.sha256()
+for dp, dns, fns in sorted(os.walk(root)):
+    dns.sort()
+    for name in sorted(dns + fns):
+        p = os.path.join(dp, name)
+        rel = os.path.relpath(p, root)
+        h.update(f"{rel} {oct(os.stat(p).st_mode)}\n".encode())
+        if os.path.isfile(p) and rel != "var/marker":
+            with open(p, "rb") as f:
+                h.update(f.read())
+print(h.hexdigest()[:12])
+"#;
+
+fn workload_inventory(pool: &hosts::HostPool, indices: &[usize]) -> String {
+    let mut yaml = format!(
+        "ssh: {{user: root, identity: {}, known_hosts: {}}}\nhosts:\n",
+        pool.identity().display(),
+        pool.known_hosts().display()
+    );
+    for &i in indices {
+        let h = &pool.hosts()[i];
+        yaml.push_str(&format!(
+            "  h{}: {{address: {}, vars: {{root: /tmp/toybench/h{}}}}}\n",
+            i + 1,
+            h.address,
+            i + 1
+        ));
+    }
+    yaml
+}
+
+#[test]
+fn the_peer_workload_converges_shows_one_diff_and_matches_ansible_byte_for_byte() {
+    let Some(pool) = hosts::dedicated(2) else { return };
+    let bench = repo().join("scripts/bench");
+    let toyc = Toyc::new().file("inv.yml", &workload_inventory(&pool, &[0, 1]));
+    // Work on a copy, so the template edit below stays in this test.
+    let copy = toyc.dir().join("bench");
+    let status = std::process::Command::new("cp")
+        .args(["-r", bench.to_str().expect("utf-8"), copy.to_str().expect("utf-8")])
+        .status()
+        .expect("cp");
+    assert!(status.success());
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "bench/workload.rhai", "-i", "inv.yml", "--vars-file", "bench/vars.yml"];
+        args.extend_from_slice(extra);
+        toyc.run_with(&args)
+    };
+
+    let cold = run(&["-y", "--json"]);
+    cold.code(0);
+    let summary = cold.json_lines().into_iter().last().expect("summary");
+    assert_eq!(summary["data"]["changed"], 24, "12 changes on each of 2 hosts: {}", cold.stdout);
+
+    let digest = pool.docker_exec(0, &format!("python3 -c '{DIGEST_PY}' /tmp/toybench/h1"));
+    assert_eq!(String::from_utf8_lossy(&digest.stdout).trim(), PEER_DIGEST, "{}", String::from_utf8_lossy(&digest.stderr));
+
+    let warm = run(&["-y"]);
+    warm.code(0);
+    assert!(!warm.stderr.contains(" changed in "), "nothing changes the second time: {}", warm.stderr);
+
+    let template = copy.join("templates/app.service.j2");
+    let text = std::fs::read_to_string(&template).expect("template");
+    std::fs::write(&template, text.replace("LimitNOFILE=65536", "LimitNOFILE=131072")).expect("edit");
+    let check = run(&["--check", "--diff"]);
+    check.code(2);
+    let changes: Vec<&str> = check.stderr.lines().filter(|l| l.contains(" ~ ") || l.contains(" + ")).collect();
+    assert_eq!(changes.len(), 2, "one file per host: {}", check.stderr);
+    assert!(changes.iter().all(|l| l.contains("files::template") && l.contains("app.service")));
+    assert!(check.stderr.contains("-LimitNOFILE=65536") && check.stderr.contains("+LimitNOFILE=131072"), "{}", check.stderr);
+    // --check changed nothing.
+    let on_host = pool.docker_exec(0, "grep LimitNOFILE /tmp/toybench/h1/etc/app/app.service");
+    assert_eq!(String::from_utf8_lossy(&on_host.stdout).trim(), "LimitNOFILE=65536");
+}

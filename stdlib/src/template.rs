@@ -1,12 +1,13 @@
 //! Jinja2 templates, rendered the way Ansible's `template` module renders them, so that
 //! existing role templates produce the same bytes.
 //!
-//! Like Ansible: `trim_blocks` on, `lstrip_blocks` off, the trailing newline kept, `\r\n`
-//! read as `\n`; an undefined variable is an error, except under `default` and
-//! `is defined` (also `x.y | default(...)` with `x` undefined); values print as Python
-//! prints them (`True`, `['a', 1]`, nothing for `None`); Ansible's filters (`to_nice_yaml`,
-//! `regex_replace`, `b64encode`, `quote`, `mandatory`, ...) and Python's string and dict
-//! methods (`.items()`, `.upper()`, `.split()`) are there.
+//! Like Ansible: `trim_blocks` on, `lstrip_blocks` off, the template's trailing newlines
+//! kept (an included template's dropped), `\r\n` read as `\n`; an undefined variable is
+//! an error, except under `default` and `is defined` (also `x.y | default(...)` with `x`
+//! undefined); values print as Python prints them (`True`, `['a', 1]`, nothing for
+//! `None`); Ansible's filters (`to_nice_yaml`, `regex_replace`, `b64encode`, `quote`,
+//! `mandatory`, ...) and Python's string and dict methods (`.items()`, `.upper()`,
+//! `.split()`) are there.
 //!
 //! Templates are read only from one directory: `include`, `import` and `extends` name
 //! files below it (first next to the including template, as Ansible looks), never
@@ -19,6 +20,8 @@
 
 mod error;
 mod filters;
+#[cfg(test)]
+mod fixture_tests;
 mod pyfmt;
 mod undefined;
 mod yaml;
@@ -61,12 +64,14 @@ impl Templates {
     /// Templates below `root`; nothing is read until a template is rendered.
     pub fn new(root: &Path) -> Templates {
         let mut env = Environment::new();
-        // Ansible's `template` module: trim_blocks on, lstrip_blocks off, the final
-        // newline kept. Building fails only for custom delimiters, which are not set.
+        // Ansible's `template` module: trim_blocks on, lstrip_blocks off. Jinja2 drops a
+        // template's final newline and Ansible adds it back to the result only (see
+        // `restore_trailing_newlines`), so an included template's final newline goes.
+        // Building fails only for custom delimiters, which are not set.
         if let Ok(syntax) = SyntaxConfig::builder()
             .trim_blocks(true)
             .lstrip_blocks(false)
-            .keep_trailing_newline(true)
+            .keep_trailing_newline(false)
             .build()
         {
             env.set_syntax(syntax);
@@ -113,9 +118,10 @@ impl Templates {
             },
             _ => self.describe(&e, vars),
         })?;
-        template
+        let output = template
             .render(context(vars))
-            .map_err(|e| self.describe(&e, vars))
+            .map_err(|e| self.describe(&e, vars))?;
+        Ok(self.restore_trailing_newlines(name, output))
     }
 
     /// Render template text `source`; `origin_name` names it in errors. Its `include`s
@@ -136,9 +142,22 @@ impl Templates {
             .env
             .template_from_named_str(origin_name, &text)
             .map_err(|e| self.describe(&e, vars))?;
-        template
+        let output = template
             .render(context(vars))
-            .map_err(|e| self.describe(&e, vars))
+            .map_err(|e| self.describe(&e, vars))?;
+        Ok(self.restore_trailing_newlines(origin_name, output))
+    }
+
+    /// Ansible's `preserve_trailing_newlines`: as many line breaks at the end of the
+    /// output as at the end of the template, where rendering left fewer.
+    fn restore_trailing_newlines(&self, name: &str, mut output: String) -> String {
+        let sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let trailing = |text: &str| text.len() - text.trim_end_matches('\n').len();
+        if let Some(source) = sources.get(name) {
+            let missing = trailing(&source.original).saturating_sub(trailing(&output));
+            output.push_str(&"\n".repeat(missing));
+        }
+        output
     }
 
     fn describe(&self, error: &minijinja::Error, vars: &Map<String, Value>) -> TemplateError {

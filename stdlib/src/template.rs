@@ -240,8 +240,10 @@ fn to_jinja(value: &Value) -> JinjaValue {
     }
 }
 
+type Fail = Box<EvalAltResult>;
+
 /// The directory templates are read from in a script: its own, or the current one.
-fn script_dir(ctx: &NativeCallContext) -> Result<PathBuf, Box<EvalAltResult>> {
+fn script_dir(ctx: &NativeCallContext) -> Result<PathBuf, Fail> {
     match toyc_engine::context::HostContext::of(ctx) {
         Ok(host) => Ok(host.script_root.clone()),
         Err(_) => std::env::current_dir()
@@ -249,7 +251,7 @@ fn script_dir(ctx: &NativeCallContext) -> Result<PathBuf, Box<EvalAltResult>> {
     }
 }
 
-fn vars_of(function: &str, vars: rhai::Map) -> Result<Map<String, Value>, Box<EvalAltResult>> {
+fn vars_of(function: &str, vars: rhai::Map) -> Result<Map<String, Value>, Fail> {
     rhai::serde::from_dynamic(&rhai::Dynamic::from_map(vars)).map_err(|e| {
         format!("`{function}`: the variables cannot be used in a template: {e}").into()
     })
@@ -258,8 +260,10 @@ fn vars_of(function: &str, vars: rhai::Map) -> Result<Map<String, Value>, Box<Ev
 /// Jinja2 templates, rendered as Ansible's `template` module renders them.
 #[export_module]
 pub mod template_api {
-    use super::{script_dir, vars_of, Templates};
+    use rhai::Map;
     use toyc_engine::context::confined_path;
+
+    use super::{script_dir, vars_of, Fail, Templates};
 
     /// Render Jinja2 template text with `vars` (a map) and return the result.
     ///
@@ -273,11 +277,7 @@ pub mod template_api {
     /// let text = template::render("port = {{ port | default(80) }}\n", #{ name: "web" });
     /// ```
     #[rhai_fn(return_raw)]
-    pub fn render(
-        ctx: NativeCallContext,
-        text: &str,
-        vars: rhai::Map,
-    ) -> Result<String, Box<EvalAltResult>> {
+    pub fn render(ctx: NativeCallContext, text: &str, vars: Map) -> Result<String, Fail> {
         let vars = vars_of("template::render", vars)?;
         Templates::new(&script_dir(&ctx)?)
             .render_str(text, "<template>", &vars)
@@ -293,14 +293,11 @@ pub mod template_api {
     /// host::put(ini, "/etc/app/app.ini");
     /// ```
     #[rhai_fn(return_raw)]
-    pub fn render_file(
-        ctx: NativeCallContext,
-        path: &str,
-        vars: rhai::Map,
-    ) -> Result<String, Box<EvalAltResult>> {
+    pub fn render_file(ctx: NativeCallContext, path: &str, vars: Map) -> Result<String, Fail> {
         let vars = vars_of("template::render_file", vars)?;
         let root = script_dir(&ctx)?;
-        // Refuse `..`, absolute paths and symlinks out before anything is read.
+        // What `HostContext::local_path` checks, also without a host: no `..`, absolute
+        // path or symlink out of the directory, said before anything is read.
         confined_path(&root, path)?;
         Templates::new(&root)
             .render_file(path, &vars)

@@ -64,9 +64,7 @@ struct Emitter {
 impl Emitter {
     fn node(&mut self, data: &Data, indent: Option<usize>, context: Context) {
         match data {
-            Data::Array(items) if self.is_flow(data) => {
-                self.flow_sequence(items.iter(), items.is_empty(), indent)
-            }
+            Data::Array(items) if self.is_flow(data) => self.flow_sequence(items, indent),
             Data::Object(map) if self.is_flow(data) => self.flow_mapping(map, indent),
             Data::Array(items) => {
                 // A sequence directly under a key is "indentless": its dashes line up
@@ -116,16 +114,11 @@ impl Emitter {
             }
     }
 
-    fn flow_sequence<'a>(
-        &mut self,
-        items: impl Iterator<Item = &'a Data>,
-        _empty: bool,
-        indent: Option<usize>,
-    ) {
+    fn flow_sequence(&mut self, items: &[Data], indent: Option<usize>) {
         self.indicator("[", true, true, false);
         self.flow_level += 1;
         let indent = self.increase(indent, true, false);
-        for (i, item) in items.enumerate() {
+        for (i, item) in items.iter().enumerate() {
             if i > 0 {
                 self.indicator(",", false, false, false);
             }
@@ -432,7 +425,7 @@ fn choose_style(text: &str, in_flow: bool, simple_key: bool) -> Quoting {
 /// Whether plain `text` would load as a bool, number, null, date or merge key (PyYAML's
 /// implicit resolvers), so that it has to be quoted to stay a string.
 fn reads_as_other_type(text: &str) -> bool {
-    static OTHER: LazyLock<Regex> = LazyLock::new(|| {
+    static OTHER: LazyLock<Result<Regex, regex::Error>> = LazyLock::new(|| {
         let patterns = [
             r"yes|Yes|YES|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF",
             r"[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+|[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+",
@@ -442,11 +435,11 @@ fn reads_as_other_type(text: &str) -> bool {
             r"<<|=",
         ];
         let joined = patterns.join("|");
-        // A constant pattern: a failure here is a bug caught by every test of this module.
         Regex::new(&format!("^(?:{joined})$"))
-            .unwrap_or_else(|e| panic!("YAML resolver pattern: {e}"))
     });
-    OTHER.is_match(text)
+    // The pattern is constant (and tested); were it broken, quoting every string would
+    // still be valid YAML.
+    OTHER.as_ref().map_or(true, |re| re.is_match(text))
 }
 
 #[cfg(test)]

@@ -38,7 +38,6 @@ pub(crate) fn to_data(value: &Value) -> Result<Data, Error> {
             Data::Object(map)
         }
         // Macros, `loop` and other engine objects only have a printed form.
-        ValueKind::Plain | ValueKind::Invalid => Data::String(value.to_string()),
         _ => Data::String(value.to_string()),
     })
 }
@@ -47,6 +46,9 @@ fn number(value: &Value) -> Data {
     if value.is_integer() {
         if let Some(int) = value.as_i64() {
             return Data::from(int);
+        }
+        if let Ok(big) = u64::try_from(value.clone()) {
+            return Data::from(big);
         }
     }
     let float = f64::try_from(value.clone()).unwrap_or(f64::NAN);

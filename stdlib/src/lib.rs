@@ -4,6 +4,7 @@
 //! | module | what it is for |
 //! |---|---|
 //! | [`host`] | commands, files and facts of the host the script runs for |
+//! | [`template`] | Jinja2 templates rendered as Ansible renders them |
 //!
 //! ```
 //! let mut sandbox = toyc_engine::sandbox::Sandbox::new(".", Default::default());
@@ -13,13 +14,17 @@
 
 pub mod host;
 mod options;
+pub mod template;
 
 use rhai::exported_module;
 use toyc_engine::sandbox::Sandbox;
 
 /// Every stdlib module, by the name scripts use.
 pub fn modules() -> Vec<(&'static str, rhai::Shared<rhai::Module>)> {
-    vec![("host", exported_module!(host::host_api).into())]
+    vec![
+        ("host", exported_module!(host::host_api).into()),
+        ("template", exported_module!(template::template_api).into()),
+    ]
 }
 
 /// Add every stdlib module to `sandbox`.

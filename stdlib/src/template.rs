@@ -1,0 +1,472 @@
+//! Jinja2 templates, rendered the way Ansible's `template` module renders them, so that
+//! existing role templates produce the same bytes.
+//!
+//! Like Ansible: `trim_blocks` on, `lstrip_blocks` off, the template's trailing newlines
+//! kept (an included template's dropped), `\r\n` read as `\n`; an undefined variable is
+//! an error, except under `default` and `is defined` (also `x.y | default(...)` with `x`
+//! undefined); values print as Python prints them (`True`, `['a', 1]`, nothing for
+//! `None`); Ansible's filters (`to_nice_yaml`, `regex_replace`, `b64encode`, `quote`,
+//! `mandatory`, ...) and Python's string and dict methods (`.items()`, `.upper()`,
+//! `.split()`) are there.
+//!
+//! Templates are read only from one directory: `include`, `import` and `extends` name
+//! files below it (first next to the including template, as Ansible looks), never
+//! through `..`, an absolute path or a symlink leading out.
+//!
+//! Known differences from Ansible: maps iterate in key order (variables arrive as sorted
+//! maps), `to_json` therefore also writes keys sorted; `regex_*` take Rust regular
+//! expressions (no backreferences or lookaround); `hash` knows only `sha1`; Ansible-only
+//! lookups, tests and `omit` are absent.
+
+mod error;
+mod filters;
+#[cfg(test)]
+mod fixture_tests;
+mod pyfmt;
+mod undefined;
+mod yaml;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::Value as JinjaValue;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use rhai::plugin::*;
+use serde_json::{Map, Value};
+use toyc_engine::context::confined_path;
+
+pub use error::{Location, TemplateError};
+use undefined::OffsetMap;
+
+/// A template's text as written, and how the rewritten text minijinja runs maps back.
+struct Source {
+    original: String,
+    map: OffsetMap,
+}
+
+type Sources = Arc<Mutex<HashMap<String, Source>>>;
+
+/// Templates loaded from one directory, rendered as Ansible renders them.
+pub struct Templates {
+    env: Environment<'static>,
+    sources: Sources,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Templates").finish_non_exhaustive()
+    }
+}
+
+impl Templates {
+    /// Templates below `root`; nothing is read until a template is rendered.
+    pub fn new(root: &Path) -> Templates {
+        let mut env = Environment::new();
+        // Ansible's `template` module: trim_blocks on, lstrip_blocks off. Jinja2 drops a
+        // template's final newline and Ansible adds it back to the result only (see
+        // `restore_trailing_newlines`), so an included template's final newline goes.
+        // Building fails only for custom delimiters, which are not set.
+        if let Ok(syntax) = SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(false)
+            .keep_trailing_newline(false)
+            .build()
+        {
+            env.set_syntax(syntax);
+        }
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Debug mode makes minijinja name the undefined expression and give spans.
+        env.set_debug(true);
+        // Configuration files, not HTML: never escape (Ansible does not either).
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.set_formatter(pyfmt::format);
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function(undefined::LOOKUP, undefined::lookup);
+        filters::register(&mut env);
+
+        let root = root.to_owned();
+        let join_root = root.clone();
+        env.set_path_join_callback(move |name, parent| join(&join_root, name, parent).into());
+        let sources: Sources = Arc::default();
+        let loader_sources = sources.clone();
+        let syntax = env.syntax().clone();
+        env.set_loader(move |name| {
+            let Some(text) = read(&root, name)? else {
+                return Ok(None);
+            };
+            Ok(Some(prepare(&loader_sources, name, text, &syntax)))
+        });
+        Templates { env, sources }
+    }
+
+    /// Render the template file `name` (a path below the templates directory).
+    pub fn render_file(
+        &self,
+        name: &str,
+        vars: &Map<String, Value>,
+    ) -> Result<String, TemplateError> {
+        let template = self.env.get_template(name).map_err(|e| match e.kind() {
+            minijinja::ErrorKind::TemplateNotFound => TemplateError::Load {
+                name: name.to_owned(),
+                message: "no such file in the templates directory".to_owned(),
+            },
+            minijinja::ErrorKind::InvalidOperation if e.line().is_none() => TemplateError::Load {
+                name: name.to_owned(),
+                message: e.detail().unwrap_or_default().to_owned(),
+            },
+            _ => self.describe(&e, vars),
+        })?;
+        let output = template
+            .render(context(vars))
+            .map_err(|e| self.describe(&e, vars))?;
+        Ok(self.restore_trailing_newlines(name, output))
+    }
+
+    /// Render template text `source`; `origin_name` names it in errors. Its `include`s
+    /// are read from the templates directory.
+    pub fn render_str(
+        &self,
+        source: &str,
+        origin_name: &str,
+        vars: &Map<String, Value>,
+    ) -> Result<String, TemplateError> {
+        let text = prepare(
+            &self.sources,
+            origin_name,
+            source.to_owned(),
+            self.env.syntax(),
+        );
+        let template = self
+            .env
+            .template_from_named_str(origin_name, &text)
+            .map_err(|e| self.describe(&e, vars))?;
+        let output = template
+            .render(context(vars))
+            .map_err(|e| self.describe(&e, vars))?;
+        Ok(self.restore_trailing_newlines(origin_name, output))
+    }
+
+    /// Ansible's `preserve_trailing_newlines`: as many line breaks at the end of the
+    /// output as at the end of the template, where rendering left fewer.
+    fn restore_trailing_newlines(&self, name: &str, mut output: String) -> String {
+        let sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let trailing = |text: &str| text.len() - text.trim_end_matches('\n').len();
+        if let Some(source) = sources.get(name) {
+            let missing = trailing(&source.original).saturating_sub(trailing(&output));
+            output.push_str(&"\n".repeat(missing));
+        }
+        output
+    }
+
+    fn describe(&self, error: &minijinja::Error, vars: &Map<String, Value>) -> TemplateError {
+        let sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        TemplateError::from_minijinja(
+            error,
+            |name| {
+                sources.get(name).map(|s| error::SourceInfo {
+                    original: &s.original,
+                    map: &s.map,
+                })
+            },
+            vars,
+        )
+    }
+}
+
+/// Normalize line breaks as Jinja2 does (`newline_sequence='\n'`), remember the text for
+/// error messages, and return it rewritten for Ansible's undefined semantics.
+fn prepare(sources: &Sources, name: &str, text: String, syntax: &SyntaxConfig) -> String {
+    let original = if text.contains('\r') {
+        text.replace("\r\n", "\n").replace('\r', "\n")
+    } else {
+        text
+    };
+    let (rewritten, map) = undefined::rewrite(&original, name, syntax.clone());
+    let mut sources = sources.lock().unwrap_or_else(|p| p.into_inner());
+    sources.insert(name.to_owned(), Source { original, map });
+    rewritten
+}
+
+/// A template file's text, `None` when there is no such file (so that minijinja reports
+/// it missing, and `ignore missing` works), or an error when it lies outside `root`.
+fn read(root: &Path, name: &str) -> Result<Option<String>, minijinja::Error> {
+    let refuse =
+        |message: String| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, message);
+    if !Path::new(name).is_absolute() && std::fs::symlink_metadata(root.join(name)).is_err() {
+        return Ok(None);
+    }
+    let path = confined_path(root, name).map_err(|e| refuse(format!("template `{name}`: {e}")))?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| refuse(format!("unable to read template `{name}`: {e}")))?;
+    Ok(Some(text))
+}
+
+/// Where `include name` from template `parent` points: next to `parent` when that file
+/// exists (Ansible searches the including template's directory first), else `name`
+/// from the root.
+fn join(root: &Path, name: &str, parent: &str) -> String {
+    let beside = match Path::new(parent).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(name),
+        _ => return name.to_owned(),
+    };
+    if root.join(&beside).exists() {
+        beside.to_string_lossy().into_owned()
+    } else {
+        name.to_owned()
+    }
+}
+
+/// The variables as minijinja values.
+fn context(vars: &Map<String, Value>) -> JinjaValue {
+    JinjaValue::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), to_jinja(v))))
+}
+
+fn to_jinja(value: &Value) -> JinjaValue {
+    match value {
+        Value::Null => JinjaValue::from(()),
+        Value::Bool(b) => JinjaValue::from(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => JinjaValue::from(i),
+            (_, Some(u)) => JinjaValue::from(u),
+            _ => JinjaValue::from(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => JinjaValue::from(s.as_str()),
+        Value::Array(items) => items.iter().map(to_jinja).collect(),
+        Value::Object(map) => {
+            JinjaValue::from_pairs(map.iter().map(|(k, v)| (k.as_str(), to_jinja(v))))
+        }
+    }
+}
+
+type Fail = Box<EvalAltResult>;
+
+/// The directory templates are read from in a script: its own, or the current one.
+fn script_dir(ctx: &NativeCallContext) -> Result<PathBuf, Fail> {
+    match toyc_engine::context::HostContext::of(ctx) {
+        Ok(host) => Ok(host.script_root.clone()),
+        Err(_) => std::env::current_dir()
+            .map_err(|e| format!("unable to find the current directory: {e}").into()),
+    }
+}
+
+fn vars_of(function: &str, vars: rhai::Map) -> Result<Map<String, Value>, Fail> {
+    rhai::serde::from_dynamic(&rhai::Dynamic::from_map(vars)).map_err(|e| {
+        format!("`{function}`: the variables cannot be used in a template: {e}").into()
+    })
+}
+
+/// Jinja2 templates, rendered as Ansible's `template` module renders them.
+#[export_module]
+pub mod template_api {
+    use rhai::Map;
+    use toyc_engine::context::confined_path;
+
+    use super::{script_dir, vars_of, Fail, Templates};
+
+    /// Render Jinja2 template text with `vars` (a map) and return the result.
+    ///
+    /// Rendering follows Ansible's `template` module (trim_blocks, the trailing newline
+    /// kept, `True` printed as `True`, Ansible's filters). An undefined variable is an
+    /// error naming it; use `default` or `is defined` for optional ones. `include` and
+    /// `import` read files from the script's directory.
+    ///
+    /// # Example
+    /// ```rhai
+    /// let text = template::render("port = {{ port | default(80) }}\n", #{ name: "web" });
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn render(ctx: NativeCallContext, text: &str, vars: Map) -> Result<String, Fail> {
+        let vars = vars_of("template::render", vars)?;
+        Templates::new(&script_dir(&ctx)?)
+            .render_str(text, "<template>", &vars)
+            .map_err(|e| e.to_string().into())
+    }
+
+    /// Render the template file `path`, relative to the script's directory (and not
+    /// outside it), with `vars`; its `include`s are looked up next to it first.
+    ///
+    /// # Example
+    /// ```rhai
+    /// let ini = template::render_file("templates/app.ini.j2", #{ app_port: 8080, workers: 4 });
+    /// host::put(ini, "/etc/app/app.ini");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn render_file(ctx: NativeCallContext, path: &str, vars: Map) -> Result<String, Fail> {
+        let vars = vars_of("template::render_file", vars)?;
+        let root = script_dir(&ctx)?;
+        // What `HostContext::local_path` checks, also without a host: no `..`, absolute
+        // path or symlink out of the directory, said before anything is read.
+        confined_path(&root, path)?;
+        Templates::new(&root)
+            .render_file(path, &vars)
+            .map_err(|e| e.to_string().into())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// Render `source` with the JSON object `vars`, panicking on errors.
+    pub(crate) fn render(source: &str, vars: &Value) -> String {
+        try_render(source, vars).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub(crate) fn try_render(source: &str, vars: &Value) -> Result<String, TemplateError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vars = vars.as_object().cloned().unwrap_or_default();
+        Templates::new(dir.path()).render_str(source, "t.j2", &vars)
+    }
+
+    fn error(source: &str, vars: &Value) -> String {
+        try_render(source, vars).expect_err("fails").to_string()
+    }
+
+    #[test]
+    fn an_undefined_variable_is_named_with_a_suggestion_and_a_caret() {
+        let vars = json!({"app_port": 8080, "user": {"shell": "/bin/sh"}});
+        assert_eq!(
+            error("[main]\nport = {{ app_prot }}\n", &vars),
+            "undefined variable `app_prot` in template `t.j2`, line 2; did you mean `app_port`?\n  \
+             --> t.j2:2:11\n  |\n2 | port = {{ app_prot }}\n  |           ^^^^^^^^"
+        );
+        let err = error("{{ user.shel }}", &vars);
+        assert!(err.starts_with("undefined variable `user.shel` in template `t.j2`, line 1; did you mean `user.shell`?"), "{err}");
+    }
+
+    #[test]
+    fn undefined_is_an_error_except_under_default_and_defined() {
+        let vars = json!({"d": {"a": 1}});
+        for source in [
+            "{{ nosuch }}",
+            "{% for x in nosuch %}{% endfor %}",
+            "{% if nosuch %}{% endif %}",
+            "{{ nosuch | upper }}",
+            "{{ 'a' ~ nosuch }}",
+            "{{ nosuch.y }}",
+            "{{ d.b }}",
+        ] {
+            let err = error(source, &vars);
+            assert!(err.starts_with("undefined variable `"), "{source}: {err}");
+        }
+        assert_eq!(
+            render(
+                "{{ nosuch | default('a') }}{{ nosuch.y | default('b') }}{{ d.b.c | d('c') }}\
+                 {{ nosuch['k'] | default('d') }}{{ nosuch is defined }}{{ d.b.c is undefined }}\
+                 {{ 'x' if false }}{{ nosuch | default }}{{ d.a | default(2) }}",
+                &vars
+            ),
+            "abcdFalseTrue1"
+        );
+    }
+
+    #[test]
+    fn mandatory_names_the_variable() {
+        let vars = json!({});
+        let err = error("{{ nosuch | mandatory }}", &vars);
+        assert!(
+            err.starts_with(
+                "in template `t.j2`, line 1: mandatory variable `nosuch` is not defined"
+            ),
+            "{err}"
+        );
+        let err = error("{{ nosuch | mandatory('set nosuch') }}", &vars);
+        assert!(
+            err.starts_with("in template `t.j2`, line 1: set nosuch"),
+            "{err}"
+        );
+        assert_eq!(render("{{ 1 | mandatory }}", &vars), "1");
+    }
+
+    #[test]
+    fn whitespace_follows_ansible() {
+        let vars = json!({"l": [1, 2]});
+        // trim_blocks eats the newline after a block tag (`\r\n` too: it is read as `\n`);
+        // lstrip_blocks is off; the final newline stays. Ansible 2.19 writes the same.
+        assert_eq!(
+            render(
+                "{% for i in l %}\n  {% if i %}{{ i }}{% endif %}\n{% endfor %}\r\nend\n",
+                &vars
+            ),
+            "  1  2end\n"
+        );
+    }
+
+    #[test]
+    fn includes_stay_inside_the_templates_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("repo");
+        std::fs::create_dir_all(root.join("templates")).expect("mkdir");
+        std::fs::write(dir.path().join("secret"), "no").expect("write");
+        std::fs::write(root.join("templates/part.j2"), "part {{ x }}").expect("write");
+        std::fs::write(root.join("templates/main.j2"), "{% include 'part.j2' %}.\n")
+            .expect("write");
+        std::fs::write(root.join("templates/bad.j2"), "a\n{{ nosuch }}").expect("write");
+        std::fs::write(root.join("templates/outer.j2"), "{% include 'bad.j2' %}").expect("write");
+        std::os::unix::fs::symlink(dir.path().join("secret"), root.join("link")).expect("symlink");
+        let templates = Templates::new(&root);
+        let vars = json!({"x": 1}).as_object().cloned().expect("object");
+
+        // Found beside the including template, as Ansible looks.
+        assert_eq!(
+            templates
+                .render_file("templates/main.j2", &vars)
+                .expect("renders"),
+            "part 1.\n"
+        );
+        for (source, why) in [
+            ("{% include '../secret' %}", "leads outside"),
+            ("{% include 'link' %}", "leads outside"),
+            ("{% include '/etc/passwd' %}", "absolute path"),
+            (
+                "{% include 'missing.j2' %}",
+                "non-existing template 'missing.j2'",
+            ),
+        ] {
+            let err = templates
+                .render_str(source, "s.j2", &vars)
+                .expect_err(source)
+                .to_string();
+            assert!(err.contains(why), "{source}: {err}");
+        }
+        let err = templates
+            .render_file("../secret", &vars)
+            .expect_err("outside")
+            .to_string();
+        assert!(
+            err.starts_with("unable to load template `../secret`"),
+            "{err}"
+        );
+        // An error inside an included template points into that template.
+        let err = templates
+            .render_file("templates/outer.j2", &vars)
+            .expect_err("undefined")
+            .to_string();
+        assert!(err.contains("--> templates/bad.j2:2:4"), "{err}");
+    }
+
+    #[test]
+    fn rhai_functions_render_text_and_files() {
+        let mut engine = rhai::Engine::new();
+        engine.register_static_module("template", rhai::exported_module!(template_api).into());
+        let text: String = engine
+            .eval(r#"template::render("{{ a }} {{ b | default('x') }}\n", #{ a: [1, true] })"#)
+            .expect("renders");
+        assert_eq!(text, "[1, True] x\n");
+        // Without a host, paths are relative to the current directory: the crate's.
+        let text: String = engine
+            .eval(
+                r#"template::render_file("tests/fixtures/template/app.service.j2",
+                    #{ app_name: "a", app_host: "h", app_user: "u", root: "/r", app_port: 1 })"#,
+            )
+            .expect("renders");
+        assert!(text.starts_with("[Unit]\nDescription=a on h\n"), "{text}");
+        let err = engine
+            .eval::<String>(r#"template::render_file("../Cargo.toml", #{})"#)
+            .expect_err("outside");
+        assert!(err.to_string().contains("leads outside"), "{err}");
+    }
+}

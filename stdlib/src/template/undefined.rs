@@ -1,0 +1,340 @@
+//! Undefined values as Ansible treats them, which no minijinja setting gives: strict (an
+//! undefined variable printed, looped over, tested for truth or filtered is an error), yet
+//! `x.y | default('d')` and `x.y is defined` work when `x` or `x.y` is missing. Strict
+//! minijinja fails on the lookup `.y` before `default` is reached; its `Chainable` mode
+//! allows the lookup but also prints undefined values as nothing, hiding typos.
+//!
+//! So templates run strict, and their source is rewritten before minijinja compiles it:
+//! a chain of lookups that is the operand of `default`/`d` or of the `defined`/`undefined`
+//! tests becomes a call that walks the chain and yields undefined at the first gap:
+//! `x.y[k] | default(1)` becomes `__toyc_lookup((x), "y", (k)) | default(1)`. Likewise
+//! `a if c` without `else`, which Ansible prints as nothing, gets `else none` (printed
+//! as nothing too), as strict minijinja would otherwise reject its undefined result.
+//! The rewrite keeps every line break, so line numbers stay those of the file; an
+//! [`OffsetMap`] takes columns back to the original text for error messages.
+
+use minijinja::machinery::ast::{CallArg, Expr, Stmt};
+use minijinja::machinery::parse;
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::{Rest, Value};
+use minijinja::Error;
+
+/// The function the rewritten chains call.
+pub(crate) const LOOKUP: &str = "__toyc_lookup";
+
+/// `root`, then each key of `path` in turn, stopping at the first missing one with an
+/// undefined value (which `default` replaces and `is defined` reports).
+pub(crate) fn lookup(root: &Value, path: Rest<Value>) -> Result<Value, Error> {
+    let mut current = root.clone();
+    for key in path.iter() {
+        if current.is_undefined() {
+            break;
+        }
+        current = match key.as_str() {
+            Some(name) => current.get_attr(name)?,
+            None => current.get_item(key)?,
+        };
+    }
+    Ok(current)
+}
+
+/// One replaced stretch of the source.
+#[derive(Debug, Clone)]
+struct Edit {
+    start: usize,
+    end: usize,
+    text: String,
+}
+
+/// Where each byte of a rewritten template came from.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OffsetMap {
+    /// `(offset in the rewrite, offset in the original)` at the start and end of each edit.
+    points: Vec<(usize, usize, usize, usize)>,
+}
+
+impl OffsetMap {
+    /// The offset in the original text of `offset` in the rewritten one; inside a
+    /// replaced stretch, the start of what it replaced.
+    pub(crate) fn original(&self, offset: usize) -> usize {
+        let mut shift: isize = 0;
+        for &(new_start, new_end, old_start, old_end) in &self.points {
+            if offset < new_start {
+                break;
+            }
+            if offset < new_end {
+                return old_start;
+            }
+            shift = old_end as isize - new_end as isize;
+        }
+        offset.saturating_add_signed(shift)
+    }
+}
+
+/// `source` with Ansible's undefined semantics spelled out, and how to map offsets back.
+/// A template that does not parse is returned as it is, for minijinja to report.
+pub(crate) fn rewrite(source: &str, name: &str, syntax: SyntaxConfig) -> (String, OffsetMap) {
+    let Ok(ast) = parse(source, name, syntax) else {
+        return (source.to_owned(), OffsetMap::default());
+    };
+    let mut rewriter = Rewriter {
+        source,
+        edits: Vec::new(),
+    };
+    rewriter.stmt(&ast);
+    let mut edits = rewriter.edits;
+    edits.sort_by_key(|e| (e.start, e.end));
+    let mut out = String::with_capacity(source.len());
+    let mut map = OffsetMap::default();
+    let mut copied = 0;
+    for edit in edits {
+        if edit.start < copied {
+            continue; // overlapping edits are not produced; skip rather than corrupt
+        }
+        out.push_str(&source[copied..edit.start]);
+        let new_start = out.len();
+        out.push_str(&edit.text);
+        map.points
+            .push((new_start, out.len(), edit.start, edit.end));
+        copied = edit.end;
+    }
+    out.push_str(&source[copied..]);
+    (out, map)
+}
+
+struct Rewriter<'s> {
+    source: &'s str,
+    edits: Vec<Edit>,
+}
+
+impl Rewriter<'_> {
+    fn text(&self, expr: &Expr) -> &str {
+        let span = expr.span();
+        self.source
+            .get(span.start_offset as usize..span.end_offset as usize)
+            .unwrap_or_default()
+    }
+
+    /// Replace the lookup chain `expr` by a call of [`LOOKUP`].
+    fn chain(&mut self, expr: &Expr) {
+        let mut keys = Vec::new();
+        let mut root = expr;
+        loop {
+            match root {
+                Expr::GetAttr(a) => {
+                    keys.push(format!("{:?}", a.name));
+                    root = &a.expr;
+                }
+                Expr::GetItem(i) => {
+                    keys.push(format!("({})", self.text(&i.subscript_expr)));
+                    root = &i.expr;
+                }
+                _ => break,
+            }
+        }
+        keys.reverse();
+        // A lookup's own span starts at its `.` or `[`; the chain starts with its root.
+        let start = root.span().start_offset as usize;
+        let end = expr.span().end_offset as usize;
+        let Some(original) = self.source.get(start..end) else {
+            return;
+        };
+        // Keep the line breaks so that every later line keeps its number.
+        let breaks = "\n".repeat(original.matches('\n').count());
+        let text = format!(
+            "{LOOKUP}(({}), {}{breaks})",
+            self.text(root),
+            keys.join(", ")
+        );
+        self.edits.push(Edit { start, end, text });
+    }
+
+    fn stmts(&mut self, stmts: &[Stmt]) {
+        for stmt in stmts {
+            self.stmt(stmt);
+        }
+    }
+
+    fn stmt(&mut self, stmt: &Stmt) {
+        match stmt {
+            Stmt::Template(t) => self.stmts(&t.children),
+            Stmt::EmitExpr(e) => self.expr(&e.expr),
+            Stmt::EmitRaw(_) | Stmt::Continue(_) | Stmt::Break(_) => {}
+            Stmt::ForLoop(f) => {
+                self.expr(&f.iter);
+                if let Some(filter) = &f.filter_expr {
+                    self.expr(filter);
+                }
+                self.stmts(&f.body);
+                self.stmts(&f.else_body);
+            }
+            Stmt::IfCond(i) => {
+                self.expr(&i.expr);
+                self.stmts(&i.true_body);
+                self.stmts(&i.false_body);
+            }
+            Stmt::WithBlock(w) => {
+                for (_, value) in &w.assignments {
+                    self.expr(value);
+                }
+                self.stmts(&w.body);
+            }
+            Stmt::Set(s) => self.expr(&s.expr),
+            Stmt::SetBlock(s) => {
+                if let Some(filter) = &s.filter {
+                    self.expr(filter);
+                }
+                self.stmts(&s.body);
+            }
+            Stmt::AutoEscape(a) => self.stmts(&a.body),
+            Stmt::FilterBlock(f) => {
+                self.expr(&f.filter);
+                self.stmts(&f.body);
+            }
+            Stmt::Block(b) => self.stmts(&b.body),
+            Stmt::Import(i) => self.expr(&i.expr),
+            Stmt::FromImport(i) => self.expr(&i.expr),
+            Stmt::Extends(e) => self.expr(&e.name),
+            Stmt::Include(i) => self.expr(&i.name),
+            Stmt::Macro(m) => {
+                for default in &m.defaults {
+                    self.expr(default);
+                }
+                self.stmts(&m.body);
+            }
+            Stmt::CallBlock(c) => {
+                self.expr(&c.call.expr);
+                self.args(&c.call.args);
+                self.stmts(&c.macro_decl.body);
+            }
+            Stmt::Do(d) => {
+                self.expr(&d.call.expr);
+                self.args(&d.call.args);
+            }
+        }
+    }
+
+    fn args(&mut self, args: &[CallArg]) {
+        for arg in args {
+            match arg {
+                CallArg::Pos(e)
+                | CallArg::Kwarg(_, e)
+                | CallArg::PosSplat(e)
+                | CallArg::KwargSplat(e) => self.expr(e),
+            }
+        }
+    }
+
+    fn expr(&mut self, expr: &Expr) {
+        let is_chain = |e: &Expr| matches!(e, Expr::GetAttr(_) | Expr::GetItem(_));
+        match expr {
+            Expr::Var(_) | Expr::Const(_) => {}
+            Expr::Filter(f) => {
+                match &f.expr {
+                    Some(operand) if matches!(f.name, "default" | "d") && is_chain(operand) => {
+                        self.chain(operand)
+                    }
+                    Some(operand) => self.expr(operand),
+                    None => {}
+                }
+                self.args(&f.args);
+            }
+            Expr::Test(t) => {
+                if matches!(t.name, "defined" | "undefined") && is_chain(&t.expr) {
+                    self.chain(&t.expr);
+                } else {
+                    self.expr(&t.expr);
+                }
+                self.args(&t.args);
+            }
+            Expr::IfExpr(i) => {
+                self.expr(&i.test_expr);
+                self.expr(&i.true_expr);
+                match &i.false_expr {
+                    Some(e) => self.expr(e),
+                    None => {
+                        let at = i.test_expr.span().end_offset as usize;
+                        self.edits.push(Edit {
+                            start: at,
+                            end: at,
+                            text: " else none".to_owned(),
+                        });
+                    }
+                }
+            }
+            Expr::Slice(s) => {
+                self.expr(&s.expr);
+                for part in [&s.start, &s.stop, &s.step].into_iter().flatten() {
+                    self.expr(part);
+                }
+            }
+            Expr::UnaryOp(u) => self.expr(&u.expr),
+            Expr::BinOp(b) => {
+                self.expr(&b.left);
+                self.expr(&b.right);
+            }
+            Expr::Compare(c) => {
+                self.expr(&c.expr);
+                for op in &c.ops {
+                    self.expr(&op.expr);
+                }
+            }
+            Expr::GetAttr(a) => self.expr(&a.expr),
+            Expr::GetItem(i) => {
+                self.expr(&i.expr);
+                self.expr(&i.subscript_expr);
+            }
+            Expr::Call(c) => {
+                self.expr(&c.expr);
+                self.args(&c.args);
+            }
+            Expr::List(l) => l.items.iter().for_each(|e| self.expr(e)),
+            Expr::Tuple(t) => t.items.iter().for_each(|e| self.expr(e)),
+            Expr::Map(m) => m.keys.iter().chain(&m.values).for_each(|e| self.expr(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(source: &str) -> String {
+        rewrite(source, "t", SyntaxConfig::default()).0
+    }
+
+    #[test]
+    fn chains_under_default_and_defined_become_lookups() {
+        assert_eq!(
+            rewritten("{{ x.y[k].z | default('d') }}"),
+            "{{ __toyc_lookup((x), \"y\", (k), \"z\") | default('d') }}"
+        );
+        assert_eq!(
+            rewritten("{% if a.b is not defined %}{% endif %}"),
+            "{% if __toyc_lookup((a), \"b\") is not defined %}{% endif %}"
+        );
+        // Plain names and other filters stay as they are.
+        assert_eq!(
+            rewritten("{{ x | default(1) }}{{ x.y | upper }}"),
+            "{{ x | default(1) }}{{ x.y | upper }}"
+        );
+    }
+
+    #[test]
+    fn an_if_without_else_gets_else_none_and_offsets_map_back() {
+        let source = "{{ 'é' if c }} {{ x.y | d }} {{ bad }}";
+        let (text, map) = rewrite(source, "t", SyntaxConfig::default());
+        assert_eq!(
+            text,
+            "{{ 'é' if c else none }} {{ __toyc_lookup((x), \"y\") | d }} {{ bad }}"
+        );
+        let bad = text.find("bad").expect("bad");
+        assert_eq!(map.original(bad), source.find("bad").expect("bad"));
+    }
+
+    #[test]
+    fn line_breaks_inside_a_chain_are_kept() {
+        let text = rewritten("{{ x\n.y | default(1) }}\n{{ z }}");
+        assert_eq!(text.matches('\n').count(), 2, "{text}");
+    }
+}

@@ -24,4 +24,5 @@ pub mod plan;
 pub mod runner;
 pub mod sandbox;
 pub mod script_error;
+pub mod secrets;
 pub mod transport;

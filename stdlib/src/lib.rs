@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod host;
+pub mod ops;
 mod options;
 
 use rhai::exported_module;

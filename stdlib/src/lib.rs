@@ -4,6 +4,8 @@
 //! | module | what it is for |
 //! |---|---|
 //! | [`host`] | commands, files and facts of the host the script runs for |
+//! | [`files`] | idempotent files: directories, files, content, copies, templates, lines, links |
+//! | [`shell`] | shell commands as operations, guarded by `creates`, `removes`, `unless`, `onlyif` |
 //!
 //! ```
 //! let mut sandbox = toyc_engine::sandbox::Sandbox::new(".", Default::default());
@@ -11,16 +13,22 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod files;
 pub mod host;
 pub mod ops;
 mod options;
+pub mod shell;
 
 use rhai::exported_module;
 use toyc_engine::sandbox::Sandbox;
 
 /// Every stdlib module, by the name scripts use.
 pub fn modules() -> Vec<(&'static str, rhai::Shared<rhai::Module>)> {
-    vec![("host", exported_module!(host::host_api).into())]
+    vec![
+        ("host", exported_module!(host::host_api).into()),
+        ("files", exported_module!(files::files_api).into()),
+        ("shell", exported_module!(shell::shell_api).into()),
+    ]
 }
 
 /// Add every stdlib module to `sandbox`.

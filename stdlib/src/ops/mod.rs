@@ -19,12 +19,16 @@
 
 mod attrs;
 mod content;
+pub(crate) mod declare;
 mod directory;
 mod file;
 mod line;
 mod link;
 mod run;
 mod upload;
+
+#[cfg(test)]
+mod script_tests;
 
 pub use attrs::{check_name, Attrs, Current, Mode, UNKNOWN};
 pub use content::Content;

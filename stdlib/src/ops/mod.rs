@@ -28,6 +28,8 @@ mod run;
 mod upload;
 
 #[cfg(test)]
+mod local_tests;
+#[cfg(test)]
 mod script_tests;
 
 pub use attrs::{check_name, Attrs, Current, Mode, UNKNOWN};

@@ -28,6 +28,8 @@ mod run;
 mod upload;
 
 #[cfg(test)]
+mod bench_tests;
+#[cfg(test)]
 mod local_tests;
 #[cfg(test)]
 mod script_tests;

@@ -23,13 +23,26 @@ impl EventSink for Quiet {
 /// Run `source` for a local host whose script lives in `root`; the operations it
 /// declared, or the script error as `toyc` prints it.
 fn run(root: &Path, source: &str) -> Result<Vec<Arc<dyn Operation>>, String> {
+    let vars = json!({ "app_name": "toyapp", "port": 80 });
+    run_with_vars(root, source, &vars, &[])
+}
+
+/// [`run`] for a host with `vars` (a JSON object) and `extra` string variables.
+fn run_with_vars(
+    root: &Path,
+    source: &str,
+    vars: &serde_json::Value,
+    extra: &[(&str, &str)],
+) -> Result<Vec<Arc<dyn Operation>>, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let mut host = Host::localhost();
-    host.vars.insert("app_name".into(), json!("toyapp"));
-    host.vars.insert("port".into(), json!(80));
+    host.vars = vars.as_object().unwrap().clone();
+    for (key, value) in extra {
+        host.vars.insert((*key).into(), json!(value));
+    }
     let context = Arc::new(HostContext::new(
         host,
         Arc::new(LocalTransport::new("localhost")),
@@ -190,5 +203,56 @@ fn mistakes_are_script_errors_at_the_call_naming_what_is_wrong() {
             .unwrap_or_else(|| panic!("{source} must fail"));
         assert!(err.contains(expected), "{source}:\n{err}");
         assert!(err.contains("site.rhai:2:"), "the call's position: {err}");
+    }
+}
+
+/// The ```rhai blocks of the `///` docs in `source`.
+fn doc_examples(source: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in source.lines() {
+        let Some(doc) = line.trim_start().strip_prefix("///") else {
+            continue;
+        };
+        let doc = doc.strip_prefix(' ').unwrap_or(doc);
+        match (&mut current, doc.trim()) {
+            (None, "```rhai") => current = Some(String::new()),
+            (Some(block), "```") => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), _) => {
+                block.push_str(doc);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+#[test]
+fn every_doc_example_runs_and_declares_operations() {
+    // The workload has the files and templates the examples name; its variables are
+    // the host's, as an inventory would give them.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/workload");
+    let vars: serde_json::Value =
+        serde_yaml::from_slice(&std::fs::read(root.join("vars.yml")).unwrap()).unwrap();
+    let examples: Vec<String> = [include_str!("../files.rs"), include_str!("../shell.rs")]
+        .iter()
+        .flat_map(|source| doc_examples(source))
+        .collect();
+    assert_eq!(examples.len(), 15, "one per function and overload");
+    for example in examples {
+        // `toyc run` gives scripts `host`; the examples use its name.
+        let source = format!("let host = #{{ name: \"h1\" }};\n{example}");
+        let ops = run_with_vars(
+            &root,
+            &source,
+            &vars,
+            &[("app_host", "h1"), ("root", "/srv")],
+        )
+        .unwrap_or_else(|e| panic!("{e}\nin:\n{example}"));
+        assert!(!ops.is_empty(), "{example}");
     }
 }

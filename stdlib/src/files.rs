@@ -1,15 +1,4 @@
-//! Files on the host: directories, files, exact content, copies, templates, single lines
-//! and links, each an idempotent desired state.
-//!
-//! These functions do not act when the script calls them: they check their arguments
-//! (a bad mode, a relative path, an unknown option or a missing local file is an error at
-//! the call) and add an operation to the host's plan. After the script ran, toyc asks
-//! the host for every fact the plan needs in one round trip, shows what would change
-//! (`no change` with a reason otherwise), and applies all changes in one more.
-//!
-//! Paths on the host are absolute. Modes are 3 or 4 octal digits as a string (`"0644"`);
-//! owners and groups are names. Content is written atomically: a temporary file next to
-//! the destination, then a rename.
+//! Files on the host as idempotent desired states: the `files` module scripts call.
 
 use std::collections::BTreeMap;
 
@@ -62,7 +51,18 @@ fn to_value(json: &Json) -> Value {
     }
 }
 
-/// Files on the host: directories, files, exact content, copies, templates, lines, links.
+/// Files on the host: directories, files, exact content, copies, templates, single lines
+/// and links, each an idempotent desired state.
+///
+/// These functions do not act when the script calls them: they check their arguments
+/// (a bad mode, a relative path, an unknown option or a missing local file is an error at
+/// the call) and add an operation to the host's plan. After the script ran, toyc asks
+/// the host for every fact the plan needs in one round trip, shows what would change
+/// (`no change` with a reason otherwise), and applies all changes in one more.
+///
+/// Paths on the host are absolute. Modes are 3 or 4 octal digits as a string (`"0644"`);
+/// owners and groups are names. Content is written atomically: a temporary file next to
+/// the destination, then a rename.
 #[export_module]
 pub mod files_api {
     use rhai::Map;

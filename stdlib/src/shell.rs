@@ -1,15 +1,15 @@
-//! Shell commands as operations: run when their guards say the work is not done yet.
-//!
-//! `shell::run` is **not idempotent on its own**: without `creates`, `removes`, `unless`
-//! or `onlyif` it runs on every apply. Like the `files` functions it does not act when
-//! the script calls it; it joins the host's plan and runs when the plan is applied, in
-//! order with the other operations. What the command changes is unknown in advance, so
-//! operations after it plan against the state before the run (a `files::file` on a path
-//! the command creates sees it absent when planning).
+//! Shell commands as operations: the `shell` module scripts call.
 
 use rhai::plugin::*;
 
-/// Shell commands as operations, guarded by paths and read-only checks.
+/// Shell commands as operations: run when their guards say the work is not done yet.
+///
+/// `shell::run` is **not idempotent on its own**: without `creates`, `removes`, `unless`
+/// or `onlyif` it runs on every apply. Like the `files` functions it does not act when
+/// the script calls it; it joins the host's plan and runs when the plan is applied, in
+/// order with the other operations. What the command changes is unknown in advance, so
+/// operations after it plan against the state before the run (a `files::file` on a path
+/// the command creates sees it absent when planning).
 #[export_module]
 pub mod shell_api {
     use rhai::Map;

@@ -3,6 +3,7 @@
 
 use toyc_engine::facts::{FactQuery, Facts, PathFact};
 use toyc_engine::plan::{Change, ChangeKind, NoChange, Operation, Outcome};
+use toyc_engine::transport::quote;
 
 use super::attrs::{Attrs, Mode};
 use super::upload::{diff, Upload, NEW_FILE_MODE};
@@ -104,7 +105,7 @@ impl Operation for Content {
                 let mode = self.attrs.mode.unwrap_or(NEW_FILE_MODE);
                 let upload = Upload {
                     dest,
-                    mode,
+                    mode: Some(mode),
                     owner: self.attrs.owner.as_deref(),
                     group: self.attrs.group.as_deref(),
                     keep: None,
@@ -136,19 +137,13 @@ impl Operation for Content {
                         ChangeKind::Modify,
                         differences.join(", "),
                         None,
-                        self.attrs.commands(&toyc_engine::transport::quote(dest)),
+                        self.attrs.commands(&quote(dest)),
                         false,
                     )
                 } else {
-                    let mode = match self.attrs.mode {
-                        Some(mode) => mode,
-                        None => Mode::from_stat(now.mode).ok_or_else(|| {
-                            format!("`{dest}` has a mode toyc cannot read: `{}`", now.mode)
-                        })?,
-                    };
                     let upload = Upload {
                         dest,
-                        mode,
+                        mode: self.attrs.mode.or_else(|| Mode::from_stat(now.mode)),
                         owner: self.attrs.owner.as_deref(),
                         group: self.attrs.group.as_deref(),
                         keep: Some((now.owner, now.group)),

@@ -5,7 +5,7 @@ use toyc_engine::facts::{FactQuery, Facts, PathFact};
 use toyc_engine::plan::{Change, ChangeKind, NoChange, Operation, Outcome};
 
 use super::upload::{diff, Upload, NEW_FILE_MODE};
-use super::{absolute, path_fact, record_file, what_is, Mode};
+use super::{absolute, path_fact, record_file, what_is, Mode, UNKNOWN};
 
 /// What `files::line` ensures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,21 +203,19 @@ impl Operation for Line {
             .content(path)
             .ok_or_else(|| format!("the fact `Content({path})` was not gathered"))?
             .map(<[u8]>::to_vec);
+        // The file keeps its mode: known from the facts, or (after an operation that
+        // created it with the umask's) read when the step runs.
         let (old, mode, keep) = match (&fact, content) {
             (
                 PathFact::File {
                     mode, owner, group, ..
                 },
                 Some(old),
-            ) => {
-                let mode = Mode::from_stat(mode)
-                    .ok_or_else(|| format!("`{path}` has a mode toyc cannot read: `{mode}`"))?;
-                (old, mode, Some((owner.clone(), group.clone())))
-            }
+            ) => (old, mode.clone(), Some((owner.clone(), group.clone()))),
             (PathFact::Absent, _) if self.state == LineState::Absent => {
                 return Ok(self.no_change(format!("`{path}` does not exist")));
             }
-            (PathFact::Absent, _) if self.create => (Vec::new(), NEW_FILE_MODE, None),
+            (PathFact::Absent, _) if self.create => (Vec::new(), NEW_FILE_MODE.stat_form(), None),
             (PathFact::Absent, _) => {
                 return Err(format!(
                     "`{path}` does not exist; create it first or pass `create: true`"
@@ -239,7 +237,7 @@ impl Operation for Line {
         };
         let upload = Upload {
             dest: path,
-            mode,
+            mode: Mode::from_stat(&mode),
             owner: None,
             group: None,
             keep: keep.as_ref().map(|(o, g)| (o.as_str(), g.as_str())),
@@ -257,8 +255,8 @@ impl Operation for Line {
             script: upload.script(),
             payload: Some(new.clone()),
         };
-        let (owner, group) = keep.unwrap_or_else(|| (super::UNKNOWN.into(), super::UNKNOWN.into()));
-        record_file(facts, path, (mode.stat_form(), owner, group), &new);
+        let (owner, group) = keep.unwrap_or_else(|| (UNKNOWN.into(), UNKNOWN.into()));
+        record_file(facts, path, (mode, owner, group), &new);
         Ok(Outcome::Change(change))
     }
 }
@@ -419,6 +417,32 @@ mod tests {
         };
         assert_eq!(c.kind, ChangeKind::Create);
         assert!(matches!(facts.path(PATH), Some(PathFact::File { mode, .. }) if mode == "644"));
+    }
+
+    #[test]
+    fn a_file_an_earlier_operation_created_keeps_the_mode_it_will_have() {
+        let mut facts = Facts::default();
+        facts.record(FactQuery::Path(PATH.into()), Fact::Path(PathFact::Absent));
+        facts.record(FactQuery::Content(PATH.into()), Fact::Content(None));
+        let touch = crate::ops::File::new(PATH, Default::default(), crate::ops::FileState::Present);
+        touch.unwrap().plan(&mut facts).unwrap();
+        let outcome = present("x", None).plan(&mut facts).unwrap();
+        let Outcome::Change(c) = &outcome else {
+            panic!("a change")
+        };
+        assert_eq!(c.kind, ChangeKind::Modify);
+        assert!(
+            c.script.contains(
+                "chmod \"$(stat -c %a /etc/app/app.conf 2>/dev/null || echo 644)\" \"$tmp\""
+            ),
+            "{}",
+            c.script
+        );
+        assert!(
+            !c.script.contains("chown"),
+            "owner unknown: left to the apply"
+        );
+        assert!(matches!(facts.path(PATH), Some(PathFact::File { mode, .. }) if mode == UNKNOWN));
     }
 
     #[test]

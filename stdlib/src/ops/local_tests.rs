@@ -373,3 +373,36 @@ fn a_guarded_command_that_fails_stops_the_apply() {
     assert_eq!(results[0].status, 3);
     assert!(!dir.path().join("after").exists());
 }
+
+#[test]
+fn files_an_earlier_operation_creates_are_edited_in_the_same_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |rel: &str| s(&dir.path().join(rel));
+    let ops: Ops = vec![
+        Arc::new(File::new(&p("a"), Attrs::default(), FileState::Present).unwrap()),
+        Arc::new(Line::new(&p("a"), "x = 1", None, LineState::Present, false).unwrap()),
+        Arc::new(File::new(&p("b"), Attrs::default(), FileState::Present).unwrap()),
+        Arc::new(
+            Content::new(
+                "files::content",
+                &p("b"),
+                b"b\n".to_vec(),
+                Attrs::default(),
+                true,
+            )
+            .unwrap(),
+        ),
+        Arc::new(Directory::new(&p("d/e"), Attrs::default(), true).unwrap()),
+        Arc::new(Directory::new(&p("d"), attrs("0700"), true).unwrap()),
+    ];
+    let cold = converge(&ops);
+    assert_eq!(changes(&cold).len(), ops.len());
+    assert_eq!(std::fs::read(dir.path().join("a")).unwrap(), b"x = 1\n");
+    assert_eq!(std::fs::read(dir.path().join("b")).unwrap(), b"b\n");
+    assert_eq!(
+        mode_of(&dir.path().join("a")),
+        0o644,
+        "the umask's mode, kept"
+    );
+    assert_eq!(mode_of(&dir.path().join("d")), 0o700);
+}

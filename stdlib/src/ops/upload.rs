@@ -5,13 +5,15 @@ use toyc_engine::transport::quote;
 
 use super::attrs::{Mode, UNKNOWN};
 
-/// Attributes the uploaded file gets. `mode` always has a value (the asked one, the
-/// file's current one, or 644 for a new file) so the result does not depend on the
-/// umask; ownership is either asked for (a failure is an error) or kept if possible.
+/// Attributes the uploaded file gets. `mode` is the asked one, the file's current one,
+/// or 644 for a new file, so the result does not depend on the umask; `None` when the
+/// current mode is not known yet (an operation before this one created the file with
+/// the umask's): then it is read from `dest` when the step runs. Ownership is either
+/// asked for (a failure is an error) or kept if possible.
 #[derive(Debug, Clone)]
 pub(crate) struct Upload<'a> {
     pub dest: &'a str,
-    pub mode: Mode,
+    pub mode: Option<Mode>,
     pub owner: Option<&'a str>,
     pub group: Option<&'a str>,
     /// The file's current owner and group, kept when no owner or group is asked for.
@@ -34,11 +36,18 @@ impl Upload<'_> {
         };
         // `$$` (the step shell's pid) keeps the plan deterministic and is unique among
         // the processes running on the host when the step runs.
+        let mode = match self.mode {
+            Some(mode) => mode.stat_form(),
+            None => format!(
+                "\"$(stat -c %a {} 2>/dev/null || echo {})\"",
+                quote(self.dest),
+                NEW_FILE_MODE.stat_form()
+            ),
+        };
         let mut script = format!(
             "umask 077\ntmp={}$$\ntrap 'rm -f \"$tmp\"' EXIT\ntrap 'exit 1' HUP INT TERM\n\
-             set -C\ncat > \"$tmp\"\nset +C\nchmod {} \"$tmp\"\n",
+             set -C\ncat > \"$tmp\"\nset +C\nchmod {mode} \"$tmp\"\n",
             quote(&format!("{dir}/.{name}.toyc-")),
-            self.mode.stat_form(),
         );
         match (self.owner, self.group, self.keep) {
             (None, None, Some((owner, group))) if owner != UNKNOWN && group != UNKNOWN => {
@@ -107,7 +116,7 @@ mod tests {
         let dest_text = dest.to_str().unwrap();
         let upload = Upload {
             dest: dest_text,
-            mode: Mode::parse("0640").unwrap(),
+            mode: Mode::parse("0640").ok(),
             owner: None,
             group: None,
             keep: Some((UNKNOWN, UNKNOWN)),
@@ -122,6 +131,27 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_mode_is_read_from_the_file_when_the_step_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f");
+        std::fs::write(&dest, "old").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o604)).unwrap();
+        let dest_text = dest.to_str().unwrap();
+        let upload = Upload {
+            dest: dest_text,
+            mode: None,
+            owner: None,
+            group: None,
+            keep: None,
+        };
+        let out = run(&upload.script(), b"new");
+        assert!(out.status.success(), "{out:?}");
+        let mode = std::fs::metadata(&dest).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o604);
+    }
+
+    #[test]
     fn a_failed_upload_removes_its_temporary_and_keeps_the_old_file() {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("f");
@@ -129,7 +159,7 @@ mod tests {
         let dest_text = dest.to_str().unwrap();
         let upload = Upload {
             dest: dest_text,
-            mode: Mode::parse("644").unwrap(),
+            mode: Mode::parse("644").ok(),
             owner: Some("no-such-user-toyc"),
             group: None,
             keep: None,

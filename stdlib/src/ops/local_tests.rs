@@ -326,8 +326,16 @@ fn changed_desires_are_planned_against_the_applied_state() {
         Arc::new(File::new(&p("f"), attrs("0644"), FileState::Present).unwrap()),
         Arc::new(Link::new("g", &p("l")).unwrap()),
     ];
-    // A runner showing diffs asks the content of the files changing in a second trip.
-    let mut facts = gather(&second, &[FactQuery::Content(p("f"))]);
+    // A runner showing diffs asks the content of the files changing in a second trip,
+    // then plans again.
+    let mut facts = gather(&second, &[]);
+    let outcomes = plan(&second, &mut facts);
+    let wanted: Vec<FactQuery> = changes(&outcomes)
+        .into_iter()
+        .filter_map(diff_query)
+        .collect();
+    assert_eq!(wanted, [FactQuery::Content(p("f"))]);
+    let mut facts = gather(&second, &wanted);
     let outcomes = plan(&second, &mut facts);
     let planned = changes(&outcomes);
     assert_eq!(planned.len(), 3);

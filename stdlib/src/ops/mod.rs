@@ -14,7 +14,8 @@
 //! `Path(dest)`: a sha256 decides whether the content changes. Its change carries a
 //! unified diff when the facts it is planned with also hold `Content(dest)`; a runner
 //! showing diffs asks `FactQuery::Content(change.target)` for the changes of these
-//! operations in a second round trip and plans again (planning has no side effects).
+//! operations in a second round trip ([`diff_query`] names it) and plans again
+//! (planning has no side effects).
 //! [`Line`] always has the content, so its changes always carry a diff for text.
 
 mod attrs;
@@ -44,6 +45,7 @@ pub use run::{Guards, Run};
 
 use sha2::{Digest, Sha256};
 use toyc_engine::facts::{Fact, FactQuery, Facts, PathFact};
+use toyc_engine::plan::{Change, ChangeKind};
 
 /// `path` if it is absolute, without trailing slashes (`/etc/app/` and `/etc/app` are
 /// one fact), or why not.
@@ -58,6 +60,22 @@ pub fn absolute(path: &str) -> Result<String, String> {
     }
     let trimmed = path.trim_end_matches('/');
     Ok(if trimmed.is_empty() { "/" } else { trimmed }.to_owned())
+}
+
+/// The fact that adds a diff to `change` when its operation is planned again with it:
+/// `Content(target)` for new content uploaded over an existing file by `files::content`,
+/// `files::copy` or `files::template` (the other operations' changes already carry
+/// their diff, or have none).
+pub fn diff_query(change: &Change) -> Option<FactQuery> {
+    let uploads = matches!(
+        change.operation.as_str(),
+        "files::content" | "files::copy" | "files::template"
+    );
+    (uploads
+        && change.kind == ChangeKind::Modify
+        && change.payload.is_some()
+        && change.diff.is_none())
+    .then(|| FactQuery::Content(change.target.clone()))
 }
 
 /// SHA-256 of `bytes` in lower-case hex, as `sha256sum` prints it.

@@ -47,18 +47,31 @@ fn workload_inventory(pool: &hosts::HostPool, indices: &[usize]) -> String {
 
 #[test]
 fn the_peer_workload_converges_shows_one_diff_and_matches_ansible_byte_for_byte() {
-    let Some(pool) = hosts::dedicated(2) else { return };
+    let Some(pool) = hosts::dedicated(2) else {
+        return;
+    };
     let bench = repo().join("scripts/bench");
     let toyc = Toyc::new().file("inv.yml", &workload_inventory(&pool, &[0, 1]));
     // Work on a copy, so the template edit below stays in this test.
     let copy = toyc.dir().join("bench");
     let status = std::process::Command::new("cp")
-        .args(["-r", bench.to_str().expect("utf-8"), copy.to_str().expect("utf-8")])
+        .args([
+            "-r",
+            bench.to_str().expect("utf-8"),
+            copy.to_str().expect("utf-8"),
+        ])
         .status()
         .expect("cp");
     assert!(status.success());
     let run = |extra: &[&str]| {
-        let mut args = vec!["run", "bench/workload.rhai", "-i", "inv.yml", "--vars-file", "bench/vars.yml"];
+        let mut args = vec![
+            "run",
+            "bench/workload.rhai",
+            "-i",
+            "inv.yml",
+            "--vars-file",
+            "bench/vars.yml",
+        ];
         args.extend_from_slice(extra);
         toyc.run_with(&args)
     };
@@ -66,25 +79,55 @@ fn the_peer_workload_converges_shows_one_diff_and_matches_ansible_byte_for_byte(
     let cold = run(&["-y", "--json"]);
     cold.code(0);
     let summary = cold.json_lines().into_iter().last().expect("summary");
-    assert_eq!(summary["data"]["changed"], 24, "12 changes on each of 2 hosts: {}", cold.stdout);
+    assert_eq!(
+        summary["data"]["changed"], 24,
+        "12 changes on each of 2 hosts: {}",
+        cold.stdout
+    );
 
     let digest = pool.docker_exec(0, &format!("python3 -c '{DIGEST_PY}' /tmp/toybench/h1"));
-    assert_eq!(String::from_utf8_lossy(&digest.stdout).trim(), PEER_DIGEST, "{}", String::from_utf8_lossy(&digest.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&digest.stdout).trim(),
+        PEER_DIGEST,
+        "{}",
+        String::from_utf8_lossy(&digest.stderr)
+    );
 
     let warm = run(&["-y"]);
     warm.code(0);
-    assert!(!warm.stderr.contains(" changed in "), "nothing changes the second time: {}", warm.stderr);
+    assert!(
+        !warm.stderr.contains(" changed in "),
+        "nothing changes the second time: {}",
+        warm.stderr
+    );
 
     let template = copy.join("templates/app.service.j2");
     let text = std::fs::read_to_string(&template).expect("template");
-    std::fs::write(&template, text.replace("LimitNOFILE=65536", "LimitNOFILE=131072")).expect("edit");
+    std::fs::write(
+        &template,
+        text.replace("LimitNOFILE=65536", "LimitNOFILE=131072"),
+    )
+    .expect("edit");
     let check = run(&["--check", "--diff"]);
     check.code(2);
-    let changes: Vec<&str> = check.stderr.lines().filter(|l| l.contains(" ~ ") || l.contains(" + ")).collect();
+    let changes: Vec<&str> = check
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" ~ ") || l.contains(" + "))
+        .collect();
     assert_eq!(changes.len(), 2, "one file per host: {}", check.stderr);
-    assert!(changes.iter().all(|l| l.contains("files::template") && l.contains("app.service")));
-    assert!(check.stderr.contains("-LimitNOFILE=65536") && check.stderr.contains("+LimitNOFILE=131072"), "{}", check.stderr);
+    assert!(changes
+        .iter()
+        .all(|l| l.contains("files::template") && l.contains("app.service")));
+    assert!(
+        check.stderr.contains("-LimitNOFILE=65536") && check.stderr.contains("+LimitNOFILE=131072"),
+        "{}",
+        check.stderr
+    );
     // --check changed nothing.
     let on_host = pool.docker_exec(0, "grep LimitNOFILE /tmp/toybench/h1/etc/app/app.service");
-    assert_eq!(String::from_utf8_lossy(&on_host.stdout).trim(), "LimitNOFILE=65536");
+    assert_eq!(
+        String::from_utf8_lossy(&on_host.stdout).trim(),
+        "LimitNOFILE=65536"
+    );
 }

@@ -136,7 +136,7 @@ fn doc_prints_every_host_function_with_an_example() {
         .args(["doc", "nope"])
         .run()
         .code(65)
-        .stderr_has("no module `nope`; modules: host");
+        .stderr_has("no module `nope`; modules: ");
 }
 
 /// Mirrors of the `--json` envelope: any field added or renamed fails this test, so the

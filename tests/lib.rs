@@ -3,6 +3,7 @@
 //! One integration-test binary (see `[[test]]` in Cargo.toml) so the test hosts are
 //! started once and shared; destructive tests get dedicated hosts.
 
+mod apply;
 mod cli;
 mod docs;
 mod harness;

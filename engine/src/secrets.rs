@@ -54,7 +54,10 @@ mod tests {
     fn registered_values_are_masked_in_plain_and_json_forms() {
         register("s3cr\"et-value");
         assert_eq!(redact("pw=s3cr\"et-value;"), format!("pw={MASK};"));
-        assert_eq!(redact(r#"{"line":"pw=s3cr\"et-value"}"#), format!(r#"{{"line":"pw={MASK}"}}"#));
+        assert_eq!(
+            redact(r#"{"line":"pw=s3cr\"et-value"}"#),
+            format!(r#"{{"line":"pw={MASK}"}}"#)
+        );
         assert_eq!(redact("nothing here"), "nothing here");
         register("");
         assert_eq!(redact("still fine"), "still fine");

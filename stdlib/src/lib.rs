@@ -5,6 +5,8 @@
 //! |---|---|
 //! | [`host`] | commands, files and facts of the host the script runs for |
 //! | [`template`] | Jinja2 templates rendered as Ansible renders them |
+//! | [`files`] | idempotent files: directories, files, content, copies, templates, lines, links |
+//! | [`shell`] | shell commands as operations, guarded by `creates`, `removes`, `unless`, `onlyif` |
 //!
 //! ```
 //! let mut sandbox = toyc_engine::sandbox::Sandbox::new(".", Default::default());
@@ -12,8 +14,11 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod files;
 pub mod host;
+pub mod ops;
 mod options;
+pub mod shell;
 pub mod template;
 
 use rhai::exported_module;
@@ -24,6 +29,8 @@ pub fn modules() -> Vec<(&'static str, rhai::Shared<rhai::Module>)> {
     vec![
         ("host", exported_module!(host::host_api).into()),
         ("template", exported_module!(template::template_api).into()),
+        ("files", exported_module!(files::files_api).into()),
+        ("shell", exported_module!(shell::shell_api).into()),
     ]
 }
 

@@ -1,0 +1,184 @@
+//! How new file content reaches a host, and how it is shown before it does: the step
+//! script that writes its standard input atomically, and the unified diff.
+
+use toyc_engine::transport::quote;
+
+use super::attrs::{Mode, UNKNOWN};
+
+/// Attributes the uploaded file gets. `mode` is the asked one, the file's current one,
+/// or 644 for a new file, so the result does not depend on the umask; `None` when the
+/// current mode is not known yet (an operation before this one created the file with
+/// the umask's): then it is read from `dest` when the step runs. Ownership is either
+/// asked for (a failure is an error) or kept if possible.
+#[derive(Debug, Clone)]
+pub(crate) struct Upload<'a> {
+    pub dest: &'a str,
+    pub mode: Option<Mode>,
+    pub owner: Option<&'a str>,
+    pub group: Option<&'a str>,
+    /// The file's current owner and group, kept when no owner or group is asked for.
+    pub keep: Option<(&'a str, &'a str)>,
+}
+
+/// Mode of a new file when none is asked for, as `host::put` and Ansible give it.
+pub(crate) const NEW_FILE_MODE: Mode = Mode(0o644);
+
+impl Upload<'_> {
+    /// The step script: standard input goes to a temporary file next to `dest` (so the
+    /// final `mv` is a rename on one filesystem, and readers see the old or the new file,
+    /// never a half-written one). `set -C` makes creating it fail rather than follow a
+    /// symlink planted under that name; the EXIT trap removes it if any step fails.
+    pub(crate) fn script(&self) -> String {
+        let (dir, name) = match self.dest.rsplit_once('/') {
+            Some(("", name)) => ("", name),
+            Some((dir, name)) => (dir, name),
+            None => (".", self.dest),
+        };
+        // `$$` (the step shell's pid) keeps the plan deterministic and is unique among
+        // the processes running on the host when the step runs.
+        let mode = match self.mode {
+            Some(mode) => mode.stat_form(),
+            None => format!(
+                "\"$(stat -c %a {} 2>/dev/null || echo {})\"",
+                quote(self.dest),
+                NEW_FILE_MODE.stat_form()
+            ),
+        };
+        let mut script = format!(
+            "umask 077\ntmp={}$$\ntrap 'rm -f \"$tmp\"' EXIT\ntrap 'exit 1' HUP INT TERM\n\
+             set -C\ncat > \"$tmp\"\nset +C\nchmod {mode} \"$tmp\"\n",
+            quote(&format!("{dir}/.{name}.toyc-")),
+        );
+        match (self.owner, self.group, self.keep) {
+            (None, None, Some((owner, group))) if owner != UNKNOWN && group != UNKNOWN => {
+                // Like Ansible's atomic_move: only root can give a file away, so an
+                // unprivileged apply keeps its own ownership instead of failing.
+                script.push_str(&format!(
+                    "chown {}:{} \"$tmp\" 2>/dev/null || :\n",
+                    quote(owner),
+                    quote(group)
+                ));
+            }
+            _ => {
+                if let Some(owner) = self.owner {
+                    script.push_str(&format!("chown {} \"$tmp\"\n", quote(owner)));
+                }
+                if let Some(group) = self.group {
+                    script.push_str(&format!("chgrp {} \"$tmp\"\n", quote(group)));
+                }
+            }
+        }
+        script.push_str(&format!(
+            "mv -f \"$tmp\" {}\ntrap - EXIT\n",
+            quote(self.dest)
+        ));
+        script
+    }
+}
+
+/// A unified diff (3 lines of context) from `old` to `new` when both are UTF-8 text,
+/// headed `--- dest (on host)` / `+++ dest (planned)`.
+pub(crate) fn diff(dest: &str, old: &[u8], new: &[u8]) -> Option<String> {
+    let old = std::str::from_utf8(old).ok()?;
+    let new = std::str::from_utf8(new).ok()?;
+    Some(
+        similar::TextDiff::from_lines(old, new)
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("{dest} (on host)"), &format!("{dest} (planned)"))
+            .to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(script: &str, stdin: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("set -e\n{script}"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    #[test]
+    fn upload_replaces_the_file_with_the_mode_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("it's here");
+        std::fs::write(&dest, "old").unwrap();
+        let dest_text = dest.to_str().unwrap();
+        let upload = Upload {
+            dest: dest_text,
+            mode: Mode::parse("0640").ok(),
+            owner: None,
+            group: None,
+            keep: Some((UNKNOWN, UNKNOWN)),
+        };
+        let out = run(&upload.script(), b"new\n");
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new\n");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dest).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o640);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn an_unknown_mode_is_read_from_the_file_when_the_step_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f");
+        std::fs::write(&dest, "old").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o604)).unwrap();
+        let dest_text = dest.to_str().unwrap();
+        let upload = Upload {
+            dest: dest_text,
+            mode: None,
+            owner: None,
+            group: None,
+            keep: None,
+        };
+        let out = run(&upload.script(), b"new");
+        assert!(out.status.success(), "{out:?}");
+        let mode = std::fs::metadata(&dest).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o604);
+    }
+
+    #[test]
+    fn a_failed_upload_removes_its_temporary_and_keeps_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("f");
+        std::fs::write(&dest, "old").unwrap();
+        let dest_text = dest.to_str().unwrap();
+        let upload = Upload {
+            dest: dest_text,
+            mode: Mode::parse("644").ok(),
+            owner: Some("no-such-user-toyc"),
+            group: None,
+            keep: None,
+        };
+        let out = run(&upload.script(), b"new");
+        assert!(!out.status.success());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn diff_has_the_headers_and_context() {
+        let old = "a\nb\nc\nd\ne\nf\ng\nh\n";
+        let new = "a\nb\nc\nd\nE\nf\ng\nh\n";
+        let diff = diff("/etc/x", old.as_bytes(), new.as_bytes()).unwrap();
+        assert_eq!(
+            diff,
+            "--- /etc/x (on host)\n+++ /etc/x (planned)\n@@ -2,7 +2,7 @@\n b\n c\n d\n-e\n+E\n f\n g\n h\n"
+        );
+        assert_eq!(super::diff("/x", b"\xff", b"a"), None);
+    }
+}

@@ -283,3 +283,71 @@ fn a_mistyped_limit_is_an_input_error_with_a_suggestion() {
         .stderr_has("inv.yml:2:")
         .stderr_has("did you mean `address`?");
 }
+
+#[test]
+fn a_secret_never_appears_in_any_output() {
+    const PW: &str = "hunter2-zq81-secret";
+    const DB: &str = "db-pass-Xy7-secret";
+    let toyc = Toyc::new()
+        .file("secrets.yml", &format!("db_password: {DB}\n"))
+        .file(
+            "s.rhai",
+            &format!(
+                "let pw = secret(\"{PW}\");\n\
+                 print(`the password is ${{pw}}`);\n\
+                 host::log(`logged ${{pw}} and ${{vars.db_password}}`);\n\
+                 files::content(`${{vars.dir}}/app.cfg`, `password = ${{vars.db_password}}\\n`);\n\
+                 host::exec(`echo ${{pw}}; echo ${{vars.db_password}} >&2; exit 3`);\n"
+            ),
+        );
+    let dir = toyc.dir().display().to_string();
+    let base = ["run", "s.rhai", "--secrets-file", "secrets.yml", "--var"];
+    let dir_var = format!("dir={dir}");
+    for extra in [
+        &["-vvv"][..],
+        &["--json", "-vvv"][..],
+        &["--check", "--diff", "-vvv"][..],
+    ] {
+        let mut args: Vec<&str> = base.to_vec();
+        args.push(&dir_var);
+        args.extend_from_slice(extra);
+        let ran = toyc.run_with(&args);
+        // The command fails: its stdout, stderr and the error all carry the secrets.
+        ran.code(1);
+        for secret in [PW, DB] {
+            assert!(
+                !ran.stdout.contains(secret),
+                "{extra:?} leaked {secret} on stdout:\n{}",
+                ran.stdout
+            );
+            assert!(
+                !ran.stderr.contains(secret),
+                "{extra:?} leaked {secret} on stderr:\n{}",
+                ran.stderr
+            );
+        }
+        assert!(
+            ran.stdout.contains("********") || ran.stderr.contains("********"),
+            "masked text is still shown: {}{}",
+            ran.stdout,
+            ran.stderr
+        );
+    }
+    // Diffs of planned content mask it too (no failing command this time).
+    let toyc = toyc.file(
+        "t.rhai",
+        "files::content(`${vars.dir}/app.cfg`, `password = ${vars.db_password}\\n`);\n",
+    );
+    let ran = toyc.run_with(&[
+        "run",
+        "t.rhai",
+        "--secrets-file",
+        "secrets.yml",
+        "--var",
+        &dir_var,
+        "--check",
+        "--diff",
+    ]);
+    ran.code(2).stderr_has("+password = ********");
+    assert!(!ran.stderr.contains(DB), "{}", ran.stderr);
+}

@@ -23,6 +23,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
+use crate::secrets::redact;
 use crate::transport::Stream;
 
 /// Something that happened during a run.
@@ -208,8 +209,8 @@ impl EventSink for JsonSink {
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = std::io::stdout().lock();
         // A closed stdout (`| head`) is the reader's choice, not toyc's failure.
-        if serde_json::to_writer(&mut out, event).is_ok() {
-            let _ = out.write_all(b"\n");
+        if let Ok(line) = serde_json::to_string(event) {
+            let _ = writeln!(out, "{}", redact(&line));
             let _ = out.flush();
         }
     }
@@ -246,8 +247,8 @@ impl EventSink for HumanSink {
         let width = self.host_width;
         match event {
             Event::Output { host, stream, line } if self.stream => match stream {
-                Stream::Stdout => println_quiet(format_args!("{host:width$} | {line}")),
-                Stream::Stderr => eprintln!("{host:width$} ! {line}"),
+                Stream::Stdout => out_line(&format!("{host:width$} | {line}")),
+                Stream::Stderr => err_line(&format!("{host:width$} ! {line}")),
             },
             Event::Message { host, level, text } => {
                 let prefix = host
@@ -255,11 +256,11 @@ impl EventSink for HumanSink {
                     .map(|h| format!("[{h}] "))
                     .unwrap_or_default();
                 match level {
-                    Level::Print => println_quiet(format_args!("{prefix}{text}")),
+                    Level::Print => out_line(&format!("{prefix}{text}")),
                     Level::Info if !self.verbose => {}
-                    Level::Info => eprintln!("{prefix}{text}"),
-                    Level::Warn => eprintln!("{prefix}warning: {text}"),
-                    Level::Error => eprintln!("{prefix}error: {text}"),
+                    Level::Info => err_line(&format!("{prefix}{text}")),
+                    Level::Warn => err_line(&format!("{prefix}warning: {text}")),
+                    Level::Error => err_line(&format!("{prefix}error: {text}")),
                 }
             }
             Event::HostEnd(result) if self.stream || result.status != HostStatus::Ok => {
@@ -268,22 +269,22 @@ impl EventSink for HumanSink {
                     (status, Some(e)) => format!("{}: {e}", status_word(status)),
                     (status, None) => status_word(status).to_owned(),
                 };
-                eprintln!(
+                err_line(&format!(
                     "{:width$} = {what} ({})",
                     result.host,
                     seconds(result.elapsed_ms)
-                );
+                ));
             }
             Event::Change { host, change } => {
-                eprintln!(
+                err_line(&format!(
                     "{host:width$}  {} {} {}: {}",
                     change.kind.sign(),
                     change.operation,
                     change.target,
                     change.summary
-                );
+                ));
                 for line in change.diff.iter().flat_map(|d| d.lines()) {
-                    eprintln!("{:width$}      {line}", "");
+                    err_line(&format!("{:width$}      {line}", ""));
                 }
             }
             Event::NoChange {
@@ -292,7 +293,9 @@ impl EventSink for HumanSink {
                 target,
                 reason,
             } if self.verbose => {
-                eprintln!("{host:width$}  = {operation} {target}: no change ({reason})");
+                err_line(&format!(
+                    "{host:width$}  = {operation} {target}: no change ({reason})"
+                ));
             }
             Event::Step {
                 host,
@@ -301,35 +304,43 @@ impl EventSink for HumanSink {
                 status,
                 output,
             } if *status != 0 => {
-                eprintln!("{host:width$}  ! {operation} {target} failed (status {status})");
+                err_line(&format!(
+                    "{host:width$}  ! {operation} {target} failed (status {status})"
+                ));
                 for line in output.lines() {
-                    eprintln!("{:width$}      {line}", "");
+                    err_line(&format!("{:width$}      {line}", ""));
                 }
             }
-            Event::Summary(s) if s.changed > 0 => eprintln!(
+            Event::Summary(s) if s.changed > 0 => err_line(&format!(
                 "{} ok, {} failed, {} unreachable, {} changed in {}",
                 s.ok,
                 s.failed,
                 s.unreachable,
                 s.changed,
                 seconds(s.elapsed_ms)
-            ),
-            Event::Summary(s) => eprintln!(
+            )),
+            Event::Summary(s) => err_line(&format!(
                 "{} ok, {} failed, {} unreachable in {}",
                 s.ok,
                 s.failed,
                 s.unreachable,
                 seconds(s.elapsed_ms)
-            ),
+            )),
             _ => {}
         }
     }
 }
 
-/// Print to stdout, ignoring a closed pipe (`toyc exec ... | head` is fine).
-fn println_quiet(args: std::fmt::Arguments<'_>) {
+/// One line to stdout, secrets masked, ignoring a closed pipe (`toyc exec ... | head`).
+fn out_line(text: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{args}");
+    let _ = writeln!(out, "{}", redact(text));
+}
+
+/// One line to stderr, secrets masked.
+fn err_line(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{}", redact(text));
 }
 
 /// The word people see for a status.

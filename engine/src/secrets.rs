@@ -33,6 +33,25 @@ pub fn register(value: &str) {
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
 }
 
+/// Whether any secret was registered (when none was, output can pass untouched, bytes and all).
+pub fn any() -> bool {
+    !registry()
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .is_empty()
+}
+
+/// `bytes` with every registered secret masked; unchanged when there are none.
+pub fn redact_bytes(bytes: &[u8]) -> Cow<'_, [u8]> {
+    if !any() {
+        return Cow::Borrowed(bytes);
+    }
+    match redact(&String::from_utf8_lossy(bytes)) {
+        Cow::Borrowed(_) => Cow::Borrowed(bytes),
+        Cow::Owned(text) => Cow::Owned(text.into_bytes()),
+    }
+}
+
 /// `text` with every registered secret masked.
 pub fn redact(text: &str) -> Cow<'_, str> {
     let secrets = registry().read().unwrap_or_else(|p| p.into_inner());

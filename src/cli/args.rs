@@ -101,6 +101,10 @@ pub struct RunArgs {
     /// Read variables from a YAML file (later files win; `--var` wins over all).
     #[arg(long = "vars-file", value_name = "FILE")]
     pub vars_files: Vec<PathBuf>,
+    /// Read secret variables from a YAML file: like `--vars-file`, and every value in it
+    /// is masked in all output (events, diffs, logs, errors).
+    #[arg(long = "secrets-file", env = "TOYC_SECRETS_FILE", value_name = "FILE")]
+    pub secrets_files: Vec<PathBuf>,
     /// Default timeout of each command the script runs, in seconds.
     #[arg(long, env = "TOYC_TIMEOUT", value_name = "SECONDS")]
     pub timeout: Option<f64>,

@@ -8,6 +8,7 @@ use toyc_engine::events::{
     seconds, status_word, Event, EventSink, HostResult, HostStatus, Summary,
 };
 use toyc_engine::runner::{announce, connect, elapsed_ms, for_each_host};
+use toyc_engine::secrets::{redact, redact_bytes};
 use toyc_engine::transport::{ExecOutput, ExecRequest};
 
 use super::args::ExecArgs;
@@ -130,25 +131,23 @@ fn print_grouped(results: &[(HostResult, Option<ExecOutput>)]) {
         };
         let mut stdout = std::io::stdout().lock();
         // Write errors mean a closed pipe (`| head`): stop quietly, like cat would.
-        if writeln!(
-            stdout,
+        let header = format!(
             "--- {} ({status}, {})",
             result.host,
             seconds(result.elapsed_ms)
-        )
-        .is_err()
-        {
+        );
+        if writeln!(stdout, "{}", redact(&header)).is_err() {
             return;
         }
         if let Some(output) = output {
-            let _ = stdout.write_all(&output.stdout);
+            let _ = stdout.write_all(&redact_bytes(&output.stdout));
             if !output.stdout.is_empty() && !output.stdout.ends_with(b"\n") {
                 let _ = stdout.write_all(b"\n");
             }
             let _ = stdout.flush();
             drop(stdout);
             let mut stderr = std::io::stderr().lock();
-            let _ = stderr.write_all(&output.stderr);
+            let _ = stderr.write_all(&redact_bytes(&output.stderr));
             let _ = stderr.flush();
         }
     }

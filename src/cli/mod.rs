@@ -109,9 +109,10 @@ async fn dispatch(command: Command) -> Outcome {
 
 /// `error: …` then one `caused by: …` line per source.
 fn print_error(error: &anyhow::Error) {
-    eprintln!("error: {error}");
+    use toyc_engine::secrets::redact;
+    eprintln!("error: {}", redact(&error.to_string()));
     for cause in error.chain().skip(1) {
-        eprintln!("caused by: {cause}");
+        eprintln!("caused by: {}", redact(&cause.to_string()));
     }
 }
 

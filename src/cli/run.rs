@@ -292,16 +292,31 @@ fn eprint_banner(args: &RunArgs, text: &str) {
     }
 }
 
-/// `--vars-file` maps in order, then `--var key=value` pairs on top.
+/// Mask every string and number in a secrets file.
+fn register_leaves(value: &Value) {
+    match value {
+        Value::String(s) => toyc_engine::secrets::register(s),
+        Value::Number(n) => toyc_engine::secrets::register(&n.to_string()),
+        Value::Array(items) => items.iter().for_each(register_leaves),
+        Value::Object(map) => map.values().for_each(register_leaves),
+        Value::Null | Value::Bool(_) => {}
+    }
+}
+
+/// `--vars-file` maps in order, then `--secrets-file` maps, then `--var key=value` pairs on top.
 fn extra_vars(args: &RunArgs) -> Result<Map<String, Value>, Failure> {
     let mut vars = Map::new();
-    for file in &args.vars_files {
+    let files = args.vars_files.iter().map(|f| (f, false));
+    for (file, secret) in files.chain(args.secrets_files.iter().map(|f| (f, true))) {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("unable to read vars file `{}`", file.display()))
             .map_err(Failure::input)?;
         let value: Value = serde_yaml::from_str(&text)
             .map_err(|e| anyhow!("vars file `{}`: {e}", file.display()))
             .map_err(Failure::input)?;
+        if secret {
+            register_leaves(&value);
+        }
         match value {
             Value::Object(map) => vars.extend(map),
             Value::Null => {}

@@ -4,6 +4,7 @@
 //! | module | what it is for |
 //! |---|---|
 //! | [`host`] | commands, files and facts of the host the script runs for |
+//! | [`secret`] | `secret(value)`: values masked in every output |
 //! | [`template`] | Jinja2 templates rendered as Ansible renders them |
 //! | [`files`] | idempotent files: directories, files, content, copies, templates, lines, links |
 //! | [`shell`] | shell commands as operations, guarded by `creates`, `removes`, `unless`, `onlyif` |
@@ -18,6 +19,7 @@ pub mod files;
 pub mod host;
 pub mod ops;
 mod options;
+pub mod secret;
 pub mod shell;
 pub mod template;
 
@@ -34,8 +36,10 @@ pub fn modules() -> Vec<(&'static str, rhai::Shared<rhai::Module>)> {
     ]
 }
 
-/// Add every stdlib module to `sandbox`.
+/// Add every stdlib module to `sandbox`, and the functions scripts call without a
+/// module prefix (`secret`).
 pub fn register(sandbox: &mut Sandbox) {
+    sandbox.add_global(exported_module!(secret::secret_api).into());
     for (name, module) in modules() {
         sandbox.add_module(name, module);
     }

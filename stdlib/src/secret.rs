@@ -1,0 +1,22 @@
+//! Marking values secret: from then on they are masked in everything toyc prints.
+
+use rhai::plugin::*;
+
+/// Secret values: masked as `********` in every output (events, command output, diffs,
+/// logs, error messages), at any verbosity and in `--json`.
+#[export_module]
+pub mod secret_api {
+    /// Mark `value` secret and return it unchanged, to use as usual.
+    ///
+    /// Values from `--secrets-file` are secret already.
+    ///
+    /// # Example
+    /// ```rhai
+    /// let token = secret("s3cr3t-t0ken");
+    /// host::exec(`curl -fsS -H 'Authorization: Bearer ${token}' https://example.invalid/ping`, #{ check: false });
+    /// ```
+    pub fn secret(value: &str) -> String {
+        toyc_engine::secrets::register(value);
+        value.to_owned()
+    }
+}

@@ -98,7 +98,17 @@ def wait_quiet(limit=0.10, max_wait=300):
         time.sleep(2)
 
 
-def measure(argv, marker=None):
+def clean_roots():
+    """Cold state: the workload's tree removed on every host (untimed)."""
+    names = [f"toyc-bench-{name}" for name, _ in hosts()]
+    procs = [subprocess.Popen(["docker", "exec", n, "rm", "-rf", "/tmp/toybench"]) for n in names]
+    for p in procs:
+        p.wait()
+
+
+def measure(argv, marker=None, prep=None):
+    if prep:
+        prep()
     wait_quiet()
     start = time.monotonic()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
@@ -131,14 +141,22 @@ def run(sizes, reps):
     for n in sizes:
         subprocess.run([os.path.join(HERE, "hosts.sh"), "start", str(n)], check=True)
         try:
+            workload = [TOYC, "run", os.path.join(HERE, "..", "scripts", "bench", "workload.rhai"),
+                        "-i", os.path.join(W, "inventory.yml"), "-y",
+                        "--vars-file", os.path.join(HERE, "..", "scripts", "bench", "vars.yml")]
             cases = {
                 "toyc exec -- true": ([TOYC, "exec", "-i", os.path.join(W, "inventory.yml"), "--", "true"], "/toyc-"),
+                "toyc workload cold (12 tasks)": (workload, "/toyc-", clean_roots, 12 * n),
+                "toyc workload warm (12 tasks)": (workload, "/toyc-", None, 0),
                 "ssh loop (default kex)": (ssh_loop(None), None),
                 "ssh loop (curve25519)": (ssh_loop("curve25519-sha256"), None),
             }
             measure(cases["toyc exec -- true"][0], "/toyc-")  # warm-up: page cache, arp
-            for name, (argv, marker) in cases.items():
-                runs = [measure(argv, marker) for _ in range(reps)]
+            for name, (argv, marker, *rest) in cases.items():
+                prep, changes = (rest + [None, None])[:2]
+                if name.startswith("toyc workload warm"):
+                    measure(workload, "/toyc-")  # make sure the hosts are converged first
+                runs = [measure(argv, marker, prep) for _ in range(reps)]
                 bad = [r for r in runs if r["rc"] != 0]
                 if bad:
                     raise SystemExit(f"{name} at N={n} failed: {bad[0]['stderr'][-2000:]}")
@@ -146,15 +164,37 @@ def run(sizes, reps):
                     for r in runs:
                         if f"{n} ok, 0 failed, 0 unreachable" not in r["stderr"]:
                             raise SystemExit(f"toyc did not reach all {n} hosts: {r['stderr'][-500:]}")
+                        if changes is not None and (f"{changes} changed" in r["stderr"]) != (changes > 0):
+                            raise SystemExit(f"{name}: expected {changes} changes: {r['stderr'][-500:]}")
                 walls = [r["wall_s"] for r in runs]
                 row = {"case": name, "n": n, "median_s": statistics.median(walls), "min_s": min(walls),
                        "max_s": max(walls), "own_rss_mib": statistics.median(r["own_rss_mib"] for r in runs),
                        "total_pss_mib": statistics.median(r["total_pss_mib"] for r in runs)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
+            if n == sizes[0]:
+                trips = round_trips(n)
+                print(json.dumps({"round_trips_h1": trips}), flush=True)
+                with open(os.path.join(W, "round_trips.json"), "w") as f:
+                    json.dump(trips, f)
         finally:
             subprocess.run([os.path.join(HERE, "hosts.sh"), "stop"], check=True)
     return rows
+
+
+def round_trips(n):
+    """Commands toyc sends to h1 (connection setup excluded) in a cold and a warm run
+    of the workload, from its debug log."""
+    workload = [TOYC, "run", os.path.join(HERE, "..", "scripts", "bench", "workload.rhai"),
+                "-i", os.path.join(W, "inventory.yml"), "-y", "-l", "h1",
+                "--vars-file", os.path.join(HERE, "..", "scripts", "bench", "vars.yml")]
+    env = dict(os.environ, RUST_LOG="toyc_engine=debug")
+    out = {}
+    clean_roots()
+    for scenario in ("cold", "warm"):
+        p = subprocess.run(workload, env=env, capture_output=True, text=True)
+        out[scenario] = sum(1 for line in p.stderr.splitlines() if "round trip" in line and "h1" in line)
+    return out
 
 
 def table(rows):

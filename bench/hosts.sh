@@ -42,7 +42,7 @@ start_hosts() {
         done
         echo "$addr $key" >> "$W/known_hosts"
         echo "h$i $addr" >> "$W/hosts.list"
-        echo "  h$i: {address: $addr}" >> "$W/inventory.yml"
+        echo "  h$i: {address: $addr, vars: {root: /tmp/toybench/h$i}}" >> "$W/inventory.yml"
     done
     echo "started $n hosts" >&2
 }

@@ -255,6 +255,8 @@ impl Transport for SshTransport {
             .await
             .map_err(|_| self.lost("the transport is closed"))?;
         let session = self.live_session().await?;
+        // Counted by bench/ (RUST_LOG=toyc_engine=debug): round trips are toyc's main cost.
+        tracing::debug!(host = %self.host.name, "round trip");
         let pid = PidSlot::default();
         let stopped = match bounded(request.timeout, self.run(&session, request, sink, &pid)).await
         {

@@ -51,11 +51,21 @@ pub async fn plan_host(
         Facts::default()
     } else {
         let script = batch.script();
-        let request = ExecRequest {
-            command: run_from_stdin(script.len()),
-            stdin: Some(script.into_bytes()),
-            sudo,
-            ..ExecRequest::default()
+        // A command line arrives whole or not at all, and costs the host no extra
+        // processes; only a script too long for one argument goes through stdin.
+        let request = if script.len() <= INLINE_SCRIPT_LIMIT {
+            ExecRequest {
+                command: script,
+                sudo,
+                ..ExecRequest::default()
+            }
+        } else {
+            ExecRequest {
+                command: run_from_stdin(script.len()),
+                stdin: Some(script.into_bytes()),
+                sudo,
+                ..ExecRequest::default()
+            }
         };
         let output = transport.exec(&request, None).await?;
         if output.status != 0 {
@@ -100,6 +110,10 @@ pub async fn apply_host(
     let output = transport.exec(&request, None).await?;
     Ok(script.parse(&output.stdout_text()))
 }
+
+/// The longest script sent as the command itself: Linux caps one argument at 128 KiB,
+/// and the command is wrapped and quoted once more on its way.
+const INLINE_SCRIPT_LIMIT: usize = 32 * 1024;
 
 /// A small command that reads a script of `len` bytes from stdin and runs it only if
 /// all of it arrived. The script cannot be the command itself: Linux caps one argument

@@ -57,6 +57,8 @@ fn write_file(
         owner: opts.string("owner")?,
         group: opts.string("group")?,
         sudo: opts.bool("sudo")?.unwrap_or(host.sudo),
+        // Rewriting an existing file keeps its owner unless one is asked for.
+        keep_owner: true,
     };
     let output = host.put(content, dest, &put).map_err(failed)?;
     if output.status != 0 {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub use local::LocalTransport;
-pub use remote_shell::quote;
+pub use remote_shell::{atomic_write, quote};
 pub use ssh::{SshOptions, SshTransport};
 
 /// Which output stream a chunk of command output came from.
@@ -205,6 +205,8 @@ pub struct PutOptions {
     pub group: Option<String>,
     /// Write through `sudo -n`.
     pub sudo: bool,
+    /// With no owner or group asked, keep the existing file's (where permitted).
+    pub keep_owner: bool,
 }
 
 /// A way to run commands on one host. Implementations only need [`Transport::exec`] and
@@ -233,7 +235,7 @@ pub trait Transport: Send + Sync {
         options: &PutOptions,
     ) -> Result<ExecOutput, TransportError> {
         let request = ExecRequest {
-            command: remote_shell::atomic_write(dest, content.len(), options),
+            command: remote_shell::atomic_write(dest, Some(content.len()), options),
             stdin: Some(content.to_vec()),
             sudo: options.sudo,
             ..ExecRequest::default()

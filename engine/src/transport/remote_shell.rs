@@ -1,9 +1,6 @@
 //! The POSIX shell text toyc sends to hosts: quoting, the wrapper that applies a
 //! request's environment, directory and sudo, and the atomic-write script.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use super::{ExecRequest, PutOptions};
 
 /// Marks the first stderr line of an SSH command: the remote shell's pid, which is also
@@ -63,53 +60,59 @@ pub(crate) fn kill_group(pid: u32, sudo: bool) -> String {
     )
 }
 
-/// A shell script that copies its stdin to `dest` atomically. The temporary file lives
-/// next to `dest` (so `mv` is a rename on the same filesystem), is created with
-/// `set -C` (never follows a planted symlink) and removed if the script is interrupted;
-/// `dest` is replaced only after all `len` bytes arrived (a dropped connection looks
-/// like an early end of input to `cat`) and the mode and owner are set.
-pub(crate) fn atomic_write(dest: &str, len: usize, options: &PutOptions) -> String {
+/// A shell script that copies its stdin to `dest` atomically: the one way toyc writes
+/// files (`host::put`, and every file operation's change).
+///
+/// The temporary file lives next to `dest` (so `mv` is a rename on the same filesystem),
+/// is named after the writing shell's pid (unique among running processes, and keeps
+/// plans deterministic), is created with `set -C` (never follows a planted symlink) and
+/// is removed if the script fails or is interrupted. `dest` is replaced only after the
+/// content arrived (all `len` bytes, when given: a dropped connection looks like an early
+/// end of input to `cat`) and the mode and owner are set. Without a mode, the file keeps
+/// its current one (0644 when new); with `keep_owner` and no owner or group asked, it keeps
+/// its current owner and group where the writer may give them (as Ansible's atomic move).
+pub fn atomic_write(dest: &str, len: Option<usize>, options: &PutOptions) -> String {
     let (dir, name) = match dest.rsplit_once('/') {
-        Some(("", name)) => ("/", name),
+        Some(("", name)) => ("", name),
         Some((dir, name)) => (dir, name),
         None => (".", dest),
     };
-    let tmp = format!("{dir}/.{name}.toyc-{}", unique_suffix());
-    let tmp = tmp.replace("//", "/");
+    let d = quote(dest);
     let mut script = format!(
-        "umask 077; set -C; tmp={}; trap 'rm -f \"$tmp\"' EXIT HUP INT TERM; cat > \"$tmp\" || exit 1\n\
-         [ \"$(wc -c < \"$tmp\")\" -eq {len} ] || {{ echo 'toyc: upload cut short, destination left as it was' >&2; exit 1; }}\n",
-        quote(&tmp)
+        "umask 077\ntmp={}$$\ntrap 'rm -f \"$tmp\"' EXIT\ntrap 'exit 1' HUP INT TERM\n\
+         set -C\ncat > \"$tmp\" || exit 1\nset +C\n",
+        quote(&format!("{dir}/.{name}.toyc-"))
     );
-    if let Some(mode) = &options.mode {
-        script.push_str(&format!("chmod {} \"$tmp\" || exit 1\n", quote(mode)));
-    } else {
-        // No mode requested: keep the destination's current mode, or 0644 for a new file,
-        // rather than leaking the 0600 the umask gave the temporary file.
+    if let Some(len) = len {
         script.push_str(&format!(
-            "if [ -e {d} ]; then chmod --reference={d} \"$tmp\" 2>/dev/null || chmod 0644 \"$tmp\"; else chmod 0644 \"$tmp\"; fi\n",
-            d = quote(dest)
+            "[ \"$(wc -c < \"$tmp\")\" -eq {len} ] || {{ echo 'toyc: upload cut short, destination left as it was' >&2; exit 1; }}\n"
         ));
     }
-    if let Some(owner) = &options.owner {
-        script.push_str(&format!("chown {} \"$tmp\" || exit 1\n", quote(owner)));
+    match &options.mode {
+        Some(mode) => script.push_str(&format!("chmod {} \"$tmp\" || exit 1\n", quote(mode))),
+        // Not the 0600 the umask gave the temporary file.
+        None => script.push_str(&format!(
+            "if [ -e {d} ]; then chmod --reference={d} \"$tmp\" 2>/dev/null || chmod 0644 \"$tmp\"; else chmod 0644 \"$tmp\"; fi\n"
+        )),
     }
-    if let Some(group) = &options.group {
-        script.push_str(&format!("chgrp {} \"$tmp\" || exit 1\n", quote(group)));
+    match (&options.owner, &options.group) {
+        (None, None) if options.keep_owner => {
+            // Only root can give a file away: an unprivileged writer keeps its own.
+            script.push_str(&format!(
+                "[ ! -e {d} ] || chown --reference={d} \"$tmp\" 2>/dev/null || :\n"
+            ));
+        }
+        (owner, group) => {
+            if let Some(owner) = owner {
+                script.push_str(&format!("chown {} \"$tmp\" || exit 1\n", quote(owner)));
+            }
+            if let Some(group) = group {
+                script.push_str(&format!("chgrp {} \"$tmp\" || exit 1\n", quote(group)));
+            }
+        }
     }
-    script.push_str(&format!("mv -f \"$tmp\" {} && trap - EXIT", quote(dest)));
+    script.push_str(&format!("mv -f \"$tmp\" {d} || exit 1\ntrap - EXIT\n"));
     script
-}
-
-/// A suffix unique within this machine for a while: pid, time and a counter.
-fn unique_suffix() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{}-{nanos:x}-{n}", std::process::id())
 }
 
 #[cfg(test)]
@@ -158,7 +161,7 @@ mod tests {
         std::fs::write(&dest, "old").expect("write");
         let script = atomic_write(
             dest.to_str().expect("utf-8 path"),
-            11,
+            Some(11),
             &PutOptions {
                 mode: Some("0640".into()),
                 ..PutOptions::default()
@@ -196,7 +199,11 @@ mod truncation_tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let dest = dir.path().join("f");
         std::fs::write(&dest, "old").expect("write");
-        let script = atomic_write(dest.to_str().expect("utf-8"), 1000, &PutOptions::default());
+        let script = atomic_write(
+            dest.to_str().expect("utf-8"),
+            Some(1000),
+            &PutOptions::default(),
+        );
         let mut child = std::process::Command::new("sh")
             .arg("-c")
             .arg(&script)

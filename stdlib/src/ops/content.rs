@@ -288,7 +288,7 @@ mod tests {
         assert!(c.script.contains("chmod 640 \"$tmp\""), "{}", c.script);
         assert!(c
             .script
-            .contains("chown root:root \"$tmp\" 2>/dev/null || :"));
+            .contains("chown --reference=/etc/app.conf \"$tmp\" 2>/dev/null || :"));
         assert_eq!(c.diff, None, "no Content fact, no diff");
 
         let mut facts = facts_with(file("640", b"old\n"));

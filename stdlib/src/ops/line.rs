@@ -324,7 +324,8 @@ mod tests {
         assert_eq!(c.kind, ChangeKind::Modify);
         assert!(c.script.contains("chmod 640 \"$tmp\""), "{}", c.script);
         assert!(
-            c.script.contains("chown app:adm \"$tmp\" 2>/dev/null || :"),
+            c.script
+                .contains("chown --reference=/etc/app/app.conf \"$tmp\" 2>/dev/null || :"),
             "{}",
             c.script
         );
@@ -433,14 +434,14 @@ mod tests {
         assert_eq!(c.kind, ChangeKind::Modify);
         assert!(
             c.script.contains(
-                "chmod \"$(stat -c %a /etc/app/app.conf 2>/dev/null || echo 644)\" \"$tmp\""
+                "chmod --reference=/etc/app/app.conf \"$tmp\" 2>/dev/null || chmod 0644 \"$tmp\""
             ),
             "{}",
             c.script
         );
         assert!(
-            !c.script.contains("chown"),
-            "owner unknown: left to the apply"
+            c.script.contains("chown --reference=/etc/app/app.conf"),
+            "owner unknown at planning: read from the file when the step runs"
         );
         assert!(matches!(facts.path(PATH), Some(PathFact::File { mode, .. }) if mode == UNKNOWN));
     }

@@ -1,9 +1,9 @@
 //! How new file content reaches a host, and how it is shown before it does: the step
 //! script that writes its standard input atomically, and the unified diff.
 
-use toyc_engine::transport::quote;
+use toyc_engine::transport::{atomic_write, PutOptions};
 
-use super::attrs::{Mode, UNKNOWN};
+use super::attrs::Mode;
 
 /// Attributes the uploaded file gets. `mode` is the asked one, the file's current one,
 /// or 644 for a new file, so the result does not depend on the umask; `None` when the
@@ -24,55 +24,17 @@ pub(crate) struct Upload<'a> {
 pub(crate) const NEW_FILE_MODE: Mode = Mode(0o644);
 
 impl Upload<'_> {
-    /// The step script: standard input goes to a temporary file next to `dest` (so the
-    /// final `mv` is a rename on one filesystem, and readers see the old or the new file,
-    /// never a half-written one). `set -C` makes creating it fail rather than follow a
-    /// symlink planted under that name; the EXIT trap removes it if any step fails.
+    /// The step script: standard input written to `dest` atomically, by the engine's
+    /// one writer (`toyc_engine::transport::atomic_write`, shared with `host::put`).
     pub(crate) fn script(&self) -> String {
-        let (dir, name) = match self.dest.rsplit_once('/') {
-            Some(("", name)) => ("", name),
-            Some((dir, name)) => (dir, name),
-            None => (".", self.dest),
+        let options = PutOptions {
+            mode: self.mode.map(|m| m.stat_form()),
+            owner: self.owner.map(str::to_owned),
+            group: self.group.map(str::to_owned),
+            sudo: false,
+            keep_owner: self.keep.is_some(),
         };
-        // `$$` (the step shell's pid) keeps the plan deterministic and is unique among
-        // the processes running on the host when the step runs.
-        let mode = match self.mode {
-            Some(mode) => mode.stat_form(),
-            None => format!(
-                "\"$(stat -c %a {} 2>/dev/null || echo {})\"",
-                quote(self.dest),
-                NEW_FILE_MODE.stat_form()
-            ),
-        };
-        let mut script = format!(
-            "umask 077\ntmp={}$$\ntrap 'rm -f \"$tmp\"' EXIT\ntrap 'exit 1' HUP INT TERM\n\
-             set -C\ncat > \"$tmp\"\nset +C\nchmod {mode} \"$tmp\"\n",
-            quote(&format!("{dir}/.{name}.toyc-")),
-        );
-        match (self.owner, self.group, self.keep) {
-            (None, None, Some((owner, group))) if owner != UNKNOWN && group != UNKNOWN => {
-                // Like Ansible's atomic_move: only root can give a file away, so an
-                // unprivileged apply keeps its own ownership instead of failing.
-                script.push_str(&format!(
-                    "chown {}:{} \"$tmp\" 2>/dev/null || :\n",
-                    quote(owner),
-                    quote(group)
-                ));
-            }
-            _ => {
-                if let Some(owner) = self.owner {
-                    script.push_str(&format!("chown {} \"$tmp\"\n", quote(owner)));
-                }
-                if let Some(group) = self.group {
-                    script.push_str(&format!("chgrp {} \"$tmp\"\n", quote(group)));
-                }
-            }
-        }
-        script.push_str(&format!(
-            "mv -f \"$tmp\" {}\ntrap - EXIT\n",
-            quote(self.dest)
-        ));
-        script
+        atomic_write(self.dest, None, &options)
     }
 }
 
@@ -93,6 +55,7 @@ pub(crate) fn diff(dest: &str, old: &[u8], new: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::attrs::UNKNOWN;
 
     fn run(script: &str, stdin: &[u8]) -> std::process::Output {
         use std::io::Write;

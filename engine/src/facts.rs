@@ -358,29 +358,13 @@ fn parse_path(text: &str) -> Result<PathFact, String> {
     }
 }
 
-/// Standard base64 (as coreutils `base64` prints it, wrapped at 76 columns).
+/// Standard base64 as coreutils `base64` prints it (wrapped at 76 columns).
 fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    let mut buffer = 0u32;
-    let mut bits = 0;
-    for byte in text
-        .bytes()
-        .filter(|b| !b.is_ascii_whitespace() && *b != b'=')
-    {
-        let value = ALPHABET
-            .iter()
-            .position(|&a| a == byte)
-            .ok_or_else(|| format!("invalid base64 byte {byte:#x}"))?;
-        buffer = (buffer << 6) | value as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buffer >> bits) as u8);
-            buffer &= (1 << bits) - 1;
-        }
-    }
-    Ok(out)
+    use base64::Engine;
+    let joined: String = text.split_ascii_whitespace().collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(joined)
+        .map_err(|e| format!("invalid base64: {e}"))
 }
 
 #[cfg(test)]

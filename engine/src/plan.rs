@@ -191,29 +191,19 @@ impl ApplyScript {
     }
 }
 
-/// Standard base64, wrapped at 76 columns as `base64 -d` expects and tolerates.
+/// Standard base64, wrapped at 76 columns like coreutils prints it (short lines keep
+/// the heredoc it travels in friendly to any shell).
 pub fn encode_base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len() * 4 / 3 + bytes.len() / 57 + 4);
-    for (n, chunk) in bytes.chunks(3).enumerate() {
-        if n > 0 && n % 19 == 0 {
-            out.push('\n');
-        }
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(v >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut out = String::with_capacity(encoded.len() + encoded.len() / 76 + 1);
+    for line in encoded.as_bytes().chunks(76) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
     }
-    out.push('\n');
+    if encoded.is_empty() {
+        out.push('\n');
+    }
     out
 }
 

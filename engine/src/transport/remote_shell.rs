@@ -154,6 +154,25 @@ mod tests {
         );
     }
 
+    /// Run `script` under `sh -c` with `stdin` fed to it.
+    fn run_sh(script: &str, stdin: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin)
+            .expect("write stdin");
+        child.wait_with_output().expect("wait")
+    }
+
     #[test]
     fn atomic_write_script_replaces_the_file_and_sets_the_mode() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -167,20 +186,7 @@ mod tests {
                 ..PutOptions::default()
             },
         );
-        let mut child = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .expect("sh runs");
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(b"new content")
-            .expect("write stdin");
-        assert!(child.wait().expect("wait").success());
+        assert!(run_sh(&script, b"new content").status.success());
         assert_eq!(std::fs::read_to_string(&dest).expect("read"), "new content");
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&dest).expect("stat").permissions().mode();
@@ -188,11 +194,6 @@ mod tests {
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
         assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
     }
-}
-
-#[cfg(test)]
-mod truncation_tests {
-    use super::*;
 
     #[test]
     fn a_short_upload_leaves_the_old_file_and_no_temporary() {
@@ -204,22 +205,8 @@ mod truncation_tests {
             Some(1000),
             &PutOptions::default(),
         );
-        let mut child = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&script)
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("sh runs");
-        use std::io::Write;
         // Half the bytes, then end of input: what a dropped connection looks like.
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(&[b'x'; 500])
-            .expect("write");
-        let out = child.wait_with_output().expect("wait");
+        let out = run_sh(&script, &[b'x'; 500]);
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("upload cut short"));
         assert_eq!(std::fs::read_to_string(&dest).expect("read"), "old");

@@ -101,11 +101,22 @@ pub async fn apply_host(
         return Ok(Vec::new());
     }
     let script = ApplyScript::new(changes);
-    let request = ExecRequest {
-        command: run_from_stdin(script.script().len()),
-        stdin: Some(script.script().as_bytes().to_vec()),
-        sudo,
-        ..ExecRequest::default()
+    // Either way the host's shell holds the whole script before it runs any of it: a
+    // command line arrives whole or not at all, and a script on stdin is one brace
+    // group, which a cut-short transfer leaves unterminated (a syntax error, no change).
+    let request = if script.script().len() <= INLINE_SCRIPT_LIMIT {
+        ExecRequest {
+            command: script.script().to_owned(),
+            sudo,
+            ..ExecRequest::default()
+        }
+    } else {
+        ExecRequest {
+            command: "exec sh -s".to_owned(),
+            stdin: Some(script.script().as_bytes().to_vec()),
+            sudo,
+            ..ExecRequest::default()
+        }
     };
     let output = transport.exec(&request, None).await?;
     Ok(script.parse(&output.stdout_text()))

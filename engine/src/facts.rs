@@ -247,14 +247,14 @@ fn command(query: &FactQuery) -> String {
     }
 }
 
-/// One `stat` for every path, one `sha256sum` for the regular files, `readlink` only
-/// for symlinks. Missing paths simply produce no `stat` line.
+/// One `stat` for every path, one `sha256sum` for the regular files (listed by the
+/// shell itself, not by a pipe to `xargs`), `readlink` only for symlinks. Missing paths simply produce no `stat` line.
 fn paths_command(paths: &[&str]) -> String {
     let list: Vec<String> = paths.iter().map(|p| quote(p)).collect();
     let list = list.join(" ");
     format!(
         "stat -c '%F\t%a\t%U\t%G\t%s\t%n' -- {list} 2>/dev/null; echo '--sha256'; \
-         for p in {list}; do [ -f \"$p\" ] && [ ! -L \"$p\" ] && printf '%s\\0' \"$p\"; done | xargs -0r sha256sum --; \
+         set --; for p in {list}; do [ -f \"$p\" ] && [ ! -L \"$p\" ] && set -- \"$@\" \"$p\"; done; [ $# -eq 0 ] || sha256sum -- \"$@\"; \
          echo '--links'; for p in {list}; do [ -L \"$p\" ] && printf '%s\\t%s\\n' \"$p\" \"$(readlink -- \"$p\")\"; done; true"
     )
 }

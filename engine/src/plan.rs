@@ -102,6 +102,14 @@ pub struct StepResult {
 
 /// A host's changes as one script: steps run in order, each in a subshell with `set -e`,
 /// and the first failure stops the rest (later changes may depend on it).
+///
+/// The script is one shell (no process per step: on small hosts, process starts are
+/// the cost) and one brace group, so the host's shell parses all of it before running
+/// any of it: a script cut short in transit is a syntax error and changes nothing.
+/// Each step's script is `eval`ed, so a step that does not parse fails alone, with the
+/// shell's message as its output. A step's payload is printed by the shell function
+/// [`PAYLOAD_FUNCTION`] (`printf` with octal escapes, a builtin; base64 only for mostly
+/// binary content); a step that does not call it gets the payload on standard input.
 #[derive(Debug, Clone)]
 pub struct ApplyScript {
     script: String,
@@ -111,6 +119,11 @@ pub struct ApplyScript {
 
 const STEP_MARKER: &str = "@@toyc-step ";
 
+/// The shell function that prints the current step's payload inside an apply script,
+/// without starting a process for text. A step whose script names it gets `/dev/null`
+/// on standard input; other steps read the payload from standard input.
+pub const PAYLOAD_FUNCTION: &str = "toyc_payload";
+
 impl ApplyScript {
     /// The script for `changes`, in order.
     pub fn new(changes: &[&Change]) -> ApplyScript {
@@ -119,24 +132,28 @@ impl ApplyScript {
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let nonce = format!("{nanos:x}{:x}", std::process::id());
-        let mut script = String::from("exec 2>&1\n");
+        let mut script = String::from("{\nexec 2>&1\n");
         for (index, change) in changes.iter().enumerate() {
             script.push_str(&format!("printf '{STEP_MARKER}{nonce} {index} begin\\n'\n"));
-            let body = format!("set -e\n{}", change.script);
+            let step = format!("(\nset -e\neval {}\n)", quote(&change.script));
             match &change.payload {
-                // The content travels inside the script as base64 (binary-safe, one stream),
-                // decoded straight into the step's standard input.
-                Some(bytes) => script.push_str(&format!(
-                    "base64 -d <<'TOYC_PAYLOAD_{nonce}' | sh -c {}\n{}TOYC_PAYLOAD_{nonce}\n",
-                    quote(&body),
-                    encode_base64(bytes)
-                )),
-                None => script.push_str(&format!("sh -c {} </dev/null\n", quote(&body))),
+                Some(bytes) => {
+                    script.push_str(&payload_function(bytes, &nonce));
+                    if change.script.contains(PAYLOAD_FUNCTION) {
+                        script.push_str(&format!("{step} </dev/null\n"));
+                    } else {
+                        script.push_str(&format!("{PAYLOAD_FUNCTION} | {step}\n"));
+                    }
+                    // No later step may print this one's payload.
+                    script.push_str(&format!("rc=$?; unset -f {PAYLOAD_FUNCTION}\n"));
+                }
+                None => script.push_str(&format!("{step} </dev/null\nrc=$?\n")),
             }
             script.push_str(&format!(
-                "rc=$?; printf '\\n{STEP_MARKER}{nonce} {index} end %d\\n' $rc; [ $rc -eq 0 ] || exit 0\n"
+                "printf '\\n{STEP_MARKER}{nonce} {index} end %d\\n' $rc; [ $rc -eq 0 ] || exit 0\n"
             ));
         }
+        script.push_str("}\n");
         ApplyScript {
             script,
             nonce,
@@ -189,6 +206,63 @@ impl ApplyScript {
         debug_assert!(results.len() <= self.steps);
         results
     }
+}
+
+/// The definition of [`PAYLOAD_FUNCTION`] printing `bytes`: a `printf` of the bytes as
+/// they are (text) with octal escapes for the rest, or, when escapes would make that
+/// more than twice as long as the bytes, `base64 -d` of a here-document.
+fn payload_function(bytes: &[u8], nonce: &str) -> String {
+    match printf_format(bytes) {
+        Some(format) => format!("{PAYLOAD_FUNCTION}() {{ printf '{format}'; }}\n"),
+        None => format!(
+            "{PAYLOAD_FUNCTION}() {{\nbase64 -d <<'TOYC_PAYLOAD_{nonce}'\n{}TOYC_PAYLOAD_{nonce}\n}}\n",
+            encode_base64(bytes)
+        ),
+    }
+}
+
+/// `bytes` as the inside of a single-quoted `printf` format that prints exactly them:
+/// `%` and `\` doubled, `'` closing and reopening the quote, UTF-8 text and newlines
+/// as they are, every other byte as a three-digit octal escape (which dash, bash and
+/// busybox read alike). `None` when that is more than twice as long as `bytes`.
+pub fn printf_format(bytes: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(bytes).ok();
+    let mut out = String::with_capacity(bytes.len() + bytes.len() / 8 + 8);
+    match text {
+        Some(text) => {
+            for c in text.chars() {
+                match c {
+                    '%' => out.push_str("%%"),
+                    '\\' => out.push_str("\\\\"),
+                    '\'' => out.push_str("'\\''"),
+                    '\n' | '\t' | ' '..='~' => out.push(c),
+                    c if !c.is_control() && !c.is_ascii() => out.push(c),
+                    c => {
+                        let mut buf = [0u8; 4];
+                        for b in c.encode_utf8(&mut buf).bytes() {
+                            push_octal(&mut out, b);
+                        }
+                    }
+                }
+            }
+        }
+        None => {
+            for &b in bytes {
+                match b {
+                    b'%' => out.push_str("%%"),
+                    b'\\' => out.push_str("\\\\"),
+                    b'\'' => out.push_str("'\\''"),
+                    b'\n' | b'\t' | b' '..=b'~' => out.push(char::from(b)),
+                    b => push_octal(&mut out, b),
+                }
+            }
+        }
+    }
+    (out.len() <= 2 * bytes.len() + 16).then_some(out)
+}
+
+fn push_octal(out: &mut String, byte: u8) {
+    out.push_str(&format!("\\{byte:03o}"));
 }
 
 /// Standard base64, wrapped at 76 columns like coreutils prints it (short lines keep
@@ -269,6 +343,88 @@ mod tests {
         ]);
         assert_eq!(std::fs::read(&out).expect("written"), bytes);
         assert_eq!(results[1].output, "said this");
+    }
+
+    #[test]
+    fn a_step_can_print_its_payload_without_stdin_and_the_next_one_cannot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("out");
+        let text = "50% off\\n 'quoted' \"double\" \\ back\ttab\r\u{e9}t\u{e9} \u{1f600}\n";
+        let results = apply(&[
+            change(
+                &format!("{PAYLOAD_FUNCTION} > {}; cat", out.display()),
+                Some(text.as_bytes()),
+            ),
+            change(&format!("{PAYLOAD_FUNCTION} || echo gone"), None),
+        ]);
+        assert_eq!(std::fs::read_to_string(&out).expect("written"), text);
+        assert_eq!((results[0].status, results[0].output.as_str()), (0, ""));
+        assert_eq!(results[1].output.lines().last(), Some("gone"));
+    }
+
+    #[test]
+    fn every_byte_survives_the_payload_function() {
+        let binary: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+        let mostly_text: Vec<u8> =
+            b"text\x00with a NUL and \xff invalid UTF-8 %s \\0101\n".to_vec();
+        assert!(printf_format(&binary).is_none(), "binary goes as base64");
+        assert!(
+            printf_format(&mostly_text).is_some(),
+            "text goes through printf"
+        );
+        for bytes in [binary, mostly_text, Vec::new()] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let out = dir.path().join("out");
+            let results = apply(&[change(
+                &format!("{PAYLOAD_FUNCTION} > {}", out.display()),
+                Some(&bytes),
+            )]);
+            assert_eq!(results[0].status, 0, "{}", results[0].output);
+            assert_eq!(std::fs::read(&out).expect("written"), bytes);
+        }
+    }
+
+    #[test]
+    fn a_script_cut_short_runs_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = dir.path().join("log");
+        let first = change(&format!("echo one >> {}", log.display()), None);
+        let second = change("true", Some(&[b'x'; 4000]));
+        let apply = ApplyScript::new(&[&first, &second]);
+        let text = apply.script();
+        for cut in [text.len() / 2, text.len() - 3] {
+            use std::io::Write;
+            let mut sh = std::process::Command::new("sh")
+                .arg("-s")
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("sh runs");
+            sh.stdin
+                .take()
+                .expect("stdin")
+                .write_all(&text.as_bytes()[..cut])
+                .expect("write");
+            let output = sh.wait_with_output().expect("sh ends");
+            assert!(!output.status.success());
+            assert!(apply
+                .parse(&String::from_utf8_lossy(&output.stdout))
+                .is_empty());
+            assert!(!log.exists(), "nothing ran from a script cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn a_step_that_does_not_parse_fails_alone() {
+        let results = apply(&[change("echo fine", None), change("if then fi", None)]);
+        assert_eq!((results[0].status, results[0].output.as_str()), (0, "fine"));
+        assert_eq!(results[1].status, 2);
+        assert!(
+            results[1].output.contains("yntax error"),
+            "{}",
+            results[1].output
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! request's environment, directory and sudo, and the atomic-write script.
 
 use super::{ExecRequest, PutOptions};
+use crate::plan::PAYLOAD_FUNCTION;
 
 /// Marks the first stderr line of an SSH command: the remote shell's pid, which is also
 /// its process group (sshd makes each session's shell a session leader), so a timed-out
@@ -71,6 +72,11 @@ pub(crate) fn kill_group(pid: u32, sudo: bool) -> String {
 /// end of input to `cat`) and the mode and owner are set. Without a mode, the file keeps
 /// its current one (0644 when new); with `keep_owner` and no owner or group asked, it keeps
 /// its current owner and group where the writer may give them (as Ansible's atomic move).
+///
+/// Without `len` (a step of an [`ApplyScript`](crate::plan::ApplyScript)), the content is
+/// what [`PAYLOAD_FUNCTION`] prints when the step defines it, else stdin. Processes are
+/// the cost of a step on a small host, so the temporary is created with the asked mode
+/// where a umask can give it (no `chmod`), and `mv` is the one process a new file costs.
 pub fn atomic_write(dest: &str, len: Option<usize>, options: &PutOptions) -> String {
     let (dir, name) = match dest.rsplit_once('/') {
         Some(("", name)) => ("", name),
@@ -78,9 +84,24 @@ pub fn atomic_write(dest: &str, len: Option<usize>, options: &PutOptions) -> Str
         None => (".", dest),
     };
     let d = quote(dest);
+    // Creation mode 0666 minus the umask: exact for any mode without execute or special
+    // bits (a default ACL on the directory would override it, as for any new file).
+    let creation_umask = options
+        .mode
+        .as_deref()
+        .and_then(|m| u32::from_str_radix(m, 8).ok())
+        .filter(|m| m & !0o666 == 0)
+        .map(|m| format!("{:04o}", !m & 0o777));
+    let source = match len {
+        Some(_) => "cat".to_owned(),
+        None => format!(
+            "if command -v {PAYLOAD_FUNCTION} >/dev/null; then {PAYLOAD_FUNCTION}; else cat; fi"
+        ),
+    };
     let mut script = format!(
-        "umask 077\ntmp={}$$\ntrap 'rm -f \"$tmp\"' EXIT\ntrap 'exit 1' HUP INT TERM\n\
-         set -C\ncat > \"$tmp\" || exit 1\nset +C\n",
+        "umask {}\ntmp={}$$\ntrap 'rm -f \"$tmp\"' EXIT\ntrap 'exit 1' HUP INT TERM\n\
+         set -C\n{{ {source}; }} > \"$tmp\" || exit 1\nset +C\n",
+        creation_umask.as_deref().unwrap_or("077"),
         quote(&format!("{dir}/.{name}.toyc-"))
     );
     if let Some(len) = len {
@@ -88,18 +109,20 @@ pub fn atomic_write(dest: &str, len: Option<usize>, options: &PutOptions) -> Str
             "[ \"$(wc -c < \"$tmp\")\" -eq {len} ] || {{ echo 'toyc: upload cut short, destination left as it was' >&2; exit 1; }}\n"
         ));
     }
-    match &options.mode {
-        Some(mode) => script.push_str(&format!("chmod {} \"$tmp\" || exit 1\n", quote(mode))),
+    match (&options.mode, &creation_umask) {
+        (Some(_), Some(_)) => {}
+        (Some(mode), None) => script.push_str(&format!("chmod {} \"$tmp\" || exit 1\n", quote(mode))),
         // Not the 0600 the umask gave the temporary file.
-        None => script.push_str(&format!(
+        (None, _) => script.push_str(&format!(
             "if [ -e {d} ]; then chmod --reference={d} \"$tmp\" 2>/dev/null || chmod 0644 \"$tmp\"; else chmod 0644 \"$tmp\"; fi\n"
         )),
     }
     match (&options.owner, &options.group) {
         (None, None) if options.keep_owner => {
-            // Only root can give a file away: an unprivileged writer keeps its own.
+            // Only root can give a file away: an unprivileged writer keeps its own. No
+            // `chown` process when both files are the writer's already (`test -O/-G`).
             script.push_str(&format!(
-                "[ ! -e {d} ] || chown --reference={d} \"$tmp\" 2>/dev/null || :\n"
+                "[ ! -e {d} ] || {{ [ -O {d} ] && [ -G {d} ] && [ -G \"$tmp\" ]; }} || chown --reference={d} \"$tmp\" 2>/dev/null || :\n"
             ));
         }
         (owner, group) => {
@@ -193,6 +216,29 @@ mod tests {
         assert_eq!(mode & 0o777, 0o640);
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
         assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn keep_owner_keeps_another_users_file_theirs() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = dir.path().join("f");
+        std::fs::write(&dest, "old").expect("write");
+        let options = PutOptions {
+            mode: Some("644".into()),
+            keep_owner: true,
+            ..PutOptions::default()
+        };
+        let script = atomic_write(dest.to_str().expect("utf-8"), None, &options);
+        let mine = std::fs::metadata(dir.path()).expect("stat").uid();
+        // Only root can hand a file to someone else; otherwise the writer's own file stays its own.
+        let other = if mine == 0 { 65534 } else { mine };
+        std::os::unix::fs::chown(&dest, Some(other), Some(other)).expect("chown");
+        assert!(run_sh(&script, b"new").status.success());
+        let meta = std::fs::metadata(&dest).expect("stat");
+        assert_eq!(std::fs::read(&dest).expect("read"), b"new");
+        assert_eq!((meta.uid(), meta.gid()), (other, other));
+        assert_eq!(meta.mode() & 0o7777, 0o644);
     }
 
     #[test]

@@ -41,6 +41,13 @@ impl Mode {
         self.0
     }
 
+    /// The umask under which a new file gets exactly this mode (creation mode 0666 minus
+    /// the umask), so creating it needs no `chmod` process; `None` for modes with execute
+    /// or special bits, which only `chmod` gives a file.
+    pub fn creation_umask(self) -> Option<String> {
+        (self.0 & !0o666 == 0).then(|| format!("{:04o}", !self.0 & 0o777))
+    }
+
     /// As `stat -c %a` prints it (`644`, `1777`), so recorded facts look like asked ones.
     pub fn stat_form(self) -> String {
         format!("{:o}", self.0)
@@ -126,6 +133,14 @@ impl Attrs {
         if let Some(mode) = self.mode {
             script.push_str(&format!("chmod {} {path_word}\n", mode.stat_form()));
         }
+        script.push_str(&self.ownership_commands(path_word));
+        script
+    }
+
+    /// The `chown`/`chgrp` lines of [`Attrs::commands`] alone, for a change that gives
+    /// the mode some other way.
+    pub fn ownership_commands(&self, path_word: &str) -> String {
+        let mut script = String::new();
         if let Some(owner) = &self.owner {
             script.push_str(&format!("chown {} {path_word}\n", quote(owner)));
         }

@@ -237,7 +237,7 @@ mod tests {
         assert_eq!(c.kind, ChangeKind::Create);
         assert_eq!(c.summary, "create, 6 bytes, mode 600");
         assert_eq!(c.payload.as_deref(), Some(&b"a = 1\n"[..]));
-        assert!(c.script.contains("chmod 600 \"$tmp\""), "{}", c.script);
+        assert!(c.script.starts_with("umask 0177\n"), "{}", c.script);
         assert_eq!(
             c.diff.as_deref(),
             Some(
@@ -285,7 +285,7 @@ mod tests {
         let mut facts = facts_with(file("640", b"old\n"));
         let c = change(op("new\n", None, true).plan(&mut facts).unwrap());
         assert!(c.summary.starts_with("content "), "{}", c.summary);
-        assert!(c.script.contains("chmod 640 \"$tmp\""), "{}", c.script);
+        assert!(c.script.starts_with("umask 0137\n"), "{}", c.script);
         assert!(c
             .script
             .contains("chown --reference=/etc/app.conf \"$tmp\" 2>/dev/null || :"));

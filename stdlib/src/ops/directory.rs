@@ -54,11 +54,23 @@ impl Directory {
         let path = &self.path;
         let quoted = quote(path);
         let outcome = match fact {
-            PathFact::Absent => self.outcome(
-                ChangeKind::Create,
-                format!("create{}", self.attrs.describe()),
-                format!("mkdir -p {quoted}\n{}", self.attrs.commands(&quoted)),
-            ),
+            PathFact::Absent => {
+                let script = match self.attrs.mode {
+                    // One process: `mkdir -m` gives the new directory its mode. One that
+                    // appeared since the facts were asked gets it from `chmod`.
+                    Some(mode) => format!(
+                        "if [ -d {quoted} ]; then chmod {m} {quoted}; else mkdir -p -m {m} {quoted}; fi\n{}",
+                        self.attrs.ownership_commands(&quoted),
+                        m = mode.stat_form()
+                    ),
+                    None => format!("mkdir -p {quoted}\n{}", self.attrs.commands(&quoted)),
+                };
+                self.outcome(
+                    ChangeKind::Create,
+                    format!("create{}", self.attrs.describe()),
+                    script,
+                )
+            }
             PathFact::Directory { .. } => {
                 let now = current(fact).ok_or("a directory has attributes")?;
                 let differences = self.attrs.differences(now);
@@ -181,7 +193,7 @@ mod tests {
         assert_eq!(c.summary, "create with mode 750");
         assert_eq!(
             c.script,
-            "mkdir -p /srv/app/data\nchmod 750 /srv/app/data\n"
+            "if [ -d /srv/app/data ]; then chmod 750 /srv/app/data; else mkdir -p -m 750 /srv/app/data; fi\n"
         );
         assert_eq!(
             facts.path("/srv/app/data"),

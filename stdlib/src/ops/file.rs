@@ -108,10 +108,20 @@ impl Operation for File {
             (PathFact::Absent, _) => {
                 record_file(facts, path, self.attrs.after(None), b"");
                 // `>>` creates without truncating, should the file appear in between.
+                // Created under the umask that gives the asked mode, it costs no process;
+                // one that appeared in between gets the mode from `chmod`.
+                let script = match self.attrs.mode.and_then(|m| m.creation_umask().map(|u| (m, u))) {
+                    Some((mode, umask)) => format!(
+                        "if [ -e {quoted} ]; then chmod {} {quoted}; else umask {umask}; : >> {quoted}; fi\n{}",
+                        mode.stat_form(),
+                        self.attrs.ownership_commands(&quoted)
+                    ),
+                    None => format!(": >> {quoted}\n{}", self.attrs.commands(&quoted)),
+                };
                 Ok(self.change(
                     ChangeKind::Create,
                     format!("create empty{}", self.attrs.describe()),
-                    format!(": >> {quoted}\n{}", self.attrs.commands(&quoted)),
+                    script,
                 ))
             }
             (PathFact::File { .. }, state) => {
@@ -194,7 +204,7 @@ mod tests {
         assert_eq!(c.summary, "create empty with mode 600");
         assert_eq!(
             c.script,
-            ": >> /etc/app/secret\nchmod 600 /etc/app/secret\n"
+            "if [ -e /etc/app/secret ]; then chmod 600 /etc/app/secret; else umask 0177; : >> /etc/app/secret; fi\n"
         );
         assert_eq!(
             facts.path(PATH),

@@ -322,7 +322,7 @@ mod tests {
         };
         assert_eq!(c.summary, "append `max_conn = 100`");
         assert_eq!(c.kind, ChangeKind::Modify);
-        assert!(c.script.contains("chmod 640 \"$tmp\""), "{}", c.script);
+        assert!(c.script.starts_with("umask 0137\n"), "{}", c.script);
         assert!(
             c.script
                 .contains("chown --reference=/etc/app/app.conf \"$tmp\" 2>/dev/null || :"),

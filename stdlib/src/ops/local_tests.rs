@@ -340,7 +340,7 @@ fn changed_desires_are_planned_against_the_applied_state() {
     let planned = changes(&outcomes);
     assert_eq!(planned.len(), 3);
     assert!(
-        planned[0].script.contains("chmod 600 \"$tmp\""),
+        planned[0].script.starts_with("umask 0177\n"),
         "keeps the mode"
     );
     assert_eq!(

@@ -1,18 +1,30 @@
 #!/usr/bin/env python3
-"""toyc benchmarks against the container hosts of hosts.sh, measured in one run.
+"""toyc beside pyinfra and Ansible on the container hosts of hosts.sh, measured in one run.
 
-ad hoc: `toyc exec -- true` on N hosts, beside plain OpenSSH in a parallel shell loop
-(fresh connections, default and curve25519 key exchange). Reports the median wall time
-and the controller's peak memory: toyc itself plus the ssh processes it started
-(sampled every 20 ms as the sum of their RSS; ssh masters daemonise and leave the
-process tree, so they are found by their control-socket path).
+workload: the 12-task job of ../shared/bench/peers (toyc: scripts/bench/workload.rhai;
+pyinfra: deploy.py; Ansible: site.yml, copied from the peers at bench time), cold (an
+empty tree on every host) and warm (right after a converged run: 0 changes), on the
+same N containers. Every run is checked: every host reached, 12 x N changes cold and
+none warm, and after each cold run the digest of h1's tree (content and mode of every
+file, var/marker excluded) equal for all tools.
 
-Usage: bench.py [--sizes 10,50] [--reps 5]   (normally through run.sh)
+ad hoc: `toyc exec -- true` beside plain OpenSSH in a parallel shell loop (fresh
+connections, default and curve25519 key exchange).
+
+Reports median wall time, machine CPU (all processes, from /proc/stat), and the
+controller's peak memory: the tool process itself plus what it started (sampled every
+20 ms as the sum of PSS; toyc's ssh masters daemonise and leave the process tree, so
+they are found by their control-socket path).
+
+Usage: bench.py [--sizes 10,50] [--reps 5] [--ansible-reps 1] [--tools toyc,pyinfra,ansible]
+                [--max-wait 300] [--no-adhoc]   (normally through run.sh)
 """
 import argparse
 import glob
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import threading
@@ -20,7 +32,31 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 W = os.path.join(HERE, ".work")
-TOYC = os.path.join(HERE, "..", "target", "release", "toyc")
+REPO = os.path.dirname(HERE)
+TOYC = os.path.join(REPO, "target", "release", "toyc")
+PEERS_SRC = os.path.join(REPO, "..", "shared", "bench", "peers")
+PEERS = os.path.join(W, "peers")  # copied from PEERS_SRC at bench time
+VENV = os.path.join(W, "venv", "bin")
+TASKS = 12
+MAX_WAIT = 300
+
+# `tree_digest` of shared/bench/peers/bench.py (the same as tests/apply.rs), run by the
+# host's own python3 on h1.
+DIGEST_PY = r"""
+import hashlib, os, sys
+root = sys.argv[1]
+h = hashlib.sha256()
+for dp, dns, fns in sorted(os.walk(root)):
+    dns.sort()
+    for name in sorted(dns + fns):
+        p = os.path.join(dp, name)
+        rel = os.path.relpath(p, root)
+        h.update(f"{rel} {oct(os.stat(p).st_mode)}\n".encode())
+        if os.path.isfile(p) and rel != "var/marker":
+            with open(p, "rb") as f:
+                h.update(f.read())
+print(h.hexdigest()[:12])
+"""
 
 
 def mem_kib(pid, field):
@@ -79,54 +115,181 @@ class Sampler(threading.Thread):
             self.peak_total_pss = max(self.peak_total_pss, sum(mem_kib(p, "Pss:") for p in tree | masters))
 
 
+def jiffies():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v) - v[3] - v[4], sum(v)
+
+
 def busy_fraction(seconds=1.0):
-    def jiffies():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v) - v[3] - v[4], sum(v)
     b0, t0 = jiffies()
     time.sleep(seconds)
     b1, t1 = jiffies()
     return (b1 - b0) / max(1, t1 - t0)
 
 
-def wait_quiet(limit=0.10, max_wait=300):
-    """Wait (up to max_wait s) until the machine is at most `limit` busy: other work on
-    the 2 cores (builds) would otherwise be measured as toyc's."""
-    end = time.monotonic() + max_wait
-    while busy_fraction() > limit and time.monotonic() < end:
+def wait_quiet(limit=0.10):
+    """Wait (up to MAX_WAIT s) until the machine is at most `limit` busy: other work on
+    the 2 cores (builds) would otherwise be measured as the tool's. Returns the last
+    busy fraction seen (recorded with the run)."""
+    end = time.monotonic() + MAX_WAIT
+    while True:
+        busy = busy_fraction()
+        if busy <= limit or time.monotonic() >= end:
+            return busy
         time.sleep(2)
-
-
-def clean_roots():
-    """Cold state: the workload's tree removed on every host (untimed)."""
-    names = [f"toyc-bench-{name}" for name, _ in hosts()]
-    procs = [subprocess.Popen(["docker", "exec", n, "rm", "-rf", "/tmp/toybench"]) for n in names]
-    for p in procs:
-        p.wait()
-
-
-def measure(argv, marker=None, prep=None):
-    if prep:
-        prep()
-    wait_quiet()
-    start = time.monotonic()
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    s = Sampler(p.pid, marker)
-    s.start()
-    out, err = p.communicate()
-    wall = time.monotonic() - start
-    s.stop.set()
-    s.join()
-    return {"wall_s": round(wall, 3), "rc": p.returncode, "own_rss_mib": round(s.peak_own_rss / 1024, 1),
-            "total_pss_mib": round(s.peak_total_pss / 1024, 1),
-            "stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace")}
 
 
 def hosts():
     with open(os.path.join(W, "hosts.list")) as f:
         return [line.split() for line in f if line.strip()]
 
+
+def clean_roots():
+    """Cold state: the workload's tree removed on every host (untimed)."""
+    procs = [subprocess.Popen(["docker", "exec", f"toyc-bench-{name}", "rm", "-rf", "/tmp/toybench"])
+             for name, _ in hosts()]
+    for p in procs:
+        p.wait()
+
+
+def digest_h1():
+    p = subprocess.run(["docker", "exec", "toyc-bench-h1", "python3", "-c", DIGEST_PY, "/tmp/toybench/h1"],
+                       capture_output=True, text=True)
+    return p.stdout.strip() or f"error: {p.stderr.strip()[-200:]}"
+
+
+def measure(argv, marker=None, prep=None, cwd=None, env=None):
+    if prep:
+        prep()
+    busy = wait_quiet()
+    b0, _ = jiffies()
+    start = time.monotonic()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                         cwd=cwd, env=env)
+    s = Sampler(p.pid, marker)
+    s.start()
+    out, err = p.communicate()
+    wall = time.monotonic() - start
+    b1, _ = jiffies()
+    s.stop.set()
+    s.join()
+    return {"wall_s": round(wall, 3), "rc": p.returncode, "own_rss_mib": round(s.peak_own_rss / 1024, 1),
+            "total_pss_mib": round(s.peak_total_pss / 1024, 1),
+            "machine_cpu_s": round((b1 - b0) / os.sysconf("SC_CLK_TCK"), 2), "busy_before": round(busy, 2),
+            "stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace")}
+
+
+# ------------------------------------------------------------------------ the tools
+
+# toyc's run directory (control sockets) goes under this short directory, so the memory
+# sampler finds this run's ssh masters and not those of other toyc runs on the machine.
+RUN_BASE = "/tmp/toyc-bench"
+TOYC_ENV = dict(os.environ, XDG_RUNTIME_DIR=RUN_BASE)
+
+
+class Toyc:
+    name, marker, cwd, env = "toyc", RUN_BASE + "/toyc-", None, TOYC_ENV
+
+    def argv(self, n):
+        return [TOYC, "run", os.path.join(REPO, "scripts", "bench", "workload.rhai"),
+                "-i", os.path.join(W, "inventory.yml"), "-y",
+                "--vars-file", os.path.join(REPO, "scripts", "bench", "vars.yml")]
+
+    def before(self):
+        pass
+
+    def check(self, r, n, want):
+        err = r["stderr"]
+        if f"{n} ok, 0 failed, 0 unreachable" not in err:
+            return f"not all {n} hosts ok: {err[-500:]}"
+        if (f"{want} changed" in err) != (want > 0) or (want == 0 and " changed" in err.splitlines()[-1]):
+            return f"expected {want} changes: {err[-500:]}"
+        return None
+
+
+class Pyinfra:
+    """`pyinfra -y --parallel N inventory.py deploy.py`, as the peers measured it."""
+    name, marker, env = "pyinfra", None, None
+    cwd = os.path.join(PEERS, "pyinfra")
+
+    def argv(self, n):
+        return [os.path.join(VENV, "pyinfra"), "-y", "--parallel", str(n), "inventory.py", "deploy.py"]
+
+    def before(self):
+        pass
+
+    def check(self, r, n, want):
+        log = r["stdout"] + r["stderr"]
+        m = re.search(r"Grand total\s+(\d+)\s+(\S+)\s+(\S+)\s+(\S+)", log)
+        if not m:
+            return f"no Grand total: {log[-500:]}"
+        num = lambda s: 0 if s == "-" else int(s)
+        changed, errors = num(m.group(2)), num(m.group(3))
+        reached = len(set(re.findall(r"^\s+\[(h\d+)\]\s+Connected", log, re.M)))
+        if reached != n or errors or changed != want:
+            return f"hosts {reached}/{n}, {changed} changed (want {want}), {errors} errors: {log[-500:]}"
+        return None
+
+
+class Ansible:
+    """ansible-playbook with the peers' fast settings (pipelining, ControlPersist, forks=N,
+    no fact gathering); every run starts without masters, so it pays its own connections."""
+    name, marker = "ansible", None
+    cwd = os.path.join(PEERS, "ansible")
+    cp = os.path.join(PEERS, ".work", "cp")
+
+    def __init__(self):
+        self.env = None
+
+    def setup(self, n):
+        inv = os.path.join(PEERS, ".work", "inv", "hosts.ini")
+        os.makedirs(os.path.dirname(inv), exist_ok=True)
+        with open(inv, "w") as f:
+            for name, addr in hosts():
+                f.write(f"{name} ansible_host={addr} root=/tmp/toybench/{name}\n")
+        self.env = dict(os.environ, PATH=VENV + ":" + os.environ["PATH"],
+                        ANSIBLE_CONFIG=os.path.join(self.cwd, "ansible.cfg"), ANSIBLE_INVENTORY=inv,
+                        ANSIBLE_FORKS=str(max(n, 5)), ANSIBLE_SSH_CONTROL_PATH_DIR=self.cp,
+                        ANSIBLE_PRIVATE_KEY_FILE=os.path.join(PEERS, ".work", "keys", "id_ed25519"),
+                        ANSIBLE_LOCAL_TEMP=os.path.join(PEERS, ".work", "ansible-tmp"), ANSIBLE_NOCOLOR="1")
+
+    def argv(self, n):
+        return [os.path.join(VENV, "ansible-playbook"), "site.yml"]
+
+    def before(self):
+        for s in glob.glob(os.path.join(self.cp, "*")):
+            subprocess.run(["ssh", "-o", f"ControlPath={s}", "-O", "exit", "x"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def check(self, r, n, want):
+        rec = re.findall(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", r["stdout"], re.M)
+        changed = sum(int(x[2]) for x in rec)
+        errors = sum(int(x[3]) + int(x[4]) for x in rec)
+        if len(rec) != n or errors or changed != want:
+            return f"hosts {len(rec)}/{n}, {changed} changed (want {want}), {errors} errors: {r['stdout'][-500:]}"
+        return None
+
+
+def prepare_peers():
+    """Copy the peers' workload, deploy and playbook beside their `.work` (hosts.list,
+    key), which their inventory and config read relative to themselves."""
+    shutil.rmtree(PEERS, ignore_errors=True)
+    for d in ("ansible", "pyinfra", "workload"):
+        shutil.copytree(os.path.join(PEERS_SRC, d), os.path.join(PEERS, d))
+    keys = os.path.join(PEERS, ".work", "keys")
+    os.makedirs(keys)
+    shutil.copy(os.path.join(W, "id_ed25519"), os.path.join(keys, "id_ed25519"))
+    os.chmod(os.path.join(keys, "id_ed25519"), 0o600)
+
+
+def write_peer_hosts():
+    with open(os.path.join(PEERS, ".work", "hosts.list"), "w") as f:
+        for name, addr in hosts():
+            f.write(f"{name} {addr} 22 /tmp/toybench/{name}\n")
+
+
+# ------------------------------------------------------------------------ runs
 
 def ssh_loop(kex):
     opts = f"-i {W}/id_ed25519 -o UserKnownHostsFile={W}/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes"
@@ -136,87 +299,179 @@ def ssh_loop(kex):
     return ["bash", "-c", f"{loop} wait"]
 
 
-def run(sizes, reps):
+def summarize(runs, **key):
+    walls = [r["wall_s"] for r in runs]
+    med = lambda k: statistics.median(r[k] for r in runs)
+    return dict(key, reps=len(runs), median_s=statistics.median(walls), min_s=min(walls), max_s=max(walls),
+                machine_cpu_s=med("machine_cpu_s"), own_rss_mib=med("own_rss_mib"),
+                total_pss_mib=med("total_pss_mib"), busy_before=max(r["busy_before"] for r in runs))
+
+
+def record(row):
+    with open(os.path.join(W, "raw.jsonl"), "a") as f:
+        f.write(json.dumps(row) + "\n")
+    print(json.dumps(row), flush=True)
+
+
+def run_workload(tool, n, reps, warm_up):
+    """(cold, warm) x reps; cold from an empty tree, warm right after it."""
+    tool.before()
+    if warm_up:  # page cache, Python bytecode; unmeasured
+        measure(tool.argv(n), tool.marker, clean_roots, tool.cwd, tool.env)
+    runs = {"cold": [], "warm": []}
+    digests = set()
+    for rep in range(reps):
+        for scenario in ("cold", "warm"):
+            def prep():
+                if scenario == "cold":
+                    clean_roots()
+                tool.before()
+            r = measure(tool.argv(n), tool.marker, prep, tool.cwd, tool.env)
+            problem = f"exit status {r['rc']}: {r['stderr'][-1500:]}" if r["rc"] else \
+                tool.check(r, n, TASKS * n if scenario == "cold" else 0)
+            if problem:
+                raise SystemExit(f"{tool.name} {scenario} at N={n}, rep {rep}: {problem}")
+            if scenario == "cold":
+                digests.add(digest_h1())
+            runs[scenario].append(r)
+            record({k: v for k, v in r.items() if k not in ("stdout", "stderr")}
+                   | {"tool": tool.name, "scenario": scenario, "n": n, "rep": rep})
+    tool.before()
+    return [summarize(runs[s], tool=tool.name, scenario=s, n=n, digest=",".join(sorted(digests)))
+            for s in ("cold", "warm")]
+
+
+def run_adhoc(n, reps):
+    cases = {
+        "toyc exec -- true": ([TOYC, "exec", "-i", os.path.join(W, "inventory.yml"), "--", "true"], Toyc.marker),
+        "ssh loop (default kex)": (ssh_loop(None), None),
+        "ssh loop (curve25519)": (ssh_loop("curve25519-sha256"), None),
+    }
     rows = []
-    for n in sizes:
-        subprocess.run([os.path.join(HERE, "hosts.sh"), "start", str(n)], check=True)
-        try:
-            workload = [TOYC, "run", os.path.join(HERE, "..", "scripts", "bench", "workload.rhai"),
-                        "-i", os.path.join(W, "inventory.yml"), "-y",
-                        "--vars-file", os.path.join(HERE, "..", "scripts", "bench", "vars.yml")]
-            cases = {
-                "toyc exec -- true": ([TOYC, "exec", "-i", os.path.join(W, "inventory.yml"), "--", "true"], "/toyc-"),
-                "toyc workload cold (12 tasks)": (workload, "/toyc-", clean_roots, 12 * n),
-                "toyc workload warm (12 tasks)": (workload, "/toyc-", None, 0),
-                "ssh loop (default kex)": (ssh_loop(None), None),
-                "ssh loop (curve25519)": (ssh_loop("curve25519-sha256"), None),
-            }
-            measure(cases["toyc exec -- true"][0], "/toyc-")  # warm-up: page cache, arp
-            for name, (argv, marker, *rest) in cases.items():
-                prep, changes = (rest + [None, None])[:2]
-                if name.startswith("toyc workload warm"):
-                    measure(workload, "/toyc-")  # make sure the hosts are converged first
-                runs = [measure(argv, marker, prep) for _ in range(reps)]
-                bad = [r for r in runs if r["rc"] != 0]
-                if bad:
-                    raise SystemExit(f"{name} at N={n} failed: {bad[0]['stderr'][-2000:]}")
-                if name.startswith("toyc"):
-                    for r in runs:
-                        if f"{n} ok, 0 failed, 0 unreachable" not in r["stderr"]:
-                            raise SystemExit(f"toyc did not reach all {n} hosts: {r['stderr'][-500:]}")
-                        if changes is not None and (f"{changes} changed" in r["stderr"]) != (changes > 0):
-                            raise SystemExit(f"{name}: expected {changes} changes: {r['stderr'][-500:]}")
-                walls = [r["wall_s"] for r in runs]
-                row = {"case": name, "n": n, "median_s": statistics.median(walls), "min_s": min(walls),
-                       "max_s": max(walls), "own_rss_mib": statistics.median(r["own_rss_mib"] for r in runs),
-                       "total_pss_mib": statistics.median(r["total_pss_mib"] for r in runs)}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-            if n == sizes[0]:
-                trips = round_trips(n)
-                print(json.dumps({"round_trips_h1": trips}), flush=True)
-                with open(os.path.join(W, "round_trips.json"), "w") as f:
-                    json.dump(trips, f)
-        finally:
-            subprocess.run([os.path.join(HERE, "hosts.sh"), "stop"], check=True)
+    for name, (argv, marker) in cases.items():
+        runs = [measure(argv, marker, env=TOYC_ENV) for _ in range(reps)]
+        bad = [r for r in runs if r["rc"] != 0]
+        if bad:
+            raise SystemExit(f"{name} at N={n} failed: {bad[0]['stderr'][-2000:]}")
+        if name.startswith("toyc") and any(f"{n} ok, 0 failed" not in r["stderr"] for r in runs):
+            raise SystemExit(f"{name}: not every host answered")
+        rows.append(summarize(runs, case=name, n=n))
     return rows
 
 
-def round_trips(n):
+def round_trips():
     """Commands toyc sends to h1 (connection setup excluded) in a cold and a warm run
     of the workload, from its debug log."""
-    workload = [TOYC, "run", os.path.join(HERE, "..", "scripts", "bench", "workload.rhai"),
-                "-i", os.path.join(W, "inventory.yml"), "-y", "-l", "h1",
-                "--vars-file", os.path.join(HERE, "..", "scripts", "bench", "vars.yml")]
-    env = dict(os.environ, RUST_LOG="toyc_engine=debug")
+    argv = Toyc().argv(1) + ["-l", "h1"]
+    env = dict(TOYC_ENV, RUST_LOG="toyc_engine=debug")
     out = {}
     clean_roots()
     for scenario in ("cold", "warm"):
-        p = subprocess.run(workload, env=env, capture_output=True, text=True)
+        p = subprocess.run(argv, env=env, capture_output=True, text=True)
         out[scenario] = sum(1 for line in p.stderr.splitlines() if "round trip" in line and "h1" in line)
     return out
 
 
-def table(rows):
-    lines = ["| case | N | median s | min | max | tool process peak RSS MiB | tool + its ssh processes, peak PSS MiB | PSS per host MiB |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+def run(sizes, reps, ansible_reps, tools, adhoc):
+    rows, adhoc_rows, trips = [], [], None
+    os.makedirs(RUN_BASE, exist_ok=True)
+    if "pyinfra" in tools or "ansible" in tools:
+        prepare_peers()
+    for n in sizes:
+        subprocess.run([os.path.join(HERE, "hosts.sh"), "start", str(n)], check=True)
+        try:
+            write_peer_hosts()
+            measure([TOYC, "exec", "-i", os.path.join(W, "inventory.yml"), "--", "true"], env=TOYC_ENV)  # arp, caches
+            if adhoc:
+                adhoc_rows += run_adhoc(n, reps)
+            for name in tools:
+                tool = {"toyc": Toyc, "pyinfra": Pyinfra, "ansible": Ansible}[name]()
+                if hasattr(tool, "setup"):
+                    tool.setup(n)
+                warm_up = n == sizes[0]
+                for row in run_workload(tool, n, ansible_reps if name == "ansible" else reps, warm_up):
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+            if trips is None and "toyc" in tools:
+                trips = round_trips()
+                print(json.dumps({"round_trips_h1": trips}), flush=True)
+        finally:
+            subprocess.run([os.path.join(HERE, "hosts.sh"), "stop"], check=True)
+    return rows, adhoc_rows, trips
+
+
+# ------------------------------------------------------------------------ report
+
+def workload_table(rows):
+    lines = ["| tool | run | N | reps | median s | min | max | machine CPU s | tool process peak RSS MiB | tool + its ssh processes, peak PSS MiB | PSS per host MiB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['tool']} | {r['scenario']} | {r['n']} | {r['reps']} | {r['median_s']:.2f} | {r['min_s']:.2f} | "
+                     f"{r['max_s']:.2f} | {r['machine_cpu_s']:.1f} | {r['own_rss_mib']:.1f} | {r['total_pss_mib']:.1f} | "
+                     f"{r['total_pss_mib'] / r['n']:.2f} |")
+    return "\n".join(lines)
+
+
+def ratio_table(rows):
+    by = {(r["tool"], r["scenario"], r["n"]): r["median_s"] for r in rows}
+    peers = [t for t in ("pyinfra", "ansible") if any(r["tool"] == t for r in rows)]
+    head = "| N | run | toyc s | " + " | ".join(f"{p} s | {p} / toyc" for p in peers) + " |"
+    lines = [head, "|---:|---|---:|" + "---:|---:|" * len(peers)]
+    for n in sorted({r["n"] for r in rows}):
+        for s in ("cold", "warm"):
+            t = by.get(("toyc", s, n))
+            if t is None:
+                continue
+            cells = []
+            for p in peers:
+                v = by.get((p, s, n))
+                cells += [f"{v:.2f}", f"**{v / t:.1f}x**"] if v else ["-", "-"]
+            lines.append(f"| {n} | {s} | {t:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def adhoc_table(rows):
+    lines = ["| case | N | median s | min | max | machine CPU s | tool process peak RSS MiB | tool + its ssh processes, peak PSS MiB | PSS per host MiB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['case']} | {r['n']} | {r['median_s']:.2f} | {r['min_s']:.2f} | {r['max_s']:.2f} | "
-                     f"{r['own_rss_mib']:.1f} | {r['total_pss_mib']:.1f} | {r['total_pss_mib'] / r['n']:.2f} |")
+                     f"{r['machine_cpu_s']:.1f} | {r['own_rss_mib']:.1f} | {r['total_pss_mib']:.1f} | {r['total_pss_mib'] / r['n']:.2f} |")
     return "\n".join(lines)
 
 
 def main():
+    global MAX_WAIT
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10,50")
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--ansible-reps", type=int, default=1, help="Ansible takes minutes per run at N=50")
+    ap.add_argument("--tools", default="toyc,pyinfra,ansible", help="any of toyc,pyinfra,ansible")
+    ap.add_argument("--no-ansible", action="store_true", help="skip the slow Ansible runs")
+    ap.add_argument("--no-adhoc", action="store_true", help="skip `toyc exec` and the ssh loops")
+    ap.add_argument("--max-wait", type=int, default=MAX_WAIT,
+                    help="seconds to wait for an idle machine before each run (0: do not wait)")
     a = ap.parse_args()
-    rows = run([int(s) for s in a.sizes.split(",")], a.reps)
-    t = table(rows)
+    MAX_WAIT = a.max_wait
+    tools = [t for t in a.tools.split(",") if not (a.no_ansible and t == "ansible")]
     os.makedirs(W, exist_ok=True)
+    raw = os.path.join(W, "raw.jsonl")
+    if os.path.exists(raw):
+        os.rename(raw, raw + f".{int(time.time())}")
+    rows, adhoc_rows, trips = run([int(s) for s in a.sizes.split(",")], a.reps, a.ansible_reps, tools, not a.no_adhoc)
+    parts = ["## Workload\n", workload_table(rows), "\n## toyc's speed-up (median wall time of the peer / toyc's)\n",
+             ratio_table(rows)]
+    digests = sorted({(r["tool"], r["n"], r["digest"]) for r in rows if r["scenario"] == "cold"})
+    parts.append("\nh1 tree digests after cold runs: " + ", ".join(f"{t}/N={n}: {d}" for t, n, d in digests))
+    if trips:
+        parts.append(f"\ntoyc SSH round trips per host (h1, from its debug log): cold {trips['cold']}, warm {trips['warm']}")
+    if adhoc_rows:
+        parts += ["\n## Ad hoc\n", adhoc_table(adhoc_rows)]
+    text = "\n".join(parts) + "\n"
     with open(os.path.join(W, "results.md"), "w") as f:
-        f.write(t + "\n")
-    print("\n" + t)
+        f.write(text)
+    print("\n" + text)
+    if len({d for _, _, d in digests}) > 1:
+        raise SystemExit("the tools left different files on h1: " + ", ".join(f"{t}/N={n}: {d}" for t, n, d in digests))
 
 
 if __name__ == "__main__":

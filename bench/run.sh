@@ -1,11 +1,24 @@
 #!/usr/bin/env bash
-# One command for the benchmark: builds toyc (release) and the test-host image,
-# then measures everything in one run. Options pass to bench.py:
-#   bench/run.sh                       # N=10 and N=50, 5 repetitions
-#   bench/run.sh --sizes 10 --reps 3
+# One command for the benchmark: builds toyc (release) and the test-host image, installs
+# the peers (ansible-core and pyinfra from PyPI, at the versions shared/bench/peers
+# measured) into a venv under bench/.work, then measures everything in one run.
+# Options pass to bench.py:
+#   bench/run.sh                              # N=10 and N=50: toyc, pyinfra, Ansible
+#   bench/run.sh --sizes 10 --reps 3 --no-ansible --max-wait 0   # a quick iteration
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$here/.."
+peers=$(cd "$here/../../shared/bench/peers" 2>/dev/null && pwd) || {
+    echo "bench: the peers' workload is not at ../shared/bench/peers (beside the repository)" >&2
+    exit 1
+}
+pins="ansible-core==2.19.14 pyinfra==3.10.0" # the versions of $peers/RESULTS.md
+venv=$here/.work/venv
+if [ ! -x "$venv/bin/pyinfra" ] || [ ! -x "$venv/bin/ansible-playbook" ]; then
+    python3 -m venv "$venv"
+    # shellcheck disable=SC2086
+    "$venv/bin/pip" install -q $pins
+fi
 cargo build --release --locked --bin toyc
 tests/hosts/build-image.sh >/dev/null
 {
@@ -13,6 +26,7 @@ tests/hosts/build-image.sh >/dev/null
     echo "machine: $(nproc) cores, $(free -h | awk '/Mem:/ {print $2}') memory, kernel $(uname -r)"
     echo "openssh: $(ssh -V 2>&1)"
     echo "toyc: $(target/release/toyc --version)"
-} | tee /dev/null >&2
+    echo "peers: $peers; $("$venv/bin/pip" list 2>/dev/null | grep -iE '^(ansible-core|pyinfra|paramiko|gevent) ' | tr -s ' ' | paste -sd, -)"
+} | tee "$here/.work/versions.txt" >&2
 trap '"$here/hosts.sh" stop' EXIT
 python3 "$here/bench.py" "$@"

@@ -53,7 +53,7 @@ pub async fn plan_host(
         let script = batch.script();
         // A command line arrives whole or not at all, and costs the host no extra
         // processes; only a script too long for one argument goes through stdin.
-        let request = if script.len() <= INLINE_SCRIPT_LIMIT {
+        let request = if fits_inline(&script) {
             ExecRequest {
                 command: script,
                 sudo,
@@ -104,7 +104,7 @@ pub async fn apply_host(
     // Either way the host's shell holds the whole script before it runs any of it: a
     // command line arrives whole or not at all, and a script on stdin is one brace
     // group, which a cut-short transfer leaves unterminated (a syntax error, no change).
-    let request = if script.script().len() <= INLINE_SCRIPT_LIMIT {
+    let request = if fits_inline(script.script()) {
         ExecRequest {
             command: script.script().to_owned(),
             sudo,
@@ -125,6 +125,13 @@ pub async fn apply_host(
 /// The longest script sent as the command itself: Linux caps one argument at 128 KiB,
 /// and the command is wrapped and quoted once more on its way.
 const INLINE_SCRIPT_LIMIT: usize = 32 * 1024;
+
+/// Whether `script` can be the command itself once wrapped: each quoting on its way
+/// (the transport's `sh -c`, and sudo's) turns a `'` into `'\''`, so quotes count
+/// 16 times.
+fn fits_inline(script: &str) -> bool {
+    script.len() + 15 * script.matches('\'').count() <= INLINE_SCRIPT_LIMIT
+}
 
 /// A small command that reads a script of `len` bytes from stdin and runs it only if
 /// all of it arrived. The script cannot be the command itself: Linux caps one argument

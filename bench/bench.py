@@ -40,23 +40,9 @@ VENV = os.path.join(W, "venv", "bin")
 TASKS = 12
 MAX_WAIT = 300
 
-# `tree_digest` of shared/bench/peers/bench.py (the same as tests/apply.rs), run by the
-# host's own python3 on h1.
-DIGEST_PY = r"""
-import hashlib, os, sys
-root = sys.argv[1]
-h = hashlib.sha256()
-for dp, dns, fns in sorted(os.walk(root)):
-    dns.sort()
-    for name in sorted(dns + fns):
-        p = os.path.join(dp, name)
-        rel = os.path.relpath(p, root)
-        h.update(f"{rel} {oct(os.stat(p).st_mode)}\n".encode())
-        if os.path.isfile(p) and rel != "var/marker":
-            with open(p, "rb") as f:
-                h.update(f.read())
-print(h.hexdigest()[:12])
-"""
+# The peers' tree digest, run by the host's own python3 on h1 (tests/apply.rs uses it too).
+with open(os.path.join(HERE, "tree_digest.py")) as _f:
+    DIGEST_PY = _f.read()
 
 
 def mem_kib(pid, field):

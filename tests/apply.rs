@@ -10,22 +10,9 @@ use crate::support::hosts;
 /// shared/bench/peers/RESULTS.md.
 const PEER_DIGEST: &str = "7b857b383965";
 
-/// `tree_digest` of shared/bench/peers/bench.py, run by the host's own python3.
-const DIGEST_PY: &str = r#"
-import hashlib, os, sys
-root = sys.argv[1]
-h = hashlib.sha256()
-for dp, dns, fns in sorted(os.walk(root)):
-    dns.sort()
-    for name in sorted(dns + fns):
-        p = os.path.join(dp, name)
-        rel = os.path.relpath(p, root)
-        h.update(f"{rel} {oct(os.stat(p).st_mode)}\n".encode())
-        if os.path.isfile(p) and rel != "var/marker":
-            with open(p, "rb") as f:
-                h.update(f.read())
-print(h.hexdigest()[:12])
-"#;
+/// `tree_digest` of shared/bench/peers/bench.py, run by the host's own python3 (the
+/// benchmark compares the tools with the same script).
+const DIGEST_PY: &str = include_str!("../bench/tree_digest.py");
 
 fn workload_inventory(pool: &hosts::HostPool, indices: &[usize]) -> String {
     let mut yaml = format!(

@@ -16,7 +16,7 @@ controller's peak memory: the tool process itself plus what it started (sampled 
 20 ms as the sum of PSS; toyc's ssh masters daemonise and leave the process tree, so
 they are found by their control-socket path).
 
-Usage: bench.py [--sizes 10,50] [--reps 5] [--ansible-reps 1] [--tools toyc,pyinfra,ansible]
+Usage: bench.py [--sizes 10,50] [--reps 5] [--ansible-reps 3,1] [--tools toyc,pyinfra,ansible]
                 [--max-wait 300] [--no-adhoc]   (normally through run.sh)
 """
 import argparse
@@ -39,6 +39,7 @@ PEERS = os.path.join(W, "peers")  # copied from PEERS_SRC at bench time
 VENV = os.path.join(W, "venv", "bin")
 TASKS = 12
 MAX_WAIT = 300
+PEER_DIGEST = "7b857b383965"  # every peer's h1 digest, shared/bench/peers/RESULTS.md
 
 # The peers' tree digest, run by the host's own python3 on h1 (tests/apply.rs uses it too).
 with open(os.path.join(HERE, "tree_digest.py")) as _f:
@@ -299,6 +300,10 @@ def record(row):
     print(json.dumps(row), flush=True)
 
 
+class ToolFailed(Exception):
+    """A tool's run failed or did not do the workload (wrong change count, host missing)."""
+
+
 def run_workload(tool, n, reps, warm_up):
     """(cold, warm) x reps; cold from an empty tree, warm right after it."""
     tool.before()
@@ -316,7 +321,7 @@ def run_workload(tool, n, reps, warm_up):
             problem = f"exit status {r['rc']}: {r['stderr'][-1500:]}" if r["rc"] else \
                 tool.check(r, n, TASKS * n if scenario == "cold" else 0)
             if problem:
-                raise SystemExit(f"{tool.name} {scenario} at N={n}, rep {rep}: {problem}")
+                raise ToolFailed(f"{tool.name} {scenario} at N={n}, rep {rep}: {problem}")
             if scenario == "cold":
                 digests.add(digest_h1())
             runs[scenario].append(r)
@@ -359,7 +364,7 @@ def round_trips():
 
 
 def run(sizes, reps, ansible_reps, tools, adhoc):
-    rows, adhoc_rows, trips = [], [], None
+    rows, adhoc_rows, trips, failures = [], [], None, []
     os.makedirs(RUN_BASE, exist_ok=True)
     if "pyinfra" in tools or "ansible" in tools:
         prepare_peers()
@@ -375,15 +380,20 @@ def run(sizes, reps, ansible_reps, tools, adhoc):
                 if hasattr(tool, "setup"):
                     tool.setup(n)
                 warm_up = n == sizes[0]
-                for row in run_workload(tool, n, ansible_reps if name == "ansible" else reps, warm_up):
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+                tool_reps = ansible_reps[min(sizes.index(n), len(ansible_reps) - 1)] if name == "ansible" else reps
+                try:
+                    for row in run_workload(tool, n, tool_reps, warm_up):
+                        rows.append(row)
+                        print(json.dumps(row), flush=True)
+                except ToolFailed as e:  # the other tools' numbers still count
+                    failures.append(str(e))
+                    print(f"!! {e}", flush=True)
             if trips is None and "toyc" in tools:
                 trips = round_trips()
                 print(json.dumps({"round_trips_h1": trips}), flush=True)
         finally:
             subprocess.run([os.path.join(HERE, "hosts.sh"), "stop"], check=True)
-    return rows, adhoc_rows, trips
+    return rows, adhoc_rows, trips, failures
 
 
 # ------------------------------------------------------------------------ report
@@ -416,6 +426,29 @@ def ratio_table(rows):
     return "\n".join(lines)
 
 
+def targets_table(rows, trips):
+    """Issue 3's targets, at the largest N measured."""
+    n = max(r["n"] for r in rows)
+    by = {(r["tool"], r["scenario"]): r for r in rows if r["n"] == n}
+    lines = [f"| target (N={n}) | measured | met |", "|---|---|---|"]
+    for peer, factor in (("pyinfra", 4), ("ansible", 50)):
+        for s in ("cold", "warm"):
+            t, p = by.get(("toyc", s)), by.get((peer, s))
+            if t and p:
+                ratio = p["median_s"] / t["median_s"]
+                lines.append(f"| {s}: toyc >= {factor}x faster than {peer} | {p['median_s']:.2f} s / {t['median_s']:.2f} s = "
+                             f"{ratio:.1f}x | {'yes' if ratio >= factor else 'no'} |")
+    if trips:
+        lines.append(f"| warm: <= 2 SSH round trips per host | {trips['warm']} | {'yes' if trips['warm'] <= 2 else 'no'} |")
+    for s in ("cold", "warm"):
+        t = by.get(("toyc", s))
+        if t:
+            per = t["total_pss_mib"] / n
+            lines.append(f"| {s}: controller memory <= 2 MiB per connected host | {t['total_pss_mib']:.1f} MiB / {n} = "
+                         f"{per:.2f} MiB | {'yes' if per <= 2 else 'no'} |")
+    return "\n".join(lines)
+
+
 def adhoc_table(rows):
     lines = ["| case | N | median s | min | max | machine CPU s | tool process peak RSS MiB | tool + its ssh processes, peak PSS MiB | PSS per host MiB |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -430,7 +463,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="10,50")
     ap.add_argument("--reps", type=int, default=5)
-    ap.add_argument("--ansible-reps", type=int, default=1, help="Ansible takes minutes per run at N=50")
+    ap.add_argument("--ansible-reps", default="1",
+                    help="Ansible repetitions, one number or one per size (3,1): it takes minutes per run at N=50")
     ap.add_argument("--tools", default="toyc,pyinfra,ansible", help="any of toyc,pyinfra,ansible")
     ap.add_argument("--no-ansible", action="store_true", help="skip the slow Ansible runs")
     ap.add_argument("--no-adhoc", action="store_true", help="skip `toyc exec` and the ssh loops")
@@ -443,20 +477,28 @@ def main():
     raw = os.path.join(W, "raw.jsonl")
     if os.path.exists(raw):
         os.rename(raw, raw + f".{int(time.time())}")
-    rows, adhoc_rows, trips = run([int(s) for s in a.sizes.split(",")], a.reps, a.ansible_reps, tools, not a.no_adhoc)
+    rows, adhoc_rows, trips, failures = run([int(s) for s in a.sizes.split(",")], a.reps,
+                                            [int(r) for r in a.ansible_reps.split(",")], tools, not a.no_adhoc)
     parts = ["## Workload\n", workload_table(rows), "\n## toyc's speed-up (median wall time of the peer / toyc's)\n",
              ratio_table(rows)]
     digests = sorted({(r["tool"], r["n"], r["digest"]) for r in rows if r["scenario"] == "cold"})
-    parts.append("\nh1 tree digests after cold runs: " + ", ".join(f"{t}/N={n}: {d}" for t, n, d in digests))
+    parts.append("\nh1 tree digests after cold runs: " + ", ".join(f"{t}/N={n}: {d}" for t, n, d in digests) +
+                 f" (shared/bench/peers/RESULTS.md: {PEER_DIGEST})")
+    if rows:
+        parts += ["\n## Targets\n", targets_table(rows, trips)]
     if trips:
         parts.append(f"\ntoyc SSH round trips per host (h1, from its debug log): cold {trips['cold']}, warm {trips['warm']}")
     if adhoc_rows:
         parts += ["\n## Ad hoc\n", adhoc_table(adhoc_rows)]
+    if failures:
+        parts.append("\nFailed: " + "; ".join(f[:300] for f in failures))
     text = "\n".join(parts) + "\n"
     with open(os.path.join(W, "results.md"), "w") as f:
         f.write(text)
     print("\n" + text)
-    if len({d for _, _, d in digests}) > 1:
+    if failures:
+        raise SystemExit(f"{len(failures)} tool run(s) failed")
+    if {d for _, _, d in digests} - {PEER_DIGEST}:
         raise SystemExit("the tools left different files on h1: " + ", ".join(f"{t}/N={n}: {d}" for t, n, d in digests))
 
 

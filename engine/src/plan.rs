@@ -48,9 +48,11 @@ pub struct Change {
     /// A unified diff of the content, when the content changes and it is text.
     pub diff: Option<String>,
     /// The POSIX shell that makes the change; `set -e` applies. File content, if any,
-    /// is on its standard input (see [`Change::payload`]).
+    /// is on its standard input (see [`Change::payload`]), or, for a script that calls
+    /// the shell function [`PAYLOAD_FUNCTION`], printed by it without a process.
     pub script: String,
-    /// Bytes fed to `script`'s standard input (file content).
+    /// Bytes fed to `script`'s standard input (file content), or printed by
+    /// [`PAYLOAD_FUNCTION`] when `script` calls it.
     #[serde(skip)]
     pub payload: Option<Vec<u8>>,
 }

@@ -118,3 +118,87 @@ fn the_peer_workload_converges_shows_one_diff_and_matches_ansible_byte_for_byte(
         "LimitNOFILE=65536"
     );
 }
+
+/// An apply whose connection drops half-way through sending its script changes nothing
+/// on a real host, not even the steps that arrived whole: the script is one brace group,
+/// which the host's shell must read to the end before it runs any of it. Sent whole,
+/// the same script applies.
+#[test]
+fn an_apply_cut_short_by_a_dropped_connection_leaves_the_old_file() {
+    use std::io::Write;
+    use std::process::Stdio;
+    use toyc_engine::plan::{ApplyScript, Change, ChangeKind};
+    use toyc_engine::transport::{atomic_write, PutOptions};
+
+    let Some(pool) = hosts::shared() else {
+        return;
+    };
+    let dir = format!("/tmp/cut-short-{}", std::process::id());
+    let path = format!("{dir}/app.conf");
+    let setup = pool.docker_exec(0, &format!("mkdir -p {dir} && printf old > {path}"));
+    assert!(setup.status.success(), "{setup:?}");
+    let options = PutOptions {
+        mode: Some("644".into()),
+        keep_owner: true,
+        ..PutOptions::default()
+    };
+    let change = Change {
+        operation: "files::content".into(),
+        target: path.clone(),
+        kind: ChangeKind::Modify,
+        summary: String::new(),
+        diff: None,
+        script: atomic_write(&path, None, &options),
+        payload: Some(b"new line\n".repeat(32 * 1024)),
+    };
+    // A first step that would run, were the script run as it arrives.
+    let first = Change {
+        operation: "shell::run".into(),
+        target: "touch".into(),
+        kind: ChangeKind::Run,
+        summary: String::new(),
+        diff: None,
+        script: format!("touch {dir}/first"),
+        payload: None,
+    };
+    let apply = ApplyScript::new(&[&first, &change]);
+    let script = apply.script().as_bytes();
+    let send = |bytes: &[u8], then_kill: bool| {
+        let mut ssh = pool
+            .ssh_command(0, "root", 10)
+            .args(["--", "sh -s"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ssh runs");
+        let mut stdin = ssh.stdin.take().expect("stdin");
+        stdin.write_all(bytes).expect("sent");
+        stdin.flush().expect("flushed");
+        if then_kill {
+            // The script has reached the host's shell; the connection dies under it.
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            ssh.kill().expect("ssh killed");
+        }
+        drop(stdin);
+        ssh.wait_with_output().expect("ssh ends")
+    };
+    send(&script[..script.len() / 2], true);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let after = pool.docker_exec(0, &format!("cat {path}; echo; ls -A {dir}"));
+    assert_eq!(
+        String::from_utf8_lossy(&after.stdout),
+        "old\napp.conf\n",
+        "the old file, and no temporary beside it"
+    );
+
+    let whole = send(script, false);
+    let steps = apply.parse(&String::from_utf8_lossy(&whole.stdout));
+    assert_eq!(steps.len(), 2, "{whole:?}");
+    assert!(steps.iter().all(|s| s.status == 0), "{steps:?}");
+    let size = pool.docker_exec(0, &format!("wc -c < {path}; rm -rf {dir}"));
+    assert_eq!(
+        String::from_utf8_lossy(&size.stdout).trim(),
+        (9 * 32 * 1024).to_string()
+    );
+}

@@ -8,6 +8,10 @@ same N containers. Every run is checked: every host reached, 12 x N changes cold
 none warm, and after each cold run the digest of h1's tree (content and mode of every
 file, var/marker excluded) equal for all tools.
 
+one host's cost: each tool on h1 alone, cold and warm: the processes it makes the host
+start (h1's pid namespace counter, read from outside), h1's CPU time (its cgroup), and
+toyc's SSH round trips (commands sent, from its debug log).
+
 ad hoc: `toyc exec -- true` beside plain OpenSSH in a parallel shell loop (fresh
 connections, default and curve25519 key exchange).
 
@@ -350,21 +354,60 @@ def run_adhoc(n, reps):
     return rows
 
 
-def round_trips():
-    """Commands toyc sends to h1 (connection setup excluded) in a cold and a warm run
-    of the workload, from its debug log."""
-    argv = Toyc().argv(1) + ["-l", "h1"]
-    env = dict(TOYC_ENV, RUST_LOG="toyc_engine=debug")
-    out = {}
-    clean_roots()
-    for scenario in ("cold", "warm"):
-        p = subprocess.run(argv, env=env, capture_output=True, text=True)
-        out[scenario] = sum(1 for line in p.stderr.splitlines() if "round trip" in line and "h1" in line)
+def h1_counters():
+    """(processes created so far in h1's pid namespace, h1's CPU time in ms): read from
+    outside, the first by one `cat` entered into the namespace (so it costs exactly one
+    pid), the second from the container's cgroup (v1 or v2); None where unreadable."""
+    pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}} {{.Id}}", "toyc-bench-h1"],
+                         capture_output=True, text=True).stdout.split()
+    last = subprocess.run(["nsenter", "-t", pid[0], "-p", "cat", "/proc/sys/kernel/ns_last_pid"],
+                          capture_output=True, text=True).stdout.strip()
+    cpu = None
+    for path, scale in ((f"/sys/fs/cgroup/cpuacct/docker/{pid[1]}/cpuacct.usage", 1e-6),
+                        (f"/sys/fs/cgroup/system.slice/docker-{pid[1]}.scope/cpu.stat", 1e-3)):
+        try:
+            with open(path) as f:
+                text = f.read()
+            value = int(text.split()[1] if text.startswith("usage_usec") else text)
+            cpu = value * scale
+            break
+        except (OSError, ValueError, IndexError):
+            pass
+    return (int(last) if last.isdigit() else None), cpu
+
+
+def census(tools):
+    """Each tool on h1 alone, cold then warm: the processes it makes h1 start, h1's CPU
+    time, and for toyc the commands it sends (round trips, from its debug log;
+    the connection itself not counted)."""
+    out = []
+    for name in tools:
+        tool = {"toyc": Toyc, "pyinfra": Pyinfra, "ansible": Ansible}[name]()
+        if hasattr(tool, "setup"):
+            tool.setup(1)
+        argv = tool.argv(1) + ["-l" if name == "toyc" else "--limit", "h1"]
+        env = dict(tool.env or os.environ, RUST_LOG="toyc_engine=debug") if name == "toyc" else tool.env
+        subprocess.run(["docker", "exec", "toyc-bench-h1", "rm", "-rf", "/tmp/toybench"], check=True)
+        for scenario in ("cold", "warm"):
+            tool.before()
+            (p0, c0) = h1_counters()
+            p = subprocess.run(argv, cwd=tool.cwd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+            (p1, c1) = h1_counters()
+            r = {"rc": p.returncode, "stdout": p.stdout, "stderr": p.stderr}
+            problem = tool.check(r, 1, TASKS if scenario == "cold" else 0) if p.returncode == 0 else p.stderr[-500:]
+            row = {"tool": name, "scenario": scenario, "problem": problem,
+                   "processes": p1 - p0 - 1 if None not in (p0, p1) else None,
+                   "host_cpu_ms": round(c1 - c0) if None not in (c0, c1) else None}
+            if name == "toyc":
+                row["round_trips"] = sum(1 for line in p.stderr.splitlines() if "round trip" in line and "h1" in line)
+            out.append(row)
+            print(json.dumps(row), flush=True)
+        tool.before()
     return out
 
 
 def run(sizes, reps, ansible_reps, tools, adhoc):
-    rows, adhoc_rows, trips, failures = [], [], None, []
+    rows, adhoc_rows, per_host, failures = [], [], None, []
     os.makedirs(RUN_BASE, exist_ok=True)
     if "pyinfra" in tools or "ansible" in tools:
         prepare_peers()
@@ -388,12 +431,11 @@ def run(sizes, reps, ansible_reps, tools, adhoc):
                 except ToolFailed as e:  # the other tools' numbers still count
                     failures.append(str(e))
                     print(f"!! {e}", flush=True)
-            if trips is None and "toyc" in tools:
-                trips = round_trips()
-                print(json.dumps({"round_trips_h1": trips}), flush=True)
+            if per_host is None:
+                per_host = census(tools)
         finally:
             subprocess.run([os.path.join(HERE, "hosts.sh"), "stop"], check=True)
-    return rows, adhoc_rows, trips, failures
+    return rows, adhoc_rows, per_host, failures
 
 
 # ------------------------------------------------------------------------ report
@@ -438,7 +480,7 @@ def targets_table(rows, trips):
                 ratio = p["median_s"] / t["median_s"]
                 lines.append(f"| {s}: toyc >= {factor}x faster than {peer} | {p['median_s']:.2f} s / {t['median_s']:.2f} s = "
                              f"{ratio:.1f}x | {'yes' if ratio >= factor else 'no'} |")
-    if trips:
+    if "warm" in trips:
         lines.append(f"| warm: <= 2 SSH round trips per host | {trips['warm']} | {'yes' if trips['warm'] <= 2 else 'no'} |")
     for s in ("cold", "warm"):
         t = by.get(("toyc", s))
@@ -446,6 +488,15 @@ def targets_table(rows, trips):
             per = t["total_pss_mib"] / n
             lines.append(f"| {s}: controller memory <= 2 MiB per connected host | {t['total_pss_mib']:.1f} MiB / {n} = "
                          f"{per:.2f} MiB | {'yes' if per <= 2 else 'no'} |")
+    return "\n".join(lines)
+
+
+def census_table(rows):
+    lines = ["| tool | run | processes started on the host | host CPU ms | SSH round trips | check |",
+             "|---|---|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(f"| {r['tool']} | {r['scenario']} | {r['processes']} | {r['host_cpu_ms']} | "
+                     f"{r.get('round_trips', '-')} | {'ok' if not r['problem'] else r['problem'][:80]} |")
     return "\n".join(lines)
 
 
@@ -477,17 +528,18 @@ def main():
     raw = os.path.join(W, "raw.jsonl")
     if os.path.exists(raw):
         os.rename(raw, raw + f".{int(time.time())}")
-    rows, adhoc_rows, trips, failures = run([int(s) for s in a.sizes.split(",")], a.reps,
+    rows, adhoc_rows, per_host, failures = run([int(s) for s in a.sizes.split(",")], a.reps,
                                             [int(r) for r in a.ansible_reps.split(",")], tools, not a.no_adhoc)
     parts = ["## Workload\n", workload_table(rows), "\n## toyc's speed-up (median wall time of the peer / toyc's)\n",
              ratio_table(rows)]
     digests = sorted({(r["tool"], r["n"], r["digest"]) for r in rows if r["scenario"] == "cold"})
     parts.append("\nh1 tree digests after cold runs: " + ", ".join(f"{t}/N={n}: {d}" for t, n, d in digests) +
                  f" (shared/bench/peers/RESULTS.md: {PEER_DIGEST})")
+    trips = {r["scenario"]: r["round_trips"] for r in per_host or [] if r["tool"] == "toyc"}
     if rows:
         parts += ["\n## Targets\n", targets_table(rows, trips)]
-    if trips:
-        parts.append(f"\ntoyc SSH round trips per host (h1, from its debug log): cold {trips['cold']}, warm {trips['warm']}")
+    if per_host:
+        parts += ["\n## One host's cost (h1 alone)\n", census_table(per_host)]
     if adhoc_rows:
         parts += ["\n## Ad hoc\n", adhoc_table(adhoc_rows)]
     if failures:

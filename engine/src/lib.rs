@@ -23,6 +23,7 @@ pub mod inventory;
 pub mod plan;
 pub mod runner;
 pub mod sandbox;
+pub mod scheduler;
 pub mod script_error;
 pub mod secrets;
 pub mod transport;

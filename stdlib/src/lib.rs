@@ -7,6 +7,7 @@
 //! | [`secret`] | `secret(value)`: values masked in every output |
 //! | [`template`] | Jinja2 templates rendered as Ansible renders them |
 //! | [`files`] | idempotent files: directories, files, content, copies, templates, lines, links |
+//! | [`flow`] | `stage`, `handler`, `notify`: stages with limits and failure policies, handlers run when notified |
 //! | [`shell`] | shell commands as operations, guarded by `creates`, `removes`, `unless`, `onlyif` |
 //!
 //! ```
@@ -16,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod files;
+pub mod flow;
 pub mod host;
 pub mod ops;
 mod options;
@@ -37,9 +39,10 @@ pub fn modules() -> Vec<(&'static str, rhai::Shared<rhai::Module>)> {
 }
 
 /// Add every stdlib module to `sandbox`, and the functions scripts call without a
-/// module prefix (`secret`).
+/// module prefix (`secret`, `stage`, `handler`, `notify`).
 pub fn register(sandbox: &mut Sandbox) {
     sandbox.add_global(exported_module!(secret::secret_api).into());
+    sandbox.add_global(exported_module!(flow::flow_api).into());
     for (name, module) in modules() {
         sandbox.add_module(name, module);
     }

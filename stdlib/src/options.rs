@@ -68,6 +68,18 @@ impl<'a> Options<'a> {
             .transpose()
     }
 
+    /// A whole number, zero or more.
+    pub(crate) fn count(&self, key: &str) -> Result<Option<u64>, Fail> {
+        self.get(key)
+            .map(|v| {
+                v.as_int()
+                    .ok()
+                    .and_then(|i| u64::try_from(i).ok())
+                    .ok_or_else(|| self.wrong(key, "a whole number, zero or more", v))
+            })
+            .transpose()
+    }
+
     /// Seconds, as an integer or a decimal.
     pub(crate) fn seconds(&self, key: &str) -> Result<Option<std::time::Duration>, Fail> {
         self.get(key)

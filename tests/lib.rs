@@ -9,4 +9,5 @@ mod docs;
 mod harness;
 mod sandbox;
 mod ssh;
+mod stages;
 mod support;

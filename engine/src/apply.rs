@@ -38,7 +38,8 @@ pub async fn plan_host(
     contents: bool,
     sudo: bool,
 ) -> Result<Vec<Outcome>, ApplyError> {
-    let mut facts = gather_facts(transport, &fact_queries(operations.iter(), contents), sudo).await?;
+    let mut facts =
+        gather_facts(transport, &fact_queries(operations.iter(), contents), sudo).await?;
     operations
         .iter()
         .map(|op| plan_operation(op.as_ref(), &mut facts))
@@ -101,7 +102,9 @@ pub async fn gather_facts(
             output.stderr_text().trim()
         )));
     }
-    batch.parse(&output.stdout_text()).map_err(ApplyError::Facts)
+    batch
+        .parse(&output.stdout_text())
+        .map_err(ApplyError::Facts)
 }
 
 /// Make `changes` in one round trip; each step's result comes back.

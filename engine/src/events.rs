@@ -286,7 +286,11 @@ impl HumanSink {
     /// Every host's result as a table: host, result, changes made, time, and what went
     /// wrong, in the order the hosts were selected.
     fn print_table(&self, order: &[String]) {
-        let mut results = self.results.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut results = self
+            .results
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         results.sort_by_key(|r| order.iter().position(|h| h == &r.host));
         let width = self.host_width.max("host".len());
         err_line(&format!(
@@ -294,7 +298,11 @@ impl HumanSink {
             "host", "result", "changed", "time"
         ));
         for r in &results {
-            let error = r.error.as_deref().map(|e| format!("  {e}")).unwrap_or_default();
+            let error = r
+                .error
+                .as_deref()
+                .map(|e| format!("  {e}"))
+                .unwrap_or_default();
             err_line(&format!(
                 "{:width$}  {:11}  {:>7}  {:>7}{error}",
                 r.host,

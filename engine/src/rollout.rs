@@ -116,9 +116,7 @@ pub async fn prepare(
             }
         },
     };
-    let (mut result, runbook) = job
-        .run_runbook(host, Arc::clone(&transport), started)
-        .await;
+    let (mut result, runbook) = job.run_runbook(host, Arc::clone(&transport), started).await;
     let mut stages = Vec::new();
     if result.status == HostStatus::Ok && !runbook.is_empty() {
         match plan_runbook(transport.as_ref(), &runbook, diff, sudo).await {
@@ -258,7 +256,10 @@ pub async fn execute(
         }
         if aborted {
             for &i in &participants {
-                skip(&mut prepared[i], &format!("the run aborted before stage `{name}`"));
+                skip(
+                    &mut prepared[i],
+                    &format!("the run aborted before stage `{name}`"),
+                );
             }
             continue;
         }
@@ -531,9 +532,14 @@ impl StageTask {
         if notified.is_empty() {
             return Ok(());
         }
-        let steps = apply_within(self.transport.as_ref(), &notified, self.sudo, attempt.timeout)
-            .await
-            .map_err(|e| format!("handlers: {e}"))?;
+        let steps = apply_within(
+            self.transport.as_ref(),
+            &notified,
+            self.sudo,
+            attempt.timeout,
+        )
+        .await
+        .map_err(|e| format!("handlers: {e}"))?;
         self.report(&notified, &steps, None, events)
             .map_err(|e| format!("handler {e}"))
     }

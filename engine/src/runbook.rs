@@ -236,7 +236,11 @@ mod tests {
     }
 
     fn targets(stage: &StageDecl) -> Vec<&str> {
-        stage.operations.iter().map(|d| d.operation.target()).collect()
+        stage
+            .operations
+            .iter()
+            .map(|d| d.operation.target())
+            .collect()
     }
 
     #[test]
@@ -278,7 +282,8 @@ mod tests {
     #[test]
     fn blocks_do_not_nest_and_names_are_unique() {
         let mut book = Runbook::default();
-        book.begin_stage("s", StageOptions::default()).expect("stage");
+        book.begin_stage("s", StageOptions::default())
+            .expect("stage");
         assert!(book.begin_handler("h").is_err());
         assert!(book.begin_stage("t", StageOptions::default()).is_err());
         book.end_block();

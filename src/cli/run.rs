@@ -29,13 +29,15 @@ use crate::exit::ExitCode;
 
 /// The top-level entry point for `toyc run`: one pass of prepare, show, confirm, execute.
 pub async fn run(args: RunArgs) -> CliOutcome {
-    converge(&args, "run", 1).await
+    converge(&args, "run", None).await
 }
 
 /// Prepare every host, show what would change, confirm, execute stage by stage; with
-/// `max_cycles` above 1 (`toyc up`), again with the hosts that did not fail, until a
-/// pass finds nothing to change or the cycles run out.
-pub async fn converge(args: &RunArgs, command: &str, max_cycles: usize) -> CliOutcome {
+/// `max_cycles` (`toyc up`), again with the hosts that did not fail, until a pass finds
+/// nothing to change, or fail when one still does after `max_cycles` applied passes.
+pub async fn converge(args: &RunArgs, command: &str, max_cycles: Option<usize>) -> CliOutcome {
+    let converging = max_cycles.is_some();
+    let max_cycles = max_cycles.unwrap_or(1);
     let hosts = select_hosts(&args.targets)?;
     let job = Arc::new(script_job(args, &hosts)?);
     let events = Arc::clone(&job.events);
@@ -59,18 +61,24 @@ pub async fn converge(args: &RunArgs, command: &str, max_cycles: usize) -> CliOu
     let mut cycle = 0;
     while !active.is_empty() {
         cycle += 1;
-        if max_cycles > 1 {
-            eprint_banner(args, &format!("--> Cycle {cycle}: running scripts and gathering facts..."));
+        if converging {
+            eprint_banner(
+                args,
+                &format!("--> Cycle {cycle}: running scripts and gathering facts..."),
+            );
         } else {
             eprint_banner(args, "--> Running scripts and gathering facts...");
         }
-        let mut prepared = prepare_all(args, &job, &ssh, &progress, std::mem::take(&mut active)).await;
+        let mut prepared =
+            prepare_all(args, &job, &ssh, &progress, std::mem::take(&mut active)).await;
         progress.finish();
         show(events.as_ref(), &prepared);
         let pending: usize = prepared.iter().map(Prepared::pending).sum();
         let apply = pending > 0 && !args.check && cycle <= max_cycles;
         if pending > 0 && !args.check && cycle > max_cycles {
-            eprintln!("{pending} change(s) still pending after {max_cycles} cycle(s); not converged");
+            eprintln!(
+                "{pending} change(s) still pending after {max_cycles} cycle(s); not converged"
+            );
             code = Some(ExitCode::Failed);
         }
         if apply && !confirm(args, &prepared, pending)? {
@@ -88,7 +96,7 @@ pub async fn converge(args: &RunArgs, command: &str, max_cycles: usize) -> CliOu
             code = Some(ExitCode::ChangesPending);
         }
         // A host that failed drops out; the others go round again if anything changed.
-        let again = apply && code.is_none() && max_cycles > 1;
+        let again = apply && code.is_none() && converging;
         for mut host in prepared {
             *changed.entry(host.result.host.clone()).or_default() += host.result.changed;
             let first = *first_started

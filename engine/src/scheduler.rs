@@ -280,15 +280,15 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
+    type Log = Arc<Mutex<Vec<(usize, u128, u128)>>>;
+    type Task = std::pin::Pin<Box<dyn Future<Output = TaskOutcome> + Send>>;
+
     /// Tasks that sleep `ms` and record (task, start, end) in milliseconds since `t0`,
     /// failing where `fails(task, attempt)` says.
     fn probe(
         ms: u64,
         fails: impl Fn(usize, u32) -> bool + Send + Sync + 'static,
-    ) -> (
-        Arc<Mutex<Vec<(usize, u128, u128)>>>,
-        impl Fn(Attempt) -> std::pin::Pin<Box<dyn Future<Output = TaskOutcome> + Send>>,
-    ) {
+    ) -> (Log, impl Fn(Attempt) -> Task) {
         let log = Arc::new(Mutex::new(Vec::new()));
         let t0 = tokio::time::Instant::now();
         let fails = Arc::new(fails);
@@ -305,7 +305,7 @@ mod tests {
                 } else {
                     TaskOutcome::Ok
                 }
-            }) as std::pin::Pin<Box<dyn Future<Output = TaskOutcome> + Send>>
+            }) as Task
         };
         (log, run)
     }

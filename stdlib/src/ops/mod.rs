@@ -1,4 +1,4 @@
-//! The idempotent operations behind `files::*` and `shell::run`, as plain Rust values
+//! The idempotent operations behind `files::*`, `shell::run`, `users::*` and `packages::*`, as plain Rust values
 //! implementing [`Operation`](toyc_engine::plan::Operation): built (and validated) when the
 //! script calls them, planned later against the host's facts, never acting themselves.
 //!
@@ -23,10 +23,13 @@ mod content;
 pub(crate) mod declare;
 mod directory;
 mod file;
+mod group;
 mod line;
 mod link;
+mod package;
 mod run;
 mod upload;
+mod user;
 
 #[cfg(test)]
 mod bench_tests;
@@ -39,9 +42,12 @@ pub use attrs::{check_name, Attrs, Current, Mode, UNKNOWN};
 pub use content::Content;
 pub use directory::Directory;
 pub use file::{File, FileState};
+pub use group::Group;
 pub use line::{Line, LineState};
 pub use link::Link;
+pub use package::{package_name, Packages};
 pub use run::{Guards, Run};
+pub use user::{account_name, User, UserSpec, UserState};
 
 use sha2::{Digest, Sha256};
 use toyc_engine::facts::{Fact, FactQuery, Facts, PathFact};

@@ -31,6 +31,13 @@ fn change_lines(ran: &Ran) -> Vec<&str> {
         .collect()
 }
 
+/// `toyc run SCRIPT -i inv.yml EXTRA...` in `toyc`'s directory.
+fn run_in(toyc: &Toyc, script: &str, extra: &[&str]) -> Ran {
+    let mut args = vec!["run", script, "-i", "inv.yml"];
+    args.extend_from_slice(extra);
+    toyc.run_with(&args)
+}
+
 fn host_says(pool: &hosts::HostPool, cmd: &str) -> String {
     let out = pool.docker_exec(0, cmd);
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
@@ -62,11 +69,7 @@ fn users_and_groups_converge_change_one_attribute_and_are_removed() {
             users::group("toycapp", #{ state: "absent" });
             "#,
         );
-    let run = |script: &str, extra: &[&str]| {
-        let mut args = vec!["run", script, "-i", "inv.yml"];
-        args.extend_from_slice(extra);
-        toyc.run_with(&args)
-    };
+    let run = |script: &str, extra: &[&str]| run_in(&toyc, script, extra);
 
     // Cold: everything is planned, against the state the earlier operations leave.
     let check = run("accounts.rhai", &["--check"]);
@@ -147,15 +150,13 @@ fn users_and_groups_converge_change_one_attribute_and_are_removed() {
             "append.rhai",
             r#"users::user("toycapp", #{ groups: ["adm"], append: true });"#,
         );
-    let exact = groups.run_with(&["run", "exact.rhai", "-i", "inv.yml", "-y"]);
+    let exact = run_in(&groups, "exact.rhai", &["-y"]);
     exact.code(0);
     assert_eq!(host_says(&pool, "id -Gn toycapp"), "toycapp toycextra");
-    let append = groups.run_with(&["run", "append.rhai", "-i", "inv.yml", "-y"]);
+    let append = run_in(&groups, "append.rhai", &["-y"]);
     append.code(0);
     assert_eq!(host_says(&pool, "id -Gn toycapp"), "toycapp adm toycextra");
-    groups
-        .run_with(&["run", "append.rhai", "-i", "inv.yml", "--check"])
-        .code(0);
+    run_in(&groups, "append.rhai", &["--check"]).code(0);
 
     // Absent removes, once.
     let gone = run("gone.rhai", &["-y", "--json"]);
@@ -234,11 +235,7 @@ fn a_package_from_a_local_repository_is_installed_once_and_a_non_debian_host_fai
         packages::installed("dpkg");
         "#,
     );
-    let run = |extra: &[&str]| {
-        let mut args = vec!["run", "pkgs.rhai", "-i", "inv.yml"];
-        args.extend_from_slice(extra);
-        toyc.run_with(&args)
-    };
+    let run = |extra: &[&str]| run_in(&toyc, "pkgs.rhai", extra);
 
     let check = run(&["--check", "-v"]);
     check.code(2);
@@ -282,16 +279,12 @@ fn a_package_from_a_local_repository_is_installed_once_and_a_non_debian_host_fai
 
     // Removed again, then a host without dpkg: planning fails, naming host and cause.
     let removal = toyc_for(&pool).file("rm.rhai", r#"packages::removed("toyc-demo");"#);
-    removal
-        .run_with(&["run", "rm.rhai", "-i", "inv.yml", "-y"])
-        .code(0);
+    run_in(&removal, "rm.rhai", &["-y"]).code(0);
     assert_eq!(
         host_says(&pool, "test -e /usr/share/toyc-demo/hello || echo removed"),
         "removed"
     );
-    removal
-        .run_with(&["run", "rm.rhai", "-i", "inv.yml", "--check"])
-        .code(0);
+    run_in(&removal, "rm.rhai", &["--check"]).code(0);
     let hide = pool.docker_exec(0, "mv /usr/bin/dpkg-query /usr/bin/dpkg-query.hidden");
     assert!(hide.status.success());
     let failed = run(&["--check"]);

@@ -24,7 +24,7 @@ use rhai::plugin::*;
 pub mod users_api {
     use rhai::Map;
 
-    use crate::ops::declare::{argument, declare, located, option, Fail};
+    use crate::ops::declare::{argument, declare, located, option, present, Fail};
     use crate::ops::{Group, User, UserSpec, UserState};
     use crate::options::Options;
 
@@ -91,51 +91,39 @@ pub mod users_api {
                         "remove_home",
                     ],
                 )?;
-                let state = match opts.string("state")?.as_deref() {
-                    None | Some("present") => {
-                        if opts.bool("remove_home")?.is_some() {
-                            return option(
-                                F,
-                                "remove_home",
-                                Err("applies only with `state: \"absent\"`".into()),
-                            );
-                        }
-                        UserState::Present(UserSpec {
-                            uid: opts.id("uid")?,
-                            group: opts.string("group")?,
-                            groups: opts.strings("groups")?,
-                            append: opts.bool("append")?.unwrap_or(false),
-                            shell: opts.string("shell")?,
-                            home: opts.string("home")?,
-                            create_home: opts.bool("create_home")?.unwrap_or(true),
-                            system: opts.bool("system")?.unwrap_or(false),
-                            comment: opts.string("comment")?,
-                        })
-                    }
-                    Some("absent") => {
-                        let extra = ["uid", "group", "groups", "append", "shell", "home"]
-                            .into_iter()
-                            .chain(["create_home", "system", "comment"])
-                            .find(|k| options.contains_key(*k));
-                        if let Some(key) = extra {
-                            return option(
-                                F,
-                                key,
-                                Err("does not apply with `state: \"absent\"`".into()),
-                            );
-                        }
-                        UserState::Absent {
-                            remove_home: opts.bool("remove_home")?.unwrap_or(false),
-                        }
-                    }
-                    Some(other) => {
+                let state = if present(F, &opts, "a user")? {
+                    if opts.bool("remove_home")?.is_some() {
                         return option(
                             F,
-                            "state",
-                            Err(format!(
-                                "`{other}` is not a state of a user: use \"present\" or \"absent\""
-                            )),
-                        )
+                            "remove_home",
+                            Err("applies only with `state: \"absent\"`".into()),
+                        );
+                    }
+                    UserState::Present(UserSpec {
+                        uid: opts.id("uid")?,
+                        group: opts.string("group")?,
+                        groups: opts.strings("groups")?,
+                        append: opts.bool("append")?.unwrap_or(false),
+                        shell: opts.string("shell")?,
+                        home: opts.string("home")?,
+                        create_home: opts.bool("create_home")?.unwrap_or(true),
+                        system: opts.bool("system")?.unwrap_or(false),
+                        comment: opts.string("comment")?,
+                    })
+                } else {
+                    let extra = ["uid", "group", "groups", "append", "shell", "home"]
+                        .into_iter()
+                        .chain(["create_home", "system", "comment"])
+                        .find(|k| options.contains_key(*k));
+                    if let Some(key) = extra {
+                        return option(
+                            F,
+                            key,
+                            Err("does not apply with `state: \"absent\"`".into()),
+                        );
+                    }
+                    UserState::Absent {
+                        remove_home: opts.bool("remove_home")?.unwrap_or(false),
                     }
                 };
                 let op = argument(F, User::new(name, state))?;
@@ -172,19 +160,7 @@ pub mod users_api {
             &ctx,
             (|| {
                 let opts = Options::new(F, &options, &["gid", "system", "state"])?;
-                let present = match opts.string("state")?.as_deref() {
-                    None | Some("present") => true,
-                    Some("absent") => false,
-                    Some(other) => {
-                        return option(
-                            F,
-                            "state",
-                            Err(format!(
-                                "`{other}` is not a state of a group: use \"present\" or \"absent\""
-                            )),
-                        )
-                    }
-                };
+                let present = present(F, &opts, "a group")?;
                 let gid = opts.id("gid")?;
                 let system = opts.bool("system")?.unwrap_or(false);
                 let op = argument(F, Group::new(name, gid, system, present))?;

@@ -2,7 +2,7 @@
 //! not (`groupdel`).
 
 use toyc_engine::facts::{Fact, FactQuery, Facts, GroupFact};
-use toyc_engine::plan::{Change, ChangeKind, NoChange, Operation, Outcome};
+use toyc_engine::plan::{ChangeKind, Operation, Outcome};
 use toyc_engine::transport::quote;
 
 use super::user::account_name;
@@ -32,23 +32,11 @@ impl Group {
     }
 
     fn change(&self, kind: ChangeKind, summary: String, script: String) -> Outcome {
-        Outcome::Change(Change {
-            operation: OP.into(),
-            target: self.name.clone(),
-            kind,
-            summary,
-            diff: None,
-            script,
-            payload: None,
-        })
+        super::change(OP, &self.name, kind, summary, script)
     }
 
     fn no_change(&self, reason: String) -> Outcome {
-        Outcome::NoChange(NoChange {
-            operation: OP.into(),
-            target: self.name.clone(),
-            reason,
-        })
+        super::no_change(OP, &self.name, reason)
     }
 }
 

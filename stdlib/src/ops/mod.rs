@@ -51,7 +51,7 @@ pub use user::{account_name, User, UserSpec, UserState};
 
 use sha2::{Digest, Sha256};
 use toyc_engine::facts::{Fact, FactQuery, Facts, PathFact};
-use toyc_engine::plan::{Change, ChangeKind};
+use toyc_engine::plan::{Change, ChangeKind, NoChange, Outcome};
 
 /// `path` if it is absolute, without trailing slashes (`/etc/app/` and `/etc/app` are
 /// one fact), or why not.
@@ -98,6 +98,43 @@ fn path_fact<'f>(facts: &'f Facts, path: &str) -> Result<&'f PathFact, String> {
     facts
         .path(path)
         .ok_or_else(|| format!("the fact `Path({path})` was not gathered"))
+}
+
+/// A change of `operation` on `target` without content (no payload, no diff).
+fn change(
+    operation: &str,
+    target: &str,
+    kind: ChangeKind,
+    summary: String,
+    script: String,
+) -> Outcome {
+    Outcome::Change(Change {
+        operation: operation.into(),
+        target: target.into(),
+        kind,
+        summary,
+        diff: None,
+        script,
+        payload: None,
+    })
+}
+
+/// `operation` on `target` needs nothing, because of `reason`.
+fn no_change(operation: &str, target: &str, reason: String) -> Outcome {
+    Outcome::NoChange(NoChange {
+        operation: operation.into(),
+        target: target.into(),
+        reason,
+    })
+}
+
+/// ` with a, b` for a no-change reason or a summary, or nothing without parts.
+fn with_parts(parts: &[String]) -> String {
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" with {}", parts.join(", "))
+    }
 }
 
 /// What is at a path, for people: `a directory`, `a symbolic link to /x`.

@@ -2,7 +2,7 @@
 //! only the ones not yet in the desired state are named in the command.
 
 use toyc_engine::facts::{Fact, FactQuery, Facts, PackageFact};
-use toyc_engine::plan::{Change, ChangeKind, NoChange, Operation, Outcome};
+use toyc_engine::plan::{ChangeKind, Operation, Outcome};
 use toyc_engine::transport::quote;
 
 /// Check a package name as Debian policy defines it (lower-case letters, digits, `+`,
@@ -130,11 +130,8 @@ impl Operation for Packages {
             } else {
                 "not installed"
             };
-            return Ok(Outcome::NoChange(NoChange {
-                operation: self.operation.into(),
-                target: self.target.clone(),
-                reason: format!("already {state}: {}", done.join(", ")),
-            }));
+            let reason = format!("already {state}: {}", done.join(", "));
+            return Ok(super::no_change(self.operation, &self.target, reason));
         }
         let after = if self.present {
             PackageFact::Installed {
@@ -174,15 +171,13 @@ impl Operation for Packages {
             let verb = if self.purge { "purge" } else { "remove" };
             (ChangeKind::Remove, format!("{verb} {}", todo.join(", ")))
         };
-        Ok(Outcome::Change(Change {
-            operation: self.operation.into(),
-            target: self.target.clone(),
+        Ok(super::change(
+            self.operation,
+            &self.target,
             kind,
             summary,
-            diff: None,
             script,
-            payload: None,
-        }))
+        ))
     }
 }
 

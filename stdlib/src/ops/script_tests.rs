@@ -139,6 +139,18 @@ fn calls_become_operations_in_order_and_act_on_nothing() {
     );
 }
 
+/// Each `(source, expected)` fails at its call (line 2 of the script), saying `expected`.
+fn fails_at_the_call(root: &Path, cases: &[(&str, &str)]) {
+    for (source, expected) in cases {
+        let script = format!("let a = 1;\n  {source}\n");
+        let err = run(root, &script)
+            .err()
+            .unwrap_or_else(|| panic!("{source} must fail"));
+        assert!(err.contains(expected), "{source}:\n{err}");
+        assert!(err.contains("site.rhai:2:"), "the call's position: {err}");
+    }
+}
+
 #[test]
 fn mistakes_are_script_errors_at_the_call_naming_what_is_wrong() {
     let repo = repo();
@@ -196,14 +208,7 @@ fn mistakes_are_script_errors_at_the_call_naming_what_is_wrong() {
             "`shell::run` has no option `unles`",
         ),
     ];
-    for (source, expected) in cases {
-        let script = format!("let a = 1;\n  {source}\n");
-        let err = run(repo.path(), &script)
-            .err()
-            .unwrap_or_else(|| panic!("{source} must fail"));
-        assert!(err.contains(expected), "{source}:\n{err}");
-        assert!(err.contains("site.rhai:2:"), "the call's position: {err}");
-    }
+    fails_at_the_call(repo.path(), &cases);
 }
 
 /// The ```rhai blocks of the `///` docs in `source`.
@@ -344,14 +349,7 @@ fn users_and_packages_declare_operations_and_check_their_arguments_at_the_call()
             "`packages::removed` has no option `update_cache`",
         ),
     ];
-    for (source, expected) in cases {
-        let script = format!("let a = 1;\n  {source}\n");
-        let err = run(repo.path(), &script)
-            .err()
-            .unwrap_or_else(|| panic!("{source} must fail"));
-        assert!(err.contains(expected), "{source}:\n{err}");
-        assert!(err.contains("site.rhai:2:"), "the call's position: {err}");
-    }
+    fails_at_the_call(repo.path(), &cases);
 }
 
 #[test]

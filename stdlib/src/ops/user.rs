@@ -2,7 +2,7 @@
 //! does not (`userdel`). Only the attributes a script names are compared and changed.
 
 use toyc_engine::facts::{Fact, FactQuery, Facts, GroupFact, UserFact};
-use toyc_engine::plan::{Change, ChangeKind, NoChange, Operation, Outcome};
+use toyc_engine::plan::{ChangeKind, Operation, Outcome};
 use toyc_engine::transport::quote;
 
 /// Check a user or group name (`what`) as `useradd` and `groupadd` take it: letters,
@@ -133,23 +133,11 @@ impl User {
     }
 
     fn change(&self, kind: ChangeKind, summary: String, script: String) -> Outcome {
-        Outcome::Change(Change {
-            operation: OP.into(),
-            target: self.name.clone(),
-            kind,
-            summary,
-            diff: None,
-            script,
-            payload: None,
-        })
+        super::change(OP, &self.name, kind, summary, script)
     }
 
     fn no_change(&self, reason: String) -> Outcome {
-        Outcome::NoChange(NoChange {
-            operation: OP.into(),
-            target: self.name.clone(),
-            reason,
-        })
+        super::no_change(OP, &self.name, reason)
     }
 
     /// The groups the account needs to exist: its primary group (the one named after it
@@ -378,11 +366,7 @@ fn describe(spec: &UserSpec) -> String {
             parts.push(format!("{what} {value}"));
         }
     }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!(" with {}", parts.join(", "))
-    }
+    super::with_parts(&parts)
 }
 
 impl Operation for User {
@@ -437,6 +421,7 @@ impl Operation for User {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use toyc_engine::plan::Change;
 
     fn existing() -> UserFact {
         UserFact {

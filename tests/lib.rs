@@ -11,3 +11,4 @@ mod sandbox;
 mod ssh;
 mod stages;
 mod support;
+mod users_packages;

@@ -9,6 +9,8 @@
 //! | [`files`] | idempotent files: directories, files, content, copies, templates, lines, links |
 //! | [`flow`] | `stage`, `handler`, `notify`: stages with limits and failure policies, handlers run when notified |
 //! | [`shell`] | shell commands as operations, guarded by `creates`, `removes`, `unless`, `onlyif` |
+//! | [`users`] | user accounts and groups: `useradd`/`usermod`/`userdel` with what differs |
+//! | [`packages`] | Debian packages installed or removed through `apt-get` |
 //!
 //! ```
 //! let mut sandbox = toyc_engine::sandbox::Sandbox::new(".", Default::default());
@@ -21,9 +23,11 @@ pub mod flow;
 pub mod host;
 pub mod ops;
 mod options;
+pub mod packages;
 pub mod secret;
 pub mod shell;
 pub mod template;
+pub mod users;
 
 use rhai::exported_module;
 use toyc_engine::sandbox::Sandbox;
@@ -35,6 +39,8 @@ pub fn modules() -> Vec<(&'static str, rhai::Shared<rhai::Module>)> {
         ("template", exported_module!(template::template_api).into()),
         ("files", exported_module!(files::files_api).into()),
         ("shell", exported_module!(shell::shell_api).into()),
+        ("users", exported_module!(users::users_api).into()),
+        ("packages", exported_module!(packages::packages_api).into()),
     ]
 }
 

@@ -53,7 +53,13 @@ pub fn fact_queries<'a>(
 ) -> Vec<FactQuery> {
     let mut queries: Vec<FactQuery> = operations.clone().flat_map(|op| op.facts()).collect();
     if contents {
-        queries.extend(operations.map(|op| FactQuery::Content(op.target().to_owned())));
+        // Only paths have content: a user name or a command does not.
+        queries.extend(
+            operations
+                .map(|op| op.target())
+                .filter(|target| target.starts_with('/'))
+                .map(|target| FactQuery::Content(target.to_owned())),
+        );
     }
     queries
 }

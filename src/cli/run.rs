@@ -97,6 +97,7 @@ pub async fn converge(args: &RunArgs, command: &str, max_cycles: Option<usize>) 
         }
         // A host that failed drops out; the others go round again if anything changed.
         let again = apply && code.is_none() && converging;
+        let mut closing = tokio::task::JoinSet::new();
         for mut host in prepared {
             *changed.entry(host.result.host.clone()).or_default() += host.result.changed;
             let first = *first_started
@@ -114,12 +115,14 @@ pub async fn converge(args: &RunArgs, command: &str, max_cycles: Option<usize>) 
                 }
                 (_, transport) => {
                     if let Some(transport) = transport {
-                        transport.close().await;
+                        closing.spawn(async move { transport.close().await });
                     }
                     done.push(host.result);
                 }
             }
         }
+        // Masters close in parallel: one by one, 50 hosts would wait 50 exits.
+        closing.join_all().await;
     }
 
     let mut results: Vec<HostResult> = done

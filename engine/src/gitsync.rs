@@ -103,8 +103,7 @@ pub enum SyncError {
 /// Blocks the calling thread; the work runs on its own thread, abandoned on timeout.
 pub fn sync(url: &str, dest: &Path, options: &SyncOptions) -> Result<Synced, SyncError> {
     let (tx, rx) = mpsc::channel();
-    let (url_owned, dest_owned, options_owned) =
-        (url.to_owned(), dest.to_owned(), options.clone());
+    let (url_owned, dest_owned, options_owned) = (url.to_owned(), dest.to_owned(), options.clone());
     let deadline = Instant::now() + options.timeout;
     std::thread::spawn(move || {
         let _ = tx.send(sync_now(&url_owned, &dest_owned, &options_owned, deadline));
@@ -116,6 +115,13 @@ pub fn sync(url: &str, dest: &Path, options: &SyncOptions) -> Result<Synced, Syn
             seconds: options.timeout.as_secs().max(1),
         }),
     }
+}
+
+/// Where the cache of repo `url`, named `name`, lives under `base`: one directory per
+/// name and URL, so pointing a role at another remote starts a fresh clone.
+pub fn cache_path(base: &Path, name: &str, url: &str) -> PathBuf {
+    let digest = sha1_smol::Sha1::from(url).digest().to_string();
+    base.join(format!("{name}-{}", &digest[..12]))
 }
 
 /// The commit checked out in `dest`, if it is a repository with one.
@@ -221,7 +227,10 @@ fn sync_now(
         }
         let mut status = StatusOptions::new();
         status.include_untracked(true).include_ignored(false);
-        if repo.statuses(Some(&mut status)).is_ok_and(|s| !s.is_empty()) {
+        if repo
+            .statuses(Some(&mut status))
+            .is_ok_and(|s| !s.is_empty())
+        {
             notes.push(format!(
                 "local changes in the cache `{}` were discarded",
                 dest.display()
@@ -471,7 +480,8 @@ fn check_host_key(known_hosts: &Path, host: &str, port: u16, key: &[u8]) -> Resu
             continue;
         }
         let mut fields = line.split_whitespace();
-        let (Some(patterns), Some(_kind), Some(blob)) = (fields.next(), fields.next(), fields.next())
+        let (Some(patterns), Some(_kind), Some(blob)) =
+            (fields.next(), fields.next(), fields.next())
         else {
             continue;
         };
@@ -483,7 +493,10 @@ fn check_host_key(known_hosts: &Path, host: &str, port: u16, key: &[u8]) -> Resu
         if blob.as_deref() == Ok(key) {
             return Ok(());
         }
-        tracing::debug!("known_hosts line {} lists another key for {name}", index + 1);
+        tracing::debug!(
+            "known_hosts line {} lists another key for {name}",
+            index + 1
+        );
     }
     if listed {
         Err(format!(
@@ -704,6 +717,9 @@ mod tests {
             ..SyncOptions::default()
         };
         let err = sync(&url, &cache, &tagged).expect_err("unknown ref");
-        assert!(err.to_string().contains("`nosuch` is not a branch"), "{err}");
+        assert!(
+            err.to_string().contains("`nosuch` is not a branch"),
+            "{err}"
+        );
     }
 }

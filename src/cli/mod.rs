@@ -4,6 +4,7 @@
 mod args;
 mod doc;
 mod exec;
+mod role;
 mod run;
 mod targets;
 
@@ -103,6 +104,7 @@ async fn dispatch(command: Command) -> Outcome {
     match command {
         Command::Run(args) => run::run(args).await,
         Command::Exec(args) => exec::exec(args).await,
+        Command::Role(args) => role::role(args).await,
         Command::Doc(args) => doc::doc(&args),
     }
 }

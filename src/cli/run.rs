@@ -3,8 +3,10 @@
 //! facts asked in one round trip per host, shown, confirmed, then applied in one round
 //! trip per host.
 
+use std::future::Future;
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,10 +34,40 @@ struct Prepared {
     started: Instant,
 }
 
+/// What another subcommand (`toyc role`) adds to a run; `RunExtras::default()` is a
+/// plain `toyc run`.
+#[derive(Default)]
+pub struct RunExtras {
+    /// The hosts to run on, chosen (and their vars layered) by the caller, instead of
+    /// `--inventory` and `--limit`.
+    pub hosts: Option<Vec<toyc_engine::inventory::Host>>,
+    /// The directory the script's files, templates and imports are confined to, instead
+    /// of the script's own directory.
+    pub root: Option<PathBuf>,
+    /// Called for each host whose run succeeded and left nothing pending (not under
+    /// `--check`, not when the confirmation was declined); an error fails the host.
+    pub after_apply: Option<AfterApply>,
+}
+
+/// A per-host hook after a successful apply: host name and its still-open connection.
+pub type AfterApply = Arc<
+    dyn Fn(String, Arc<dyn Transport>) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// The top-level entry point for `toyc run`.
 pub async fn run(args: RunArgs) -> CliOutcome {
-    let hosts = select_hosts(&args.targets)?;
-    let job = Arc::new(script_job(&args, &hosts)?);
+    run_with(args, RunExtras::default()).await
+}
+
+/// `toyc run` with what [`RunExtras`] adds.
+pub async fn run_with(args: RunArgs, extras: RunExtras) -> CliOutcome {
+    let hosts = match extras.hosts {
+        Some(hosts) => hosts,
+        None => select_hosts(&args.targets)?,
+    };
+    let job = Arc::new(script_job(&args, &hosts, extras.root)?);
     let events = Arc::clone(&job.events);
     let ssh = Arc::new(ssh_options(&args.targets)?);
     announce(events.as_ref(), "run", &hosts);
@@ -66,7 +98,11 @@ pub async fn run(args: RunArgs) -> CliOutcome {
     if proceed {
         eprint_banner(&args, "--> Applying changes...");
     }
-    let results = for_each_prepared(prepared, proceed, &events).await;
+    // A host is "applied" when nothing it needed was left undone.
+    let after_apply = extras
+        .after_apply
+        .filter(|_| !args.check && (proceed || pending == 0));
+    let results = for_each_prepared(prepared, proceed, &events, after_apply).await;
     let summary = Summary::of(&results, elapsed_ms(started));
     events.emit(&Event::Summary(summary));
     if args.check && summary.failed == 0 && summary.unreachable == 0 && pending > 0 {
@@ -82,13 +118,15 @@ pub async fn run(args: RunArgs) -> CliOutcome {
 fn script_job(
     args: &RunArgs,
     hosts: &[toyc_engine::inventory::Host],
+    root: Option<PathBuf>,
 ) -> Result<ScriptJob, Failure> {
-    let root = args
-        .script
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_owned();
+    let root = root.unwrap_or_else(|| {
+        args.script
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned()
+    });
     let limits = Limits {
         timeout: seconds(args.script_timeout, "--script-timeout")?,
         max_operations: args.max_operations,
@@ -210,13 +248,15 @@ async fn for_each_prepared(
     prepared: Vec<Prepared>,
     proceed: bool,
     events: &Arc<dyn EventSink>,
+    after_apply: Option<AfterApply>,
 ) -> Vec<HostResult> {
     let mut tasks = tokio::task::JoinSet::new();
     let count = prepared.len();
     for (index, host) in prepared.into_iter().enumerate() {
         let events = Arc::clone(events);
+        let after_apply = after_apply.clone();
         tasks.spawn(async move {
-            let result = finish(host, proceed, events.as_ref()).await;
+            let result = finish(host, proceed, events.as_ref(), after_apply).await;
             events.emit(&Event::HostEnd(result.clone()));
             (index, result)
         });
@@ -230,7 +270,12 @@ async fn for_each_prepared(
     results.into_iter().flatten().collect()
 }
 
-async fn finish(host: Prepared, proceed: bool, events: &dyn EventSink) -> HostResult {
+async fn finish(
+    host: Prepared,
+    proceed: bool,
+    events: &dyn EventSink,
+    after_apply: Option<AfterApply>,
+) -> HostResult {
     let Prepared {
         transport,
         mut result,
@@ -281,6 +326,12 @@ async fn finish(host: Prepared, proceed: bool, events: &dyn EventSink) -> HostRe
             }
         }
     }
+    if let Some(hook) = after_apply.filter(|_| result.status == HostStatus::Ok) {
+        if let Err(e) = hook(result.host.clone(), Arc::clone(&transport)).await {
+            result.status = HostStatus::Failed;
+            result.error = Some(e);
+        }
+    }
     transport.close().await;
     result.elapsed_ms = elapsed_ms(started);
     result
@@ -304,7 +355,7 @@ fn register_leaves(value: &Value) {
 }
 
 /// `--vars-file` maps in order, then `--secrets-file` maps, then `--var key=value` pairs on top.
-fn extra_vars(args: &RunArgs) -> Result<Map<String, Value>, Failure> {
+pub(super) fn extra_vars(args: &RunArgs) -> Result<Map<String, Value>, Failure> {
     let mut vars = Map::new();
     let files = args.vars_files.iter().map(|f| (f, false));
     for (file, secret) in files.chain(args.secrets_files.iter().map(|f| (f, true))) {

@@ -146,6 +146,17 @@ pub fn commits_between(dest: &Path, old: &str, new: &str) -> Option<usize> {
     Some(ahead)
 }
 
+/// How many files differ between commits `old` and `new` of the repository at `dest`
+/// (every file of `new` when `old` is `None`); `None` when either is not there.
+pub fn files_between(dest: &Path, old: Option<&str>, new: &str) -> Option<usize> {
+    let repo = Repository::open(dest).ok()?;
+    let old = match old {
+        Some(old) => Some(Oid::from_str(old).ok()?),
+        None => None,
+    };
+    files_changed(&repo, old, Oid::from_str(new).ok()?).ok()
+}
+
 /// `url` without a password, for messages (`https://user:token@host` → `https://user@host`).
 pub fn display_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {

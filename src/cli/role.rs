@@ -67,13 +67,23 @@ pub async fn role(args: RoleArgs) -> Outcome {
     if args.status {
         return status(&args, &hosts, &cache, &synced).await;
     }
+    // Against what the last successful `toyc role` from here applied, not what the cache
+    // held: `--status` and `--show-attributes` sync the cache too.
+    let applied_here = cache.with_extension("applied");
+    let last = std::fs::read_to_string(&applied_here)
+        .ok()
+        .map(|c| c.trim().to_owned());
+    let changed = gitsync::files_between(&cache, last.as_deref(), &synced.new);
     eprintln!(
-        "role {}: {} → {} commit, {} file{} changed",
+        "role {}: {} → {} commit, {} changed",
         args.role,
-        synced.old.as_ref().map_or("(new clone)".to_owned(), short),
+        last.as_ref().map_or("(never applied)".to_owned(), short),
         short(&synced.new),
-        synced.files_changed,
-        if synced.files_changed == 1 { "" } else { "s" }
+        match changed {
+            Some(1) => "1 file".to_owned(),
+            Some(n) => format!("{n} files"),
+            None => "unknown files (history rewritten)".to_owned(),
+        }
     );
     let hosts = hosts
         .into_iter()
@@ -92,7 +102,21 @@ pub async fn role(args: RoleArgs) -> Outcome {
         root: Some(cache),
         after_apply: Some(record.hook()),
     };
-    run_with(run_args(&args, &repo.script)?, extras).await
+    let check = args.check;
+    let outcome = run_with(run_args(&args, &repo.script)?, extras).await;
+    if matches!(outcome, Ok(ExitCode::Success)) && !check {
+        note_applied(&applied_here, &synced.new)?;
+    }
+    outcome
+}
+
+/// Remember (atomically) the commit every host of this run applied.
+fn note_applied(path: &Path, commit: &str) -> Result<(), Failure> {
+    let tmp = path.with_extension("applied.tmp");
+    std::fs::write(&tmp, format!("{commit}\n"))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("unable to write `{}`", path.display()))?;
+    Ok(())
 }
 
 /// Role names become directory and file names: keep them plain.

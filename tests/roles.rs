@@ -40,17 +40,35 @@ fn git(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
 
 /// A working repo at `dir` holding a copy of `source`, committed on `main`.
 fn work_repo(source: &Path, dir: &Path) -> PathBuf {
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(source)
-        .arg(dir)
-        .status()
-        .expect("cp");
-    assert!(status.success());
+    copy_dir(source, dir);
     git(dir, &["init", "-q", "-b", "main"], &[]);
     git(dir, &["add", "-A"], &[]);
     git(dir, &["commit", "-qm", "the role"], &[]);
     dir.to_owned()
+}
+
+/// `cp -r from to`.
+fn copy_dir(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(status.success());
+}
+
+/// A working repo `scratch/name` made from `source`, and a bare clone of it beside it,
+/// served over file://; returns the working repo and the bare repo's URL.
+fn file_repo(source: &Path, scratch: &Path, name: &str) -> (PathBuf, String) {
+    let work = work_repo(source, &scratch.join(name));
+    let bare = scratch.join(format!("{name}.git"));
+    git(
+        scratch,
+        &["clone", "-q", "--bare", name, bare.to_str().expect("utf-8")],
+        &[],
+    );
+    (work, format!("file://{}", bare.display()))
 }
 
 /// `git push` over ssh as root to the pool's host `i`, as an operator would.
@@ -270,23 +288,7 @@ fn the_example_role_over_file_url_layers_attributes_and_resets_its_cache() {
         return;
     };
     let scratch = tempfile::tempdir().expect("tempdir");
-    let work = work_repo(
-        &repo().join("scripts/roles/web"),
-        &scratch.path().join("web"),
-    );
-    let bare = scratch.path().join("web.git");
-    git(
-        scratch.path(),
-        &[
-            "clone",
-            "-q",
-            "--bare",
-            "web",
-            bare.to_str().expect("utf-8"),
-        ],
-        &[],
-    );
-    let url = format!("file://{}", bare.display());
+    let (work, url) = file_repo(&repo().join("scripts/roles/web"), scratch.path(), "web");
     let root = "/tmp/toyc-roles/file";
     let inv = inventory(
         pool,
@@ -382,17 +384,7 @@ fn a_runbook_yml_role_runs_unchanged_and_its_explanation_makes_the_same_files() 
         "greeting = {{ greeting }}\nport = {{ port }}\n",
     )
     .expect("write");
-    let make_bare = |name: &str, from: &Path| {
-        let work = work_repo(from, &scratch.path().join(name));
-        let bare = scratch.path().join(format!("{name}.git"));
-        git(
-            scratch.path(),
-            &["clone", "-q", "--bare", name, bare.to_str().expect("utf-8")],
-            &[],
-        );
-        (work, format!("file://{}", bare.display()))
-    };
-    let (_, yml_url) = make_bare("yml", &source);
+    let (_, yml_url) = file_repo(&source, scratch.path(), "yml");
     // The inventory's group vars win over runbook.yml's attributes.
     let inv = inventory(pool, &[7, 8], "legacy", "{port: 8081}", "");
     let toyc = toyc_role(pool, &inv);
@@ -410,16 +402,10 @@ fn a_runbook_yml_role_runs_unchanged_and_its_explanation_makes_the_same_files() 
     let rhai_source = scratch.path().join("rhai-source");
     std::fs::create_dir_all(&rhai_source).expect("mkdir");
     for sub in ["files", "templates"] {
-        let status = Command::new("cp")
-            .arg("-r")
-            .arg(source.join(sub))
-            .arg(rhai_source.join(sub))
-            .status()
-            .expect("cp");
-        assert!(status.success());
+        copy_dir(&source.join(sub), &rhai_source.join(sub));
     }
     std::fs::write(rhai_source.join("runbook.rhai"), &explained.stdout).expect("write");
-    let (_, rhai_url) = make_bare("rhai", &rhai_source);
+    let (_, rhai_url) = file_repo(&rhai_source, scratch.path(), "rhai");
     toyc.run_with(&[
         "role", "legacy", "-i", "inv.yml", "--repo", &rhai_url, "-l", "h9", "-y",
     ])
@@ -566,6 +552,26 @@ fn a_wrong_ssh_key_for_the_git_remote_fails_within_the_timeout_naming_the_remote
         .stderr_has(&format!("unable to fetch `{url}`"))
         .stderr_has("authentication failed (tried key");
     assert!(took < Duration::from_secs(timeout), "took {took:?}");
+
+    // A remote that accepts the connection and then says nothing: the timeout ends it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = silent.local_addr().expect("address").port();
+    let hung = format!("ssh://git@127.0.0.1:{port}/web.git");
+    let started = Instant::now();
+    let ran = toyc.run_with(&[
+        "role",
+        "web",
+        "--local",
+        "--repo",
+        &hung,
+        "--git-timeout",
+        "2",
+    ]);
+    let took = started.elapsed();
+    ran.code(1)
+        .stderr_has(&format!("fetching `{hung}` took longer than 2 s"));
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    drop(silent);
 
     // A remote whose host key is not known is refused, naming it.
     let empty = scratch.path().join("known_hosts");

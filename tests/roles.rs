@@ -406,10 +406,21 @@ fn a_runbook_yml_role_runs_unchanged_and_its_explanation_makes_the_same_files() 
     }
     std::fs::write(rhai_source.join("runbook.rhai"), &explained.stdout).expect("write");
     let (_, rhai_url) = file_repo(&rhai_source, scratch.path(), "rhai");
+    // Its hosts from a role → hosts file this time.
+    std::fs::write(toyc.dir().join("roles.yml"), "legacy: [h9]\nweb: [h1]\n").expect("write");
     toyc.run_with(&[
-        "role", "legacy", "-i", "inv.yml", "--repo", &rhai_url, "-l", "h9", "-y",
+        "role",
+        "legacy",
+        "-i",
+        "inv.yml",
+        "--repo",
+        &rhai_url,
+        "--hosts-file",
+        "roles.yml",
+        "-y",
     ])
-    .code(0);
+    .code(0)
+    .stderr_has("1 ok, 0 failed");
 
     let listing = format!(
         "cd {dir} && for f in index.html conf/app.conf; do stat -c '%a %U' $f; sha256sum $f; done; cat conf/app.conf"

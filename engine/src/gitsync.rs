@@ -230,10 +230,23 @@ fn sync_now(
     let target = resolve(&repo, url, options.reference.as_deref(), default_branch)?;
 
     if let Some(old) = old {
-        if old != target && !repo.graph_descendant_of(target, old).unwrap_or(false) {
+        let descends = |a: Oid, b: Oid| repo.graph_descendant_of(a, b).unwrap_or(false);
+        if old == target || descends(target, old) {
+            // Unchanged, or a fast-forward.
+        } else if descends(old, target) {
+            // Older than the cache: asked for with `--ref`, or the remote moved back.
+            if options.reference.is_none() {
+                notes.push(format!(
+                    "the remote moved back from {} to {}; the cache follows it",
+                    short(&old),
+                    short(&target)
+                ));
+            }
+        } else {
             notes.push(format!(
-                "the cache was at {}, which is not behind the remote (diverged or rewritten history); reset to the remote",
-                short(&old)
+                "the cache was at {}, which the remote's history no longer holds (diverged or rewritten); reset to the remote's {}",
+                short(&old),
+                short(&target)
             ));
         }
         let mut status = StatusOptions::new();
@@ -722,6 +735,18 @@ mod tests {
         assert_eq!(std::fs::read_to_string(cache.join("a")).expect("a"), "1");
         assert!(!cache.join("stray").exists() && !cache.join("b").exists());
         assert_eq!(head(&cache).as_deref(), Some(third.new.as_str()));
+
+        // A tag, then a bare commit id, instead of the default branch.
+        git(&work, &["tag", "v1", &first.new]);
+        for reference in ["v1", first.new.as_str()] {
+            let pinned = SyncOptions {
+                reference: Some(reference.into()),
+                ..SyncOptions::default()
+            };
+            let synced = sync(&url, &cache, &pinned).expect("pinned");
+            assert_eq!(synced.new, first.new, "{reference}");
+            assert!(!cache.join("c").exists());
+        }
 
         let tagged = SyncOptions {
             reference: Some("nosuch".into()),

@@ -161,9 +161,9 @@ pub struct RoleArgs {
     #[arg(value_name = "ROLE")]
     pub role: String,
     /// The role's git repo (`file://`, `ssh://`, `user@host:path`, `https://`).
-    #[arg(long, value_name = "URL", conflicts_with = "repos_base")]
+    #[arg(long, value_name = "URL")]
     pub repo: Option<String>,
-    /// Where role repos live: the role's repo is `URL/ROLE.git`.
+    /// Where role repos live: the role's repo is `URL/ROLE.git` (`--repo` wins).
     #[arg(long, env = "TOYC_REPOS_BASE", value_name = "URL")]
     pub repos_base: Option<String>,
     /// The branch, tag or commit to apply (default: the remote's default branch).

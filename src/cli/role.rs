@@ -69,7 +69,7 @@ pub async fn role(args: RoleArgs) -> Outcome {
     }
     // Against what the last successful `toyc role` from here applied, not what the cache
     // held: `--status` and `--show-attributes` sync the cache too.
-    let applied_here = cache.with_extension("applied");
+    let applied_here = beside(&cache, "applied");
     let last = std::fs::read_to_string(&applied_here)
         .ok()
         .map(|c| c.trim().to_owned());
@@ -110,9 +110,17 @@ pub async fn role(args: RoleArgs) -> Outcome {
     outcome
 }
 
+/// `path` with `.suffix` appended (not replacing an extension: role names may hold dots).
+fn beside(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".");
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
 /// Remember (atomically) the commit every host of this run applied.
 fn note_applied(path: &Path, commit: &str) -> Result<(), Failure> {
-    let tmp = path.with_extension("applied.tmp");
+    let tmp = beside(path, "tmp");
     std::fs::write(&tmp, format!("{commit}\n"))
         .and_then(|()| std::fs::rename(&tmp, path))
         .with_context(|| format!("unable to write `{}`", path.display()))?;
@@ -194,7 +202,7 @@ impl RoleRepo {
             let runbook =
                 legacy::Runbook::parse(&text, &path).map_err(|e| Failure::input(anyhow!(e)))?;
             // Beside the checkout, not in it: the cache stays exactly the remote's tree.
-            let script = checkout.with_extension("runbook.rhai");
+            let script = beside(checkout, "runbook.rhai");
             std::fs::write(&script, runbook.to_rhai(role))
                 .with_context(|| format!("unable to write `{}`", script.display()))?;
             attributes.push(("runbook.yml", runbook.attributes.clone()));

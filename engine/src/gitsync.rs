@@ -212,11 +212,17 @@ fn sync_now(
             (repo, Some(tmp))
         }
     };
+    // The cache names its remote without any password: the checkout is the runbook's
+    // sandbox, and a token in `.git/config` would be readable from it. Fetches go
+    // through an anonymous remote with the real URL.
+    let shown = display_url(url);
     match repo.find_remote("origin") {
-        Ok(remote) if remote.url().ok() == Some(url) => {}
-        Ok(_) => repo.remote_set_url("origin", url).map_err(|e| cache(&e))?,
+        Ok(remote) if remote.url().ok() == Some(shown.as_str()) => {}
+        Ok(_) => repo
+            .remote_set_url("origin", &shown)
+            .map_err(|e| cache(&e))?,
         Err(_) => {
-            repo.remote("origin", url).map_err(|e| cache(&e))?;
+            repo.remote("origin", &shown).map_err(|e| cache(&e))?;
         }
     }
     let old = repo
@@ -287,7 +293,8 @@ fn sync_now(
     })
 }
 
-/// Fetch every branch and tag of `origin`; returns the remote's default branch.
+/// Fetch every branch and tag of `url` into `refs/remotes/origin/*` and `refs/tags/*`;
+/// returns the remote's default branch.
 fn fetch(
     repo: &Repository,
     url: &str,
@@ -295,7 +302,7 @@ fn fetch(
     deadline: Instant,
     trouble: &RefCell<Trouble>,
 ) -> Result<Option<String>, SyncError> {
-    let mut remote = repo.find_remote("origin").map_err(|e| SyncError::Cache {
+    let mut remote = repo.remote_anonymous(url).map_err(|e| SyncError::Cache {
         path: repo.path().to_owned(),
         message: e.to_string(),
     })?;

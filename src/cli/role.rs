@@ -302,10 +302,10 @@ fn role_hosts(args: &RoleArgs, inventory: &Inventory) -> Result<Vec<Host>, Failu
         }
     };
     if hosts.is_empty() {
-        return Err(Failure::input(anyhow!(
-            "no hosts for role `{role}` are left after `-l {}`",
-            limit.unwrap_or_default()
-        )));
+        return Err(Failure::input(match limit {
+            Some(limit) => anyhow!("no hosts for role `{role}` are left after `-l {limit}`"),
+            None => anyhow!("role `{role}` has no hosts: its list is empty"),
+        }));
     }
     Ok(hosts)
 }

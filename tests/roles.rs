@@ -601,3 +601,121 @@ fn a_wrong_ssh_key_for_the_git_remote_fails_within_the_timeout_naming_the_remote
         pool.hosts()[GIT_SERVER].address
     ));
 }
+
+/// A git smart-HTTP server over TLS on loopback (tests/roles/https_git.py), killed on drop.
+struct HttpsGit {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl HttpsGit {
+    fn start(project_root: &Path, cert: &Path, key: &Path, credentials: &str) -> HttpsGit {
+        use std::io::BufRead;
+        let mut child = Command::new("python3")
+            .arg(repo().join("tests/roles/https_git.py"))
+            .arg(project_root)
+            .arg(cert)
+            .arg(key)
+            .arg(credentials)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("the server prints its port");
+        let port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("port: {line:?}"));
+        HttpsGit { child, port }
+    }
+}
+
+impl Drop for HttpsGit {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn an_https_remote_with_a_token_in_the_url_is_fetched_and_the_token_is_never_shown() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let (_, _) = file_repo(&repo().join("scripts/roles/web"), scratch.path(), "web");
+    let (cert, key) = (
+        scratch.path().join("cert.pem"),
+        scratch.path().join("key.pem"),
+    );
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{made:?}");
+    let server = HttpsGit::start(scratch.path(), &cert, &key, "deploy:s3cr3t-token");
+    let url = |token: &str| format!("https://deploy:{token}@127.0.0.1:{}/web.git", server.port);
+    let out = scratch.path().join("out");
+    let toyc = Toyc::new();
+    let dir = |name: &str| toyc.dir().join(name).to_str().expect("utf-8").to_owned();
+    let (state, host_state) = (dir("state"), dir("host-state"));
+    let toyc = toyc
+        .env("TOYC_STATE_DIR", &state)
+        .env("XDG_STATE_HOME", &host_state)
+        .env("SSL_CERT_FILE", cert.to_str().expect("utf-8"));
+    let role = |token: &str| {
+        toyc.run_with(&[
+            "role",
+            "web",
+            "--local",
+            "--repo",
+            &url(token),
+            "--var",
+            &format!("web_root={}/www", out.display()),
+            "--var",
+            &format!("conf_dir={}/conf", out.display()),
+            "-y",
+        ])
+    };
+
+    let ran = role("s3cr3t-token");
+    ran.code(0);
+    assert!(out.join("conf/example.org.conf").is_file());
+    let record = std::fs::read_to_string(Path::new(&host_state).join("toyc/roles/web.json"))
+        .expect("the local record");
+    let config = std::fs::read_dir(Path::new(&state).join("roles"))
+        .expect("the cache")
+        .filter_map(Result::ok)
+        .map(|e| e.path().join(".git/config"))
+        .find(|p| p.is_file())
+        .map(|p| std::fs::read_to_string(p).expect("config"))
+        .expect("a cached repo");
+    for text in [&ran.stderr, &ran.stdout, &record, &config] {
+        assert!(!text.contains("s3cr3t"), "the token leaked:\n{text}");
+    }
+
+    let refused = role("wrong-token");
+    refused
+        .code(1)
+        .stderr_has(&format!(
+            "unable to fetch `https://deploy@127.0.0.1:{}/web.git`: authentication failed",
+            server.port
+        ))
+        .stderr_has("check the user and token in the URL");
+    assert!(
+        !refused.stderr.contains("wrong-token"),
+        "{}",
+        refused.stderr
+    );
+}

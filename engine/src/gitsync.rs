@@ -119,8 +119,9 @@ pub fn sync(url: &str, dest: &Path, options: &SyncOptions) -> Result<Synced, Syn
 
 /// Where the cache of repo `url`, named `name`, lives under `base`: one directory per
 /// name and URL, so pointing a role at another remote starts a fresh clone.
+/// A password or token in the URL is left out, so rotating it keeps the cache.
 pub fn cache_path(base: &Path, name: &str, url: &str) -> PathBuf {
-    let digest = sha1_smol::Sha1::from(url).digest().to_string();
+    let digest = sha1_smol::Sha1::from(display_url(url)).digest().to_string();
     base.join(format!("{name}-{}", &digest[..12]))
 }
 
@@ -340,8 +341,16 @@ fn remote_error(url: &str, options: &SyncOptions, e: &git2::Error, trouble: &Tro
         } else {
             trouble.auth.join(", ")
         };
+        let hint = if url.starts_with("https://") || url.starts_with("http://") {
+            "check the user and token in the URL (`https://USER:TOKEN@host/...`)"
+        } else {
+            "check that the key is authorized on the remote, or pass `--git-identity KEY`"
+        };
+        format!("authentication failed (tried {tried}); {hint}")
+    } else if e.code() == git2::ErrorCode::Certificate {
         format!(
-            "authentication failed (tried {tried}); check that the key is authorized on the remote, or pass `--git-identity KEY`"
+            "{}; to trust a private certificate authority, point SSL_CERT_FILE at its certificate",
+            e.message()
         )
     } else {
         e.message().to_owned()

@@ -10,4 +10,6 @@ mod harness;
 mod roles;
 mod sandbox;
 mod ssh;
+mod stages;
 mod support;
+mod users_packages;

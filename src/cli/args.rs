@@ -25,6 +25,14 @@ pub enum Command {
     ///   toyc run deploy.rhai -i inventory.yml -l web --var version=1.4.2
     #[command(verbatim_doc_comment, after_help = EXIT_STATUS_HELP)]
     Run(RunArgs),
+    /// Converge: run a script, apply what it would change, and again, until a pass finds
+    /// nothing to change (or `--max-cycles` passes); failed hosts drop out.
+    ///
+    /// Examples:
+    ///   toyc up site.rhai -i inventory.yml
+    ///   toyc up site.rhai -i inventory.yml -y --max-cycles 3
+    #[command(verbatim_doc_comment, after_help = EXIT_STATUS_HELP)]
+    Up(UpArgs),
     /// Run a shell command on every selected host at once.
     ///
     /// Examples:
@@ -223,6 +231,16 @@ pub struct RoleArgs {
     /// Apply changes without asking (needed when stdin is not a terminal).
     #[arg(short = 'y', long, env = "TOYC_YES")]
     pub yes: bool,
+}
+
+/// `toyc up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Apply passes at most; still something to change after them fails the run.
+    #[arg(long, env = "TOYC_MAX_CYCLES", default_value_t = 5, value_name = "N")]
+    pub max_cycles: usize,
 }
 
 /// `toyc exec`.

@@ -18,10 +18,25 @@ pub fn doc(args: &DocArgs) -> Outcome {
         .context("unable to read the stdlib's metadata")?;
     let metadata: Value =
         serde_json::from_str(&json).context("unable to parse the stdlib's metadata")?;
-    let modules = metadata
+    let mut modules = metadata
         .get("modules")
         .and_then(Value::as_object)
+        .cloned()
         .ok_or_else(|| anyhow!("the stdlib's metadata lists no modules"))?;
+    // Functions called without a module prefix (`secret`, `stage`, `handler`, `notify`)
+    // are listed as the module `global`.
+    if let Some(globals) = metadata
+        .get("functions")
+        .filter(|f| f.as_array().is_some_and(|a| !a.is_empty()))
+    {
+        modules.insert(
+            "global".into(),
+            serde_json::json!({
+                "doc": "Functions scripts call without a module prefix: secrets, stages, handlers.",
+                "functions": globals,
+            }),
+        );
+    }
     let names: Vec<&String> = match &args.module {
         None => modules.keys().collect(),
         Some(wanted) => match modules.get_key_value(wanted.as_str()) {
@@ -65,6 +80,11 @@ fn render_module(out: &mut String, name: &str, module: &Value, markdown: bool) {
             .unwrap_or_default()
             .to_owned()
     });
+    let prefix = if name == "global" {
+        String::new()
+    } else {
+        format!("{name}::")
+    };
     for function in functions {
         let signature = rhai_types(
             function
@@ -79,9 +99,9 @@ fn render_module(out: &mut String, name: &str, module: &Value, markdown: bool) {
             .unwrap_or_default();
         let text = strip_comment_markers(&comments.join("\n"));
         if markdown {
-            out.push_str(&format!("### `{name}::{signature}`\n\n{text}\n\n"));
+            out.push_str(&format!("### `{prefix}{signature}`\n\n{text}\n\n"));
         } else {
-            out.push_str(&format!("{name}::{signature}\n{}\n\n", indent(&text)));
+            out.push_str(&format!("{prefix}{signature}\n{}\n\n", indent(&text)));
         }
     }
 }

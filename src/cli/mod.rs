@@ -103,6 +103,7 @@ pub fn main() -> i32 {
 async fn dispatch(command: Command) -> Outcome {
     match command {
         Command::Run(args) => run::run(args).await,
+        Command::Up(args) => run::converge(&args.run, "up", Some(args.max_cycles.max(1))).await,
         Command::Exec(args) => exec::exec(args).await,
         Command::Role(args) => role::role(args).await,
         Command::Doc(args) => doc::doc(&args),

@@ -25,7 +25,7 @@ use toyc_engine::runner::{connect, for_each_host};
 use toyc_engine::transport::{atomic_write, quote, ExecRequest, PutOptions, Transport};
 
 use super::args::{RoleArgs, RunArgs};
-use super::run::{extra_vars, run_with, AfterApply, RunExtras};
+use super::run::{converge_with, extra_vars, AfterApply, RunExtras};
 use super::targets::{seconds, ssh_options};
 use super::{Failure, Outcome};
 use crate::exit::ExitCode;
@@ -103,7 +103,7 @@ pub async fn role(args: RoleArgs) -> Outcome {
         after_apply: Some(record.hook()),
     };
     let check = args.check;
-    let outcome = run_with(run_args(&args, &repo.script)?, extras).await;
+    let outcome = converge_with(&run_args(&args, &repo.script)?, "role", None, extras).await;
     if matches!(outcome, Ok(ExitCode::Success)) && !check {
         note_applied(&applied_here, &synced.new)?;
     }

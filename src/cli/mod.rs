@@ -4,6 +4,7 @@
 mod args;
 mod doc;
 mod exec;
+mod role;
 mod run;
 mod targets;
 
@@ -104,6 +105,7 @@ async fn dispatch(command: Command) -> Outcome {
         Command::Run(args) => run::run(args).await,
         Command::Up(args) => run::converge(&args.run, "up", Some(args.max_cycles.max(1))).await,
         Command::Exec(args) => exec::exec(args).await,
+        Command::Role(args) => role::role(args).await,
         Command::Doc(args) => doc::doc(&args),
     }
 }

@@ -25,4 +25,5 @@ pub mod runner;
 pub mod sandbox;
 pub mod script_error;
 pub mod secrets;
+pub mod state_dir;
 pub mod transport;

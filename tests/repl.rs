@@ -398,3 +398,56 @@ fn a_pending_operation_is_shown_and_applied_only_after_confirming() {
         pool.docker_exec(i, &format!("rm -f {path}"));
     }
 }
+
+#[test]
+fn meta_commands_stay_apart_from_script_input() {
+    let Some(pool) = hosts::shared() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    inventory(pool, dir.path());
+    let mut console = Console::start(dir.path(), &["-i", "inv.yml"]);
+    // The background connection report comes above the prompt, which is drawn again.
+    console.expect("connected to 3 hosts");
+    console.settle();
+    let help = console.run(".help");
+    let fleet = help
+        .find(r#"hosts("web").exec("uptime")"#)
+        .expect("fleet API in help");
+    let commands = help.find(".apply").expect("meta-commands in help");
+    assert!(
+        fleet < commands,
+        "the function-level API comes first:\n{help}"
+    );
+    let out = console.run(".hosts");
+    for (name, i) in [("web-one", 0), ("web-two", 1), ("db-one", 2)] {
+        let address = &pool.hosts()[i].address;
+        assert!(
+            out.lines().any(|l| l.starts_with(name)
+                && l.contains(address.as_str())
+                && l.contains("connected")
+                && !l.contains("not connected")),
+            "{out}"
+        );
+    }
+    let out = console.run(".doc files::line");
+    assert!(out.contains("files::line("), "{out}");
+    assert!(
+        !out.contains("files::copy("),
+        "only the function asked for: {out}"
+    );
+    let out = console.run(".doc nosuch");
+    assert!(out.contains("no module `nosuch`"), "{out}");
+    let out = console.run(".frobnicate");
+    assert!(out.contains("unknown command `.frobnicate`"), "{out}");
+    // `.sudo on` reaches the hosts' commands (root logs in, so sudo -n just works).
+    console.run(".sudo on");
+    let out = console.run(r#"hosts("db-one").exec("echo $SUDO_USER")"#);
+    assert!(has_row(&out, "db-one", "ok", "root"), "{out}");
+    console.run(".sudo off");
+    // A host function outside `on(...)` says how to use it in the console.
+    let out = console.run(r#"host::exec("true")"#);
+    assert!(out.contains("on(\"web\""), "{out}");
+    let out = console.run(r#"on("db-one", || host::facts().hostname)"#);
+    assert!(has_row(&out, "db-one", "ok", "h3"), "{out}");
+}

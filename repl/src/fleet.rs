@@ -75,6 +75,17 @@ impl Row {
     }
 }
 
+/// A host and the operations declared for it, in call order.
+type HostPlan = (Host, Vec<Arc<dyn Operation>>);
+
+/// A host's pending operations as planned: its connection (none when unreachable) and
+/// what each operation would do, or why planning failed.
+type Planned = (
+    Host,
+    Option<Arc<dyn Transport>>,
+    Result<Vec<Outcome>, String>,
+);
+
 /// Why the console could not select hosts.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -103,7 +114,8 @@ pub struct Fleet {
     events: Arc<dyn EventSink>,
     root: PathBuf,
     transports: tokio::sync::Mutex<HashMap<String, Arc<dyn Transport>>>,
-    pending: Mutex<BTreeMap<usize, (Host, Vec<Arc<dyn Operation>>)>>,
+    /// Keyed by inventory position, so hosts are planned and shown in inventory order.
+    pending: Mutex<BTreeMap<usize, HostPlan>>,
     new_pending: AtomicBool,
 }
 
@@ -355,7 +367,7 @@ impl Fleet {
             .sum()
     }
 
-    fn pending_snapshot(&self) -> Vec<(Host, Vec<Arc<dyn Operation>>)> {
+    fn pending_snapshot(&self) -> Vec<HostPlan> {
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -403,14 +415,7 @@ impl Fleet {
         }
     }
 
-    #[allow(clippy::type_complexity)]
-    fn plan_pending(
-        &self,
-    ) -> Vec<(
-        Host,
-        Option<Arc<dyn Transport>>,
-        Result<Vec<Outcome>, String>,
-    )> {
+    fn plan_pending(&self) -> Vec<Planned> {
         let pending = self.pending_snapshot();
         let hosts: Vec<Host> = pending.iter().map(|(h, _)| h.clone()).collect();
         let sudo = self.sudo();

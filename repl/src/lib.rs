@@ -51,6 +51,9 @@ pub enum ReplError {
     Terminal(#[from] std::io::Error),
 }
 
+/// Renders the manual of a module or function for `.doc NAME`, or says why not.
+pub type DocRenderer = Box<dyn Fn(&str) -> Result<String, String>>;
+
 /// What a session starts with.
 pub struct ReplConfig {
     /// Hosts, limit, connections.
@@ -58,7 +61,7 @@ pub struct ReplConfig {
     /// The history file (`None`: history only for this session).
     pub history: Option<PathBuf>,
     /// Renders `.doc NAME` (a module, or `module::function`); the same text as `toyc doc`.
-    pub doc: Box<dyn Fn(&str) -> Result<String, String>>,
+    pub doc: DocRenderer,
 }
 
 /// The help `.help` prints: the fleet functions first, then the meta-commands.
@@ -184,15 +187,11 @@ struct Session {
     scope: Scope<'static>,
     functions: AST,
     words: Arc<Mutex<Words>>,
-    doc: Box<dyn Fn(&str) -> Result<String, String>>,
+    doc: DocRenderer,
 }
 
 impl Session {
-    fn new(
-        fleet: &Arc<Fleet>,
-        root: &Path,
-        doc: Box<dyn Fn(&str) -> Result<String, String>>,
-    ) -> Session {
+    fn new(fleet: &Arc<Fleet>, root: &Path, doc: DocRenderer) -> Session {
         let limits = Limits {
             // One engine serves the whole session: its clock must not run out.
             timeout: std::time::Duration::from_secs(10 * 365 * 24 * 3600),

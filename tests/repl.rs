@@ -135,6 +135,13 @@ impl Console {
         }
     }
 
+    /// Wait until `wanted` was shown at any time since the start.
+    fn shown(&mut self, wanted: &str) {
+        let seen = std::mem::take(&mut self.seen);
+        self.expect(wanted);
+        self.seen = self.seen.max(seen);
+    }
+
     /// Type `line`, Enter, and return everything shown until it finished.
     fn run(&mut self, line: &str) -> String {
         self.line(line);
@@ -156,7 +163,7 @@ impl Console {
                 stable_since = (text.len(), Instant::now());
             }
             let quiet = stable_since.1.elapsed() >= Duration::from_millis(300);
-            if quiet && prompt.is_match(&text[self.seen..]) {
+            if quiet && prompt.is_match(&text) {
                 let got = text[self.seen..].to_owned();
                 self.seen = text.len();
                 return got;
@@ -217,6 +224,14 @@ fn inventory(pool: &HostPool, dir: &std::path::Path) {
     std::fs::write(dir.join("inv.yml"), yaml).expect("write inventory");
 }
 
+/// A console over [`inventory`], in a fresh working directory.
+fn console(pool: &HostPool) -> (tempfile::TempDir, Console) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    inventory(pool, dir.path());
+    let console = Console::start(dir.path(), &["-i", "inv.yml"]);
+    (dir, console)
+}
+
 /// A row of the results table: host, status, first line of output.
 fn has_row(output: &str, host: &str, status: &str, text: &str) -> bool {
     output.lines().any(|l| {
@@ -230,9 +245,7 @@ fn a_command_on_a_group_prints_one_row_per_host_and_the_results_can_be_kept() {
     let Some(pool) = hosts::shared() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    inventory(pool, dir.path());
-    let mut console = Console::start(dir.path(), &["-i", "inv.yml"]);
+    let (_dir, mut console) = console(pool);
     let out = console.run(r#"hosts("web").exec("hostname")"#);
     assert!(has_row(&out, "web-one", "ok", "h1"), "{out}");
     assert!(has_row(&out, "web-two", "ok", "h2"), "{out}");
@@ -265,9 +278,7 @@ fn tab_completes_a_host_name() {
     let Some(pool) = hosts::shared() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    inventory(pool, dir.path());
-    let mut console = Console::start(dir.path(), &["-i", "inv.yml"]);
+    let (_dir, mut console) = console(pool);
     console.send(r#"hosts("db"#);
     console.send("\t");
     console.expect("db-one");
@@ -289,9 +300,7 @@ fn a_multi_line_function_is_entered_and_called() {
     let Some(pool) = hosts::shared() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    inventory(pool, dir.path());
-    let mut console = Console::start(dir.path(), &["-i", "inv.yml"]);
+    let (_dir, mut console) = console(pool);
     console.line("fn up(pattern) {");
     console.expect("... ");
     console.line(r#"  let r = hosts(pattern).exec("true");"#);
@@ -316,9 +325,7 @@ fn ctrl_c_cancels_a_long_sleep_on_every_host_and_the_session_goes_on() {
     let Some(pool) = hosts::shared() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    inventory(pool, dir.path());
-    let mut console = Console::start(dir.path(), &["-i", "inv.yml"]);
+    let (_dir, mut console) = console(pool);
     // A duration no other test uses, so pgrep finds only this one.
     let pattern = "sleep 30[.]0617";
     console.line(r#"hosts("web").exec("sleep 30.0617")"#);
@@ -361,11 +368,9 @@ fn a_pending_operation_is_shown_and_applied_only_after_confirming() {
     let Some(pool) = hosts::shared() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    inventory(pool, dir.path());
     let path = format!("/tmp/toyc-repl-{}.conf", std::process::id());
     let exists = |i: usize| pool.docker_exec(i, &format!("cat {path}")).status.success();
-    let mut console = Console::start(dir.path(), &["-i", "inv.yml"]);
+    let (_dir, mut console) = console(pool);
     let out = console.run(&format!(
         r#"on("web", || files::content("{path}", "from the console\n"))"#
     ));
@@ -404,11 +409,9 @@ fn meta_commands_stay_apart_from_script_input() {
     let Some(pool) = hosts::shared() else {
         return;
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    inventory(pool, dir.path());
-    let mut console = Console::start(dir.path(), &["-i", "inv.yml"]);
+    let (_dir, mut console) = console(pool);
     // The background connection report comes above the prompt, which is drawn again.
-    console.expect("connected to 3 hosts");
+    console.shown("connected to 3 hosts");
     console.settle();
     let help = console.run(".help");
     let fleet = help
@@ -450,4 +453,10 @@ fn meta_commands_stay_apart_from_script_input() {
     assert!(out.contains("on(\"web\""), "{out}");
     let out = console.run(r#"on("db-one", || host::facts().hostname)"#);
     assert!(has_row(&out, "db-one", "ok", "h3"), "{out}");
+}
+
+#[test]
+fn without_a_terminal_the_console_says_what_to_do_instead() {
+    let ran = crate::support::cli::Toyc::new().args(["repl"]).run();
+    ran.code(65).stderr_has("`toyc repl` needs a terminal");
 }

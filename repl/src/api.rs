@@ -319,3 +319,78 @@ pub fn register(engine: &mut Engine, fleet: &Arc<Fleet>) {
     engine.register_fn("to_string", |r: &mut Results| r.render());
     engine.register_fn("to_debug", |r: &mut Results| r.render());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(
+        host: &str,
+        status: HostStatus,
+        code: Option<i32>,
+        stdout: &str,
+        error: Option<&str>,
+    ) -> (Row, Dynamic) {
+        let row = Row {
+            host: host.into(),
+            status,
+            code,
+            stdout: stdout.into(),
+            stderr: "boom\n".into(),
+            error: error.map(Into::into),
+            elapsed_ms: 10,
+        };
+        (row, Dynamic::UNIT)
+    }
+
+    #[test]
+    fn results_render_one_row_per_host_with_further_lines_indented() {
+        let results = Results {
+            rows: vec![
+                row(
+                    "web1",
+                    HostStatus::Ok,
+                    Some(0),
+                    "up 2 days\nload 0.1\n",
+                    None,
+                ),
+                row(
+                    "web22",
+                    HostStatus::Failed,
+                    Some(3),
+                    "",
+                    Some("exit status 3"),
+                ),
+                row(
+                    "db1",
+                    HostStatus::Unreachable,
+                    None,
+                    "",
+                    Some("connection refused"),
+                ),
+            ],
+            elapsed_ms: 1500,
+        };
+        let text = results.render();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "web1   ok           up 2 days");
+        assert_eq!(lines[1], "                    load 0.1");
+        // A failed command shows what it said on stderr when stdout is empty.
+        assert_eq!(lines[2], "web22  exit 3       boom");
+        assert_eq!(lines[3], "db1    unreachable  connection refused");
+        assert_eq!(lines[4], "1 ok, 1 failed, 1 unreachable in 1.50s");
+    }
+
+    #[test]
+    fn exec_options_are_checked_by_name() {
+        let mut options = Map::new();
+        options.insert("sudo".into(), true.into());
+        options.insert("timeout".into(), Dynamic::from(5_i64));
+        let request = exec_request("uptime", &options).expect("valid");
+        assert!(request.sudo);
+        assert_eq!(request.timeout, Some(Duration::from_secs(5)));
+        options.insert("sudoo".into(), true.into());
+        let err = exec_request("uptime", &options).expect_err("unknown option");
+        assert!(err.to_string().contains("no option `sudoo`"), "{err}");
+    }
+}

@@ -16,6 +16,12 @@ const HISTORY_FILE: &str = "repl_history";
 /// The top-level entry point for `toyc repl`; runs on the calling thread until the
 /// console ends (the line editor blocks), with `runtime` for the hosts' connections.
 pub fn repl(args: ReplArgs, runtime: &tokio::runtime::Handle) -> Outcome {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
+        return Err(Failure::input(anyhow::anyhow!(
+            "`toyc repl` needs a terminal on stdin and stdout; to run lines from a file, put them in a script for `toyc run`"
+        )));
+    }
     let targets = &args.targets;
     let inventory = match &targets.inventory {
         Some(path) => Inventory::load(path).map_err(Failure::input)?,

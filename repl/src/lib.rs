@@ -407,6 +407,8 @@ impl Session {
             ".help" => println!("{HELP}"),
             ".quit" | ".exit" => return false,
             ".hosts" => self.list_hosts(),
+            // The console's own functions are documented in its help.
+            ".doc" if matches!(arg, "hosts" | "on" | "exec") => println!("{HELP}"),
             ".doc" => match (self.doc)(arg) {
                 Ok(text) => println!("{}", text.trim_end()),
                 Err(e) => eprintln!("error: {e}"),

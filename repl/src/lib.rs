@@ -225,11 +225,10 @@ impl Session {
             ]),
         );
         let menu = ColumnarMenu::default().with_name("completion_menu");
-        let mut validator_engine = self.sandbox.engine(None, |_| {});
-        api::register(&mut validator_engine, &self.fleet);
         let mut editor = Reedline::create()
+            // Parsing needs no functions: calls are resolved when a line runs.
             .with_validator(Box::new(RhaiValidator {
-                engine: validator_engine,
+                engine: self.sandbox.engine(None, |_| {}),
             }))
             .with_highlighter(Box::new(RhaiHighlighter))
             .with_completer(Box::new(ReplCompleter {

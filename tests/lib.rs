@@ -7,6 +7,7 @@ mod apply;
 mod cli;
 mod docs;
 mod harness;
+mod repl;
 mod roles;
 mod sandbox;
 mod ssh;

@@ -30,5 +30,5 @@ pub mod sandbox;
 pub mod scheduler;
 pub mod script_error;
 pub mod secrets;
-pub mod state;
+pub mod state_dir;
 pub mod transport;

@@ -57,6 +57,17 @@ pub enum Command {
     ///   toyc doc host
     #[command(verbatim_doc_comment)]
     Doc(DocArgs),
+    /// An interactive console: Rhai lines against live hosts, variables kept between lines.
+    ///
+    /// `hosts("web").exec("uptime")` runs a command on every host of a pattern and prints
+    /// one row per host; operations typed at the prompt are planned and shown, and applied
+    /// only by `.apply` after a confirmation. `.help` inside lists the rest.
+    ///
+    /// Examples:
+    ///   toyc repl -i inventory.yml
+    ///   toyc repl -i hosts.ini -l web
+    #[command(verbatim_doc_comment)]
+    Repl(ReplArgs),
 }
 
 /// Which hosts to act on and how to reach them.
@@ -270,4 +281,11 @@ pub struct DocArgs {
     /// Markdown, for docs/stdlib.md.
     #[arg(long)]
     pub markdown: bool,
+}
+
+/// `toyc repl`.
+#[derive(Debug, Args)]
+pub struct ReplArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
 }

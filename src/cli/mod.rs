@@ -4,6 +4,7 @@
 mod args;
 mod doc;
 mod exec;
+mod repl;
 mod role;
 mod run;
 mod targets;
@@ -73,8 +74,17 @@ pub fn main() -> i32 {
             return ExitCode::Failed.code();
         }
     };
+    let command = match cli.command {
+        // The console handles Ctrl-C itself: it cancels a line, not the session.
+        Command::Repl(args) => {
+            let outcome = repl::repl(args, runtime.handle());
+            runtime.shutdown_timeout(Duration::from_secs(2));
+            return exit_status(outcome);
+        }
+        command => command,
+    };
     let outcome = runtime.block_on(async {
-        let work = dispatch(cli.command);
+        let work = dispatch(command);
         tokio::pin!(work);
         tokio::select! {
             outcome = &mut work => outcome,
@@ -91,6 +101,11 @@ pub fn main() -> i32 {
     // Blocking script threads stop at their next operation once cancelled; do not wait
     // for one stuck in a native call.
     runtime.shutdown_timeout(Duration::from_secs(2));
+    exit_status(outcome)
+}
+
+/// A subcommand's outcome as the process exit status, with its error printed.
+fn exit_status(outcome: Outcome) -> i32 {
     match outcome {
         Ok(code) => code.code(),
         Err(failure) => {
@@ -107,6 +122,8 @@ async fn dispatch(command: Command) -> Outcome {
         Command::Exec(args) => exec::exec(args).await,
         Command::Role(args) => role::role(args).await,
         Command::Doc(args) => doc::doc(&args),
+        // `main` runs the console itself, outside this future.
+        Command::Repl(_) => Err(anyhow::anyhow!("toyc bug: the console reached dispatch").into()),
     }
 }
 

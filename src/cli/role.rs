@@ -37,7 +37,7 @@ const HOST_RECORDS: &str = "${XDG_STATE_HOME:-$HOME/.local/state}/toyc/roles";
 pub async fn role(args: RoleArgs) -> Outcome {
     check_name(&args.role)?;
     let url = repo_url(&args)?;
-    let state = toyc_engine::state::state_dir().map_err(Failure::input)?;
+    let state = toyc_engine::state_dir::state_dir().map_err(Failure::input)?;
     let cache = gitsync::cache_path(&state.join("roles"), &args.role, &url);
     let synced = sync(&args, &url, &cache).await?;
     for note in &synced.notes {

@@ -110,7 +110,7 @@ pub async fn converge_with(
         let mut prepared =
             prepare_all(args, &job, &ssh, &progress, std::mem::take(&mut active)).await;
         progress.finish();
-        show(events.as_ref(), &prepared);
+        show(events.as_ref(), &prepared, args.diff);
         let pending: usize = prepared.iter().map(Prepared::pending).sum();
         let apply = pending > 0 && !args.check && cycle <= max_cycles;
         if pending > 0 && !args.check && cycle > max_cycles {
@@ -268,8 +268,15 @@ fn script_job(args: &RunArgs, hosts: &[Host], root: Option<PathBuf>) -> Result<S
 }
 
 /// Every host's planned changes, in inventory order (and its reasoned no-changes), with
-/// the handlers each stage would run when notified.
-fn show(events: &dyn EventSink, prepared: &[Prepared]) {
+/// the handlers each stage would run when notified; their diffs only under `--diff`.
+fn show(events: &dyn EventSink, prepared: &[Prepared], diff: bool) {
+    let view = |change: &toyc_engine::plan::Change| {
+        let mut view = toyc_engine::events::ChangeView::from(change);
+        if !diff {
+            view.diff = None;
+        }
+        view
+    };
     for host in prepared {
         let name = &host.result.host;
         for stage in &host.stages {
@@ -277,7 +284,7 @@ fn show(events: &dyn EventSink, prepared: &[Prepared]) {
                 match outcome {
                     Outcome::Change(change) => events.emit(&Event::Change {
                         host: name.clone(),
-                        change: change.into(),
+                        change: view(change),
                     }),
                     Outcome::NoChange(no) => events.emit(&Event::NoChange {
                         host: name.clone(),
@@ -289,14 +296,14 @@ fn show(events: &dyn EventSink, prepared: &[Prepared]) {
             }
             for handler in &stage.handlers {
                 for change in toyc_engine::apply::changes(&handler.outcomes) {
-                    let mut view: toyc_engine::events::ChangeView = change.into();
-                    view.summary = format!(
+                    let mut shown = view(change);
+                    shown.summary = format!(
                         "{} (handler `{}`, when notified)",
-                        view.summary, handler.name
+                        shown.summary, handler.name
                     );
                     events.emit(&Event::Change {
                         host: name.clone(),
-                        change: view,
+                        change: shown,
                     });
                 }
             }

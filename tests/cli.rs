@@ -164,6 +164,17 @@ enum Event {
         level: String,
         text: String,
     },
+    StageStart {
+        stage: String,
+        hosts: Vec<String>,
+    },
+    StageEnd {
+        stage: String,
+        ok: usize,
+        failed: usize,
+        skipped: usize,
+        aborted: bool,
+    },
     HostEnd(HostEnd),
     Summary(Summary),
 }
@@ -187,6 +198,7 @@ struct Summary {
     ok: usize,
     failed: usize,
     unreachable: usize,
+    skipped: usize,
     changed: usize,
     elapsed_ms: u64,
 }

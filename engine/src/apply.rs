@@ -38,57 +38,79 @@ pub async fn plan_host(
     contents: bool,
     sudo: bool,
 ) -> Result<Vec<Outcome>, ApplyError> {
-    let mut queries: Vec<FactQuery> = operations.iter().flat_map(|op| op.facts()).collect();
-    if contents {
-        queries.extend(
-            operations
-                .iter()
-                .map(|op| FactQuery::Content(op.target().to_owned())),
-        );
-    }
-    let batch = FactBatch::new(queries);
-    let mut facts = if batch.is_empty() {
-        Facts::default()
-    } else {
-        let script = batch.script();
-        // A command line arrives whole or not at all, and costs the host no extra
-        // processes; only a script too long for one argument goes through stdin.
-        let request = if fits_inline(&script) {
-            ExecRequest {
-                command: script,
-                sudo,
-                ..ExecRequest::default()
-            }
-        } else {
-            ExecRequest {
-                command: run_from_stdin(script.len()),
-                stdin: Some(script.into_bytes()),
-                sudo,
-                ..ExecRequest::default()
-            }
-        };
-        let output = transport.exec(&request, None).await?;
-        if output.status != 0 {
-            return Err(ApplyError::Facts(format!(
-                "exit status {}: {}",
-                output.status,
-                output.stderr_text().trim()
-            )));
-        }
-        batch
-            .parse(&output.stdout_text())
-            .map_err(ApplyError::Facts)?
-    };
+    let mut facts =
+        gather_facts(transport, &fact_queries(operations.iter(), contents), sudo).await?;
     operations
         .iter()
-        .map(|op| {
-            op.plan(&mut facts).map_err(|reason| ApplyError::Operation {
-                operation: op.name().to_owned(),
-                target: op.target().to_owned(),
-                reason,
-            })
-        })
+        .map(|op| plan_operation(op.as_ref(), &mut facts))
         .collect()
+}
+
+/// Every fact `operations` need; with `contents`, also each target's content (for diffs).
+pub fn fact_queries<'a>(
+    operations: impl Iterator<Item = &'a Arc<dyn Operation>> + Clone,
+    contents: bool,
+) -> Vec<FactQuery> {
+    let mut queries: Vec<FactQuery> = operations.clone().flat_map(|op| op.facts()).collect();
+    if contents {
+        // Only paths have content: a user name or a command does not.
+        queries.extend(
+            operations
+                .map(|op| op.target())
+                .filter(|target| target.starts_with('/'))
+                .map(|target| FactQuery::Content(target.to_owned())),
+        );
+    }
+    queries
+}
+
+/// Plan one operation against `facts` (which it updates with the state it leaves).
+pub fn plan_operation(op: &dyn Operation, facts: &mut Facts) -> Result<Outcome, ApplyError> {
+    op.plan(facts).map_err(|reason| ApplyError::Operation {
+        operation: op.name().to_owned(),
+        target: op.target().to_owned(),
+        reason,
+    })
+}
+
+/// Ask `queries` of the host in one round trip (none when there are none).
+pub async fn gather_facts(
+    transport: &dyn Transport,
+    queries: &[FactQuery],
+    sudo: bool,
+) -> Result<Facts, ApplyError> {
+    let batch = FactBatch::new(queries.to_vec());
+    if batch.is_empty() {
+        return Ok(Facts::default());
+    }
+    let script = batch.script();
+    // A command line arrives whole or not at all, and costs the host no extra
+    // processes; only a script too long for one argument goes through stdin.
+    let request = if fits_inline(&script) {
+        ExecRequest {
+            command: script,
+            sudo,
+            ..ExecRequest::default()
+        }
+    } else {
+        ExecRequest {
+            command: run_from_stdin(script.len()),
+            stdin: Some(script.into_bytes()),
+            sudo,
+            ..ExecRequest::default()
+        }
+    };
+    let output = transport.exec(&request, None).await?;
+    if output.status != 0 {
+        return Err(ApplyError::Facts(format!(
+            "exit status {}: {}",
+            output.status,
+            output.stderr_text().trim()
+        )));
+    }
+    batch
+        .parse(&output.stdout_text())
+        .map_err(ApplyError::Facts)
 }
 
 /// Make `changes` in one round trip; each step's result comes back.
@@ -96,6 +118,16 @@ pub async fn apply_host(
     transport: &dyn Transport,
     changes: &[&Change],
     sudo: bool,
+) -> Result<Vec<StepResult>, ApplyError> {
+    apply_within(transport, changes, sudo, None).await
+}
+
+/// [`apply_host`], killing the changes on the host when they take longer than `timeout`.
+pub async fn apply_within(
+    transport: &dyn Transport,
+    changes: &[&Change],
+    sudo: bool,
+    timeout: Option<std::time::Duration>,
 ) -> Result<Vec<StepResult>, ApplyError> {
     if changes.is_empty() {
         return Ok(Vec::new());
@@ -108,6 +140,7 @@ pub async fn apply_host(
         ExecRequest {
             command: script.script().to_owned(),
             sudo,
+            timeout,
             ..ExecRequest::default()
         }
     } else {
@@ -115,6 +148,7 @@ pub async fn apply_host(
             command: "exec sh -s".to_owned(),
             stdin: Some(script.script().as_bytes().to_vec()),
             sudo,
+            timeout,
             ..ExecRequest::default()
         }
     };

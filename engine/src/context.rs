@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 use crate::events::{Event, EventSink, Level};
 use crate::inventory::Host;
 use crate::plan::Operation;
+use crate::runbook::Runbook;
 use crate::transport::{ExecOutput, ExecRequest, PutOptions, Transport, TransportError};
 
 /// Facts every host answers in one round trip (see [`HostContext::basic_facts`]).
@@ -46,7 +47,7 @@ pub struct HostContext {
     pub timeout: Option<Duration>,
     facts: Mutex<Option<BasicFacts>>,
     unreachable: AtomicBool,
-    operations: Mutex<Vec<Arc<dyn Operation>>>,
+    runbook: Mutex<Runbook>,
 }
 
 impl std::fmt::Debug for HostContext {
@@ -76,7 +77,7 @@ impl HostContext {
             timeout: None,
             facts: Mutex::new(None),
             unreachable: AtomicBool::new(false),
-            operations: Mutex::new(Vec::new()),
+            runbook: Mutex::new(Runbook::default()),
         }
     }
 
@@ -186,15 +187,23 @@ impl HostContext {
     /// Add an operation to this host's plan. Operations do not act when called: they are
     /// planned together after the script ran (facts in one round trip), then applied.
     pub fn add_operation(&self, operation: Arc<dyn Operation>) {
-        self.operations
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(operation);
+        self.with_runbook(|book| book.add(operation));
     }
 
-    /// The operations the script declared, in call order, leaving none behind.
+    /// Shape this host's runbook (stages, handlers, notifications) as the script runs.
+    pub fn with_runbook<T>(&self, change: impl FnOnce(&mut Runbook) -> T) -> T {
+        change(&mut self.runbook.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// The operations the script declared, in call order (handlers left out), leaving
+    /// none behind.
     pub fn take_operations(&self) -> Vec<Arc<dyn Operation>> {
-        std::mem::take(&mut *self.operations.lock().unwrap_or_else(|p| p.into_inner()))
+        self.take_runbook().operations().cloned().collect()
+    }
+
+    /// What the script declared, leaving nothing behind.
+    pub fn take_runbook(&self) -> Runbook {
+        self.with_runbook(std::mem::take)
     }
 
     /// The variables scripts see as `vars`.

@@ -13,8 +13,10 @@
 //! | `change` | `{"host": "h1", "operation": "files::file", "target": "/etc/motd", "kind": "create"\|"modify"\|"remove"\|"run", "summary": "...", "diff": "..."\|null}`: planned, not yet made |
 //! | `no_change` | `{"host": "h1", "operation": "...", "target": "...", "reason": "..."}` |
 //! | `step` | `{"host": "h1", "operation": "...", "target": "...", "status": 0, "output": "..."}`: a change was made (status 0) or failed |
-//! | `host_end` | `{"host": "h1", "status": "ok"\|"failed"\|"unreachable", "exit_code": 0\|null, "error": "..."\|null, "changed": 3, "elapsed_ms": 12}` |
-//! | `summary` | `{"ok": 9, "failed": 0, "unreachable": 1, "changed": 27, "elapsed_ms": 850}` |
+//! | `stage_start` | `{"stage": "deploy", "hosts": ["h1", "h2"]}`: a stage begins on the hosts with changes in it |
+//! | `stage_end` | `{"stage": "deploy", "ok": 1, "failed": 1, "skipped": 0, "aborted": true}` |
+//! | `host_end` | `{"host": "h1", "status": "ok"\|"failed"\|"unreachable"\|"skipped", "exit_code": 0\|null, "error": "..."\|null, "changed": 3, "elapsed_ms": 12}` |
+//! | `summary` | `{"ok": 9, "failed": 0, "unreachable": 1, "skipped": 0, "changed": 27, "elapsed_ms": 850}` |
 //!
 //! New fields may be added to `data`; existing ones keep their meaning.
 
@@ -87,6 +89,26 @@ pub enum Event {
         /// What the step printed.
         output: String,
     },
+    /// A stage begins on these hosts (those with changes in it).
+    StageStart {
+        /// The stage's name.
+        stage: String,
+        /// Its hosts, in inventory order.
+        hosts: Vec<String>,
+    },
+    /// A stage ended.
+    StageEnd {
+        /// The stage's name.
+        stage: String,
+        /// Hosts whose part succeeded.
+        ok: usize,
+        /// Hosts whose part failed.
+        failed: usize,
+        /// Hosts whose part never started (after an abort, or dropped).
+        skipped: usize,
+        /// Whether a failure stopped the run from starting more work.
+        aborted: bool,
+    },
     /// A host finished.
     HostEnd(HostResult),
     /// The run finished.
@@ -144,6 +166,8 @@ pub enum HostStatus {
     Failed,
     /// The host could not be reached, or the connection broke.
     Unreachable,
+    /// The run stopped (a failure elsewhere aborted it) before the host's changes were made.
+    Skipped,
 }
 
 /// The outcome of one host.
@@ -172,6 +196,8 @@ pub struct Summary {
     pub failed: usize,
     /// Hosts that could not be reached.
     pub unreachable: usize,
+    /// Hosts whose changes were not made because the run aborted.
+    pub skipped: usize,
     /// Changes made, over all hosts.
     pub changed: usize,
     /// Wall time of the whole run.
@@ -186,6 +212,7 @@ impl Summary {
             ok: count(HostStatus::Ok),
             failed: count(HostStatus::Failed),
             unreachable: count(HostStatus::Unreachable),
+            skipped: count(HostStatus::Skipped),
             changed: results.iter().map(|r| r.changed).sum(),
             elapsed_ms,
         }
@@ -226,6 +253,13 @@ pub struct HumanSink {
     pub verbose: bool,
     /// Width to pad host names to, so prefixed lines align.
     pub host_width: usize,
+    /// End with a table of every host's result (`run`, `up`) instead of a line per
+    /// host that did not succeed.
+    pub table: bool,
+    /// The hosts' results so far, for the table.
+    results: Mutex<Vec<HostResult>>,
+    /// The selected hosts, in order, from `run_start`.
+    order: Mutex<Vec<String>>,
     lock: Mutex<()>,
 }
 
@@ -236,7 +270,46 @@ impl HumanSink {
             stream,
             verbose,
             host_width,
+            table: false,
+            results: Mutex::new(Vec::new()),
+            order: Mutex::new(Vec::new()),
             lock: Mutex::new(()),
+        }
+    }
+
+    /// The same sink, ending with a table of every host's result.
+    pub fn with_table(mut self) -> HumanSink {
+        self.table = true;
+        self
+    }
+
+    /// Every host's result as a table: host, result, changes made, time, and what went
+    /// wrong, in the order the hosts were selected.
+    fn print_table(&self, order: &[String]) {
+        let mut results = self
+            .results
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        results.sort_by_key(|r| order.iter().position(|h| h == &r.host));
+        let width = self.host_width.max("host".len());
+        err_line(&format!(
+            "{:width$}  {:11}  {:>7}  {:>7}",
+            "host", "result", "changed", "time"
+        ));
+        for r in &results {
+            let error = r
+                .error
+                .as_deref()
+                .map(|e| format!("  {e}"))
+                .unwrap_or_default();
+            err_line(&format!(
+                "{:width$}  {:11}  {:>7}  {:>7}{error}",
+                r.host,
+                status_word(r.status),
+                r.changed,
+                seconds(r.elapsed_ms)
+            ));
         }
     }
 }
@@ -263,6 +336,27 @@ impl EventSink for HumanSink {
                     Level::Error => err_line(&format!("{prefix}error: {text}")),
                 }
             }
+            Event::RunStart { hosts, .. } => {
+                *self.order.lock().unwrap_or_else(|p| p.into_inner()) = hosts.clone();
+            }
+            Event::HostEnd(result) if self.table => {
+                self.results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(result.clone());
+            }
+            Event::StageStart { stage, hosts } if self.verbose => {
+                err_line(&format!("--> stage `{stage}` on {} host(s)", hosts.len()));
+            }
+            Event::StageEnd {
+                stage,
+                failed,
+                skipped,
+                aborted: true,
+                ..
+            } => err_line(&format!(
+                "stage `{stage}` aborted: {failed} host(s) failed, {skipped} not started; later stages do not run"
+            )),
             Event::HostEnd(result) if self.stream || result.status != HostStatus::Ok => {
                 let what = match (result.status, &result.error) {
                     (HostStatus::Ok, _) => "ok".to_owned(),
@@ -311,21 +405,12 @@ impl EventSink for HumanSink {
                     err_line(&format!("{:width$}      {line}", ""));
                 }
             }
-            Event::Summary(s) if s.changed > 0 => err_line(&format!(
-                "{} ok, {} failed, {} unreachable, {} changed in {}",
-                s.ok,
-                s.failed,
-                s.unreachable,
-                s.changed,
-                seconds(s.elapsed_ms)
-            )),
-            Event::Summary(s) => err_line(&format!(
-                "{} ok, {} failed, {} unreachable in {}",
-                s.ok,
-                s.failed,
-                s.unreachable,
-                seconds(s.elapsed_ms)
-            )),
+            Event::Summary(s) => {
+                if self.table {
+                    self.print_table(&self.order.lock().unwrap_or_else(|p| p.into_inner()));
+                }
+                err_line(&summary_line(s));
+            }
             _ => {}
         }
     }
@@ -333,14 +418,39 @@ impl EventSink for HumanSink {
 
 /// One line to stdout, secrets masked, ignoring a closed pipe (`toyc exec ... | head`).
 fn out_line(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", redact(text));
+    crate::progress::print_above(|| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", redact(text));
+    });
 }
 
 /// One line to stderr, secrets masked.
 fn err_line(text: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "{}", redact(text));
+    crate::progress::print_above(|| {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{}", redact(text));
+    });
+}
+
+/// `9 ok, 1 failed, 0 unreachable, 27 changed in 1.20s` (skipped hosts when any).
+fn summary_line(s: &Summary) -> String {
+    let skipped = if s.skipped > 0 {
+        format!(", {} skipped", s.skipped)
+    } else {
+        String::new()
+    };
+    let changed = if s.changed > 0 {
+        format!(", {} changed", s.changed)
+    } else {
+        String::new()
+    };
+    format!(
+        "{} ok, {} failed, {} unreachable{skipped}{changed} in {}",
+        s.ok,
+        s.failed,
+        s.unreachable,
+        seconds(s.elapsed_ms)
+    )
 }
 
 /// The word people see for a status.
@@ -349,6 +459,7 @@ pub fn status_word(status: HostStatus) -> &'static str {
         HostStatus::Ok => "ok",
         HostStatus::Failed => "failed",
         HostStatus::Unreachable => "unreachable",
+        HostStatus::Skipped => "skipped",
     }
 }
 

@@ -20,6 +20,53 @@ pub enum FactQuery {
     Content(String),
     /// The exit status of a read-only command (`unless` / `onlyif` guards).
     Status(String),
+    /// A user account (`getent passwd`, its groups from `id -Gn`): [`Fact::User`].
+    User(String),
+    /// A group (`getent group`): [`Fact::Group`].
+    Group(String),
+    /// Whether a Debian package is installed: [`Fact::Package`]. Every package of a batch
+    /// is asked in one `dpkg-query`.
+    Package(String),
+}
+
+/// A user account as the host's name service knows it. Values are `None` when not
+/// known: a planned change that creates the user records only what it sets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserFact {
+    /// Numeric user id.
+    pub uid: Option<u32>,
+    /// The primary group's name (its number when the group has no name).
+    pub group: Option<String>,
+    /// Supplementary groups, sorted, without the primary group.
+    pub groups: Option<Vec<String>>,
+    /// The GECOS field (`comment`).
+    pub comment: Option<String>,
+    /// Home directory.
+    pub home: Option<String>,
+    /// Login shell.
+    pub shell: Option<String>,
+}
+
+/// A group as the host's name service knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupFact {
+    /// Numeric group id; `None` when a planned change creates the group without one.
+    pub gid: Option<u32>,
+}
+
+/// A Debian package on a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PackageFact {
+    /// Installed (dpkg status `installed`, or only its triggers pending).
+    Installed {
+        /// The installed version, as dpkg prints it (`?` when a planned change installs it).
+        version: String,
+    },
+    /// Not installed (unknown to dpkg, removed, or only half there).
+    NotInstalled,
+    /// The host has no `dpkg-query`: it is not of the Debian family.
+    NoDpkg,
 }
 
 /// What is at a path.
@@ -69,6 +116,12 @@ pub enum Fact {
     Content(Option<Vec<u8>>),
     /// Answer to [`FactQuery::Status`].
     Status(i32),
+    /// Answer to [`FactQuery::User`]: `None` when there is no such user.
+    User(Option<UserFact>),
+    /// Answer to [`FactQuery::Group`]: `None` when there is no such group.
+    Group(Option<GroupFact>),
+    /// Answer to [`FactQuery::Package`].
+    Package(PackageFact),
 }
 
 /// The answers of one host for one phase, by question.
@@ -114,7 +167,7 @@ impl FactBatch {
         let mut script = String::new();
         let batched = self.batched_paths();
         for (index, query) in self.queries.iter().enumerate() {
-            if matches!(query, FactQuery::Path(p) if batched.contains(&p.as_str())) {
+            if self.is_batched(query, &batched) {
                 continue;
             }
             script.push_str(&format!("printf '\\n{MARKER}{} {index}\\n'\n", self.nonce));
@@ -127,7 +180,35 @@ impl FactBatch {
             script.push_str(&paths_command(&batched));
             script.push('\n');
         }
+        let packages = self.packages();
+        if !packages.is_empty() {
+            let index = self.queries.len() + 1;
+            script.push_str(&format!("printf '\\n{MARKER}{} {index}\\n'\n", self.nonce));
+            script.push_str(&packages_command(&packages));
+            script.push('\n');
+        }
         script
+    }
+
+    /// Package queries, all answered by one `dpkg-query` (its start-up reads the whole
+    /// status database: once per host, not once per package).
+    fn packages(&self) -> Vec<&str> {
+        self.queries
+            .iter()
+            .filter_map(|q| match q {
+                FactQuery::Package(name) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Whether `query` is answered in a shared section rather than its own.
+    fn is_batched(&self, query: &FactQuery, paths: &[&str]) -> bool {
+        match query {
+            FactQuery::Path(p) => paths.contains(&p.as_str()),
+            FactQuery::Package(_) => true,
+            _ => false,
+        }
     }
 
     /// Path queries answered together by one `stat` and one `sha256sum` (a few processes
@@ -175,8 +256,19 @@ impl FactBatch {
                     .insert(FactQuery::Path(path.to_owned()), Fact::Path(fact));
             }
         }
+        let packages = self.packages();
+        if !packages.is_empty() {
+            let text = sections
+                .get(&(self.queries.len() + 1))
+                .ok_or_else(|| "the host gave no answer for the package facts".to_owned())?;
+            for (name, fact) in parse_packages(&packages, text)? {
+                facts
+                    .answers
+                    .insert(FactQuery::Package(name.to_owned()), Fact::Package(fact));
+            }
+        }
         for (index, query) in self.queries.iter().enumerate() {
-            if matches!(query, FactQuery::Path(p) if batched.contains(&p.as_str())) {
+            if self.is_batched(query, &batched) {
                 continue;
             }
             let text = sections
@@ -220,6 +312,30 @@ impl Facts {
         }
     }
 
+    /// The user `name`, if asked (`Some(None)`: no such user).
+    pub fn user(&self, name: &str) -> Option<Option<&UserFact>> {
+        match self.answers.get(&FactQuery::User(name.to_owned())) {
+            Some(Fact::User(u)) => Some(u.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The group `name`, if asked (`Some(None)`: no such group).
+    pub fn group(&self, name: &str) -> Option<Option<&GroupFact>> {
+        match self.answers.get(&FactQuery::Group(name.to_owned())) {
+            Some(Fact::Group(g)) => Some(g.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The package `name`, if asked.
+    pub fn package(&self, name: &str) -> Option<&PackageFact> {
+        match self.answers.get(&FactQuery::Package(name.to_owned())) {
+            Some(Fact::Package(p)) => Some(p),
+            _ => None,
+        }
+    }
+
     /// Record the state a planned change will leave, so later operations plan against it.
     pub fn record(&mut self, query: FactQuery, fact: Fact) {
         self.answers.insert(query, fact);
@@ -244,11 +360,71 @@ fn command(query: &FactQuery) -> String {
             format!("if [ -f {p} ] && [ ! -L {p} ]; then echo present; base64 < {p}; else echo absent; fi")
         }
         FactQuery::Status(command) => format!("( {command} ) </dev/null >/dev/null 2>&1; echo $?"),
+        // `id -Gn` lists the primary group first, then the supplementary ones.
+        FactQuery::User(name) => {
+            let n = quote(name);
+            format!(
+                "if getent passwd {n}; then id -Gn {n} 2>/dev/null || true; else echo absent; fi"
+            )
+        }
+        FactQuery::Group(name) => format!("getent group {} || echo absent", quote(name)),
+        FactQuery::Package(name) => packages_command(&[name]),
     }
 }
 
+/// One `dpkg-query` for every package; a name dpkg never heard of is simply not listed.
+/// Without `dpkg-query` the answer says so, and every package's fact is
+/// [`PackageFact::NoDpkg`].
+fn packages_command(names: &[&str]) -> String {
+    let list: Vec<String> = names.iter().map(|n| quote(n)).collect();
+    let format = quote("${binary:Package}\t${Package}\t${db:Status-Abbrev}\t${Version}\n");
+    format!(
+        "if command -v dpkg-query >/dev/null 2>&1; then dpkg-query -W -f {format} {} 2>/dev/null; true; \
+         else echo '--no-dpkg'; fi",
+        list.join(" ")
+    )
+}
+
+/// Read [`packages_command`]'s answer. A package is matched by its plain name or its
+/// architecture-qualified one (`libc6:amd64`), and counts as installed when any
+/// matching line says so.
+fn parse_packages<'n>(
+    names: &[&'n str],
+    text: &str,
+) -> Result<Vec<(&'n str, PackageFact)>, String> {
+    if text.lines().any(|l| l == "--no-dpkg") {
+        return Ok(names.iter().map(|n| (*n, PackageFact::NoDpkg)).collect());
+    }
+    let mut installed: std::collections::HashMap<&str, &str> = std::collections::HashMap::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        let fields: Vec<&str> = line.splitn(4, '\t').collect();
+        let [qualified, plain, status, version] = fields.as_slice() else {
+            return Err(format!("unexpected dpkg-query line {line:?}"));
+        };
+        // The second letter of `db:Status-Abbrev` is the state: `i` installed, `t`/`W`
+        // installed with triggers pending; the rest (`n`, `c`, `U`, `H`, `F`) is not there.
+        if matches!(status.as_bytes().get(1), Some(b'i' | b't' | b'W')) {
+            installed.insert(qualified, version);
+            installed.insert(plain, version);
+        }
+    }
+    Ok(names
+        .iter()
+        .map(|n| {
+            let fact = match installed.get(n) {
+                Some(version) => PackageFact::Installed {
+                    version: (*version).to_owned(),
+                },
+                None => PackageFact::NotInstalled,
+            };
+            (*n, fact)
+        })
+        .collect())
+}
+
 /// One `stat` for every path, one `sha256sum` for the regular files (listed by the
-/// shell itself, not by a pipe to `xargs`), `readlink` only for symlinks. Missing paths simply produce no `stat` line.
+/// shell itself, not by a pipe to `xargs`), `readlink` only for symlinks. Missing paths
+/// simply produce no `stat` line.
 fn paths_command(paths: &[&str]) -> String {
     let list: Vec<String> = paths.iter().map(|p| quote(p)).collect();
     let list = list.join(" ");
@@ -329,7 +505,59 @@ fn parse_one(query: &FactQuery, text: &str) -> Result<Fact, String> {
             .parse()
             .map(Fact::Status)
             .map_err(|_| format!("not an exit status: {text:?}")),
+        FactQuery::User(_) => parse_user(text).map(Fact::User),
+        FactQuery::Group(_) => parse_group(text).map(Fact::Group),
+        FactQuery::Package(name) => {
+            let mut parsed = parse_packages(&[name.as_str()], text)?;
+            Ok(Fact::Package(
+                parsed
+                    .pop()
+                    .map(|(_, f)| f)
+                    .unwrap_or(PackageFact::NotInstalled),
+            ))
+        }
     }
+}
+
+/// `getent passwd` line (`name:x:uid:gid:gecos:home:shell`), then `id -Gn`'s.
+fn parse_user(text: &str) -> Result<Option<UserFact>, String> {
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or_default();
+    if first == "absent" {
+        return Ok(None);
+    }
+    let fields: Vec<&str> = first.split(':').collect();
+    let [_, _, uid, gid, gecos, home, shell] = fields.as_slice() else {
+        return Err(format!("unexpected passwd entry {first:?}"));
+    };
+    let uid = uid.parse().map_err(|_| format!("bad uid in {first:?}"))?;
+    let mut names = lines.next().unwrap_or_default().split_whitespace();
+    let group = names.next().unwrap_or(gid).to_owned();
+    let mut groups: Vec<String> = names.filter(|g| *g != group).map(str::to_owned).collect();
+    groups.sort();
+    groups.dedup();
+    Ok(Some(UserFact {
+        uid: Some(uid),
+        group: Some(group),
+        groups: Some(groups),
+        comment: Some((*gecos).to_owned()),
+        home: Some((*home).to_owned()),
+        shell: Some((*shell).to_owned()),
+    }))
+}
+
+/// `getent group` line (`name:x:gid:members`).
+fn parse_group(text: &str) -> Result<Option<GroupFact>, String> {
+    let line = text.lines().next().unwrap_or_default();
+    if line == "absent" {
+        return Ok(None);
+    }
+    let gid = line
+        .split(':')
+        .nth(2)
+        .and_then(|g| g.parse().ok())
+        .ok_or_else(|| format!("unexpected group entry {line:?}"))?;
+    Ok(Some(GroupFact { gid: Some(gid) }))
 }
 
 fn parse_path(text: &str) -> Result<PathFact, String> {
@@ -468,6 +696,106 @@ mod tests {
         let path = path.to_string_lossy().into_owned();
         let facts = ask(&[FactQuery::Content(path.clone())]);
         assert_eq!(facts.content(&path), Some(Some(&bytes[..])));
+    }
+
+    #[test]
+    fn users_and_groups_are_looked_up_by_name() {
+        let facts = ask(&[
+            FactQuery::User("root".into()),
+            FactQuery::User("toyc-no-such-user".into()),
+            FactQuery::Group("root".into()),
+            FactQuery::Group("toyc-no-such-group".into()),
+        ]);
+        let root = facts.user("root").flatten().expect("root exists");
+        assert_eq!(root.uid, Some(0));
+        assert_eq!(root.group.as_deref(), Some("root"));
+        assert_eq!(root.home.as_deref(), Some("/root"));
+        assert!(!root
+            .groups
+            .as_ref()
+            .expect("groups")
+            .contains(&"root".to_owned()));
+        assert_eq!(facts.user("toyc-no-such-user"), Some(None));
+        assert_eq!(facts.group("root"), Some(Some(&GroupFact { gid: Some(0) })));
+        assert_eq!(facts.group("toyc-no-such-group"), Some(None));
+    }
+
+    #[test]
+    fn a_passwd_entry_and_its_groups_parse() {
+        let user = parse_user("app:x:1500:1500:App User:/srv/app:/bin/bash\napp adm staff adm\n")
+            .expect("parses")
+            .expect("present");
+        assert_eq!(user.uid, Some(1500));
+        assert_eq!(user.group.as_deref(), Some("app"));
+        assert_eq!(
+            user.groups,
+            Some(vec!["adm".to_owned(), "staff".to_owned()])
+        );
+        assert_eq!(user.comment.as_deref(), Some("App User"));
+        assert_eq!(user.shell.as_deref(), Some("/bin/bash"));
+        assert_eq!(parse_user("absent\n").expect("parses"), None);
+        assert!(parse_user("garbage\n").is_err());
+    }
+
+    #[test]
+    fn package_states_come_from_the_status_letters() {
+        let text = "dpkg\tdpkg\tii \t1.21.22\n\
+                    libc6:amd64\tlibc6\tii \t2.36-9\n\
+                    gone\tgone\trc \t1.0\n\
+                    pending\tpending\tit \t2.0\n";
+        let facts = parse_packages(
+            &["dpkg", "libc6", "libc6:amd64", "gone", "pending", "never"],
+            text,
+        )
+        .expect("parses");
+        let installed = |v: &str| PackageFact::Installed { version: v.into() };
+        assert_eq!(
+            facts.into_iter().map(|(_, f)| f).collect::<Vec<_>>(),
+            [
+                installed("1.21.22"),
+                installed("2.36-9"),
+                installed("2.36-9"),
+                PackageFact::NotInstalled,
+                installed("2.0"),
+                PackageFact::NotInstalled,
+            ]
+        );
+        assert_eq!(
+            parse_packages(&["dpkg"], "--no-dpkg\n").expect("parses"),
+            [("dpkg", PackageFact::NoDpkg)]
+        );
+    }
+
+    #[test]
+    fn all_packages_of_a_batch_share_one_dpkg_query() {
+        let batch = FactBatch::new(vec![
+            FactQuery::Package("dpkg".into()),
+            FactQuery::Status("true".into()),
+            FactQuery::Package("toyc-no-such-package".into()),
+        ]);
+        assert_eq!(batch.script().matches("dpkg-query -W").count(), 1);
+        let facts = ask(&[
+            FactQuery::Package("dpkg".into()),
+            FactQuery::Status("true".into()),
+            FactQuery::Package("toyc-no-such-package".into()),
+        ]);
+        let has_dpkg = std::process::Command::new("sh")
+            .args(["-c", "command -v dpkg-query"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if has_dpkg {
+            assert!(matches!(
+                facts.package("dpkg"),
+                Some(PackageFact::Installed { .. })
+            ));
+            assert_eq!(
+                facts.package("toyc-no-such-package"),
+                Some(&PackageFact::NotInstalled)
+            );
+        } else {
+            assert_eq!(facts.package("dpkg"), Some(&PackageFact::NoDpkg));
+        }
+        assert_eq!(facts.status("true"), Some(0));
     }
 
     #[test]

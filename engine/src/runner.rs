@@ -16,6 +16,7 @@ use crate::context::HostContext;
 use crate::events::{Event, EventSink, HostResult, HostStatus, Level};
 use crate::inventory::{Host, TransportKind};
 use crate::plan::Operation;
+use crate::runbook::Runbook;
 use crate::sandbox::Sandbox;
 use crate::transport::{LocalTransport, SshOptions, SshTransport, Transport, TransportError};
 
@@ -100,13 +101,25 @@ pub struct ScriptJob {
 impl ScriptJob {
     /// Run the script for `host` over `transport` on a blocking thread (Rhai is synchronous;
     /// its host calls block on the runtime), and report how it went, with the operations
-    /// the script declared (planned next, see [`crate::apply`]).
+    /// the script declared in stage order (planned next, see [`crate::apply`]).
     pub async fn run(
+        &self,
+        host: Host,
+        transport: Arc<dyn Transport>,
+        started: Instant,
+    ) -> (HostResult, Vec<Arc<dyn Operation>>) {
+        let (result, runbook) = self.run_runbook(host, transport, started).await;
+        (result, runbook.operations().cloned().collect())
+    }
+
+    /// [`ScriptJob::run`], keeping what the script declared as a [`Runbook`]: its stages,
+    /// handlers and notifications.
+    pub async fn run_runbook(
         &self,
         mut host: Host,
         transport: Arc<dyn Transport>,
         started: Instant,
-    ) -> (HostResult, Vec<Arc<dyn Operation>>) {
+    ) -> (HostResult, Runbook) {
         for (key, value) in &self.extra_vars {
             host.vars.insert(key.clone(), value.clone());
         }
@@ -132,24 +145,32 @@ impl ScriptJob {
                 });
             let mut scope = script_scope(&context.host);
             let result = engine.run_ast_with_scope(&mut scope, &job.ast);
-            let result = result.map_err(|e| job.sandbox.describe(&e, &job.path));
-            (result, context.was_unreachable(), context.take_operations())
+            let result = result.map_err(|e| job.sandbox.describe(&e, &job.path).to_string());
+            let runbook = context.take_runbook();
+            // What only the whole script can tell (a notify naming no handler) fails the
+            // host like a script error, before anything is planned.
+            let result = result.and_then(|()| {
+                runbook
+                    .check()
+                    .map_err(|e| format!("{}: {e}", job.path.display()))
+            });
+            (result, context.was_unreachable(), runbook)
         })
         .await;
-        let (status, error, operations) = match outcome {
-            Ok((Ok(()), _, operations)) => (HostStatus::Ok, None, operations),
+        let (status, error, runbook) = match outcome {
+            Ok((Ok(()), _, runbook)) => (HostStatus::Ok, None, runbook),
             Ok((Err(e), unreachable, _)) => {
                 let status = if unreachable {
                     HostStatus::Unreachable
                 } else {
                     HostStatus::Failed
                 };
-                (status, Some(e.to_string()), Vec::new())
+                (status, Some(e), Runbook::default())
             }
             Err(e) => (
                 HostStatus::Failed,
                 Some(format!("the script's thread failed: {e}")),
-                Vec::new(),
+                Runbook::default(),
             ),
         };
         let result = HostResult {
@@ -160,7 +181,7 @@ impl ScriptJob {
             changed: 0,
             elapsed_ms: elapsed_ms(started),
         };
-        (result, operations)
+        (result, runbook)
     }
 }
 

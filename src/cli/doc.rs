@@ -10,6 +10,12 @@ use crate::exit::ExitCode;
 
 /// The top-level entry point for `toyc doc`.
 pub fn doc(args: &DocArgs) -> Outcome {
+    print!("{}", manual(args.module.as_deref(), args.markdown)?);
+    Ok(ExitCode::Success)
+}
+
+/// The manual of every module, of one (`files`), or of one function (`files::line`).
+pub fn manual(name: Option<&str>, markdown: bool) -> Result<String, Failure> {
     let mut sandbox = Sandbox::new(".", Limits::default());
     toyc_stdlib::register(&mut sandbox);
     let engine = sandbox.engine(None, |_| {});
@@ -18,13 +24,32 @@ pub fn doc(args: &DocArgs) -> Outcome {
         .context("unable to read the stdlib's metadata")?;
     let metadata: Value =
         serde_json::from_str(&json).context("unable to parse the stdlib's metadata")?;
-    let modules = metadata
+    let mut modules = metadata
         .get("modules")
         .and_then(Value::as_object)
+        .cloned()
         .ok_or_else(|| anyhow!("the stdlib's metadata lists no modules"))?;
-    let names: Vec<&String> = match &args.module {
+    // Functions called without a module prefix (`secret`, `stage`, `handler`, `notify`)
+    // are listed as the module `global`.
+    if let Some(globals) = metadata
+        .get("functions")
+        .filter(|f| f.as_array().is_some_and(|a| !a.is_empty()))
+    {
+        modules.insert(
+            "global".into(),
+            serde_json::json!({
+                "doc": "Functions scripts call without a module prefix: secrets, stages, handlers.",
+                "functions": globals,
+            }),
+        );
+    }
+    let (module, function) = match name.map(|n| n.split_once("::").unwrap_or((n, ""))) {
+        Some((module, function)) => (Some(module), Some(function).filter(|f| !f.is_empty())),
+        None => (None, None),
+    };
+    let names: Vec<&String> = match module {
         None => modules.keys().collect(),
-        Some(wanted) => match modules.get_key_value(wanted.as_str()) {
+        Some(wanted) => match modules.get_key_value(wanted) {
             Some((name, _)) => vec![name],
             None => {
                 let known: Vec<&str> = modules.keys().map(String::as_str).collect();
@@ -37,19 +62,33 @@ pub fn doc(args: &DocArgs) -> Outcome {
     };
     let mut out = String::new();
     for name in names {
-        render_module(&mut out, name, &modules[name.as_str()], args.markdown);
+        render_module(&mut out, name, &modules[name.as_str()], markdown, function);
     }
-    print!("{out}");
-    Ok(ExitCode::Success)
+    if let (Some(function), true) = (function, out.is_empty()) {
+        return Err(Failure::input(anyhow!(
+            "no function `{function}` in module `{}`; `toyc doc {}` lists them",
+            module.unwrap_or_default(),
+            module.unwrap_or_default()
+        )));
+    }
+    Ok(out)
 }
 
-fn render_module(out: &mut String, name: &str, module: &Value, markdown: bool) {
+/// `manual` for the console's `.doc NAME`: the text, or the error as one line.
+pub fn manual_text(name: &str) -> Result<String, String> {
+    let name = Some(name.trim()).filter(|n| !n.is_empty());
+    manual(name, false).map_err(|f| f.error.to_string())
+}
+
+fn render_module(out: &mut String, name: &str, module: &Value, markdown: bool, only: Option<&str>) {
     let doc = module
         .get("doc")
         .and_then(Value::as_str)
         .map(strip_comment_markers)
         .unwrap_or_default();
-    if markdown {
+    if only.is_some() {
+        // One function: no module header.
+    } else if markdown {
         out.push_str(&format!("## `{name}`\n\n{doc}\n\n"));
     } else {
         out.push_str(&format!("{name}\n{}\n{doc}\n\n", "=".repeat(name.len())));
@@ -65,7 +104,16 @@ fn render_module(out: &mut String, name: &str, module: &Value, markdown: bool) {
             .unwrap_or_default()
             .to_owned()
     });
+    let prefix = if name == "global" {
+        String::new()
+    } else {
+        format!("{name}::")
+    };
     for function in functions {
+        let function_name = function.get("name").and_then(Value::as_str);
+        if only.is_some() && function_name != only {
+            continue;
+        }
         let signature = rhai_types(
             function
                 .get("signature")
@@ -79,9 +127,9 @@ fn render_module(out: &mut String, name: &str, module: &Value, markdown: bool) {
             .unwrap_or_default();
         let text = strip_comment_markers(&comments.join("\n"));
         if markdown {
-            out.push_str(&format!("### `{name}::{signature}`\n\n{text}\n\n"));
+            out.push_str(&format!("### `{prefix}{signature}`\n\n{text}\n\n"));
         } else {
-            out.push_str(&format!("{name}::{signature}\n{}\n\n", indent(&text)));
+            out.push_str(&format!("{prefix}{signature}\n{}\n\n", indent(&text)));
         }
     }
 }

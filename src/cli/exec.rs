@@ -20,7 +20,7 @@ use crate::exit::ExitCode;
 pub async fn exec(args: ExecArgs) -> Outcome {
     let hosts = select_hosts(&args.targets)?;
     let live = args.stream || args.output.json;
-    let events = event_sink(&args.output, args.stream, &hosts);
+    let events = event_sink(&args.output, args.stream, &hosts, false);
     let ssh = Arc::new(ssh_options(&args.targets)?);
     let request = Arc::new(ExecRequest {
         command: args.command.join(" "),

@@ -4,6 +4,8 @@
 mod args;
 mod doc;
 mod exec;
+mod repl;
+mod role;
 mod run;
 mod targets;
 
@@ -72,8 +74,17 @@ pub fn main() -> i32 {
             return ExitCode::Failed.code();
         }
     };
+    let command = match cli.command {
+        // The console handles Ctrl-C itself: it cancels a line, not the session.
+        Command::Repl(args) => {
+            let outcome = repl::repl(args, runtime.handle());
+            runtime.shutdown_timeout(Duration::from_secs(2));
+            return exit_status(outcome);
+        }
+        command => command,
+    };
     let outcome = runtime.block_on(async {
-        let work = dispatch(cli.command);
+        let work = dispatch(command);
         tokio::pin!(work);
         tokio::select! {
             outcome = &mut work => outcome,
@@ -90,6 +101,11 @@ pub fn main() -> i32 {
     // Blocking script threads stop at their next operation once cancelled; do not wait
     // for one stuck in a native call.
     runtime.shutdown_timeout(Duration::from_secs(2));
+    exit_status(outcome)
+}
+
+/// A subcommand's outcome as the process exit status, with its error printed.
+fn exit_status(outcome: Outcome) -> i32 {
     match outcome {
         Ok(code) => code.code(),
         Err(failure) => {
@@ -102,8 +118,12 @@ pub fn main() -> i32 {
 async fn dispatch(command: Command) -> Outcome {
     match command {
         Command::Run(args) => run::run(args).await,
+        Command::Up(args) => run::converge(&args.run, "up", Some(args.max_cycles.max(1))).await,
         Command::Exec(args) => exec::exec(args).await,
+        Command::Role(args) => role::role(args).await,
         Command::Doc(args) => doc::doc(&args),
+        // `main` runs the console itself, outside this future.
+        Command::Repl(_) => Err(anyhow::anyhow!("toyc bug: the console reached dispatch").into()),
     }
 }
 

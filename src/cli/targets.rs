@@ -26,12 +26,18 @@ pub fn select_hosts(targets: &TargetArgs) -> Result<Vec<Host>, Failure> {
 }
 
 /// The sink `--json` and `--stream` ask for.
-pub fn event_sink(output: &OutputArgs, stream: bool, hosts: &[Host]) -> Arc<dyn EventSink> {
+pub fn event_sink(
+    output: &OutputArgs,
+    stream: bool,
+    hosts: &[Host],
+    table: bool,
+) -> Arc<dyn EventSink> {
     if output.json {
         Arc::new(JsonSink::default())
     } else {
         let width = hosts.iter().map(|h| h.name.len()).max().unwrap_or(0);
-        Arc::new(HumanSink::new(stream, output.verbose > 0, width))
+        let sink = HumanSink::new(stream, output.verbose > 0, width);
+        Arc::new(if table { sink.with_table() } else { sink })
     }
 }
 

@@ -7,7 +7,10 @@
 //! | [`secret`] | `secret(value)`: values masked in every output |
 //! | [`template`] | Jinja2 templates rendered as Ansible renders them |
 //! | [`files`] | idempotent files: directories, files, content, copies, templates, lines, links |
+//! | [`flow`] | `stage`, `handler`, `notify`: stages with limits and failure policies, handlers run when notified |
 //! | [`shell`] | shell commands as operations, guarded by `creates`, `removes`, `unless`, `onlyif` |
+//! | [`users`] | user accounts and groups: `useradd`/`usermod`/`userdel` with what differs |
+//! | [`packages`] | Debian packages installed or removed through `apt-get` |
 //!
 //! ```
 //! let mut sandbox = toyc_engine::sandbox::Sandbox::new(".", Default::default());
@@ -16,12 +19,15 @@
 #![deny(missing_docs)]
 
 pub mod files;
+pub mod flow;
 pub mod host;
 pub mod ops;
 mod options;
+pub mod packages;
 pub mod secret;
 pub mod shell;
 pub mod template;
+pub mod users;
 
 use rhai::exported_module;
 use toyc_engine::sandbox::Sandbox;
@@ -33,13 +39,16 @@ pub fn modules() -> Vec<(&'static str, rhai::Shared<rhai::Module>)> {
         ("template", exported_module!(template::template_api).into()),
         ("files", exported_module!(files::files_api).into()),
         ("shell", exported_module!(shell::shell_api).into()),
+        ("users", exported_module!(users::users_api).into()),
+        ("packages", exported_module!(packages::packages_api).into()),
     ]
 }
 
 /// Add every stdlib module to `sandbox`, and the functions scripts call without a
-/// module prefix (`secret`).
+/// module prefix (`secret`, `stage`, `handler`, `notify`).
 pub fn register(sandbox: &mut Sandbox) {
     sandbox.add_global(exported_module!(secret::secret_api).into());
+    sandbox.add_global(exported_module!(flow::flow_api).into());
     for (name, module) in modules() {
         sandbox.add_module(name, module);
     }

@@ -68,6 +68,45 @@ impl<'a> Options<'a> {
             .transpose()
     }
 
+    /// A whole number, zero or more.
+    pub(crate) fn count(&self, key: &str) -> Result<Option<u64>, Fail> {
+        self.get(key)
+            .map(|v| {
+                v.as_int()
+                    .ok()
+                    .and_then(|i| u64::try_from(i).ok())
+                    .ok_or_else(|| self.wrong(key, "a whole number, zero or more", v))
+            })
+            .transpose()
+    }
+
+    /// A non-negative integer that fits 32 bits (a uid or gid); digits in a string too.
+    pub(crate) fn id(&self, key: &str) -> Result<Option<u32>, Fail> {
+        self.get(key)
+            .map(|v| {
+                let number = if v.is_int() {
+                    v.as_int().ok().and_then(|i| u32::try_from(i).ok())
+                } else if v.is_string() {
+                    v.to_string().parse::<u32>().ok()
+                } else {
+                    None
+                };
+                number.ok_or_else(|| self.wrong(key, "a number from 0 to 4294967295", v))
+            })
+            .transpose()
+    }
+
+    /// A list of strings: an array of strings, or one string of comma-separated items
+    /// (`"adm,staff"`, as Ansible takes it too). `Some(empty)` for `[]` or `""`.
+    pub(crate) fn strings(&self, key: &str) -> Result<Option<Vec<String>>, Fail> {
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
+        string_list(v)
+            .map(Some)
+            .map_err(|()| self.wrong(key, "an array of strings", v))
+    }
+
     /// Seconds, as an integer or a decimal.
     pub(crate) fn seconds(&self, key: &str) -> Result<Option<std::time::Duration>, Fail> {
         self.get(key)
@@ -96,6 +135,31 @@ impl<'a> Options<'a> {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect())
     }
+}
+
+/// `value` as a list of strings: an array of strings, or one string of comma-separated
+/// items (blank items dropped).
+pub(crate) fn string_list(value: &Dynamic) -> Result<Vec<String>, ()> {
+    if value.is_string() {
+        return Ok(value
+            .to_string()
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect());
+    }
+    let items = value.read_lock::<rhai::Array>().ok_or(())?;
+    items
+        .iter()
+        .map(|item| {
+            if item.is_string() {
+                Ok(item.to_string())
+            } else {
+                Err(())
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

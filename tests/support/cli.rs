@@ -66,18 +66,45 @@ impl Toyc {
         self.run_with(&[])
     }
 
-    /// Run it with `extra` arguments after the ones set so far, and wait.
-    pub fn run_with(&self, extra: &[&str]) -> Ran {
-        let output: Output = Command::new(binary())
+    /// The binary with the arguments so far and `extra`, in the working directory, with
+    /// stdin closed and no inventory or limit from the environment.
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut command = Command::new(binary());
+        command
             .args(&self.args)
             .args(extra)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("TOYC_INVENTORY")
             .env_remove("TOYC_LIMIT")
             .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("the toyc binary runs");
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Start it with `extra` arguments, stdout and stderr piped, without waiting.
+    #[allow(dead_code)]
+    pub fn spawn(&self, extra: &[&str]) -> std::process::Child {
+        self.command(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the toyc binary starts")
+    }
+
+    /// Wait for a child from [`Toyc::spawn`].
+    #[allow(dead_code)]
+    pub fn wait(child: std::process::Child) -> Ran {
+        let output = child.wait_with_output().expect("toyc finishes");
+        Ran {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Run it with `extra` arguments after the ones set so far, and wait.
+    pub fn run_with(&self, extra: &[&str]) -> Ran {
+        let output: Output = self.command(extra).output().expect("the toyc binary runs");
         Ran {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

@@ -50,6 +50,22 @@ pub(crate) fn attrs(function: &str, opts: &Options) -> Result<Attrs, Fail> {
     Ok(Attrs { mode, owner, group })
 }
 
+/// Option `state` as `"present"` (the default: `true`) or `"absent"` (`false`) of a
+/// `what` (`"a user"`).
+pub(crate) fn present(function: &str, opts: &Options, what: &str) -> Result<bool, Fail> {
+    match opts.string("state")?.as_deref() {
+        None | Some("present") => Ok(true),
+        Some("absent") => Ok(false),
+        Some(other) => option(
+            function,
+            "state",
+            Err(format!(
+                "`{other}` is not a state of {what}: use \"present\" or \"absent\""
+            )),
+        ),
+    }
+}
+
 /// Add `operation` to the plan of the host the script runs for.
 pub(crate) fn declare(
     ctx: &NativeCallContext,

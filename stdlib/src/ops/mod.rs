@@ -1,4 +1,4 @@
-//! The idempotent operations behind `files::*` and `shell::run`, as plain Rust values
+//! The idempotent operations behind `files::*`, `shell::run`, `users::*` and `packages::*`, as plain Rust values
 //! implementing [`Operation`](toyc_engine::plan::Operation): built (and validated) when the
 //! script calls them, planned later against the host's facts, never acting themselves.
 //!
@@ -23,10 +23,13 @@ mod content;
 pub(crate) mod declare;
 mod directory;
 mod file;
+mod group;
 mod line;
 mod link;
+mod package;
 mod run;
 mod upload;
+mod user;
 
 #[cfg(test)]
 mod bench_tests;
@@ -39,13 +42,16 @@ pub use attrs::{check_name, Attrs, Current, Mode, UNKNOWN};
 pub use content::Content;
 pub use directory::Directory;
 pub use file::{File, FileState};
+pub use group::Group;
 pub use line::{Line, LineState};
 pub use link::Link;
+pub use package::{package_name, Packages};
 pub use run::{Guards, Run};
+pub use user::{account_name, User, UserSpec, UserState};
 
 use sha2::{Digest, Sha256};
 use toyc_engine::facts::{Fact, FactQuery, Facts, PathFact};
-use toyc_engine::plan::{Change, ChangeKind};
+use toyc_engine::plan::{Change, ChangeKind, NoChange, Outcome};
 
 /// `path` if it is absolute, without trailing slashes (`/etc/app/` and `/etc/app` are
 /// one fact), or why not.
@@ -92,6 +98,43 @@ fn path_fact<'f>(facts: &'f Facts, path: &str) -> Result<&'f PathFact, String> {
     facts
         .path(path)
         .ok_or_else(|| format!("the fact `Path({path})` was not gathered"))
+}
+
+/// A change of `operation` on `target` without content (no payload, no diff).
+fn change(
+    operation: &str,
+    target: &str,
+    kind: ChangeKind,
+    summary: String,
+    script: String,
+) -> Outcome {
+    Outcome::Change(Change {
+        operation: operation.into(),
+        target: target.into(),
+        kind,
+        summary,
+        diff: None,
+        script,
+        payload: None,
+    })
+}
+
+/// `operation` on `target` needs nothing, because of `reason`.
+fn no_change(operation: &str, target: &str, reason: String) -> Outcome {
+    Outcome::NoChange(NoChange {
+        operation: operation.into(),
+        target: target.into(),
+        reason,
+    })
+}
+
+/// ` with a, b` for a no-change reason or a summary, or nothing without parts.
+fn with_parts(parts: &[String]) -> String {
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" with {}", parts.join(", "))
+    }
 }
 
 /// What is at a path, for people: `a directory`, `a symbolic link to /x`.

@@ -139,6 +139,18 @@ fn calls_become_operations_in_order_and_act_on_nothing() {
     );
 }
 
+/// Each `(source, expected)` fails at its call (line 2 of the script), saying `expected`.
+fn fails_at_the_call(root: &Path, cases: &[(&str, &str)]) {
+    for (source, expected) in cases {
+        let script = format!("let a = 1;\n  {source}\n");
+        let err = run(root, &script)
+            .err()
+            .unwrap_or_else(|| panic!("{source} must fail"));
+        assert!(err.contains(expected), "{source}:\n{err}");
+        assert!(err.contains("site.rhai:2:"), "the call's position: {err}");
+    }
+}
+
 #[test]
 fn mistakes_are_script_errors_at_the_call_naming_what_is_wrong() {
     let repo = repo();
@@ -196,14 +208,7 @@ fn mistakes_are_script_errors_at_the_call_naming_what_is_wrong() {
             "`shell::run` has no option `unles`",
         ),
     ];
-    for (source, expected) in cases {
-        let script = format!("let a = 1;\n  {source}\n");
-        let err = run(repo.path(), &script)
-            .err()
-            .unwrap_or_else(|| panic!("{source} must fail"));
-        assert!(err.contains(expected), "{source}:\n{err}");
-        assert!(err.contains("site.rhai:2:"), "the call's position: {err}");
-    }
+    fails_at_the_call(repo.path(), &cases);
 }
 
 /// The ```rhai blocks of the `///` docs in `source`.
@@ -253,6 +258,114 @@ fn every_doc_example_runs_and_declares_operations() {
             &[("app_host", "h1"), ("root", "/srv")],
         )
         .unwrap_or_else(|e| panic!("{e}\nin:\n{example}"));
+        assert!(!ops.is_empty(), "{example}");
+    }
+}
+
+#[test]
+fn users_and_packages_declare_operations_and_check_their_arguments_at_the_call() {
+    let repo = repo();
+    let ops = run(
+        repo.path(),
+        r#"
+        users::group("app", #{ gid: 1500 });
+        users::user("app", #{ uid: 1500, group: "app", groups: "adm, staff", shell: "/bin/bash" });
+        users::user("old", #{ state: "absent", remove_home: true });
+        packages::installed("curl");
+        packages::installed(["toyc-demo", "dpkg", "curl"], #{ update_cache: true });
+        packages::removed("telnet", #{ purge: true });
+        "#,
+    )
+    .unwrap();
+    let names: Vec<(&str, &str)> = ops.iter().map(|op| (op.name(), op.target())).collect();
+    assert_eq!(
+        names,
+        [
+            ("users::group", "app"),
+            ("users::user", "app"),
+            ("users::user", "old"),
+            ("packages::installed", "curl"),
+            ("packages::installed", "toyc-demo dpkg curl"),
+            ("packages::removed", "telnet"),
+        ]
+    );
+    assert_eq!(
+        ops[1].facts(),
+        [
+            FactQuery::User("app".into()),
+            FactQuery::Group("app".into()),
+            FactQuery::Group("adm".into()),
+            FactQuery::Group("staff".into()),
+        ]
+    );
+
+    let cases = [
+        (
+            r#"users::user("app", #{ shel: "/bin/sh" });"#,
+            "`users::user` has no option `shel`",
+        ),
+        (
+            r#"users::user("app", #{ uid: -1 });"#,
+            "option `uid` of `users::user` must be a number from 0 to 4294967295",
+        ),
+        (
+            r#"users::user("a b");"#,
+            "`users::user`: `a b` is not a valid user name",
+        ),
+        (
+            r#"users::user("app", #{ groups: [1] });"#,
+            "option `groups` of `users::user` must be an array of strings",
+        ),
+        (
+            r#"users::user("app", #{ state: "absent", shell: "/bin/sh" });"#,
+            "option `shell` of `users::user`: does not apply with `state: \"absent\"`",
+        ),
+        (
+            r#"users::user("app", #{ state: "gone" });"#,
+            "`gone` is not a state of a user",
+        ),
+        (
+            r#"users::user("app", #{ home: "srv/app" });"#,
+            "the home `srv/app` must be an absolute path",
+        ),
+        (
+            r#"users::group("app", #{ gidd: 3 });"#,
+            "did you mean `gid`?",
+        ),
+        (
+            r#"packages::installed("Nginx");"#,
+            "`packages::installed`: `Nginx` is not a Debian package name",
+        ),
+        (
+            r#"packages::installed([]);"#,
+            "`packages::installed`: no package named",
+        ),
+        (
+            r#"packages::installed(3);"#,
+            "`packages::installed`: the packages must be a name or an array of names",
+        ),
+        (
+            r#"packages::removed("x1", #{ update_cache: true });"#,
+            "`packages::removed` has no option `update_cache`",
+        ),
+    ];
+    fails_at_the_call(repo.path(), &cases);
+}
+
+#[test]
+fn every_users_and_packages_doc_example_declares_operations() {
+    let repo = repo();
+    let examples: Vec<String> = [include_str!("../users.rs"), include_str!("../packages.rs")]
+        .iter()
+        .flat_map(|source| doc_examples(source))
+        .collect();
+    assert_eq!(
+        examples.len(),
+        9,
+        "one per function and overload, one per module"
+    );
+    for example in examples {
+        let ops = run(repo.path(), &example).unwrap_or_else(|e| panic!("{e}\nin:\n{example}"));
         assert!(!ops.is_empty(), "{example}");
     }
 }

@@ -1,0 +1,122 @@
+//! The live progress line on a terminal: which phase or stage, how many hosts are done
+//! of how many, and which are still working. Lines printed meanwhile (changes, errors,
+//! script output) go above it, through [`print_above`], so it never garbles them.
+//!
+//! Hidden when stderr is not a terminal or under `--json`: logs and pipes get plain lines.
+
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// The bar, while one is shown; one per process, like the terminal it draws on.
+fn current() -> &'static Mutex<Option<Live>> {
+    static BAR: OnceLock<Mutex<Option<Live>>> = OnceLock::new();
+    BAR.get_or_init(|| Mutex::new(None))
+}
+
+struct Live {
+    bar: ProgressBar,
+    working: BTreeSet<String>,
+    what: String,
+}
+
+/// A handle to the progress line. Copies share the one line; [`Progress::finish`]
+/// clears it.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    shown: bool,
+}
+
+impl Progress {
+    /// Show progress if `wanted` and stderr is a terminal.
+    pub fn new(wanted: bool) -> Progress {
+        Progress {
+            shown: wanted && std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// A new phase (`gathering facts`, `stage deploy`) over `total` hosts.
+    pub fn phase(&self, what: &str, total: usize) {
+        if !self.shown {
+            return;
+        }
+        // The old line goes first: two bars drawing at once leave a stale line behind.
+        let mut live = lock();
+        if let Some(old) = live.take() {
+            old.bar.finish_and_clear();
+        }
+        let bar = ProgressBar::new(total as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {prefix} {pos}/{len} hosts  {wide_msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(what.to_owned());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        *live = Some(Live {
+            bar,
+            working: BTreeSet::new(),
+            what: what.to_owned(),
+        });
+    }
+
+    /// `host` started working in this phase.
+    pub fn start(&self, host: &str) {
+        self.update(|live| {
+            live.working.insert(host.to_owned());
+        });
+    }
+
+    /// `host` is done with this phase.
+    pub fn done(&self, host: &str) {
+        self.update(|live| {
+            if live.working.remove(host) {
+                live.bar.inc(1);
+            }
+        });
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Live)) {
+        if !self.shown {
+            return;
+        }
+        if let Some(live) = lock().as_mut() {
+            change(live);
+            let mut names: Vec<&str> = live.working.iter().map(String::as_str).take(4).collect();
+            if live.working.len() > 4 {
+                names.push("…");
+            }
+            let message = if names.is_empty() {
+                String::new()
+            } else {
+                format!("working: {}", names.join(", "))
+            };
+            live.bar.set_message(message);
+            live.bar.set_prefix(live.what.clone());
+        }
+    }
+}
+
+impl Progress {
+    /// Clear the line, before the final report.
+    pub fn finish(&self) {
+        if let Some(live) = lock().take() {
+            live.bar.finish_and_clear();
+        }
+    }
+}
+
+fn lock() -> std::sync::MutexGuard<'static, Option<Live>> {
+    current().lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Print with `write` above the progress line (or plainly, when none is shown).
+pub fn print_above(write: impl FnOnce()) {
+    let live = lock();
+    match live.as_ref() {
+        Some(live) => live.bar.suspend(write),
+        None => write(),
+    }
+}

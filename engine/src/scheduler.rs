@@ -1,0 +1,457 @@
+//! Running one stage's tasks: as many at once as `concurrency` and `concurrency_per_host`
+//! allow, a host's own tasks in their order, retries with a delay, and a failure policy
+//! that decides what happens to the work not started yet.
+//!
+//! The scheduler knows nothing of what a task does: the caller gives each task's host
+//! and a function that runs task `i` (attempt `n`); runbooks (one task per host and
+//! stage) and generated task lists (many tasks per host) share it.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+
+/// What a failed task does to the rest of its stage.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    /// Start nothing new, let running tasks finish, fail the run.
+    #[default]
+    Abort,
+    /// Drop the failed host (its later tasks and stages are skipped); the others go on.
+    Isolate,
+    /// Go on as if nothing failed (the failure still counts in the result).
+    Continue,
+}
+
+impl FailurePolicy {
+    /// The policy named `name` (`abort`, `isolate`, `continue`), or why not.
+    pub fn parse(name: &str) -> Result<FailurePolicy, String> {
+        match name {
+            "abort" => Ok(FailurePolicy::Abort),
+            "isolate" => Ok(FailurePolicy::Isolate),
+            "continue" => Ok(FailurePolicy::Continue),
+            other => Err(format!(
+                "`{other}` is not a failure policy; use `abort`, `isolate` or `continue`"
+            )),
+        }
+    }
+}
+
+/// How a stage runs its tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageOptions {
+    /// Tasks running at once over all hosts (`None`: no limit).
+    pub concurrency: Option<usize>,
+    /// Tasks running at once on one host (`None`: no limit).
+    pub concurrency_per_host: Option<usize>,
+    /// What a failure does to the work not started yet.
+    pub on_failure: FailurePolicy,
+    /// With [`FailurePolicy::Isolate`]: abort once more than this percentage of the
+    /// stage's hosts failed (Ansible's `max_fail_percentage`).
+    pub max_fail_percent: Option<u8>,
+    /// How long one attempt of a task may take.
+    pub timeout: Option<Duration>,
+    /// Further attempts of a failed task.
+    pub retries: u32,
+    /// Wait between attempts.
+    pub retry_delay: Duration,
+}
+
+impl Default for StageOptions {
+    fn default() -> StageOptions {
+        StageOptions {
+            concurrency: None,
+            concurrency_per_host: None,
+            on_failure: FailurePolicy::Abort,
+            max_fail_percent: None,
+            timeout: None,
+            retries: 0,
+            retry_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// How one attempt of a task ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskOutcome {
+    /// It did its job.
+    Ok,
+    /// It failed; the text says why. Retried while attempts remain.
+    Failed(String),
+    /// Its host could not be reached. Not retried: the connection is gone.
+    Unreachable(String),
+}
+
+impl TaskOutcome {
+    fn is_ok(&self) -> bool {
+        matches!(self, TaskOutcome::Ok)
+    }
+}
+
+/// What became of one task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskReport {
+    /// It ran; `attempts` is how many times (1 without retries).
+    Ran {
+        /// The last attempt's outcome.
+        outcome: TaskOutcome,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// It never started: the stage aborted, or its host was dropped.
+    Skipped(String),
+}
+
+/// What a stage did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StageReport {
+    /// One report per task, in the order the tasks were given.
+    pub tasks: Vec<TaskReport>,
+    /// Whether a failure stopped the stage from starting more work (the run fails).
+    pub aborted: bool,
+    /// Hosts with a task that failed or was unreachable.
+    pub failed_hosts: BTreeSet<String>,
+}
+
+impl StageReport {
+    /// Whether every task ran and succeeded.
+    pub fn all_ok(&self) -> bool {
+        self.tasks.iter().all(|t| {
+            matches!(
+                t,
+                TaskReport::Ran {
+                    outcome: TaskOutcome::Ok,
+                    ..
+                }
+            )
+        })
+    }
+}
+
+/// One attempt to run: which task, which attempt (0 first), and its time limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    /// Index of the task in the stage.
+    pub task: usize,
+    /// 0 for the first attempt, then 1, 2, ...
+    pub number: u32,
+    /// The stage's per-task timeout, for the task to apply where it can kill its work
+    /// (a remote command killed on the host, not merely abandoned).
+    pub timeout: Option<Duration>,
+}
+
+/// Run the tasks of one stage, whose hosts are `hosts[i]`, by calling `run` for each
+/// attempt. A task starts when the stage's limits leave room and every earlier task of
+/// its host has started (so with `concurrency_per_host: 1` a host's tasks run in order).
+pub async fn run_stage<F, Fut>(options: &StageOptions, hosts: &[String], run: F) -> StageReport
+where
+    F: Fn(Attempt) -> Fut,
+    Fut: Future<Output = TaskOutcome> + Send + 'static,
+{
+    let total_hosts = hosts.iter().collect::<BTreeSet<_>>().len().max(1);
+    let mut reports: Vec<Option<TaskReport>> = vec![None; hosts.len()];
+    let mut waiting: Vec<usize> = (0..hosts.len()).collect();
+    let mut running_on: HashMap<&str, usize> = HashMap::new();
+    let mut dropped: BTreeSet<String> = BTreeSet::new();
+    let mut failed_hosts = BTreeSet::new();
+    let mut aborted = false;
+    let mut running = JoinSet::new();
+
+    loop {
+        if !aborted {
+            let mut blocked: BTreeSet<&str> = BTreeSet::new();
+            let mut still_waiting = Vec::with_capacity(waiting.len());
+            for index in waiting {
+                let host = hosts[index].as_str();
+                if dropped.contains(host) {
+                    reports[index] = Some(TaskReport::Skipped(format!(
+                        "host `{host}` was dropped after a failure"
+                    )));
+                    continue;
+                }
+                let room = options.concurrency.is_none_or(|c| running.len() < c.max(1))
+                    && options
+                        .concurrency_per_host
+                        .is_none_or(|c| running_on.get(host).copied().unwrap_or(0) < c.max(1));
+                // A task waits behind its host's earlier waiting tasks: a host's own
+                // tasks keep their order.
+                if room && !blocked.contains(host) {
+                    *running_on.entry(host).or_default() += 1;
+                    let attempts = attempts(options, index, &run);
+                    running.spawn(async move { (index, attempts.await) });
+                } else {
+                    blocked.insert(host);
+                    still_waiting.push(index);
+                }
+            }
+            waiting = still_waiting;
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        // A task that panicked is a toyc bug; report it as that task's failure when its
+        // index is known, and do not lose the others.
+        let (index, (outcome, attempts)) = match joined {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!("a task panicked: {e}");
+                continue;
+            }
+        };
+        let host = hosts[index].as_str();
+        if let Some(count) = running_on.get_mut(host) {
+            *count = count.saturating_sub(1);
+        }
+        if !outcome.is_ok() {
+            failed_hosts.insert(host.to_owned());
+            match options.on_failure {
+                FailurePolicy::Abort => aborted = true,
+                FailurePolicy::Isolate => {
+                    dropped.insert(host.to_owned());
+                    if let Some(limit) = options.max_fail_percent {
+                        aborted |= failed_hosts.len() * 100 > usize::from(limit) * total_hosts;
+                    }
+                }
+                FailurePolicy::Continue => {}
+            }
+        }
+        reports[index] = Some(TaskReport::Ran { outcome, attempts });
+    }
+    let tasks = reports
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                TaskReport::Skipped("not started: an earlier task of the stage failed".into())
+            })
+        })
+        .collect();
+    StageReport {
+        tasks,
+        aborted,
+        failed_hosts,
+    }
+}
+
+/// Every attempt of task `index`: the first, then a retry after each failure while
+/// retries remain, waiting `retry_delay` between them.
+fn attempts<F, Fut>(
+    options: &StageOptions,
+    index: usize,
+    run: &F,
+) -> impl Future<Output = (TaskOutcome, u32)> + Send + 'static
+where
+    F: Fn(Attempt) -> Fut,
+    Fut: Future<Output = TaskOutcome> + Send + 'static,
+{
+    // The futures are made up front (the closure is not 'static); each waits its turn.
+    let futures: Vec<Fut> = (0..=options.retries)
+        .map(|number| {
+            run(Attempt {
+                task: index,
+                number,
+                timeout: options.timeout,
+            })
+        })
+        .collect();
+    let delay = options.retry_delay;
+    async move {
+        let mut made = 0;
+        let mut outcome = TaskOutcome::Failed("no attempt was made".into());
+        for attempt in futures {
+            if made > 0 {
+                tokio::time::sleep(delay).await;
+            }
+            made += 1;
+            outcome = attempt.await;
+            if !matches!(outcome, TaskOutcome::Failed(_)) || crate::cancel::is_cancelled() {
+                break;
+            }
+        }
+        (outcome, made)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    type Log = Arc<Mutex<Vec<(usize, u128, u128)>>>;
+    type Task = std::pin::Pin<Box<dyn Future<Output = TaskOutcome> + Send>>;
+
+    /// Tasks that sleep `ms` and record (task, start, end) in milliseconds since `t0`,
+    /// failing where `fails(task, attempt)` says.
+    fn probe(
+        ms: u64,
+        fails: impl Fn(usize, u32) -> bool + Send + Sync + 'static,
+    ) -> (Log, impl Fn(Attempt) -> Task) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let t0 = tokio::time::Instant::now();
+        let fails = Arc::new(fails);
+        let record = Arc::clone(&log);
+        let run = move |attempt: Attempt| {
+            let (log, fails) = (Arc::clone(&record), Arc::clone(&fails));
+            Box::pin(async move {
+                let start = t0.elapsed().as_millis();
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                let end = t0.elapsed().as_millis();
+                log.lock().expect("log").push((attempt.task, start, end));
+                if fails(attempt.task, attempt.number) {
+                    TaskOutcome::Failed(format!("task {} failed", attempt.task))
+                } else {
+                    TaskOutcome::Ok
+                }
+            }) as Task
+        };
+        (log, run)
+    }
+
+    fn most_at_once(log: &[(usize, u128, u128)], filter: impl Fn(usize) -> bool) -> usize {
+        log.iter()
+            .filter(|(t, _, _)| filter(*t))
+            .map(|&(_, start, _)| {
+                log.iter()
+                    .filter(|(t, s, e)| filter(*t) && *s <= start && start < *e)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn names(hosts: &[&str]) -> Vec<String> {
+        hosts.iter().map(|h| (*h).to_owned()).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limits_are_never_exceeded_and_a_hosts_tasks_keep_their_order() {
+        let hosts = names(&["a", "a", "a", "b", "b", "c", "c", "d"]);
+        let (log, run) = probe(100, |_, _| false);
+        let options = StageOptions {
+            concurrency: Some(3),
+            concurrency_per_host: Some(1),
+            ..StageOptions::default()
+        };
+        let report = run_stage(&options, &hosts, run).await;
+        assert!(report.all_ok());
+        let log = log.lock().expect("log").clone();
+        assert_eq!(log.len(), 8);
+        assert_eq!(most_at_once(&log, |_| true), 3);
+        for host in ["a", "b", "c"] {
+            let mine = |t: usize| hosts[t] == host;
+            assert_eq!(most_at_once(&log, mine), 1, "host {host}");
+            let order: Vec<usize> = log.iter().map(|e| e.0).filter(|&t| mine(t)).collect();
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(order, sorted, "host {host} keeps its order");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn abort_starts_nothing_new_and_lets_running_tasks_finish() {
+        // Six tasks, two at once; task 1 fails at 100 ms while task 0 runs.
+        let hosts = names(&["h1", "h2", "h3", "h4", "h5", "h6"]);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&log);
+        let run = move |attempt: Attempt| {
+            let log = Arc::clone(&record);
+            async move {
+                let ms = if attempt.task == 1 { 100 } else { 300 };
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                log.lock().expect("log").push(attempt.task);
+                if attempt.task == 1 {
+                    TaskOutcome::Failed("boom".into())
+                } else {
+                    TaskOutcome::Ok
+                }
+            }
+        };
+        let options = StageOptions {
+            concurrency: Some(2),
+            ..StageOptions::default()
+        };
+        let report = run_stage(&options, &hosts, run).await;
+        assert!(report.aborted);
+        assert_eq!(*log.lock().expect("log"), vec![1, 0], "task 0 finished");
+        assert!(matches!(
+            report.tasks[0],
+            TaskReport::Ran {
+                outcome: TaskOutcome::Ok,
+                ..
+            }
+        ));
+        assert!(report.tasks[2..]
+            .iter()
+            .all(|t| matches!(t, TaskReport::Skipped(_))));
+        assert_eq!(report.failed_hosts, BTreeSet::from(["h2".to_owned()]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn isolate_drops_the_failed_host_and_the_others_go_on() {
+        let hosts = names(&["a", "a", "b", "b"]);
+        let (log, run) = probe(10, |task, _| task == 0);
+        let options = StageOptions {
+            on_failure: FailurePolicy::Isolate,
+            concurrency_per_host: Some(1),
+            ..StageOptions::default()
+        };
+        let report = run_stage(&options, &hosts, run).await;
+        assert!(!report.aborted);
+        assert!(matches!(report.tasks[1], TaskReport::Skipped(_)));
+        assert_eq!(log.lock().expect("log").len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn isolate_aborts_past_max_fail_percent() {
+        // 4 hosts, one at a time; 25 % may fail, the second failure aborts.
+        let hosts = names(&["a", "b", "c", "d"]);
+        let (log, run) = probe(10, |task, _| task < 2);
+        let options = StageOptions {
+            concurrency: Some(1),
+            on_failure: FailurePolicy::Isolate,
+            max_fail_percent: Some(25),
+            ..StageOptions::default()
+        };
+        let report = run_stage(&options, &hosts, run).await;
+        assert!(report.aborted);
+        assert_eq!(log.lock().expect("log").len(), 2);
+        assert!(matches!(report.tasks[3], TaskReport::Skipped(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_task_is_retried_after_the_delay() {
+        let hosts = names(&["a"]);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&calls);
+        let (log, run) = probe(10, move |_, attempt| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            attempt < 2
+        });
+        let options = StageOptions {
+            retries: 3,
+            retry_delay: Duration::from_secs(5),
+            ..StageOptions::default()
+        };
+        let report = run_stage(&options, &hosts, run).await;
+        assert_eq!(
+            report.tasks[0],
+            TaskReport::Ran {
+                outcome: TaskOutcome::Ok,
+                attempts: 3
+            }
+        );
+        let log = log.lock().expect("log").clone();
+        assert!(log[1].1 >= log[0].2 + 5000, "waited the delay: {log:?}");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn policies_parse_by_name() {
+        assert_eq!(FailurePolicy::parse("isolate"), Ok(FailurePolicy::Isolate));
+        let err = FailurePolicy::parse("ignore").expect_err("unknown");
+        assert!(err.contains("`abort`, `isolate` or `continue`"), "{err}");
+    }
+}

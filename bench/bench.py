@@ -530,8 +530,9 @@ def main():
         os.rename(raw, raw + f".{int(time.time())}")
     rows, adhoc_rows, per_host, failures = run([int(s) for s in a.sizes.split(",")], a.reps,
                                             [int(r) for r in a.ansible_reps.split(",")], tools, not a.no_adhoc)
-    parts = ["## Workload\n", workload_table(rows), "\n## toyc's speed-up (median wall time of the peer / toyc's)\n",
-             ratio_table(rows)]
+    parts = ["## Workload\n", workload_table(rows)]
+    if any(r["tool"] != "toyc" for r in rows):
+        parts += ["\n## toyc's speed-up (median wall time of the peer / toyc's)\n", ratio_table(rows)]
     digests = sorted({(r["tool"], r["n"], r["digest"]) for r in rows if r["scenario"] == "cold"})
     parts.append("\nh1 tree digests after cold runs: " + ", ".join(f"{t}/N={n}: {d}" for t, n, d in digests) +
                  f" (shared/bench/peers/RESULTS.md: {PEER_DIGEST})")

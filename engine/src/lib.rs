@@ -29,4 +29,5 @@ pub mod sandbox;
 pub mod scheduler;
 pub mod script_error;
 pub mod secrets;
+pub mod tasklist;
 pub mod transport;

@@ -18,6 +18,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod commands;
 pub mod files;
 pub mod flow;
 pub mod host;

@@ -1,9 +1,12 @@
 //! The top of the command line: parse, build the runtime, dispatch to one subcommand,
 //! turn the outcome into an exit code. One file per subcommand.
 
+mod apply;
 mod args;
+mod deploy;
 mod doc;
 mod exec;
+mod plan;
 mod run;
 mod targets;
 
@@ -104,6 +107,8 @@ async fn dispatch(command: Command) -> Outcome {
         Command::Run(args) => run::run(args).await,
         Command::Up(args) => run::converge(&args.run, "up", Some(args.max_cycles.max(1))).await,
         Command::Exec(args) => exec::exec(args).await,
+        Command::Plan(args) => plan::plan(args).await,
+        Command::Apply(args) => apply::apply(args).await,
         Command::Doc(args) => doc::doc(&args),
     }
 }

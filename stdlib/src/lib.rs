@@ -21,6 +21,7 @@
 pub mod commands;
 pub mod files;
 pub mod flow;
+pub mod generator;
 pub mod host;
 pub mod ops;
 mod options;

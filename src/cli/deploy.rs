@@ -129,10 +129,18 @@ pub async fn generate(
     targets: &TargetArgs,
     inventory: Option<&Inventory>,
 ) -> Result<TaskList, Failure> {
+    // A generator chosen by platform works from the config's directory, which holds
+    // `generators/` and `commands/`.
+    let mut root = None;
     let script = match script {
         Some(script) => script.to_owned(),
         None => {
-            let base = config.path.parent().unwrap_or(Path::new("."));
+            let base = config
+                .path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            root = Some(base.to_owned());
             let chosen = base.join(format!("generators/{}.rhai", config.platform()));
             if !chosen.is_file() {
                 return Err(Failure::input(anyhow!(
@@ -152,6 +160,7 @@ pub async fn generate(
         hosts,
         ssh: ssh_options(targets)?,
         limits: Limits::default(),
+        root,
         config,
     };
     generator

@@ -70,6 +70,9 @@ pub struct Generator {
     pub ssh: SshOptions,
     /// Script limits.
     pub limits: Limits,
+    /// The directory the generator works from (`commands/`, local files, imports):
+    /// the script's own when `None`.
+    pub root: Option<PathBuf>,
 }
 
 /// `NAME-VERSION.tar.gz` as (NAME, VERSION): the version starts after the last `-`
@@ -133,12 +136,15 @@ impl Generator {
 
     /// Run `generate(config)` and read what it returns as a plan.
     pub async fn generate(self) -> Result<TaskList, String> {
-        let root = self
-            .script
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_owned();
+        let root = match &self.root {
+            Some(root) => root.clone(),
+            None => self
+                .script
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_owned(),
+        };
         let root = root.canonicalize().unwrap_or(root);
         let releases = self
             .directory

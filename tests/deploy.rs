@@ -179,7 +179,10 @@ fn deploy_rhai_ships_two_services_to_two_host_groups_and_reports_to_carbon() {
         assert_eq!(served(&pool, i, 9090), "api 1.0");
     }
     for i in [0, 1] {
-        assert_eq!(on_host(&pool, i, "test -e /srv/api && echo yes || echo no"), "no");
+        assert_eq!(
+            on_host(&pool, i, "test -e /srv/api && echo yes || echo no"),
+            "no"
+        );
     }
 
     // The metric arrived: `path value timestamp`.
@@ -209,7 +212,11 @@ fn deploy_rhai_ships_two_services_to_two_host_groups_and_reports_to_carbon() {
         .iter()
         .flat_map(|s| s["tasks"].as_array().expect("tasks"))
         .collect();
-    assert!(tasks.iter().all(|t| t["service"] != "api"), "{}", dumped.stdout);
+    assert!(
+        tasks.iter().all(|t| t["service"] != "api"),
+        "{}",
+        dumped.stdout
+    );
     let uploads: Vec<&str> = tasks
         .iter()
         .filter(|t| t["command"] == "upload")
@@ -224,7 +231,10 @@ fn deploy_rhai_ships_two_services_to_two_host_groups_and_reports_to_carbon() {
     }
     assert_eq!(served(&pool, 2, 9090), "api 1.0");
     // keep_releases: 2 keeps both web releases; both are there.
-    assert_eq!(on_host(&pool, 0, "ls /srv/web/releases | grep -c '^1\\.'"), "2");
+    assert_eq!(
+        on_host(&pool, 0, "ls /srv/web/releases | grep -c '^1\\.'"),
+        "2"
+    );
     assert!(ran.json_lines().iter().any(|e| e["type"] == "task_end"
         && e["data"]["command"] == "wait_port"
         && e["data"]["status"] == "ok"));
@@ -272,7 +282,10 @@ fn concurrency_3_and_one_task_per_host_are_never_exceeded_by_the_hosts_clocks() 
     for &i in &indices {
         pool.docker_exec(i, &format!("rm -rf {dir}"));
     }
-    let names: Vec<String> = indices.iter().map(|&i| pool.hosts()[i].name.clone()).collect();
+    let names: Vec<String> = indices
+        .iter()
+        .map(|&i| pool.hosts()[i].name.clone())
+        .collect();
     // Three tasks per host, twelve in all.
     let generator = format!(
         r#"
@@ -295,8 +308,16 @@ fn generate(config) {{
             &config(&names.iter().map(String::as_str).collect::<Vec<_>>()),
         )
         .file("gen.rhai", &generator);
-    toyc.run_with(&["run", "gen.rhai", "--config", "deploy.yml", "-i", "inv.yml", "-y"])
-        .code(0);
+    toyc.run_with(&[
+        "run",
+        "gen.rhai",
+        "--config",
+        "deploy.yml",
+        "-i",
+        "inv.yml",
+        "-y",
+    ])
+    .code(0);
     let all = intervals(pool, &indices, dir);
     assert_eq!(all.len(), 12, "{all:?}");
     assert_eq!(most_at_once(&all, |_| true), 3, "{all:?}");
@@ -344,7 +365,10 @@ fn a_failure_in_a_stage_of_six_starts_nothing_more_lets_running_tasks_finish_and
     });
     let toyc = Toyc::new()
         .file("inv.yml", &inventory(pool, &indices))
-        .file("plan.json", &serde_json::to_string_pretty(&plan).expect("json"));
+        .file(
+            "plan.json",
+            &serde_json::to_string_pretty(&plan).expect("json"),
+        );
     let ran = toyc.run_with(&["apply", "plan.json", "-i", "inv.yml", "--json"]);
     ran.code(1);
 
@@ -354,19 +378,34 @@ fn a_failure_in_a_stage_of_six_starts_nothing_more_lets_running_tasks_finish_and
         .copied()
         .filter(|&i| !read(i, "start").is_empty())
         .collect();
-    assert_eq!(started, indices[..3], "tasks 4..6 never start: {}", ran.stdout);
+    assert_eq!(
+        started,
+        indices[..3],
+        "tasks 4..6 never start: {}",
+        ran.stdout
+    );
     let time = |i: usize, f: &str| read(i, f).parse::<u128>().expect("a time mark");
     let (t2_start, t2_end) = (time(indices[1], "start"), time(indices[1], "end"));
     let (t3_start, t3_end) = (time(indices[2], "start"), time(indices[2], "end"));
-    assert!(t3_start >= time(indices[0], "end"), "task 3 waited for a slot");
-    assert!(t2_start < t3_start && t2_end > t3_end, "task 2 ran past the failure and finished");
+    assert!(
+        t3_start >= time(indices[0], "end"),
+        "task 3 waited for a slot"
+    );
+    assert!(
+        t2_start < t3_start && t2_end > t3_end,
+        "task 2 ran past the failure and finished"
+    );
     assert!(indices.iter().all(|&i| read(i, "later").is_empty()));
 
     let events = ran.json_lines();
     let status_of = |index: u64, stage: &str| {
         events
             .iter()
-            .find(|e| e["type"] == "task_end" && e["data"]["index"] == index && e["data"]["stage"] == stage)
+            .find(|e| {
+                e["type"] == "task_end"
+                    && e["data"]["index"] == index
+                    && e["data"]["stage"] == stage
+            })
             .map(|e| e["data"]["status"].as_str().unwrap_or_default().to_owned())
     };
     assert_eq!(status_of(2, "work").as_deref(), Some("ok"));
@@ -423,7 +462,14 @@ fn generate(config) {
         .file("gen.rhai", generator)
         .file("commands/prune_releases.rhai", &prune);
     toyc.run_with(&[
-        "plan", "gen.rhai", "--config", "deploy.yml", "-i", "inv.yml", "--save", "plan.json",
+        "plan",
+        "gen.rhai",
+        "--config",
+        "deploy.yml",
+        "-i",
+        "inv.yml",
+        "--save",
+        "plan.json",
     ])
     .code(0)
     .stdout_has("syntax ok");
@@ -448,7 +494,10 @@ fn generate(config) {
     let after: Vec<usize> = (0..2).map(|i| logins(&pool, i)).collect();
     assert_eq!(before, after, "no ssh login happened");
     for i in 0..2 {
-        assert_eq!(on_host(&pool, i, "test -e /tmp/touched && echo yes || echo no"), "no");
+        assert_eq!(
+            on_host(&pool, i, "test -e /tmp/touched && echo yes || echo no"),
+            "no"
+        );
     }
 
     // A JSON syntax error names file:line:col.
@@ -456,20 +505,38 @@ fn generate(config) {
     let ran = toyc.run_with(&["apply", "plan.json", "-i", "inv.yml"]);
     ran.code(65).stderr_has("plan.json:");
     assert!(
-        regex::Regex::new(r"plan\.json:\d+:\d+: ").expect("regex").is_match(&ran.stderr),
+        regex::Regex::new(r"plan\.json:\d+:\d+: ")
+            .expect("regex")
+            .is_match(&ran.stderr),
         "{}",
         ran.stderr
     );
 
     // Config errors name file and line.
     let ran = Toyc::new()
-        .file("deploy.yml", "hostgroup:\n  front: [a]\nservice:\n  web: {hosts: [frnt]}\n")
-        .file("gen.rhai", "fn generate(config) { #{ name: \"x\", stages: [] } }")
+        .file(
+            "deploy.yml",
+            "hostgroup:\n  front: [a]\nservice:\n  web: {hosts: [frnt]}\n",
+        )
+        .file(
+            "gen.rhai",
+            "fn generate(config) { #{ name: \"x\", stages: [] } }",
+        )
         .run_with(&["plan", "gen.rhai", "--config", "deploy.yml"]);
-    ran.code(65).stderr_has("deploy.yml:1:1: ").stderr_has("no `platform`");
+    ran.code(65)
+        .stderr_has("deploy.yml:1:1: ")
+        .stderr_has("no `platform`");
     let ran = Toyc::new()
-        .file("deploy.yml", "platform: p\nhostgroup:\n  front: [a]\nservice:\n  web: {hosts: [frnt]}\n")
-        .file("gen.rhai", "fn generate(config) { #{ name: \"x\", stages: [] } }")
+        .file(
+            "deploy.yml",
+            "platform: p\nhostgroup:\n  front: [a]\nservice:\n  web: {hosts: [frnt]}\n",
+        )
+        .file(
+            "gen.rhai",
+            "fn generate(config) { #{ name: \"x\", stages: [] } }",
+        )
         .run_with(&["plan", "gen.rhai", "--config", "deploy.yml"]);
-    ran.code(65).stderr_has("deploy.yml:5:").stderr_has("`frnt`");
+    ran.code(65)
+        .stderr_has("deploy.yml:5:")
+        .stderr_has("`frnt`");
 }

@@ -73,10 +73,9 @@ pub fn inventory(targets: &TargetArgs) -> Result<Option<Inventory>, Failure> {
 /// The config file with `--set` and `--component` merged in (`config.components`:
 /// name → version or null).
 pub fn load_config(deploy: &DeployArgs) -> Result<DeployConfig, Failure> {
-    let path = deploy
-        .config
-        .as_deref()
-        .ok_or_else(|| Failure::input(anyhow!("a deploy config is needed: pass `--config FILE`")))?;
+    let path = deploy.config.as_deref().ok_or_else(|| {
+        Failure::input(anyhow!("a deploy config is needed: pass `--config FILE`"))
+    })?;
     let mut config = DeployConfig::load(path).map_err(Failure::input)?;
     for pair in &deploy.set {
         let (key, raw) = pair
@@ -243,7 +242,10 @@ pub fn show(list: &TaskList) {
                     other => format!("{k}={other}"),
                 })
                 .collect();
-            let service = task.service().map(|s| format!(" [{s}]")).unwrap_or_default();
+            let service = task
+                .service()
+                .map(|s| format!(" [{s}]"))
+                .unwrap_or_default();
             eprintln!(
                 "    {}. {} on {}{service}: {}",
                 i + 1,
@@ -334,7 +336,9 @@ pub fn save(path: &Path, text: &str) -> Result<(), Failure> {
         .to_owned();
     let tmp = dir.join(format!(
         ".{}.toyc-{}",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     std::fs::write(&tmp, text)

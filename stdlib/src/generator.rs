@@ -78,7 +78,9 @@ pub struct Generator {
 /// `NAME-VERSION.tar.gz` as (NAME, VERSION): the version starts after the last `-`
 /// followed by a digit (`my-app-1.2.3.tar.gz` is `my-app` 1.2.3).
 pub fn split_tarball(file: &str) -> Option<(String, String)> {
-    let stem = file.strip_suffix(".tar.gz").or_else(|| file.strip_suffix(".tgz"))?;
+    let stem = file
+        .strip_suffix(".tar.gz")
+        .or_else(|| file.strip_suffix(".tgz"))?;
     let at = stem
         .char_indices()
         .filter(|&(i, c)| {
@@ -89,7 +91,7 @@ pub fn split_tarball(file: &str) -> Option<(String, String)> {
                     .is_some_and(|d| d.is_ascii_digit())
         })
         .map(|(i, _)| i)
-        .last()?;
+        .next_back()?;
     (at > 0).then(|| (stem[..at].to_owned(), stem[at + 1..].to_owned()))
 }
 
@@ -184,19 +186,26 @@ impl Generator {
         let listed: Array = packages.iter().map(package_map).collect();
         engine.register_fn("packages", move || listed.clone());
         let me = Arc::clone(self);
-        engine.register_fn("remote_versions", move |packages: Array| -> Result<RhaiMap, Fail> {
-            me.remote_versions(&packages, &runtime).map_err(Into::into)
-        });
+        engine.register_fn(
+            "remote_versions",
+            move |packages: Array| -> Result<RhaiMap, Fail> {
+                me.remote_versions(&packages, &runtime).map_err(Into::into)
+            },
+        );
         let me = Arc::clone(self);
-        engine.register_fn("graphite_stage", move |suffix: &str| -> Result<RhaiMap, Fail> {
-            me.graphite_stage(suffix).map_err(Into::into)
-        });
+        engine.register_fn(
+            "graphite_stage",
+            move |suffix: &str| -> Result<RhaiMap, Fail> {
+                me.graphite_stage(suffix).map_err(Into::into)
+            },
+        );
         let config = json_to_dynamic(&Value::Object(self.config.value.clone()));
         let plan: Dynamic = engine
             .call_fn(&mut Scope::new(), &ast, "generate", (config,))
             .map_err(|e| sandbox.describe(&e, &self.script).to_string())?;
-        let value: Value = rhai::serde::from_dynamic(&plan)
-            .map_err(|e| format!("{origin}: `generate` returned something that is not JSON: {e}"))?;
+        let value: Value = rhai::serde::from_dynamic(&plan).map_err(|e| {
+            format!("{origin}: `generate` returned something that is not JSON: {e}")
+        })?;
         Ok((origin, value))
     }
 
@@ -213,7 +222,9 @@ impl Generator {
                     .try_cast::<RhaiMap>()
                     .and_then(|m| m.get("name").map(ToString::to_string))
                     .or_else(|| p.clone().into_string().ok())
-                    .ok_or_else(|| "`remote_versions` takes the list `packages()` returns".to_owned())
+                    .ok_or_else(|| {
+                        "`remote_versions` takes the list `packages()` returns".to_owned()
+                    })
             })
             .collect::<Result<_, _>>()?;
         let root = self
@@ -236,10 +247,8 @@ impl Generator {
             }
         }
         let hosts: Vec<Host> = wanted.iter().map(|(h, _)| h.clone()).collect();
-        let services: std::collections::HashMap<String, Vec<String>> = wanted
-            .into_iter()
-            .map(|(h, s)| (h.name, s))
-            .collect();
+        let services: std::collections::HashMap<String, Vec<String>> =
+            wanted.into_iter().map(|(h, s)| (h.name, s)).collect();
         let services = Arc::new(services);
         let ssh = Arc::new(self.ssh.clone());
         let answers = runtime.block_on(for_each_host(&hosts, 100, |host| {
@@ -297,16 +306,18 @@ impl Generator {
             .value
             .get("graphite")
             .and_then(Value::as_object)
-            .ok_or("`graphite_stage` needs `graphite: {host: ..., port: 2003}` in the deploy config")?;
+            .ok_or(
+                "`graphite_stage` needs `graphite: {host: ..., port: 2003}` in the deploy config",
+            )?;
         let host = graphite
             .get("host")
             .and_then(Value::as_str)
             .ok_or("`graphite.host` of the deploy config must be a host name")?;
         let port = graphite.get("port").and_then(Value::as_u64).unwrap_or(2003);
-        let prefix = graphite
-            .get("prefix")
-            .and_then(Value::as_str)
-            .map_or_else(|| format!("deploy.{}", self.config.platform()), ToOwned::to_owned);
+        let prefix = graphite.get("prefix").and_then(Value::as_str).map_or_else(
+            || format!("deploy.{}", self.config.platform()),
+            ToOwned::to_owned,
+        );
         let mut task = Map::new();
         task.insert("command".into(), "send_graphite".into());
         task.insert("host".into(), "localhost".into());
@@ -343,7 +354,10 @@ mod tests {
             split_tarball("my-app-1.2.3.tar.gz"),
             Some(("my-app".into(), "1.2.3".into()))
         );
-        assert_eq!(split_tarball("web-20.tgz"), Some(("web".into(), "20".into())));
+        assert_eq!(
+            split_tarball("web-20.tgz"),
+            Some(("web".into(), "20".into()))
+        );
         assert_eq!(split_tarball("web.tar.gz"), None);
         assert_eq!(split_tarball("notes.txt"), None);
     }

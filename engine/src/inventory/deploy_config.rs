@@ -43,9 +43,7 @@ impl DeployConfig {
     pub fn parse(text: &str, origin: &Path) -> Result<DeployConfig, InventoryError> {
         let fail = |issue: Issue| issue.into_error(text, origin);
         let doc = yaml_read::parse(text).map_err(|e| {
-            let (line, column) = e
-                .location()
-                .map_or((1, 1), |at| (at.line(), at.column()));
+            let (line, column) = e.location().map_or((1, 1), |at| (at.line(), at.column()));
             InventoryError::Parse {
                 path: origin.to_owned(),
                 line,
@@ -92,7 +90,10 @@ impl DeployConfig {
                         .flat_map(entries)
                     {
                         let at = at.value(&service);
-                        services.push((service.clone(), service_groups(&service, spec, &at).map_err(fail)?));
+                        services.push((
+                            service.clone(),
+                            service_groups(&service, spec, &at).map_err(fail)?,
+                        ));
                     }
                 }
                 _ => {}
@@ -154,9 +155,7 @@ impl DeployConfig {
                         }
                     }
                     "port" => {
-                        let ok = value
-                            .as_u64()
-                            .is_some_and(|p| (1..=65535).contains(&p));
+                        let ok = value.as_u64().is_some_and(|p| (1..=65535).contains(&p));
                         if !ok {
                             return Err(Issue::yaml(
                                 at.value("port"),

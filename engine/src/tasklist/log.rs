@@ -77,7 +77,9 @@ impl EventSink for TaskLogSink {
                 text,
             } => line(*level, component, host.as_ref(), service, text),
             Event::Message { level, .. } if *level == Level::Print => self.inner.emit(event),
-            Event::Message { host, level, text } => line(*level, "toyc", host.as_ref(), &None, text),
+            Event::Message { host, level, text } => {
+                line(*level, "toyc", host.as_ref(), &None, text)
+            }
             Event::StageStart { stage, hosts } => line(
                 Level::Info,
                 "stage",
@@ -107,7 +109,9 @@ impl EventSink for TaskLogSink {
                     "stage",
                     None,
                     &None,
-                    &format!("stage `{stage}`: {ok} ok, {failed} failed, {skipped} not started{end}"),
+                    &format!(
+                        "stage `{stage}`: {ok} ok, {failed} failed, {skipped} not started{end}"
+                    ),
                 );
             }
             other => self.inner.emit(other),
@@ -116,7 +120,13 @@ impl EventSink for TaskLogSink {
 }
 
 /// Print one log line on stderr, above the progress line.
-fn line(level: Level, component: &str, host: Option<&String>, service: &Option<String>, text: &str) {
+fn line(
+    level: Level,
+    component: &str,
+    host: Option<&String>,
+    service: &Option<String>,
+    text: &str,
+) {
     let text = format!(
         "{} [{}] [{component}] [{}] [{}] {text}",
         utc_now(),

@@ -233,7 +233,9 @@ impl StagePlan {
         }
         for (key, value) in [("timeout", self.timeout), ("retry_delay", self.retry_delay)] {
             if let Some(v) = value.filter(|v| !v.is_finite() || *v < 0.0) {
-                problems.push(format!("`{key}` must be a positive number of seconds, not {v}"));
+                problems.push(format!(
+                    "`{key}` must be a positive number of seconds, not {v}"
+                ));
             }
         }
         if self.max_fail_percent.is_some_and(|p| p > 100) {

@@ -104,7 +104,11 @@ pub async fn run_list(
             for (i, task) in stage.tasks.iter().enumerate() {
                 let why = format!("the run aborted in stage `{after}`");
                 skipped(events.as_ref(), stage, i, task, &why);
-                mark_skipped(&mut states, &task.host, &format!("stage `{}`: {why}", stage.name));
+                mark_skipped(
+                    &mut states,
+                    &task.host,
+                    &format!("stage `{}`: {why}", stage.name),
+                );
             }
             continue;
         }
@@ -130,6 +134,10 @@ pub async fn run_list(
         aborted: aborted.is_some(),
     }
 }
+
+/// Each host by name: how the inventory describes it, its connection (`None` when it
+/// could not be reached), and why not.
+type Connections = HashMap<String, (Host, Option<Arc<dyn Transport>>, Option<String>)>;
 
 /// What one stage did, for the stages after it.
 struct StageRan {
@@ -171,7 +179,7 @@ async fn run_one_stage(
     });
     progress.phase(&format!("stage {}", stage.name), indices.len());
     let options = stage.options();
-    let connections: HashMap<String, (Host, Option<Arc<dyn Transport>>, Option<String>)> = states
+    let connections: Connections = states
         .iter()
         .map(|s| {
             (
@@ -210,8 +218,7 @@ async fn run_one_stage(
                 service: task.service().map(str::to_owned),
             });
             let begun = Instant::now();
-            let outcome =
-                run_task(task, attempt, &connections, &setup, &events, &changed).await;
+            let outcome = run_task(task, attempt, &connections, &setup, &events, &changed).await;
             ends.lock().unwrap_or_else(|p| p.into_inner())[attempt.task] = Some(Instant::now());
             let (status, error) = match &outcome {
                 TaskOutcome::Ok => (TaskStatus::Ok, None),
@@ -306,7 +313,7 @@ async fn run_one_stage(
 async fn run_task(
     task: &Task,
     attempt: Attempt,
-    connections: &HashMap<String, (Host, Option<Arc<dyn Transport>>, Option<String>)>,
+    connections: &Connections,
     setup: &RunSetup,
     events: &Arc<dyn EventSink>,
     changed: &Mutex<Vec<usize>>,
@@ -339,10 +346,7 @@ async fn run_task(
         Some(limit) => match tokio::time::timeout(limit, work).await {
             Ok(result) => result,
             Err(_) => {
-                return TaskOutcome::Failed(format!(
-                    "timed out after {}s",
-                    limit.as_secs_f64()
-                ))
+                return TaskOutcome::Failed(format!("timed out after {}s", limit.as_secs_f64()))
             }
         },
         None => work.await,

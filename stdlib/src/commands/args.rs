@@ -115,7 +115,9 @@ impl<'a> Args<'a> {
                 .as_u64()
                 .and_then(|p| u16::try_from(p).ok())
                 .filter(|p| *p > 0)
-                .ok_or_else(|| self.wrong(key, "a port from 1 to 65535", &Value::Number(n.clone()))),
+                .ok_or_else(|| {
+                    self.wrong(key, "a port from 1 to 65535", &Value::Number(n.clone()))
+                }),
             Some(other) => Err(self.wrong(key, "a port from 1 to 65535", other)),
             None => Err(format!(
                 "`{}` needs argument `{key}` (a port from 1 to 65535)",

@@ -76,8 +76,14 @@ impl LocalRoots {
     pub fn resolve(&self, src: &str) -> Result<PathBuf, String> {
         let first = toyc_engine::context::confined_path(&self.root, src);
         match (&first, &self.releases) {
-            (Err(_), Some(releases)) => toyc_engine::context::confined_path(releases, src)
-                .map_err(|e| format!("{}; and in `--directory`: {e}", first.err().unwrap_or_default())),
+            (Err(_), Some(releases)) => {
+                toyc_engine::context::confined_path(releases, src).map_err(|e| {
+                    format!(
+                        "{}; and in `--directory`: {e}",
+                        first.err().unwrap_or_default()
+                    )
+                })
+            }
             _ => first,
         }
     }
@@ -85,15 +91,43 @@ impl LocalRoots {
 
 /// What a built-in's arguments say, checked.
 enum Checked {
-    Shell { cmd: String, cwd: Option<String> },
-    Upload { src: PathBuf, dest: String, mode: Option<String> },
-    FileExists { path: String },
-    Symlink { target: String, link: String },
-    Unpack { archive: String, dest: String, strip: u64 },
-    ServiceRestart { unit: String },
-    WaitPort { address: String, port: u16, wait: f64 },
-    SendGraphite { metric: String, value: f64, server: (String, u16) },
-    Sleep { seconds: f64 },
+    Shell {
+        cmd: String,
+        cwd: Option<String>,
+    },
+    Upload {
+        src: PathBuf,
+        dest: String,
+        mode: Option<String>,
+    },
+    FileExists {
+        path: String,
+    },
+    Symlink {
+        target: String,
+        link: String,
+    },
+    Unpack {
+        archive: String,
+        dest: String,
+        strip: u64,
+    },
+    ServiceRestart {
+        unit: String,
+    },
+    WaitPort {
+        address: String,
+        port: u16,
+        wait: f64,
+    },
+    SendGraphite {
+        metric: String,
+        value: f64,
+        server: (String, u16),
+    },
+    Sleep {
+        seconds: f64,
+    },
 }
 
 impl Builtin {
@@ -233,7 +267,11 @@ impl Builtin {
                 ok_or_fail(&format!("write {dest}"), &output)?;
                 ctx.log(
                     Level::Info,
-                    format!("uploaded {} ({} bytes) to {dest}", src.display(), content.len()),
+                    format!(
+                        "uploaded {} ({} bytes) to {dest}",
+                        src.display(),
+                        content.len()
+                    ),
                 );
                 Ok(1)
             }
@@ -241,7 +279,10 @@ impl Builtin {
                 if ctx.transport.file_exists(&path, sudo).await? {
                     Ok(0)
                 } else {
-                    Err(TaskFailure::new(format!("`{path}` does not exist on `{}`", ctx.host.name)))
+                    Err(TaskFailure::new(format!(
+                        "`{path}` does not exist on `{}`",
+                        ctx.host.name
+                    )))
                 }
             }
             Checked::Symlink { target, link } => {
@@ -374,7 +415,9 @@ async fn send_graphite(
         .unwrap_or(0);
     let line = format!("{metric} {value} {timestamp}\n");
     let fail = |e: std::io::Error| {
-        TaskFailure::new(format!("unable to send to the Carbon server {host}:{port}: {e}"))
+        TaskFailure::new(format!(
+            "unable to send to the Carbon server {host}:{port}: {e}"
+        ))
     };
     let connect = tokio::net::TcpStream::connect((host.as_str(), *port));
     let mut stream = tokio::time::timeout(Duration::from_secs(10), connect)

@@ -56,7 +56,10 @@ impl CustomCommand {
         Some((|| {
             let ast = sandbox.compile(&path).map_err(|e| e.to_string())?;
             for wanted in ["initialize", "execute"] {
-                if !ast.iter_functions().any(|f| f.name == wanted && f.params.len() == 1) {
+                if !ast
+                    .iter_functions()
+                    .any(|f| f.name == wanted && f.params.len() == 1)
+                {
                     return Err(format!(
                         "`{relative}` defines no `{wanted}({})`; a command needs `initialize(args)` and `execute(ctx)`",
                         if wanted == "initialize" { "args" } else { "ctx" }
@@ -76,10 +79,9 @@ impl CustomCommand {
     fn args(task: &Task) -> RhaiMap {
         let mut args = task.args.clone();
         args.insert("host".into(), Value::String(task.host.clone()));
-        match json_to_dynamic(&Value::Object(args)).try_cast::<RhaiMap>() {
-            Some(map) => map,
-            None => RhaiMap::new(),
-        }
+        json_to_dynamic(&Value::Object(args))
+            .try_cast::<RhaiMap>()
+            .unwrap_or_default()
     }
 
     /// `initialize(args)` in the bare sandbox: no host, no files, nothing but Rhai.
@@ -184,7 +186,9 @@ fn register(engine: &mut Engine) {
         .register_fn("exec", |r: &mut Remote, cmd: &str, opts: RhaiMap| {
             exec(&r.0, cmd, &opts)
         })
-        .register_fn("put", |r: &mut Remote, local: &str, dir: &str| put(&r.0, local, dir))
+        .register_fn("put", |r: &mut Remote, local: &str, dir: &str| {
+            put(&r.0, local, dir)
+        })
         .register_fn("file_exists", |r: &mut Remote, path: &str| {
             let inner = &r.0;
             inner
@@ -203,10 +207,18 @@ fn exec(inner: &Inner, cmd: &str, opts: &RhaiMap) -> Result<RhaiMap, Fail> {
             .into());
         }
     }
-    let flag = |key: &str, default: bool| opts.get(key).and_then(|v| v.as_bool().ok()).unwrap_or(default);
+    let flag = |key: &str, default: bool| {
+        opts.get(key)
+            .and_then(|v| v.as_bool().ok())
+            .unwrap_or(default)
+    };
     let timeout = opts
         .get("timeout")
-        .and_then(|v| v.as_float().ok().or_else(|| v.as_int().ok().map(|i| i as f64)))
+        .and_then(|v| {
+            v.as_float()
+                .ok()
+                .or_else(|| v.as_int().ok().map(|i| i as f64))
+        })
         .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
         .or(inner.timeout);
     let request = ExecRequest {
@@ -231,24 +243,31 @@ fn exec(inner: &Inner, cmd: &str, opts: &RhaiMap) -> Result<RhaiMap, Fail> {
     }
     let mut result = RhaiMap::new();
     result.insert("code".into(), i64::from(output.status).into());
-    result.insert("stdout".into(), stdout.trim_end_matches('\n').to_owned().into());
-    result.insert("stderr".into(), stderr.trim_end_matches('\n').to_owned().into());
+    result.insert(
+        "stdout".into(),
+        stdout.trim_end_matches('\n').to_owned().into(),
+    );
+    result.insert(
+        "stderr".into(),
+        stderr.trim_end_matches('\n').to_owned().into(),
+    );
     Ok(result)
 }
 
 fn put(inner: &Inner, local: &str, dir: &str) -> Result<(), Fail> {
     let src = inner.roots.resolve(local)?;
     if !dir.starts_with('/') {
-        return Err(format!("`ctx.remote.put`: `{dir}` is not an absolute path on the host").into());
+        return Err(
+            format!("`ctx.remote.put`: `{dir}` is not an absolute path on the host").into(),
+        );
     }
     let name = Path::new(local)
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let dest = format!("{}/{name}", dir.trim_end_matches('/'));
-    let content = std::fs::read(&src).map_err(|e| -> Fail {
-        format!("unable to read `{}`: {e}", src.display()).into()
-    })?;
+    let content = std::fs::read(&src)
+        .map_err(|e| -> Fail { format!("unable to read `{}`: {e}", src.display()).into() })?;
     let options = PutOptions {
         sudo: inner.sudo,
         ..PutOptions::default()

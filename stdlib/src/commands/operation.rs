@@ -125,7 +125,10 @@ impl OperationCommand {
         let mut scope = Scope::new();
         scope.push("args", positional);
         scope.push("opts", options);
-        scope.push("vars", json_to_dynamic(&Value::Object(context.vars().clone())));
+        scope.push(
+            "vars",
+            json_to_dynamic(&Value::Object(context.vars().clone())),
+        );
         engine
             .run_ast_with_scope(&mut scope, &ast)
             .map_err(|e| sandbox.describe(&e, origin).message)?;

@@ -265,6 +265,37 @@ fn json_events_follow_the_documented_schema() {
         kinds,
         ["run_start", "message", "message", "host_end", "summary"]
     );
+
+    // A task list on localhost: a task that logs, one that fails, one never started.
+    let plan = r#"{"name": "schema", "stages": [{"name": "s", "concurrency": 1, "tasks": [
+        {"command": "note", "host": "localhost", "service": "web"},
+        {"command": "shell", "host": "localhost", "cmd": "exit 3"},
+        {"command": "sleep", "host": "localhost", "seconds": 0}]}]}"#;
+    let ran = Toyc::new()
+        .file("plan.json", plan)
+        .file(
+            "commands/note.rhai",
+            "fn initialize(args) {}\nfn execute(ctx) { ctx.log(`hello from ${ctx.host}`); 0 }",
+        )
+        .args(["apply", "plan.json", "--json"])
+        .run();
+    ran.code(1);
+    let events: Vec<Event> = ran
+        .json_lines()
+        .into_iter()
+        .map(|v| serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}")))
+        .collect();
+    assert!(events.iter().any(|e| matches!(e, Event::Log { component, service, text, .. }
+        if component == "note" && service.as_deref() == Some("web") && text == "hello from localhost")));
+    let ends: Vec<(usize, &str)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TaskEnd { index, status, .. } => Some((*index, status.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends, [(1, "ok"), (2, "failed"), (3, "skipped")]);
+    assert!(events.iter().any(|e| matches!(e, Event::TaskStart { index: 2, command, .. } if command == "shell")));
 }
 
 #[test]

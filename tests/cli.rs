@@ -295,7 +295,9 @@ fn json_events_follow_the_documented_schema() {
         })
         .collect();
     assert_eq!(ends, [(1, "ok"), (2, "failed"), (3, "skipped")]);
-    assert!(events.iter().any(|e| matches!(e, Event::TaskStart { index: 2, command, .. } if command == "shell")));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::TaskStart { index: 2, command, .. } if command == "shell")));
 }
 
 #[test]

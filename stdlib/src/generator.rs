@@ -21,11 +21,11 @@
 //!     for p in packages() {
 //!         for group in config.service[p.name].hosts {
 //!             for host in config.hostgroup[group] {
-//!                 tasks.push(#{ command: "upload", host, service: p.name, src: p.file, dest: `/srv/${p.name}/releases/` });
+//!                 tasks.push(#{ command: "upload", host: host, service: p.name, src: p.file, dest: `/srv/${p.name}/releases/` });
 //!             }
 //!         }
 //!     }
-//!     #{ name: "upload", stages: [#{ name: "upload", concurrency: 3, concurrency_per_host: 1, tasks }, graphite_stage("uploaded")] }
+//!     #{ name: "upload", stages: [#{ name: "upload", concurrency: 3, concurrency_per_host: 1, tasks: tasks }, graphite_stage("uploaded")] }
 //! }
 //! ```
 

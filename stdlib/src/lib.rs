@@ -11,6 +11,8 @@
 //! | [`shell`] | shell commands as operations, guarded by `creates`, `removes`, `unless`, `onlyif` |
 //! | [`users`] | user accounts and groups: `useradd`/`usermod`/`userdel` with what differs |
 //! | [`packages`] | Debian packages installed or removed through `apt-get` |
+//! | [`commands`] | the commands of task lists: built-ins, operations by name, `commands/NAME.rhai` |
+//! | [`generator`] | generators: `generate(config)` with `packages()`, `remote_versions()`, `graphite_stage()` |
 //!
 //! ```
 //! let mut sandbox = toyc_engine::sandbox::Sandbox::new(".", Default::default());

@@ -18,20 +18,6 @@ fn on_host(pool: &HostPool, i: usize, cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-/// Inventory of hosts `indices` of `pool`, as root.
-fn inventory(pool: &HostPool, indices: &[usize]) -> String {
-    let mut yaml = format!(
-        "ssh: {{user: root, identity: {}, known_hosts: {}}}\nhosts:\n",
-        pool.identity().display(),
-        pool.known_hosts().display()
-    );
-    for &i in indices {
-        let h = &pool.hosts()[i];
-        yaml.push_str(&format!("  {}: {{address: {}}}\n", h.name, h.address));
-    }
-    yaml
-}
-
 /// A release tarball `NAME-VERSION.tar.gz` in `dir`: `VERSION` (served over HTTP) and
 /// `bin/ctl`, a sysvinit-style script running `python3 -m http.server` on the port in
 /// `ROOT/NAME/shared/env`.
@@ -128,7 +114,7 @@ fn deploy_rhai_ships_two_services_to_two_host_groups_and_reports_to_carbon() {
         return;
     };
     let (carbon_port, metrics) = carbon();
-    let toyc = Toyc::new().file("inv.yml", &inventory(&pool, &[0, 1, 2, 3]));
+    let toyc = Toyc::new().file("inv.yml", &pool.inventory_yaml("root"));
     let releases = toyc.dir().join("releases");
     std::fs::create_dir_all(&releases).expect("mkdir");
     release(&releases, "web", "1.0");
@@ -305,7 +291,7 @@ fn generate(config) {{
 "#
     );
     let toyc = Toyc::new()
-        .file("inv.yml", &inventory(pool, &indices))
+        .file("inv.yml", &pool.inventory_yaml("root"))
         .file(
             "deploy.yml",
             &config(&names.iter().map(String::as_str).collect::<Vec<_>>()),
@@ -367,7 +353,7 @@ fn a_failure_in_a_stage_of_six_starts_nothing_more_lets_running_tasks_finish_and
         ]
     });
     let toyc = Toyc::new()
-        .file("inv.yml", &inventory(pool, &indices))
+        .file("inv.yml", &pool.inventory_yaml("root"))
         .file(
             "plan.json",
             &serde_json::to_string_pretty(&plan).expect("json"),
@@ -457,7 +443,7 @@ fn generate(config) {
     let prune = std::fs::read_to_string(repo().join("scripts/commands/prune_releases.rhai"))
         .expect("the example command");
     let toyc = Toyc::new()
-        .file("inv.yml", &inventory(&pool, &[0, 1]))
+        .file("inv.yml", &pool.inventory_yaml("root"))
         .file(
             "deploy.yml",
             &config(&names.iter().map(String::as_str).collect::<Vec<_>>()),

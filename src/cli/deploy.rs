@@ -30,19 +30,8 @@ use crate::exit::ExitCode;
 /// The top-level entry point for `toyc run GENERATOR --config F`: generate, validate,
 /// show, confirm (`-y` skips), run.
 pub async fn run(args: RunArgs) -> Outcome {
-    let inventory = inventory(&args.targets)?;
-    let config = load_config(&args.deploy)?;
-    let list = generate(
-        Some(&args.script),
-        config.clone(),
-        &args.deploy,
-        &args.targets,
-        inventory.as_ref(),
-    )
-    .await?;
-    let hosts = plan_hosts(&list, inventory.as_ref(), Some(&config));
-    let commands = commands(&list, None, &hosts);
-    check(&list, &commands)?;
+    let (list, hosts, commands) =
+        generate_checked(Some(&args.script), &args.deploy, &args.targets).await?;
     if !args.output.json {
         show(&list);
     }
@@ -58,6 +47,22 @@ pub async fn run(args: RunArgs) -> Outcome {
         return Ok(ExitCode::Failed);
     }
     execute(&list, None, hosts, commands, &args.targets, &args.output).await
+}
+
+/// A generator's task list, checked, with the hosts it names and its commands: what
+/// `toyc plan` and `toyc run --config` share.
+pub async fn generate_checked(
+    script: Option<&Path>,
+    deploy: &DeployArgs,
+    targets: &TargetArgs,
+) -> Result<(TaskList, Vec<Host>, Arc<Commands>), Failure> {
+    let inventory = inventory(targets)?;
+    let config = load_config(deploy)?;
+    let list = generate(script, config.clone(), deploy, targets, inventory.as_ref()).await?;
+    let hosts = plan_hosts(&list, inventory.as_ref(), Some(&config));
+    let commands = commands(&list, None, &hosts);
+    check(&list, &commands)?;
+    Ok((list, hosts, commands))
 }
 
 /// `-i`, when given.

@@ -3,24 +3,14 @@
 //! `remote_versions`); `--dump` prints it, `--save` writes it for `toyc apply`.
 
 use super::args::PlanArgs;
-use super::deploy::{check, commands, generate, inventory, load_config, plan_hosts, save, show};
+use super::deploy::{generate_checked, save, show};
 use super::Outcome;
 use crate::exit::ExitCode;
 
 /// The top-level entry point for `toyc plan`.
 pub async fn plan(args: PlanArgs) -> Outcome {
-    let inventory = inventory(&args.targets)?;
-    let config = load_config(&args.deploy)?;
-    let list = generate(
-        args.generator.as_deref(),
-        config.clone(),
-        &args.deploy,
-        &args.targets,
-        inventory.as_ref(),
-    )
-    .await?;
-    let hosts = plan_hosts(&list, inventory.as_ref(), Some(&config));
-    check(&list, &commands(&list, None, &hosts))?;
+    let (list, _, _) =
+        generate_checked(args.generator.as_deref(), &args.deploy, &args.targets).await?;
     if args.dump {
         print!("{}", list.to_json());
         eprintln!("syntax ok");

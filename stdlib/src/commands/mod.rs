@@ -116,3 +116,80 @@ impl TaskCommand for CustomCommand {
         CustomCommand::execute(self, task, ctx).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use toyc_engine::tasklist::{validate, TaskList};
+
+    fn problems(root: &std::path::Path, tasks: &str) -> Vec<String> {
+        let text = format!(r#"{{"name": "t", "stages": [{{"name": "s", "tasks": [{tasks}]}}]}}"#);
+        let list = TaskList::parse(&text, std::path::Path::new("p.json")).expect("a plan");
+        let commands = Commands::new(
+            LocalRoots {
+                root: root.to_owned(),
+                releases: None,
+            },
+            &[],
+        );
+        validate(&list, &commands)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_bad_task_is_named_with_its_stage_index_host_and_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("gen");
+        std::fs::create_dir_all(root.join("files")).expect("mkdir");
+        std::fs::write(root.join("app.tar.gz"), "x").expect("write");
+        std::fs::write(root.join("files/app.tar.gz"), "x").expect("write");
+        std::fs::write(dir.path().join("secret"), "x").expect("write");
+        std::fs::create_dir(root.join("commands")).expect("mkdir");
+        std::fs::write(
+            root.join("commands/check.rhai"),
+            "fn initialize(args) { if args.level > 2 { throw \"`level` is at most 2\"; } }\nfn execute(ctx) { 0 }",
+        )
+        .expect("write");
+        let found = problems(
+            &root,
+            r#"{"command": "upload", "host": "h1", "src": "app.tar.gz", "dest": "/srv/"},
+               {"command": "upload", "host": "h2", "src": "../secret", "dest": "/srv/"},
+               {"command": "wait_port", "host": "h3", "prot": 80},
+               {"command": "uplaod", "host": "h4"},
+               {"command": "files::directory", "host": "h5", "path": "relative"},
+               {"command": "check", "host": "h6", "level": 3},
+               {"command": "check", "host": "h7", "level": 1},
+               {"command": "files::copy", "host": "h8", "src": "app.tar.gz", "dest": "/srv/app.tar.gz", "mode": "0644"}"#,
+        );
+        assert_eq!(found.len(), 5, "{found:#?}");
+        assert!(
+            found[0].starts_with("stage `s` task 2 (`upload` on `h2`): "),
+            "{}",
+            found[0]
+        );
+        assert!(found[0].contains("leads outside"), "{}", found[0]);
+        assert!(
+            found[1].contains("no argument `prot`") && found[1].contains("did you mean `port`?"),
+            "{}",
+            found[1]
+        );
+        assert!(
+            found[2].contains("unknown command `uplaod`") && found[2].contains("`upload`"),
+            "{}",
+            found[2]
+        );
+        assert!(
+            found[3].contains("task 5") && found[3].contains("not an absolute path"),
+            "{}",
+            found[3]
+        );
+        assert!(
+            found[4].contains("task 6") && found[4].contains("`level` is at most 2"),
+            "{}",
+            found[4]
+        );
+        assert!(found[4].contains("check.rhai:1:"), "{}", found[4]);
+    }
+}

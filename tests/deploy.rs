@@ -529,3 +529,31 @@ fn generate(config) {
         .stderr_has("deploy.yml:5:")
         .stderr_has("`frnt`");
 }
+
+#[test]
+fn a_stage_that_continues_on_failure_lets_the_run_go_on_and_a_timeout_fails_a_task() {
+    let plan = r#"{"name": "local", "stages": [
+        {"name": "best effort", "on_failure": "continue", "tasks": [
+            {"command": "shell", "host": "localhost", "cmd": "exit 4"},
+            {"command": "shell", "host": "localhost", "cmd": "touch first"}]},
+        {"name": "then", "tasks": [{"command": "shell", "host": "localhost", "cmd": "touch second"}]}]}"#;
+    let toyc = Toyc::new().file("plan.json", plan);
+    let ran = toyc.run_with(&["apply", "plan.json"]);
+    ran.code(0)
+        .stderr_has("[WARN] [stage] [localhost] [*] stage `best effort` task 1 (`shell`): `exit 4` exited with status 4")
+        .stderr_has("the stage continues on failure");
+    assert!(toyc.dir().join("first").exists() && toyc.dir().join("second").exists());
+
+    // A stage timeout kills the remote command (here a local process) and fails the task.
+    let plan = r#"{"name": "slow", "stages": [{"name": "s", "timeout": 0.5, "tasks": [
+        {"command": "shell", "host": "localhost", "cmd": "sleep 30; touch late"}]}]}"#;
+    let toyc = Toyc::new().file("plan.json", plan);
+    let started = std::time::Instant::now();
+    let ran = toyc.run_with(&["apply", "plan.json"]);
+    ran.code(1).stderr_has("timed out after 0.5s");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}

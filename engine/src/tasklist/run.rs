@@ -53,6 +53,9 @@ struct HostState {
     last: Instant,
 }
 
+/// How long after a stage's timeout a task's work is abandoned on the controller.
+const TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Run `list` (validated) on its hosts, reporting through `events`.
 pub async fn run_list(
     list: &TaskList,
@@ -341,9 +344,10 @@ async fn run_task(
     };
     let work = command.execute(task, &ctx);
     let result = match attempt.timeout {
-        // Remote commands are killed at the timeout by the transport; this bounds the
-        // work done on the controller (a `sleep`, a metric that does not connect).
-        Some(limit) => match tokio::time::timeout(limit, work).await {
+        // Remote commands are killed at the timeout by the transport, which then reports
+        // it: this backstop only bounds work on the controller, a little later, so it
+        // never drops a remote command that the transport is about to kill.
+        Some(limit) => match tokio::time::timeout(limit + TIMEOUT_GRACE, work).await {
             Ok(result) => result,
             Err(_) => {
                 return TaskOutcome::Failed(format!("timed out after {}s", limit.as_secs_f64()))

@@ -346,8 +346,20 @@ impl Builtin {
                 Ok(0)
             }
             Checked::Sleep { seconds } => {
-                tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-                Ok(0)
+                let wanted = Duration::from_secs_f64(seconds);
+                match ctx.timeout.filter(|limit| *limit < wanted) {
+                    Some(limit) => {
+                        tokio::time::sleep(limit).await;
+                        Err(TaskFailure::new(format!(
+                            "timed out after {}s (the stage's `timeout`)",
+                            limit.as_secs_f64()
+                        )))
+                    }
+                    None => {
+                        tokio::time::sleep(wanted).await;
+                        Ok(0)
+                    }
+                }
             }
         }
     }

@@ -1,7 +1,8 @@
 //! The commands task lists may name: the [built-ins](builtin) (`shell`, `upload`,
 //! `file_exists`, `symlink`, `unpack`, `service_restart`, `wait_port`, `send_graphite`,
-//! `sleep`), every [operation](operation) of runbooks (`files::copy`, `shell::run`, ...),
-//! and [custom](custom) commands, `commands/NAME.rhai` next to the generator.
+//! `sleep`), every operation of runbooks by name ([`operation`]: `files::copy`,
+//! `shell::run`, ...), and custom commands, `commands/NAME.rhai` next to the generator
+//! ([`custom`]).
 
 mod args;
 pub mod builtin;

@@ -32,7 +32,7 @@ pub fn doc(args: &DocArgs) -> Outcome {
         modules.insert(
             "global".into(),
             serde_json::json!({
-                "doc": "Functions scripts call without a module prefix: secrets, stages, handlers.",
+                "doc": "Functions scripts call without a module prefix: secrets, stages, handlers, and generators' helpers.",
                 "functions": globals,
             }),
         );

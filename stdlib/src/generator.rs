@@ -32,6 +32,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rhai::plugin::*;
 use rhai::{Array, Dynamic, EvalAltResult, Map as RhaiMap, Scope};
 use serde_json::{Map, Value};
 use toyc_engine::inventory::deploy_config::DeployConfig;
@@ -171,7 +172,8 @@ impl Generator {
         packages: Vec<Package>,
         runtime: tokio::runtime::Handle,
     ) -> Result<(String, Value), String> {
-        let sandbox = Sandbox::new(root, self.limits.clone());
+        let mut sandbox = Sandbox::new(root, self.limits.clone());
+        sandbox.add_global(rhai::exported_module!(generator_api).into());
         let origin = self.script.display().to_string();
         let ast = sandbox.compile(&self.script).map_err(|e| e.to_string())?;
         if !ast
@@ -182,23 +184,12 @@ impl Generator {
                 "{origin}: a generator defines `fn generate(config)`, returning the plan"
             ));
         }
-        let mut engine = sandbox.engine(None, |text| eprintln!("{text}"));
-        let listed: Array = packages.iter().map(package_map).collect();
-        engine.register_fn("packages", move || listed.clone());
-        let me = Arc::clone(self);
-        engine.register_fn(
-            "remote_versions",
-            move |packages: Array| -> Result<RhaiMap, Fail> {
-                me.remote_versions(&packages, &runtime).map_err(Into::into)
-            },
-        );
-        let me = Arc::clone(self);
-        engine.register_fn(
-            "graphite_stage",
-            move |suffix: &str| -> Result<RhaiMap, Fail> {
-                me.graphite_stage(suffix).map_err(Into::into)
-            },
-        );
+        let state = Arc::new(GeneratorRun {
+            generator: Arc::clone(self),
+            packages: packages.iter().map(package_map).collect(),
+            runtime,
+        });
+        let engine = sandbox.engine(Some(Dynamic::from(state)), |text| eprintln!("{text}"));
         let config = json_to_dynamic(&Value::Object(self.config.value.clone()));
         let plan: Dynamic = engine
             .call_fn(&mut Scope::new(), &ast, "generate", (config,))
@@ -332,6 +323,91 @@ impl Generator {
         json_to_dynamic(&Value::Object(stage))
             .try_cast::<RhaiMap>()
             .ok_or_else(|| "a stage is a map".to_owned())
+    }
+}
+
+/// What a generator's helpers reach, through the engine's tag.
+#[derive(Clone)]
+struct GeneratorRun {
+    generator: Arc<Generator>,
+    packages: Array,
+    runtime: tokio::runtime::Handle,
+}
+
+impl GeneratorRun {
+    fn of(ctx: &rhai::NativeCallContext) -> Result<Arc<GeneratorRun>, Fail> {
+        ctx.tag()
+            .and_then(|tag| tag.clone().try_cast::<Arc<GeneratorRun>>())
+            .ok_or_else(|| {
+                "this function belongs to generators: run the script with `toyc plan` or `toyc run --config`"
+                    .into()
+            })
+    }
+}
+
+/// The helpers of generator scripts (`toyc plan GENERATOR --config F`): the release
+/// packages of this deploy, the versions the hosts run, a stage that reports to Graphite.
+#[export_module]
+pub mod generator_api {
+    use rhai::{Array, Map};
+
+    use super::{Fail, GeneratorRun};
+
+    /// The release packages of this deploy, `[#{name, version, file}]`: the tarballs
+    /// `NAME-VERSION.tar.gz` in `--directory` (only those named with `--component`, when
+    /// both are given), or the components named with `--component NAME[=VERSION]`
+    /// (`file` is then `()`).
+    ///
+    /// # Example
+    /// ```rhai
+    /// for p in packages() {
+    ///     print(`${p.name} ${p.version} from ${p.file}`);
+    /// }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn packages(ctx: NativeCallContext) -> Result<Array, Fail> {
+        Ok(GeneratorRun::of(&ctx)?.packages.clone())
+    }
+
+    /// The version each service of `packages` runs on each of its hosts,
+    /// `#{SERVICE: #{HOST: VERSION or ()}}`, read from `ROOT/SERVICE/current ->
+    /// releases/VERSION` (`ROOT` is the config's `root`, `/srv` by default). One round
+    /// trip per host, however many services it runs; an unreachable host is an error.
+    ///
+    /// # Example
+    /// ```rhai
+    /// let running = remote_versions(packages());
+    /// for p in packages() {
+    ///     for host in running[p.name].keys() {
+    ///         if running[p.name][host] != p.version { print(`${host}: ${p.name} needs ${p.version}`); }
+    ///     }
+    /// }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn remote_versions(ctx: NativeCallContext, packages: Array) -> Result<Map, Fail> {
+        let run = GeneratorRun::of(&ctx)?;
+        run.generator
+            .remote_versions(&packages, &run.runtime)
+            .map_err(Into::into)
+    }
+
+    /// A stage that sends the metric `PREFIX.SUFFIX 1 TIMESTAMP` to the Carbon server of
+    /// the config's `graphite: {host, port, prefix}` over its plaintext protocol, from the
+    /// controller (port 2003 and prefix `deploy.PLATFORM` by default). A failure to send
+    /// is logged and does not fail the deploy (`on_failure: "continue"`).
+    ///
+    /// # Example
+    /// ```rhai
+    /// fn generate(config) {
+    ///     #{ name: "notify", stages: [graphite_stage("deployed")] }
+    /// }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn graphite_stage(ctx: NativeCallContext, suffix: &str) -> Result<Map, Fail> {
+        GeneratorRun::of(&ctx)?
+            .generator
+            .graphite_stage(suffix)
+            .map_err(Into::into)
     }
 }
 

@@ -49,10 +49,12 @@ pub fn modules() -> Vec<(&'static str, rhai::Shared<rhai::Module>)> {
 }
 
 /// Add every stdlib module to `sandbox`, and the functions scripts call without a
-/// module prefix (`secret`, `stage`, `handler`, `notify`).
+/// module prefix (`secret`, `stage`, `handler`, `notify`, and the generators' `packages`,
+/// `remote_versions`, `graphite_stage`).
 pub fn register(sandbox: &mut Sandbox) {
     sandbox.add_global(exported_module!(secret::secret_api).into());
     sandbox.add_global(exported_module!(flow::flow_api).into());
+    sandbox.add_global(exported_module!(generator::generator_api).into());
     for (name, module) in modules() {
         sandbox.add_module(name, module);
     }

@@ -63,7 +63,9 @@ impl EventSink for TaskLogSink {
                         Level::Warn,
                         format!(
                             "task {index} of stage `{stage}` not started: {}",
-                            error.as_deref().unwrap_or("skipped")
+                            error
+                                .as_deref()
+                                .map_or("skipped", |e| e.trim_start_matches("not started: "))
                         ),
                     ),
                 };

@@ -240,7 +240,7 @@ impl Builtin {
             .and_then(serde_json::Value::as_bool)
             .unwrap_or(ctx.sudo);
         let checked = self.check(task, roots).map_err(TaskFailure::new)?;
-        let run = |command: String| run(ctx, command, sudo);
+        let run = |what: String, command: String| run(ctx, what, command, sudo);
         match checked {
             Checked::Shell { cmd, cwd } => {
                 let request = ExecRequest {
@@ -288,11 +288,14 @@ impl Builtin {
             Checked::Symlink { target, link } => {
                 // A new link renamed over the old one: readers see the old target or the new.
                 let tmp = format!("{link}.toyc-$$");
-                run(format!(
-                    "ln -sfn {} \"{tmp}\" && mv -fT \"{tmp}\" {}",
-                    quote(&target),
-                    quote(&link)
-                ))
+                run(
+                    format!("symlink {link} -> {target}"),
+                    format!(
+                        "ln -sfn {} \"{tmp}\" && mv -fT \"{tmp}\" {}",
+                        quote(&target),
+                        quote(&link)
+                    ),
+                )
                 .await?;
                 Ok(1)
             }
@@ -306,22 +309,28 @@ impl Builtin {
                 } else {
                     String::new()
                 };
-                run(format!(
+                run(
+                    format!("unpack {archive} into {dest}"),
+                    format!(
                     "d={d}; t=\"$d.toyc-$$\"; rm -rf \"$t\" && mkdir -p \"$t\" && tar -xzf {a} -C \"$t\"{strip} \
                      && rm -rf \"$d\" && mv \"$t\" \"$d\" || {{ rm -rf \"$t\"; exit 1; }}",
                     d = quote(&dest),
                     a = quote(&archive)
-                ))
+                    ),
+                )
                 .await?;
                 Ok(1)
             }
             Checked::ServiceRestart { unit } => {
                 let u = quote(&unit);
-                run(format!(
+                run(
+                    format!("restart {unit}"),
+                    format!(
                     "if [ -d /run/systemd/system ]; then systemctl restart {u}; \
                      elif [ -x /etc/init.d/{u} ]; then /etc/init.d/{u} restart; \
                      else echo \"no systemd here and no /etc/init.d/\"{u}\" script\" >&2; exit 3; fi"
-                ))
+                    ),
+                )
                 .await?;
                 Ok(1)
             }
@@ -330,7 +339,11 @@ impl Builtin {
                 port,
                 wait,
             } => {
-                run(wait_port_script(&address, port, wait)).await?;
+                run(
+                    format!("wait for port {port}"),
+                    wait_port_script(&address, port, wait),
+                )
+                .await?;
                 Ok(0)
             }
             Checked::SendGraphite {
@@ -365,8 +378,14 @@ impl Builtin {
     }
 }
 
-/// Run `command` on the task's host; a non-zero exit fails the task.
-async fn run(ctx: &TaskContext, command: String, sudo: bool) -> Result<ExecOutput, TaskFailure> {
+/// Run `command` on the task's host; a non-zero exit fails the task, described as `what`
+/// (the script itself would tell people little).
+async fn run(
+    ctx: &TaskContext,
+    what: String,
+    command: String,
+    sudo: bool,
+) -> Result<ExecOutput, TaskFailure> {
     let request = ExecRequest {
         command: command.clone(),
         sudo,
@@ -374,7 +393,7 @@ async fn run(ctx: &TaskContext, command: String, sudo: bool) -> Result<ExecOutpu
         ..ExecRequest::default()
     };
     let output = ctx.transport.exec(&request, None).await?;
-    ok_or_fail(&command, &output)?;
+    ok_or_fail(&what, &output)?;
     Ok(output)
 }
 

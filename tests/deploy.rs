@@ -557,3 +557,40 @@ fn a_stage_that_continues_on_failure_lets_the_run_go_on_and_a_timeout_fails_a_ta
         started.elapsed()
     );
 }
+
+#[test]
+fn isolate_drops_a_failed_host_from_later_stages_and_the_others_go_on() {
+    let Some(pool) = hosts::shared() else { return };
+    let dir = "/tmp/toyc-tasklist-isolate";
+    let (a, b) = (&pool.hosts()[0].name, &pool.hosts()[1].name);
+    for i in 0..2 {
+        pool.docker_exec(i, &format!("rm -rf {dir}"));
+    }
+    let plan = serde_json::json!({"name": "isolate", "stages": [
+        {"name": "first", "on_failure": "isolate", "tasks": [
+            {"command": "shell", "host": a, "cmd": "exit 1"},
+            {"command": "shell", "host": b, "cmd": format!("mkdir -p {dir}")}]},
+        {"name": "second", "tasks": [
+            {"command": "shell", "host": a, "cmd": format!("mkdir -p {dir} && touch {dir}/second")},
+            {"command": "shell", "host": b, "cmd": format!("touch {dir}/second")}]}]});
+    let toyc = Toyc::new()
+        .file("inv.yml", &pool.inventory_yaml("root"))
+        .file("plan.json", &plan.to_string());
+    let ran = toyc.run_with(&["apply", "plan.json", "-i", "inv.yml", "--json"]);
+    ran.code(1);
+    let second = |i: usize| {
+        on_host(
+            pool,
+            i,
+            &format!("test -e {dir}/second && echo yes || echo no"),
+        )
+    };
+    assert_eq!((second(0).as_str(), second(1).as_str()), ("no", "yes"));
+    let skipped = ran.json_lines().into_iter().any(|e| {
+        e["type"] == "task_end"
+            && e["data"]["stage"] == "second"
+            && e["data"]["host"] == a.as_str()
+            && e["data"]["status"] == "skipped"
+    });
+    assert!(skipped, "{}", ran.stdout);
+}

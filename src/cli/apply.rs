@@ -17,6 +17,7 @@ pub async fn apply(args: ApplyArgs) -> Outcome {
     let commands = commands(&list, Some(&args.plan), &hosts);
     check(&list, &commands)?;
     execute(
+        "apply",
         &list,
         Some(&args.plan),
         hosts,

@@ -46,7 +46,16 @@ pub async fn run(args: RunArgs) -> Outcome {
         eprintln!("nothing was run");
         return Ok(ExitCode::Failed);
     }
-    execute(&list, None, hosts, commands, &args.targets, &args.output).await
+    execute(
+        "run",
+        &list,
+        None,
+        hosts,
+        commands,
+        &args.targets,
+        &args.output,
+    )
+    .await
 }
 
 /// A generator's task list, checked, with the hosts it names and its commands: what
@@ -282,6 +291,7 @@ fn confirm(list: &TaskList) -> Result<bool, Failure> {
 /// Run a validated plan and report: log lines (or `--json` events), the per-host
 /// table, the summary, and the exit code (1 when a stage aborted or a task failed).
 pub async fn execute(
+    command: &str,
     list: &TaskList,
     plan_file: Option<&Path>,
     hosts: Vec<Host>,
@@ -297,7 +307,7 @@ pub async fn execute(
         Arc::new(TaskLogSink::new(table, output.verbose > 0))
     };
     events.emit(&Event::RunStart {
-        command: "apply".into(),
+        command: command.to_owned(),
         hosts: hosts.iter().map(|h| h.name.clone()).collect(),
     });
     let base = plan_file

@@ -23,7 +23,7 @@ use operation::{OperationCommand, OPERATIONS};
 /// Every command a plan may name, for one generator directory.
 pub struct Commands {
     roots: LocalRoots,
-    hosts: HashMap<String, Host>,
+    hosts: Arc<HashMap<String, Host>>,
     custom: Mutex<HashMap<String, Arc<dyn TaskCommand>>>,
 }
 
@@ -33,7 +33,7 @@ impl Commands {
     pub fn new(roots: LocalRoots, hosts: &[Host]) -> Commands {
         Commands {
             roots,
-            hosts: hosts.iter().map(|h| (h.name.clone(), h.clone())).collect(),
+            hosts: Arc::new(hosts.iter().map(|h| (h.name.clone(), h.clone())).collect()),
             custom: Mutex::new(HashMap::new()),
         }
     }
@@ -46,8 +46,7 @@ impl CommandSet for Commands {
             return Ok(Arc::new(BuiltinCommand(*builtin, roots)));
         }
         if let Some(op) = OperationCommand::find(name, &roots.root) {
-            let hosts = self.hosts.clone();
-            return Ok(Arc::new(Op(op, hosts)));
+            return Ok(Arc::new(Op(op, Arc::clone(&self.hosts))));
         }
         let mut cache = self.custom.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(found) = cache.get(name) {
@@ -91,7 +90,7 @@ impl TaskCommand for BuiltinCommand {
     }
 }
 
-struct Op(OperationCommand, HashMap<String, Host>);
+struct Op(OperationCommand, Arc<HashMap<String, Host>>);
 
 #[async_trait::async_trait]
 impl TaskCommand for Op {

@@ -114,7 +114,10 @@ fn deploy_rhai_ships_two_services_to_two_host_groups_and_reports_to_carbon() {
         return;
     };
     let (carbon_port, metrics) = carbon();
-    let toyc = Toyc::new().file("inv.yml", &pool.inventory_yaml("root"));
+    // Debug logs count the round trips per host.
+    let toyc = Toyc::new()
+        .env("RUST_LOG", "toyc_engine=debug")
+        .file("inv.yml", &pool.inventory_yaml("root"));
     let releases = toyc.dir().join("releases");
     std::fs::create_dir_all(&releases).expect("mkdir");
     release(&releases, "web", "1.0");
@@ -194,6 +197,10 @@ fn deploy_rhai_ships_two_services_to_two_host_groups_and_reports_to_carbon() {
     plan_args.remove(1);
     let dumped = toyc.run_with(&strs(&plan_args));
     dumped.code(0).stderr_has("syntax ok");
+    // remote_versions: one round trip per host, h3 and h4 running both services.
+    for name in ["h1", "h3"] {
+        assert_eq!(dumped.round_trips(name), 1, "{name}: {}", dumped.stderr);
+    }
     let plan: serde_json::Value = serde_json::from_str(&dumped.stdout).expect("JSON plan");
     let tasks: Vec<&serde_json::Value> = plan["stages"]
         .as_array()

@@ -180,7 +180,7 @@ async fn run_one_stage(
         stage: stage.name.clone(),
         hosts: distinct,
     });
-    progress.phase(&format!("stage {}", stage.name), indices.len());
+    progress.phase_of(&format!("stage {}", stage.name), indices.len(), "tasks");
     let options = stage.options();
     let connections: Connections = states
         .iter()

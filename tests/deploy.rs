@@ -601,3 +601,48 @@ fn isolate_drops_a_failed_host_from_later_stages_and_the_others_go_on() {
     });
     assert!(skipped, "{}", ran.stdout);
 }
+
+#[test]
+fn a_custom_command_works_through_ctx_remote_and_reads_only_its_own_files() {
+    let command = r#"
+fn initialize(args) {
+    if type_of(args.dest) != "string" { throw "`dest` must be a directory on the host"; }
+}
+fn execute(ctx) {
+    ctx.remote.exec(`mkdir -p ${ctx.args.dest}`);
+    ctx.remote.put(ctx.args.file, ctx.args.dest);
+    if !ctx.remote.file_exists(`${ctx.args.dest}/notes.txt`) { throw "the upload is not there"; }
+    let r = ctx.remote.exec(`cat ${ctx.args.dest}/notes.txt`, #{ sudo: false });
+    ctx.log(`read back: ${r.stdout}`);
+    let missing = ctx.remote.exec("exit 3", #{ check: false });
+    ctx.log(`exit code ${missing.code}`);
+    1
+}
+"#;
+    let toyc = Toyc::new();
+    let out = toyc.dir().join("out").display().to_string();
+    let plan = |file: &str| {
+        format!(
+            r#"{{"name": "custom", "stages": [{{"name": "s", "tasks": [
+            {{"command": "ship", "host": "localhost", "service": "docs", "file": "{file}", "dest": "{out}"}}]}}]}}"#
+        )
+    };
+    let toyc = toyc
+        .file("gen/commands/ship.rhai", command)
+        .file("gen/notes.txt", "hello\n")
+        .file("secret.txt", "not for scripts\n")
+        .file("gen/plan.json", &plan("notes.txt"));
+    // The plan file sits in the generator's directory: commands/ and files come from there.
+    let ran = toyc.run_with(&["apply", "gen/plan.json"]);
+    ran.code(0)
+        .stderr_has("[INFO] [ship] [localhost] [docs] read back: hello")
+        .stderr_has("[INFO] [ship] [localhost] [docs] exit code 3");
+    assert_eq!(
+        std::fs::read_to_string(toyc.dir().join("out/notes.txt")).expect("uploaded"),
+        "hello\n"
+    );
+
+    std::fs::write(toyc.dir().join("gen/plan.json"), plan("../secret.txt")).expect("write");
+    let ran = toyc.run_with(&["apply", "gen/plan.json"]);
+    ran.code(1).stderr_has("leads outside");
+}

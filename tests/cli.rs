@@ -227,17 +227,21 @@ struct Summary {
     elapsed_ms: u64,
 }
 
+/// Every stdout line of `ran` read through the mirror (which fails on unknown fields).
+fn events_of(ran: &crate::support::cli::Ran) -> Vec<Event> {
+    ran.json_lines()
+        .into_iter()
+        .map(|v| serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}")))
+        .collect()
+}
+
 #[test]
 fn json_events_follow_the_documented_schema() {
     let ran = Toyc::new()
         .args(["exec", "--json", "--", "echo hi; exit 2"])
         .run();
     ran.code(1);
-    let events: Vec<Event> = ran
-        .json_lines()
-        .into_iter()
-        .map(|v| serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}")))
-        .collect();
+    let events = events_of(&ran);
     assert!(
         matches!(&events[0], Event::RunStart { command, hosts } if command == "exec" && hosts == &["localhost"])
     );
@@ -280,11 +284,7 @@ fn json_events_follow_the_documented_schema() {
         .args(["apply", "plan.json", "--json"])
         .run();
     ran.code(1);
-    let events: Vec<Event> = ran
-        .json_lines()
-        .into_iter()
-        .map(|v| serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}")))
-        .collect();
+    let events = events_of(&ran);
     assert!(events.iter().any(|e| matches!(e, Event::Log { component, service, text, .. }
         if component == "note" && service.as_deref() == Some("web") && text == "hello from localhost")));
     let ends: Vec<(usize, &str)> = events

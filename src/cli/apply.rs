@@ -16,14 +16,5 @@ pub async fn apply(args: ApplyArgs) -> Outcome {
     let hosts = plan_hosts(&list, inventory.as_ref(), None);
     let commands = commands(&list, Some(&args.plan), &hosts);
     check(&list, &commands)?;
-    execute(
-        "apply",
-        &list,
-        Some(&args.plan),
-        hosts,
-        commands,
-        &args.targets,
-        &args.output,
-    )
-    .await
+    execute("apply", &list, hosts, commands, &args.targets, &args.output).await
 }

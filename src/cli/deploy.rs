@@ -46,16 +46,7 @@ pub async fn run(args: RunArgs) -> Outcome {
         eprintln!("nothing was run");
         return Ok(ExitCode::Failed);
     }
-    execute(
-        "run",
-        &list,
-        None,
-        hosts,
-        commands,
-        &args.targets,
-        &args.output,
-    )
-    .await
+    execute("run", &list, hosts, commands, &args.targets, &args.output).await
 }
 
 /// A generator's task list, checked, with the hosts it names and its commands: what
@@ -293,7 +284,6 @@ fn confirm(list: &TaskList) -> Result<bool, Failure> {
 pub async fn execute(
     command: &str,
     list: &TaskList,
-    plan_file: Option<&Path>,
     hosts: Vec<Host>,
     commands: Arc<Commands>,
     targets: &TargetArgs,
@@ -310,10 +300,6 @@ pub async fn execute(
         command: command.to_owned(),
         hosts: hosts.iter().map(|h| h.name.clone()).collect(),
     });
-    let base = plan_file
-        .and_then(Path::parent)
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
     let started = Instant::now();
     let setup = RunSetup {
         hosts,
@@ -321,11 +307,6 @@ pub async fn execute(
         commands,
         sudo: targets.sudo,
         forks: targets.forks,
-        root: list
-            .root
-            .as_ref()
-            .map_or_else(|| base.to_owned(), |r| base.join(r)),
-        releases: list.releases.as_ref().map(|r| base.join(r)),
     };
     let progress = Progress::new(!output.json);
     let report = run_list(list, setup, &events, &progress).await;

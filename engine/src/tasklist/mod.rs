@@ -328,10 +328,6 @@ pub struct TaskContext {
     pub component: String,
     /// The task's service, if any.
     pub service: Option<String>,
-    /// The generator's directory: custom commands and local files come from there.
-    pub root: PathBuf,
-    /// The `--directory` of release tarballs, if one was given.
-    pub releases: Option<PathBuf>,
 }
 
 impl TaskContext {

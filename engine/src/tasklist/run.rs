@@ -6,7 +6,6 @@
 //! goes on (the failure is logged, the run does not fail for it).
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -30,10 +29,6 @@ pub struct RunSetup {
     pub sudo: bool,
     /// Hosts connected to at once.
     pub forks: usize,
-    /// The generator's directory.
-    pub root: PathBuf,
-    /// `--directory`, if given.
-    pub releases: Option<PathBuf>,
 }
 
 /// How the run went.
@@ -339,8 +334,6 @@ async fn run_task(
         events: Arc::clone(events),
         component: task.command.clone(),
         service: task.service().map(str::to_owned),
-        root: setup.root.clone(),
-        releases: setup.releases.clone(),
     };
     let work = command.execute(task, &ctx);
     let result = match attempt.timeout {

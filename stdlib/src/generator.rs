@@ -424,6 +424,73 @@ fn package_map(p: &Package) -> Dynamic {
 mod tests {
     use super::*;
 
+    fn generator(components: &[(&str, Option<&str>)], directory: Option<PathBuf>) -> Generator {
+        let config = DeployConfig::parse("platform: p\n", Path::new("deploy.yml")).expect("valid");
+        Generator {
+            script: PathBuf::from("deploy.rhai"),
+            config,
+            components: components
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), v.map(str::to_owned)))
+                .collect(),
+            directory,
+            hosts: Vec::new(),
+            ssh: SshOptions::new(PathBuf::from("/tmp")),
+            limits: Limits::default(),
+            root: None,
+        }
+    }
+
+    #[test]
+    fn packages_come_from_the_directory_narrowed_by_components_or_from_components() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for file in [
+            "web-1.0.tar.gz",
+            "web-1.1.tar.gz",
+            "api-2.0.tar.gz",
+            "README",
+        ] {
+            std::fs::write(dir.path().join(file), "x").expect("write");
+        }
+        let found = |g: Generator| -> Vec<(String, Option<String>, Option<String>)> {
+            g.packages()
+                .expect("packages")
+                .into_iter()
+                .map(|p| (p.name, p.version, p.file))
+                .collect()
+        };
+        let all = found(generator(&[], Some(dir.path().to_owned())));
+        assert_eq!(all.len(), 3);
+        assert_eq!(
+            all[0],
+            (
+                "api".into(),
+                Some("2.0".into()),
+                Some("api-2.0.tar.gz".into())
+            )
+        );
+        let narrowed = found(generator(
+            &[("web", Some("1.1"))],
+            Some(dir.path().to_owned()),
+        ));
+        assert_eq!(
+            narrowed,
+            [(
+                "web".into(),
+                Some("1.1".into()),
+                Some("web-1.1.tar.gz".into())
+            )]
+        );
+        let named = found(generator(&[("web", Some("3.0")), ("api", None)], None));
+        assert_eq!(
+            named,
+            [
+                ("web".into(), Some("3.0".into()), None),
+                ("api".into(), None, None)
+            ]
+        );
+    }
+
     #[test]
     fn tarball_names_split_at_the_version() {
         assert_eq!(

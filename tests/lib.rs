@@ -8,6 +8,8 @@ mod cli;
 mod deploy;
 mod docs;
 mod harness;
+mod repl;
+mod roles;
 mod sandbox;
 mod ssh;
 mod stages;

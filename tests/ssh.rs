@@ -9,17 +9,7 @@ use crate::support::hosts::{self, HostPool};
 
 /// Inventory text for some hosts of `pool` (by index) plus extra raw YAML host lines.
 fn inventory(pool: &HostPool, user: &str, indices: &[usize], extra_hosts: &str) -> String {
-    let mut yaml = format!(
-        "ssh:\n  user: {user}\n  identity: {}\n  known_hosts: {}\nhosts:\n",
-        pool.identity().display(),
-        pool.known_hosts().display()
-    );
-    for &i in indices {
-        let h = &pool.hosts()[i];
-        yaml.push_str(&format!("  {}: {{address: {}}}\n", h.name, h.address));
-    }
-    yaml.push_str(extra_hosts);
-    yaml
+    pool.inventory_of(user, indices) + extra_hosts
 }
 
 #[test]

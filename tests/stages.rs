@@ -10,16 +10,7 @@ use crate::support::hosts::{self, HostPool};
 
 /// Inventory of hosts `indices` of `pool`, as root.
 fn inventory(pool: &HostPool, indices: &[usize]) -> String {
-    let mut yaml = format!(
-        "ssh: {{user: root, identity: {}, known_hosts: {}}}\nhosts:\n",
-        pool.identity().display(),
-        pool.known_hosts().display()
-    );
-    for &i in indices {
-        let h = &pool.hosts()[i];
-        yaml.push_str(&format!("  {}: {{address: {}}}\n", h.name, h.address));
-    }
-    yaml
+    pool.inventory_of("root", indices)
 }
 
 fn on_host(pool: &HostPool, i: usize, cmd: &str) -> String {

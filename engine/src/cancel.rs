@@ -16,7 +16,13 @@ pub fn cancel() {
     channel().send_replace(true);
 }
 
-/// Whether [`cancel`] was called.
+/// Let work start again after a cancellation: in the console, Ctrl-C stops the line
+/// that was running, not the process, and the next line must not start cancelled.
+pub fn reset() {
+    channel().send_replace(false);
+}
+
+/// Whether [`cancel`] was called (and not [`reset`] since).
 pub fn is_cancelled() -> bool {
     *channel().borrow()
 }

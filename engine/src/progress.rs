@@ -49,6 +49,11 @@ impl Progress {
         if !self.shown {
             return;
         }
+        // The old line goes first: two bars drawing at once leave a stale line behind.
+        let mut live = lock();
+        if let Some(old) = live.take() {
+            old.bar.finish_and_clear();
+        }
         let bar = ProgressBar::new(total as u64);
         bar.set_style(
             ProgressStyle::with_template(&format!(
@@ -58,10 +63,6 @@ impl Progress {
         );
         bar.set_prefix(what.to_owned());
         bar.enable_steady_tick(Duration::from_millis(120));
-        let mut live = lock();
-        if let Some(old) = live.take() {
-            old.bar.finish_and_clear();
-        }
         *live = Some(Live {
             bar,
             working: BTreeSet::new(),

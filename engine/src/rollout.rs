@@ -343,35 +343,66 @@ fn skip(host: &mut Prepared, why: &str) {
     }
 }
 
-/// Stage names in the order the hosts declare them. Hosts may leave stages out, but two
-/// hosts declaring the same stages in different orders cannot both be honoured.
+/// Stage names in an order every host agrees with: each host's stages keep their
+/// order, hosts may leave stages out, and ties go by first appearance. Two hosts
+/// declaring two stages in opposite orders cannot both be honoured: an error naming them.
 fn stage_order(prepared: &[Prepared]) -> Result<Vec<String>, String> {
-    let mut order: Vec<String> = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
+    for stage in prepared.iter().flat_map(|p| &p.stages) {
+        if !names.contains(&stage.name.as_str()) {
+            names.push(&stage.name);
+        }
+    }
+    let index = |name: &str| names.iter().position(|n| *n == name).unwrap_or(0);
+    // `before[b]`: the stages some host declares right before `b`.
+    let mut before: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); names.len()];
     for host in prepared {
-        for stage in &host.stages {
-            if !order.contains(&stage.name) {
-                order.push(stage.name.clone());
+        for pair in host.stages.windows(2) {
+            before[index(&pair[1].name)].insert(index(&pair[0].name));
+        }
+    }
+    let mut order: Vec<usize> = Vec::with_capacity(names.len());
+    while order.len() < names.len() {
+        let next = (0..names.len())
+            .find(|n| !order.contains(n) && before[*n].iter().all(|b| order.contains(b)));
+        match next {
+            Some(n) => order.push(n),
+            None => return Err(conflict(prepared)),
+        }
+    }
+    Ok(order.into_iter().map(|n| names[n].to_owned()).collect())
+}
+
+/// The first two hosts that declare two stages in opposite orders, for the error.
+fn conflict(prepared: &[Prepared]) -> String {
+    let position = |p: &Prepared, name: &str| p.stages.iter().position(|s| s.name == name);
+    let listed = |p: &Prepared| {
+        p.stages
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" → ")
+    };
+    for (i, a) in prepared.iter().enumerate() {
+        for b in &prepared[i + 1..] {
+            let opposite = a.stages.iter().enumerate().any(|(x, s)| {
+                a.stages[x + 1..].iter().any(|t| {
+                    matches!((position(b, &s.name), position(b, &t.name)), (Some(p), Some(q)) if p > q)
+                })
+            });
+            if opposite {
+                return format!(
+                    "host `{}` declares its stages in the order {}, host `{}` in the order {}; \
+                     stages run in one order on every host",
+                    b.result.host,
+                    listed(b),
+                    a.result.host,
+                    listed(a)
+                );
             }
         }
     }
-    for host in prepared {
-        let positions: Vec<usize> = host
-            .stages
-            .iter()
-            .filter_map(|s| order.iter().position(|o| o == &s.name))
-            .collect();
-        if positions.windows(2).any(|w| w[0] > w[1]) {
-            let mine: Vec<&str> = host.stages.iter().map(|s| s.name.as_str()).collect();
-            return Err(format!(
-                "host `{}` declares its stages in the order {}, other hosts in the order {}; \
-                 stages run in one order on every host",
-                host.result.host,
-                mine.join(" → "),
-                order.join(" → ")
-            ));
-        }
-    }
-    Ok(order)
+    "the hosts declare their stages in conflicting orders".into()
 }
 
 /// One host's part of one stage: its changes, how far they got, and its handlers.
@@ -542,5 +573,56 @@ impl StageTask {
         .map_err(|e| format!("handlers: {e}"))?;
         self.report(&notified, &steps, None, events)
             .map_err(|e| format!("handler {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, stages: &[&str]) -> Prepared {
+        Prepared {
+            transport: None,
+            result: HostResult {
+                host: name.into(),
+                status: HostStatus::Ok,
+                exit_code: None,
+                error: None,
+                changed: 0,
+                elapsed_ms: 0,
+            },
+            stages: stages
+                .iter()
+                .map(|s| PlannedStage {
+                    name: (*s).into(),
+                    options: None,
+                    outcomes: Vec::new(),
+                    notify: Vec::new(),
+                    handlers: Vec::new(),
+                })
+                .collect(),
+            sudo: false,
+            started: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn stages_run_in_the_order_hosts_declare_them_and_hosts_may_leave_some_out() {
+        let order = stage_order(&[host("a", &["x", "z"]), host("b", &["x", "y", "z"])]);
+        assert_eq!(order, Ok(vec!["x".into(), "y".into(), "z".into()]));
+        let order = stage_order(&[host("a", &["w", "y"]), host("b", &["x", "y"])]);
+        assert_eq!(order, Ok(vec!["w".into(), "x".into(), "y".into()]));
+    }
+
+    #[test]
+    fn two_hosts_with_opposite_stage_orders_are_an_error_naming_the_host() {
+        let err = stage_order(&[host("a", &["x", "y"]), host("b", &["y", "x"])])
+            .expect_err("conflicting orders");
+        assert!(
+            err.contains(
+                "host `b` declares its stages in the order y → x, host `a` in the order x → y"
+            ),
+            "{err}"
+        );
     }
 }

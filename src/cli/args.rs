@@ -56,6 +56,16 @@ pub enum Command {
     ///   toyc apply plan.json -i inventory.yml
     #[command(verbatim_doc_comment, after_help = EXIT_STATUS_HELP)]
     Apply(ApplyArgs),
+    /// Apply a role: sync its git repo into toyc's cache, then run its runbook on the
+    /// role's hosts (or, with `--local`, on this machine).
+    ///
+    /// Examples:
+    ///   toyc role web -i inventory.yml --repos-base ssh://git@git.example.com/roles
+    ///   toyc role web -i inventory.yml --repo file:///srv/git/web.git --ref v1.2 -y
+    ///   toyc role web --local --repo https://git.example.com/roles/web.git -y
+    ///   toyc role web -i inventory.yml --repo URL --status
+    #[command(verbatim_doc_comment, after_help = EXIT_STATUS_HELP)]
+    Role(RoleArgs),
     /// Show the documentation of the script modules (all, or one).
     ///
     /// Examples:
@@ -63,6 +73,17 @@ pub enum Command {
     ///   toyc doc host
     #[command(verbatim_doc_comment)]
     Doc(DocArgs),
+    /// An interactive console: Rhai lines against live hosts, variables kept between lines.
+    ///
+    /// `hosts("web").exec("uptime")` runs a command on every host of a pattern and prints
+    /// one row per host; operations typed at the prompt are planned and shown, and applied
+    /// only by `.apply` after a confirmation. `.help` inside lists the rest.
+    ///
+    /// Examples:
+    ///   toyc repl -i inventory.yml
+    ///   toyc repl -i hosts.ini -l web
+    #[command(verbatim_doc_comment)]
+    Repl(ReplArgs),
 }
 
 /// Which hosts to act on and how to reach them.
@@ -221,6 +242,78 @@ pub struct ApplyArgs {
     pub output: OutputArgs,
 }
 
+/// `toyc role`.
+#[derive(Debug, Args)]
+pub struct RoleArgs {
+    /// The role: its repo is `--repo`, or `ROLE.git` under `--repos-base`; its hosts are the
+    /// inventory group of that name, the `--hosts-file` entry, or `-l`.
+    #[arg(value_name = "ROLE")]
+    pub role: String,
+    /// The role's git repo (`file://`, `ssh://`, `user@host:path`, `https://`).
+    #[arg(long, value_name = "URL")]
+    pub repo: Option<String>,
+    /// Where role repos live: the role's repo is `URL/ROLE.git` (`--repo` wins).
+    #[arg(long, env = "TOYC_REPOS_BASE", value_name = "URL")]
+    pub repos_base: Option<String>,
+    /// The branch, tag or commit to apply (default: the remote's default branch).
+    #[arg(long = "ref", value_name = "REF")]
+    pub reference: Option<String>,
+    /// A YAML file mapping roles to host names (`web: [web1, web2]`).
+    #[arg(long, env = "TOYC_ROLE_HOSTS", value_name = "FILE")]
+    pub hosts_file: Option<PathBuf>,
+    /// Apply the role on this machine, through the local transport (pull mode).
+    #[arg(long, conflicts_with_all = ["hosts_file", "status"])]
+    pub local: bool,
+    /// Print the merged attributes of HOST, each with where its value came from.
+    #[arg(long, value_name = "HOST")]
+    pub show_attributes: Option<String>,
+    /// List the role's hosts with the commit each last applied, and whether it is behind.
+    #[arg(long)]
+    pub status: bool,
+    /// Print the runbook.rhai equivalent to the role's runbook.yml, and stop.
+    #[arg(long)]
+    pub explain: bool,
+    /// The ssh key for the git remote (default: the ssh agent, then ~/.ssh/id_*).
+    #[arg(long, env = "TOYC_GIT_IDENTITY", value_name = "FILE")]
+    pub git_identity: Option<PathBuf>,
+    /// The known_hosts file the git remote's ssh host key is checked against.
+    #[arg(long, env = "TOYC_GIT_KNOWN_HOSTS", value_name = "FILE")]
+    pub git_known_hosts: Option<PathBuf>,
+    /// Give up syncing the repo after this many seconds.
+    #[arg(
+        long,
+        env = "TOYC_GIT_TIMEOUT",
+        default_value_t = 30.0,
+        value_name = "SECONDS"
+    )]
+    pub git_timeout: f64,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Set a variable (`key=value`, read as YAML), over the role's attributes and the inventory.
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// Read variables from a YAML file (later files win; `--var` wins over all).
+    #[arg(long = "vars-file", value_name = "FILE")]
+    pub vars_files: Vec<PathBuf>,
+    /// Read secret variables from a YAML file (masked in all output).
+    #[arg(long = "secrets-file", env = "TOYC_SECRETS_FILE", value_name = "FILE")]
+    pub secrets_files: Vec<PathBuf>,
+    /// Default timeout of each command the runbook runs, in seconds.
+    #[arg(long, env = "TOYC_TIMEOUT", value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// Only show what would change; exit 2 if anything would (0 if nothing).
+    #[arg(long, env = "TOYC_CHECK")]
+    pub check: bool,
+    /// Show a unified diff of every file whose content would change.
+    #[arg(long, env = "TOYC_DIFF")]
+    pub diff: bool,
+    /// Apply changes without asking (needed when stdin is not a terminal).
+    #[arg(short = 'y', long, env = "TOYC_YES")]
+    pub yes: bool,
+}
+
 /// `toyc up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -258,4 +351,11 @@ pub struct DocArgs {
     /// Markdown, for docs/stdlib.md.
     #[arg(long)]
     pub markdown: bool,
+}
+
+/// `toyc repl`.
+#[derive(Debug, Args)]
+pub struct ReplArgs {
+    #[command(flatten)]
+    pub targets: TargetArgs,
 }

@@ -10,6 +10,12 @@ use crate::exit::ExitCode;
 
 /// The top-level entry point for `toyc doc`.
 pub fn doc(args: &DocArgs) -> Outcome {
+    print!("{}", manual(args.module.as_deref(), args.markdown)?);
+    Ok(ExitCode::Success)
+}
+
+/// The manual of every module, of one (`files`), or of one function (`files::line`).
+pub fn manual(name: Option<&str>, markdown: bool) -> Result<String, Failure> {
     let mut sandbox = Sandbox::new(".", Limits::default());
     toyc_stdlib::register(&mut sandbox);
     let engine = sandbox.engine(None, |_| {});
@@ -37,9 +43,13 @@ pub fn doc(args: &DocArgs) -> Outcome {
             }),
         );
     }
-    let names: Vec<&String> = match &args.module {
+    let (module, function) = match name.map(|n| n.split_once("::").unwrap_or((n, ""))) {
+        Some((module, function)) => (Some(module), Some(function).filter(|f| !f.is_empty())),
+        None => (None, None),
+    };
+    let names: Vec<&String> = match module {
         None => modules.keys().collect(),
-        Some(wanted) => match modules.get_key_value(wanted.as_str()) {
+        Some(wanted) => match modules.get_key_value(wanted) {
             Some((name, _)) => vec![name],
             None => {
                 let known: Vec<&str> = modules.keys().map(String::as_str).collect();
@@ -52,19 +62,33 @@ pub fn doc(args: &DocArgs) -> Outcome {
     };
     let mut out = String::new();
     for name in names {
-        render_module(&mut out, name, &modules[name.as_str()], args.markdown);
+        render_module(&mut out, name, &modules[name.as_str()], markdown, function);
     }
-    print!("{out}");
-    Ok(ExitCode::Success)
+    if let (Some(function), true) = (function, out.is_empty()) {
+        return Err(Failure::input(anyhow!(
+            "no function `{function}` in module `{}`; `toyc doc {}` lists them",
+            module.unwrap_or_default(),
+            module.unwrap_or_default()
+        )));
+    }
+    Ok(out)
 }
 
-fn render_module(out: &mut String, name: &str, module: &Value, markdown: bool) {
+/// `manual` for the console's `.doc NAME`: the text, or the error as one line.
+pub fn manual_text(name: &str) -> Result<String, String> {
+    let name = Some(name.trim()).filter(|n| !n.is_empty());
+    manual(name, false).map_err(|f| f.error.to_string())
+}
+
+fn render_module(out: &mut String, name: &str, module: &Value, markdown: bool, only: Option<&str>) {
     let doc = module
         .get("doc")
         .and_then(Value::as_str)
         .map(strip_comment_markers)
         .unwrap_or_default();
-    if markdown {
+    if only.is_some() {
+        // One function: no module header.
+    } else if markdown {
         out.push_str(&format!("## `{name}`\n\n{doc}\n\n"));
     } else {
         out.push_str(&format!("{name}\n{}\n{doc}\n\n", "=".repeat(name.len())));
@@ -86,6 +110,10 @@ fn render_module(out: &mut String, name: &str, module: &Value, markdown: bool) {
         format!("{name}::")
     };
     for function in functions {
+        let function_name = function.get("name").and_then(Value::as_str);
+        if only.is_some() && function_name != only {
+            continue;
+        }
         let signature = rhai_types(
             function
                 .get("signature")

@@ -7,6 +7,8 @@ mod deploy;
 mod doc;
 mod exec;
 mod plan;
+mod repl;
+mod role;
 mod run;
 mod targets;
 
@@ -75,8 +77,17 @@ pub fn main() -> i32 {
             return ExitCode::Failed.code();
         }
     };
+    let command = match cli.command {
+        // The console handles Ctrl-C itself: it cancels a line, not the session.
+        Command::Repl(args) => {
+            let outcome = repl::repl(args, runtime.handle());
+            runtime.shutdown_timeout(Duration::from_secs(2));
+            return exit_status(outcome);
+        }
+        command => command,
+    };
     let outcome = runtime.block_on(async {
-        let work = dispatch(cli.command);
+        let work = dispatch(command);
         tokio::pin!(work);
         tokio::select! {
             outcome = &mut work => outcome,
@@ -93,6 +104,11 @@ pub fn main() -> i32 {
     // Blocking script threads stop at their next operation once cancelled; do not wait
     // for one stuck in a native call.
     runtime.shutdown_timeout(Duration::from_secs(2));
+    exit_status(outcome)
+}
+
+/// A subcommand's outcome as the process exit status, with its error printed.
+fn exit_status(outcome: Outcome) -> i32 {
     match outcome {
         Ok(code) => code.code(),
         Err(failure) => {
@@ -112,7 +128,10 @@ async fn dispatch(command: Command) -> Outcome {
         Command::Exec(args) => exec::exec(args).await,
         Command::Plan(args) => plan::plan(args).await,
         Command::Apply(args) => apply::apply(args).await,
+        Command::Role(args) => role::role(args).await,
         Command::Doc(args) => doc::doc(&args),
+        // `main` runs the console itself, outside this future.
+        Command::Repl(_) => Err(anyhow::anyhow!("toyc bug: the console reached dispatch").into()),
     }
 }
 

@@ -5,8 +5,10 @@
 //! `toyc_engine::rollout`). `up` repeats this until nothing is left to change.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,14 +38,50 @@ pub async fn run(args: RunArgs) -> CliOutcome {
     converge(&args, "run", None).await
 }
 
+/// What another subcommand (`toyc role`) adds to a run; `RunExtras::default()` is a
+/// plain `toyc run`.
+#[derive(Default)]
+pub struct RunExtras {
+    /// The hosts to run on, chosen (and their vars layered) by the caller, instead of
+    /// `--inventory` and `--limit`.
+    pub hosts: Option<Vec<Host>>,
+    /// The directory the script's files, templates and imports are confined to, instead
+    /// of the script's own directory.
+    pub root: Option<PathBuf>,
+    /// Called, all hosts at once, for each host that ends the run applied: its last pass
+    /// left nothing undone (not under `--check`, not declined, not aborted, not
+    /// unconverged). An error fails the host.
+    pub after_apply: Option<AfterApply>,
+}
+
+/// A per-host hook after a successful apply: host name and its still-open connection.
+pub type AfterApply = Arc<
+    dyn Fn(String, Arc<dyn Transport>) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// Prepare every host, show what would change, confirm, execute stage by stage; with
 /// `max_cycles` (`toyc up`), again with the hosts that did not fail, until a pass finds
 /// nothing to change, or fail when one still does after `max_cycles` applied passes.
 pub async fn converge(args: &RunArgs, command: &str, max_cycles: Option<usize>) -> CliOutcome {
+    converge_with(args, command, max_cycles, RunExtras::default()).await
+}
+
+/// [`converge`] with what [`RunExtras`] adds.
+pub async fn converge_with(
+    args: &RunArgs,
+    command: &str,
+    max_cycles: Option<usize>,
+    extras: RunExtras,
+) -> CliOutcome {
     let converging = max_cycles.is_some();
     let max_cycles = max_cycles.unwrap_or(1);
-    let hosts = select_hosts(&args.targets)?;
-    let job = Arc::new(script_job(args, &hosts)?);
+    let hosts = match extras.hosts {
+        Some(hosts) => hosts,
+        None => select_hosts(&args.targets)?,
+    };
+    let job = Arc::new(script_job(args, &hosts, extras.root)?);
     let events = Arc::clone(&job.events);
     let ssh = Arc::new(ssh_options(&args.targets)?);
     announce(events.as_ref(), command, &hosts);
@@ -76,7 +114,7 @@ pub async fn converge(args: &RunArgs, command: &str, max_cycles: Option<usize>) 
         let mut prepared =
             prepare_all(args, &job, &ssh, &progress, std::mem::take(&mut active)).await;
         progress.finish();
-        show(events.as_ref(), &prepared);
+        show(events.as_ref(), &prepared, args.diff);
         let pending: usize = prepared.iter().map(Prepared::pending).sum();
         let apply = pending > 0 && !args.check && cycle <= max_cycles;
         if pending > 0 && !args.check && cycle > max_cycles {
@@ -101,6 +139,13 @@ pub async fn converge(args: &RunArgs, command: &str, max_cycles: Option<usize>) 
         }
         // A host that failed drops out; the others go round again if anything changed.
         let again = apply && code.is_none() && converging;
+        if let Some(hook) = &extras.after_apply {
+            // This pass is the hosts' last, and it left nothing undone.
+            if !again && !args.check && code.is_none() && (apply || pending == 0) {
+                after_apply_all(hook, &mut prepared).await;
+            }
+        }
+        let mut closing = tokio::task::JoinSet::new();
         for mut host in prepared {
             *changed.entry(host.result.host.clone()).or_default() += host.result.changed;
             let first = *first_started
@@ -118,12 +163,14 @@ pub async fn converge(args: &RunArgs, command: &str, max_cycles: Option<usize>) 
                 }
                 (_, transport) => {
                     if let Some(transport) = transport {
-                        transport.close().await;
+                        closing.spawn(async move { transport.close().await });
                     }
                     done.push(host.result);
                 }
             }
         }
+        // Masters close in parallel: one by one, 50 hosts would wait 50 exits.
+        closing.join_all().await;
     }
 
     let mut results: Vec<HostResult> = done
@@ -175,13 +222,35 @@ async fn prepare_all(
     .await
 }
 
-fn script_job(args: &RunArgs, hosts: &[Host]) -> Result<ScriptJob, Failure> {
-    let root = args
-        .script
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_owned();
+/// Run `hook` for every host still OK, at once; a failing hook fails its host.
+async fn after_apply_all(hook: &AfterApply, prepared: &mut [Prepared]) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, host) in prepared.iter().enumerate() {
+        if let (HostStatus::Ok, Some(transport)) = (host.result.status, &host.transport) {
+            let work = hook(host.result.host.clone(), Arc::clone(transport));
+            tasks.spawn(async move { (index, work.await) });
+        }
+    }
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((index, Err(e))) => {
+                prepared[index].result.status = HostStatus::Failed;
+                prepared[index].result.error = Some(e);
+            }
+            Ok((_, Ok(()))) => {}
+            Err(e) => tracing::error!("an after-apply task failed: {e}"),
+        }
+    }
+}
+
+fn script_job(args: &RunArgs, hosts: &[Host], root: Option<PathBuf>) -> Result<ScriptJob, Failure> {
+    let root = root.unwrap_or_else(|| {
+        args.script
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned()
+    });
     let limits = Limits {
         timeout: seconds(args.script_timeout, "--script-timeout")?,
         max_operations: args.max_operations,
@@ -203,8 +272,15 @@ fn script_job(args: &RunArgs, hosts: &[Host]) -> Result<ScriptJob, Failure> {
 }
 
 /// Every host's planned changes, in inventory order (and its reasoned no-changes), with
-/// the handlers each stage would run when notified.
-fn show(events: &dyn EventSink, prepared: &[Prepared]) {
+/// the handlers each stage would run when notified; their diffs only under `--diff`.
+fn show(events: &dyn EventSink, prepared: &[Prepared], diff: bool) {
+    let view = |change: &toyc_engine::plan::Change| {
+        let mut view = toyc_engine::events::ChangeView::from(change);
+        if !diff {
+            view.diff = None;
+        }
+        view
+    };
     for host in prepared {
         let name = &host.result.host;
         for stage in &host.stages {
@@ -212,7 +288,7 @@ fn show(events: &dyn EventSink, prepared: &[Prepared]) {
                 match outcome {
                     Outcome::Change(change) => events.emit(&Event::Change {
                         host: name.clone(),
-                        change: change.into(),
+                        change: view(change),
                     }),
                     Outcome::NoChange(no) => events.emit(&Event::NoChange {
                         host: name.clone(),
@@ -224,14 +300,14 @@ fn show(events: &dyn EventSink, prepared: &[Prepared]) {
             }
             for handler in &stage.handlers {
                 for change in toyc_engine::apply::changes(&handler.outcomes) {
-                    let mut view: toyc_engine::events::ChangeView = change.into();
-                    view.summary = format!(
+                    let mut shown = view(change);
+                    shown.summary = format!(
                         "{} (handler `{}`, when notified)",
-                        view.summary, handler.name
+                        shown.summary, handler.name
                     );
                     events.emit(&Event::Change {
                         host: name.clone(),
-                        change: view,
+                        change: shown,
                     });
                 }
             }
@@ -278,7 +354,7 @@ fn register_leaves(value: &Value) {
 }
 
 /// `--vars-file` maps in order, then `--secrets-file` maps, then `--var key=value` pairs on top.
-fn extra_vars(args: &RunArgs) -> Result<Map<String, Value>, Failure> {
+pub(super) fn extra_vars(args: &RunArgs) -> Result<Map<String, Value>, Failure> {
     let mut vars = Map::new();
     let files = args.vars_files.iter().map(|f| (f, false));
     for (file, secret) in files.chain(args.secrets_files.iter().map(|f| (f, true))) {

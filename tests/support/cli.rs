@@ -66,17 +66,25 @@ impl Toyc {
         self.run_with(&[])
     }
 
-    /// Start it with `extra` arguments, stdout and stderr piped, without waiting.
-    #[allow(dead_code)]
-    pub fn spawn(&self, extra: &[&str]) -> std::process::Child {
-        Command::new(binary())
+    /// The binary with the arguments so far and `extra`, in the working directory, with
+    /// stdin closed and no inventory or limit from the environment.
+    fn command(&self, extra: &[&str]) -> Command {
+        let mut command = Command::new(binary());
+        command
             .args(&self.args)
             .args(extra)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("TOYC_INVENTORY")
             .env_remove("TOYC_LIMIT")
             .current_dir(self.dir.path())
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Start it with `extra` arguments, stdout and stderr piped, without waiting.
+    #[allow(dead_code)]
+    pub fn spawn(&self, extra: &[&str]) -> std::process::Child {
+        self.command(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -96,16 +104,7 @@ impl Toyc {
 
     /// Run it with `extra` arguments after the ones set so far, and wait.
     pub fn run_with(&self, extra: &[&str]) -> Ran {
-        let output: Output = Command::new(binary())
-            .args(&self.args)
-            .args(extra)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env_remove("TOYC_INVENTORY")
-            .env_remove("TOYC_LIMIT")
-            .current_dir(self.dir.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("the toyc binary runs");
+        let output: Output = self.command(extra).output().expect("the toyc binary runs");
         Ran {
             code: output.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

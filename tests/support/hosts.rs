@@ -196,6 +196,19 @@ impl HostPool {
     /// The text of the inventory that [`HostPool::write_inventory`] writes.
     pub fn inventory_yaml(&self, user: &str) -> String {
         let hosts = self.hosts();
+        let all: Vec<usize> = (0..hosts.len()).collect();
+        let mut yaml = self.inventory_of(user, &all);
+        let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+        let _ = writeln!(yaml, "groups:");
+        let _ = writeln!(yaml, "  testhosts:");
+        let _ = writeln!(yaml, "    hosts: [{}]", names.join(", "));
+        yaml
+    }
+
+    /// An inventory of hosts `indices` (by their names), reached as `user` with the
+    /// pool's key and known_hosts; more `hosts:` lines may be appended to it.
+    pub fn inventory_of(&self, user: &str, indices: &[usize]) -> String {
+        let hosts = self.hosts();
         let mut yaml = String::new();
         // Paths and the user are quoted as JSON strings, which YAML reads as
         // double-quoted scalars: safe whatever characters they hold.
@@ -209,13 +222,9 @@ impl HostPool {
             quote(&path_text(&self.known_hosts))
         );
         let _ = writeln!(yaml, "hosts:");
-        for host in hosts {
+        for host in indices.iter().map(|&i| &hosts[i]) {
             let _ = writeln!(yaml, "  {}: {{address: {}}}", host.name, host.address);
         }
-        let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
-        let _ = writeln!(yaml, "groups:");
-        let _ = writeln!(yaml, "  testhosts:");
-        let _ = writeln!(yaml, "    hosts: [{}]", names.join(", "));
         yaml
     }
 

@@ -1,5 +1,8 @@
 //! The command line as clap sees it: raw arguments, validated later by each subcommand.
 
+// The doc comments here are `--help` text, where a URL in an example stays plain.
+#![allow(rustdoc::bare_urls)]
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};

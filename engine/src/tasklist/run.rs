@@ -256,18 +256,11 @@ async fn run_one_stage(
                 outcome: TaskOutcome::Ok,
                 ..
             } => ok += 1,
-            TaskReport::Ran {
-                outcome: TaskOutcome::Failed(e) | TaskOutcome::Unreachable(e),
-                attempts,
-            } => {
+            TaskReport::Ran { .. } => {
                 failed += 1;
-                let tries = if *attempts > 1 {
-                    format!(" (after {attempts} attempts)")
-                } else {
-                    String::new()
-                };
+                let e = outcome.failure().unwrap_or_default();
                 let message = format!(
-                    "stage `{}` task {index} (`{}`): {e}{tries}",
+                    "stage `{}` task {index} (`{}`): {e}",
                     stage.name, task.command
                 );
                 if options.on_failure == FailurePolicy::Continue {

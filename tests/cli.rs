@@ -419,4 +419,51 @@ fn a_secret_never_appears_in_any_output() {
     ]);
     ran.code(2).stderr_has("+password = ********");
     assert!(!ran.stderr.contains(DB), "{}", ran.stderr);
+
+    // Through a template: in its diff at -vvv, and when the template fails after the
+    // line that renders the secret.
+    let toyc = toyc
+        .file("templates/app.j2", "password = {{ db_password }}\n")
+        .file(
+            "templates/broken.j2",
+            "password = {{ db_password }}\n{{ db_password | nosuchfilter }}\n",
+        )
+        .file(
+            "u.rhai",
+            "files::template(\"app.j2\", `${vars.dir}/app.cfg`, #{ mode: \"0600\" });\n",
+        )
+        .file(
+            "v.rhai",
+            "files::template(\"broken.j2\", `${vars.dir}/broken.cfg`);\n",
+        );
+    for (script, code) in [("u.rhai", 2), ("v.rhai", 65)] {
+        let ran = toyc.run_with(&[
+            "run",
+            script,
+            "--secrets-file",
+            "secrets.yml",
+            "--var",
+            &dir_var,
+            "--check",
+            "--diff",
+            "-vvv",
+        ]);
+        assert!(
+            [code, 1].contains(&ran.code),
+            "{script}: exit {}\n{}",
+            ran.code,
+            ran.stderr
+        );
+        assert!(
+            !ran.stderr.contains(DB) && !ran.stdout.contains(DB),
+            "{script} leaked the secret:\n{}{}",
+            ran.stdout,
+            ran.stderr
+        );
+        if code == 2 {
+            ran.stderr_has("+password = ********");
+        } else {
+            ran.stderr_has("nosuchfilter");
+        }
+    }
 }

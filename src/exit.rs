@@ -45,7 +45,7 @@ Exit status:
   2    --check found changes to make
   3    at least one host was unreachable (and none failed)
   64   usage error (unknown flag, missing argument)
-  65   bad input (inventory, script, vars file, limit pattern)
+  65   bad input (inventory, script, vars file, limit pattern, deploy config, invalid task list)
   130  interrupted (Ctrl-C)";
 
 #[cfg(test)]

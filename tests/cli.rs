@@ -175,6 +175,30 @@ enum Event {
         skipped: usize,
         aborted: bool,
     },
+    TaskStart {
+        stage: String,
+        index: usize,
+        command: String,
+        host: String,
+        service: Option<String>,
+    },
+    TaskEnd {
+        stage: String,
+        index: usize,
+        command: String,
+        host: String,
+        service: Option<String>,
+        status: String,
+        error: Option<String>,
+        elapsed_ms: u64,
+    },
+    Log {
+        level: String,
+        component: String,
+        host: Option<String>,
+        service: Option<String>,
+        text: String,
+    },
     HostEnd(HostEnd),
     Summary(Summary),
 }
@@ -203,17 +227,21 @@ struct Summary {
     elapsed_ms: u64,
 }
 
+/// Every stdout line of `ran` read through the mirror (which fails on unknown fields).
+fn events_of(ran: &crate::support::cli::Ran) -> Vec<Event> {
+    ran.json_lines()
+        .into_iter()
+        .map(|v| serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}")))
+        .collect()
+}
+
 #[test]
 fn json_events_follow_the_documented_schema() {
     let ran = Toyc::new()
         .args(["exec", "--json", "--", "echo hi; exit 2"])
         .run();
     ran.code(1);
-    let events: Vec<Event> = ran
-        .json_lines()
-        .into_iter()
-        .map(|v| serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}")))
-        .collect();
+    let events = events_of(&ran);
     assert!(
         matches!(&events[0], Event::RunStart { command, hosts } if command == "exec" && hosts == &["localhost"])
     );
@@ -241,6 +269,35 @@ fn json_events_follow_the_documented_schema() {
         kinds,
         ["run_start", "message", "message", "host_end", "summary"]
     );
+
+    // A task list on localhost: a task that logs, one that fails, one never started.
+    let plan = r#"{"name": "schema", "stages": [{"name": "s", "concurrency": 1, "tasks": [
+        {"command": "note", "host": "localhost", "service": "web"},
+        {"command": "shell", "host": "localhost", "cmd": "exit 3"},
+        {"command": "sleep", "host": "localhost", "seconds": 0}]}]}"#;
+    let ran = Toyc::new()
+        .file("plan.json", plan)
+        .file(
+            "commands/note.rhai",
+            "fn initialize(args) {}\nfn execute(ctx) { ctx.log(`hello from ${ctx.host}`); 0 }",
+        )
+        .args(["apply", "plan.json", "--json"])
+        .run();
+    ran.code(1);
+    let events = events_of(&ran);
+    assert!(events.iter().any(|e| matches!(e, Event::Log { component, service, text, .. }
+        if component == "note" && service.as_deref() == Some("web") && text == "hello from localhost")));
+    let ends: Vec<(usize, &str)> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::TaskEnd { index, status, .. } => Some((*index, status.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends, [(1, "ok"), (2, "failed"), (3, "skipped")]);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::TaskStart { index: 2, command, .. } if command == "shell")));
 }
 
 #[test]
@@ -362,4 +419,51 @@ fn a_secret_never_appears_in_any_output() {
     ]);
     ran.code(2).stderr_has("+password = ********");
     assert!(!ran.stderr.contains(DB), "{}", ran.stderr);
+
+    // Through a template: in its diff at -vvv, and when the template fails after the
+    // line that renders the secret.
+    let toyc = toyc
+        .file("templates/app.j2", "password = {{ db_password }}\n")
+        .file(
+            "templates/broken.j2",
+            "password = {{ db_password }}\n{{ db_password | nosuchfilter }}\n",
+        )
+        .file(
+            "u.rhai",
+            "files::template(\"app.j2\", `${vars.dir}/app.cfg`, #{ mode: \"0600\" });\n",
+        )
+        .file(
+            "v.rhai",
+            "files::template(\"broken.j2\", `${vars.dir}/broken.cfg`);\n",
+        );
+    for (script, code) in [("u.rhai", 2), ("v.rhai", 65)] {
+        let ran = toyc.run_with(&[
+            "run",
+            script,
+            "--secrets-file",
+            "secrets.yml",
+            "--var",
+            &dir_var,
+            "--check",
+            "--diff",
+            "-vvv",
+        ]);
+        assert!(
+            [code, 1].contains(&ran.code),
+            "{script}: exit {}\n{}",
+            ran.code,
+            ran.stderr
+        );
+        assert!(
+            !ran.stderr.contains(DB) && !ran.stdout.contains(DB),
+            "{script} leaked the secret:\n{}{}",
+            ran.stdout,
+            ran.stderr
+        );
+        if code == 2 {
+            ran.stderr_has("+password = ********");
+        } else {
+            ran.stderr_has("nosuchfilter");
+        }
+    }
 }

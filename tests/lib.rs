@@ -5,6 +5,7 @@
 
 mod apply;
 mod cli;
+mod deploy;
 mod docs;
 mod harness;
 mod repl;

@@ -13,15 +13,6 @@ fn toyc_for(pool: &hosts::HostPool) -> Toyc {
         .env("RUST_LOG", "toyc_engine=debug")
 }
 
-/// SSH commands toyc sent to host `name` (from its debug log, as bench/ counts them:
-/// `... round trip host=h1`, with colour codes around `host=`).
-fn round_trips(ran: &Ran, name: &str) -> usize {
-    ran.stderr
-        .lines()
-        .filter(|l| l.contains("round trip") && l.trim_end().ends_with(&format!("m{name}")))
-        .count()
-}
-
 /// The planned-change lines of a run's output (`h1 ~ users::user app: ...`).
 fn change_lines(ran: &Ran) -> Vec<&str> {
     ran.stderr
@@ -91,7 +82,7 @@ fn users_and_groups_converge_change_one_attribute_and_are_removed() {
     let summary = cold.json_lines().into_iter().last().expect("summary");
     assert_eq!(summary["data"]["changed"], 4, "{}", cold.stdout);
     assert_eq!(
-        round_trips(&cold, &name),
+        cold.round_trips(&name),
         2,
         "facts, then changes: {}",
         cold.stderr
@@ -118,7 +109,7 @@ fn users_and_groups_converge_change_one_attribute_and_are_removed() {
     let warm = run("accounts.rhai", &["-y", "-v"]);
     warm.code(0);
     assert!(change_lines(&warm).is_empty(), "{}", warm.stderr);
-    assert_eq!(round_trips(&warm, &name), 1, "facts only: {}", warm.stderr);
+    assert_eq!(warm.round_trips(&name), 1, "facts only: {}", warm.stderr);
     warm.stderr_has("user `toycapp` already exists with uid 2501, group toycapp");
     run("accounts.rhai", &["--check"]).code(0);
 
@@ -255,7 +246,7 @@ fn a_package_from_a_local_repository_is_installed_once_and_a_non_debian_host_fai
 
     let cold = run(&["-y"]);
     cold.code(0);
-    assert_eq!(round_trips(&cold, &name), 2, "{}", cold.stderr);
+    assert_eq!(cold.round_trips(&name), 2, "{}", cold.stderr);
     assert_eq!(
         host_says(
             &pool,
@@ -269,7 +260,7 @@ fn a_package_from_a_local_repository_is_installed_once_and_a_non_debian_host_fai
     warm.code(0);
     assert!(change_lines(&warm).is_empty(), "{}", warm.stderr);
     assert_eq!(
-        round_trips(&warm, &name),
+        warm.round_trips(&name),
         1,
         "one dpkg-query: {}",
         warm.stderr

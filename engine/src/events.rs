@@ -14,7 +14,10 @@
 //! | `no_change` | `{"host": "h1", "operation": "...", "target": "...", "reason": "..."}` |
 //! | `step` | `{"host": "h1", "operation": "...", "target": "...", "status": 0, "output": "..."}`: a change was made (status 0) or failed |
 //! | `stage_start` | `{"stage": "deploy", "hosts": ["h1", "h2"]}`: a stage begins on the hosts with changes in it |
-//! | `stage_end` | `{"stage": "deploy", "ok": 1, "failed": 1, "skipped": 0, "aborted": true}` |
+//! | `stage_end` | `{"stage": "deploy", "ok": 1, "failed": 1, "skipped": 0, "aborted": true}`: hosts counted, or tasks for a task list |
+//! | `task_start` | `{"stage": "upload", "index": 1, "command": "upload", "host": "h1", "service": "web"\|null}`: a task of a task list starts (index from 1) |
+//! | `task_end` | `{"stage": "upload", "index": 1, "command": "upload", "host": "h1", "service": "web"\|null, "status": "ok"\|"failed"\|"skipped", "error": "..."\|null, "elapsed_ms": 310}` |
+//! | `log` | `{"level": "info", "component": "prune_releases", "host": "h1"\|null, "service": "web"\|null, "text": "..."}`: a log line of a task-list run |
 //! | `host_end` | `{"host": "h1", "status": "ok"\|"failed"\|"unreachable"\|"skipped", "exit_code": 0\|null, "error": "..."\|null, "changed": 3, "elapsed_ms": 12}` |
 //! | `summary` | `{"ok": 9, "failed": 0, "unreachable": 1, "skipped": 0, "changed": 27, "elapsed_ms": 850}` |
 //!
@@ -109,6 +112,53 @@ pub enum Event {
         /// Whether a failure stopped the run from starting more work.
         aborted: bool,
     },
+    /// A task of a task list started (an attempt of it, with retries).
+    TaskStart {
+        /// Its stage.
+        stage: String,
+        /// Its position in the stage, from 1.
+        index: usize,
+        /// The command it runs (`upload`, `files::copy`, a custom command).
+        command: String,
+        /// Its host.
+        host: String,
+        /// The service it works for (its `service` argument), if any.
+        service: Option<String>,
+    },
+    /// A task of a task list ended, or was never started.
+    TaskEnd {
+        /// Its stage.
+        stage: String,
+        /// Its position in the stage, from 1.
+        index: usize,
+        /// The command it ran.
+        command: String,
+        /// Its host.
+        host: String,
+        /// The service it works for, if any.
+        service: Option<String>,
+        /// `ok`, `failed` or `skipped` (never started: the stage aborted, or its host
+        /// was dropped).
+        status: TaskStatus,
+        /// Why it failed or was skipped.
+        error: Option<String>,
+        /// Wall time of its last attempt (0 when skipped).
+        elapsed_ms: u64,
+    },
+    /// A log line of a task-list run: from a task (a custom command's `ctx.log`) or
+    /// from toyc, printed as `time [LEVEL] [component] [host] [service] message`.
+    Log {
+        /// How loud it is.
+        level: Level,
+        /// Who speaks: the task's command, or `toyc`.
+        component: String,
+        /// The host it concerns, if any.
+        host: Option<String>,
+        /// The service it concerns, if any.
+        service: Option<String>,
+        /// The text.
+        text: String,
+    },
     /// A host finished.
     HostEnd(HostResult),
     /// The run finished.
@@ -154,6 +204,18 @@ pub enum Level {
     Warn,
     /// Something failed.
     Error,
+}
+
+/// How a task of a task list ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    /// It did its job.
+    Ok,
+    /// It failed, or its host could not be reached.
+    Failed,
+    /// It never started.
+    Skipped,
 }
 
 /// How a host's part of a run ended.

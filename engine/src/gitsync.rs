@@ -2,7 +2,7 @@
 //! or fetch and move to the remote's commit (git2, so no `git` binary is needed).
 //!
 //! This is engine plumbing, not a script module: the controller syncs a role before any
-//! script runs, into toyc's own cache (see [`crate::state`]). Because the cache is
+//! script runs, into toyc's own cache (see [`crate::state_dir`]). Because the cache is
 //! toyc's, it is never merged into: local changes and diverged history are reset to the
 //! remote, with a note saying so.
 //!

@@ -11,6 +11,10 @@
 //! 4. **report**: every step becomes an [`events::Event`], printed for people on stderr or as
 //!    JSON Lines on stdout.
 //!
+//! A deploy's [`tasklist`] takes another road after load: a generator returns stages of
+//! tasks, every task is validated before any host is touched, then the stages run
+//! under the same [`scheduler`] with one event per task.
+//!
 //! The engine knows no particular operation: those live in `toyc-stdlib`.
 #![deny(missing_docs)]
 
@@ -31,4 +35,5 @@ pub mod scheduler;
 pub mod script_error;
 pub mod secrets;
 pub mod state_dir;
+pub mod tasklist;
 pub mod transport;

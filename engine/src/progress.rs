@@ -40,6 +40,12 @@ impl Progress {
 
     /// A new phase (`gathering facts`, `stage deploy`) over `total` hosts.
     pub fn phase(&self, what: &str, total: usize) {
+        self.phase_of(what, total, "hosts");
+    }
+
+    /// A new phase over `total` things counted as `unit` (`tasks` for a task list's
+    /// stage); [`Progress::start`] and [`Progress::done`] then name one of them.
+    pub fn phase_of(&self, what: &str, total: usize, unit: &str) {
         if !self.shown {
             return;
         }
@@ -50,8 +56,10 @@ impl Progress {
         }
         let bar = ProgressBar::new(total as u64);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix} {pos}/{len} hosts  {wide_msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(&format!(
+                "{{spinner}} {{prefix}} {{pos}}/{{len}} {unit}  {{wide_msg}}"
+            ))
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         bar.set_prefix(what.to_owned());
         bar.enable_steady_tick(Duration::from_millis(120));

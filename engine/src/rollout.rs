@@ -295,17 +295,10 @@ pub async fn execute(
                     outcome: TaskOutcome::Ok,
                     ..
                 } => ok += 1,
-                TaskReport::Ran {
-                    outcome: TaskOutcome::Failed(e) | TaskOutcome::Unreachable(e),
-                    attempts,
-                } => {
+                TaskReport::Ran { .. } => {
                     failed += 1;
-                    let tries = if *attempts > 1 {
-                        format!(" (after {attempts} attempts)")
-                    } else {
-                        String::new()
-                    };
-                    let message = format!("stage `{name}`: {e}{tries}");
+                    let e = outcome.failure().unwrap_or_default();
+                    let message = format!("stage `{name}`: {e}");
                     if options.on_failure == FailurePolicy::Continue {
                         events.emit(&Event::Message {
                             host: Some(host.result.host.clone()),

@@ -105,6 +105,24 @@ pub enum TaskReport {
     Skipped(String),
 }
 
+impl TaskReport {
+    /// Why a task that ran failed, with the number of attempts when there were several;
+    /// `None` when it succeeded or never ran.
+    pub fn failure(&self) -> Option<String> {
+        match self {
+            TaskReport::Ran {
+                outcome: TaskOutcome::Failed(e) | TaskOutcome::Unreachable(e),
+                attempts,
+            } if *attempts > 1 => Some(format!("{e} (after {attempts} attempts)")),
+            TaskReport::Ran {
+                outcome: TaskOutcome::Failed(e) | TaskOutcome::Unreachable(e),
+                ..
+            } => Some(e.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// What a stage did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StageReport {

@@ -1,5 +1,8 @@
 //! The command line as clap sees it: raw arguments, validated later by each subcommand.
 
+// The doc comments here are `--help` text, where a URL in an example stays plain.
+#![allow(rustdoc::bare_urls)]
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -40,6 +43,22 @@ pub enum Command {
     ///   toyc exec -i hosts.ini -l 'web,!web3' --sudo --stream -- apt-get update
     #[command(verbatim_doc_comment, after_help = EXIT_STATUS_HELP)]
     Exec(ExecArgs),
+    /// Run a generator over a deploy config and check the task list it returns: every
+    /// task's `initialize`, without touching a host. Prints `syntax ok`, or every failing
+    /// task with its stage, index and reason.
+    ///
+    /// Examples:
+    ///   toyc plan deploy.rhai --config prod.yml -i inventory.yml --directory releases/
+    ///   toyc plan --config prod.yml --component web=1.4.2 --save plan.json
+    ///   toyc plan deploy.rhai --config prod.yml --dump | jq .
+    #[command(verbatim_doc_comment, after_help = EXIT_STATUS_HELP)]
+    Plan(PlanArgs),
+    /// Validate a saved (possibly hand-edited) task list, then run it.
+    ///
+    /// Examples:
+    ///   toyc apply plan.json -i inventory.yml
+    #[command(verbatim_doc_comment, after_help = EXIT_STATUS_HELP)]
+    Apply(ApplyArgs),
     /// Apply a role: sync its git repo into toyc's cache, then run its runbook on the
     /// role's hosts (or, with `--local`, on this machine).
     ///
@@ -124,6 +143,8 @@ pub struct RunArgs {
     pub targets: TargetArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub deploy: DeployArgs,
     /// Set a variable (`key=value`; the value is read as YAML, so `port=8080` is a number).
     #[arg(long = "var", value_name = "KEY=VALUE")]
     pub vars: Vec<String>,
@@ -170,6 +191,58 @@ pub struct RunArgs {
         value_name = "MIB"
     )]
     pub max_memory: u64,
+}
+
+/// A deploy config and what the command line adds to it.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Deploy")]
+pub struct DeployArgs {
+    /// A deploy config (YAML with `platform`, `hostgroup`, `service`): the script is then
+    /// a generator, and `toyc run` plans and runs the task list it returns.
+    #[arg(long, env = "TOYC_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Set a config key (`key=value`, dotted for nested keys; the value is read as YAML).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// A component to deploy, `NAME` or `NAME=VERSION` (repeatable): `packages()` in the
+    /// generator, and `config.components`.
+    #[arg(long = "component", value_name = "NAME[=VERSION]")]
+    pub components: Vec<String>,
+    /// A directory of release tarballs `NAME-VERSION.tar.gz`: `packages()` lists them.
+    #[arg(long, env = "TOYC_DIRECTORY", value_name = "DIR")]
+    pub directory: Option<PathBuf>,
+}
+
+/// `toyc plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The generator script; `generators/PLATFORM.rhai` next to the config when left out.
+    #[arg(value_name = "GENERATOR")]
+    pub generator: Option<PathBuf>,
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// Print the task list as JSON on stdout.
+    #[arg(long)]
+    pub dump: bool,
+    /// Write the task list as JSON to this file (to review, edit and `toyc apply` later).
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+}
+
+/// `toyc apply`.
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The task list, as `toyc plan --save` wrote it.
+    #[arg(value_name = "PLAN")]
+    pub plan: PathBuf,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// `toyc role`.

@@ -38,7 +38,7 @@ pub fn manual(name: Option<&str>, markdown: bool) -> Result<String, Failure> {
         modules.insert(
             "global".into(),
             serde_json::json!({
-                "doc": "Functions scripts call without a module prefix: secrets, stages, handlers.",
+                "doc": "Functions scripts call without a module prefix: secrets, stages, handlers, and generators' helpers.",
                 "functions": globals,
             }),
         );

@@ -1,9 +1,12 @@
 //! The top of the command line: parse, build the runtime, dispatch to one subcommand,
 //! turn the outcome into an exit code. One file per subcommand.
 
+mod apply;
 mod args;
+mod deploy;
 mod doc;
 mod exec;
+mod plan;
 mod repl;
 mod role;
 mod run;
@@ -118,8 +121,13 @@ fn exit_status(outcome: Outcome) -> i32 {
 async fn dispatch(command: Command) -> Outcome {
     match command {
         Command::Run(args) => run::run(args).await,
+        Command::Up(args) if args.run.deploy.config.is_some() => Err(Failure::input(
+            anyhow::anyhow!("`toyc up` converges runbooks; run a generator with `toyc run SCRIPT --config FILE`"),
+        )),
         Command::Up(args) => run::converge(&args.run, "up", Some(args.max_cycles.max(1))).await,
         Command::Exec(args) => exec::exec(args).await,
+        Command::Plan(args) => plan::plan(args).await,
+        Command::Apply(args) => apply::apply(args).await,
         Command::Role(args) => role::role(args).await,
         Command::Doc(args) => doc::doc(&args),
         // `main` runs the console itself, outside this future.

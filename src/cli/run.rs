@@ -31,6 +31,10 @@ use crate::exit::ExitCode;
 
 /// The top-level entry point for `toyc run`: one pass of prepare, show, confirm, execute.
 pub async fn run(args: RunArgs) -> CliOutcome {
+    // With a deploy config the script is a generator: plan and run its task list.
+    if args.deploy.config.is_some() {
+        return super::deploy::run(args).await;
+    }
     converge(&args, "run", None).await
 }
 

@@ -11,6 +11,8 @@
 //! | [`shell`] | shell commands as operations, guarded by `creates`, `removes`, `unless`, `onlyif` |
 //! | [`users`] | user accounts and groups: `useradd`/`usermod`/`userdel` with what differs |
 //! | [`packages`] | Debian packages installed or removed through `apt-get` |
+//! | [`commands`] | the commands of task lists: built-ins, operations by name, `commands/NAME.rhai` |
+//! | [`generator`] | generators: `generate(config)` with `packages()`, `remote_versions()`, `graphite_stage()` |
 //!
 //! ```
 //! let mut sandbox = toyc_engine::sandbox::Sandbox::new(".", Default::default());
@@ -18,8 +20,10 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod commands;
 pub mod files;
 pub mod flow;
+pub mod generator;
 pub mod host;
 pub mod ops;
 mod options;
@@ -45,10 +49,12 @@ pub fn modules() -> Vec<(&'static str, rhai::Shared<rhai::Module>)> {
 }
 
 /// Add every stdlib module to `sandbox`, and the functions scripts call without a
-/// module prefix (`secret`, `stage`, `handler`, `notify`).
+/// module prefix (`secret`, `stage`, `handler`, `notify`, and the generators' `packages`,
+/// `remote_versions`, `graphite_stage`).
 pub fn register(sandbox: &mut Sandbox) {
     sandbox.add_global(exported_module!(secret::secret_api).into());
     sandbox.add_global(exported_module!(flow::flow_api).into());
+    sandbox.add_global(exported_module!(generator::generator_api).into());
     for (name, module) in modules() {
         sandbox.add_module(name, module);
     }

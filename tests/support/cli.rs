@@ -144,6 +144,17 @@ impl Ran {
         self
     }
 
+    /// SSH commands toyc sent to host `name`, from its debug log (run with
+    /// `RUST_LOG=toyc_engine=debug`): `... round trip host=NAME`, with colour codes
+    /// around `host=`, as bench/ counts them.
+    #[allow(dead_code)]
+    pub fn round_trips(&self, name: &str) -> usize {
+        self.stderr
+            .lines()
+            .filter(|l| l.contains("round trip") && l.trim_end().ends_with(&format!("m{name}")))
+            .count()
+    }
+
     /// Every stdout line parsed as JSON.
     pub fn json_lines(&self) -> Vec<serde_json::Value> {
         self.stdout

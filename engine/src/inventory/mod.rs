@@ -10,6 +10,7 @@ mod ansible_ini;
 mod ansible_vars;
 mod ansible_yaml;
 mod build;
+pub mod deploy_config;
 mod detect;
 mod host_pattern;
 mod limit;

@@ -36,7 +36,7 @@ const KILL_WAIT: Duration = Duration::from_secs(2);
 /// Settings shared by every SSH connection of a run.
 #[derive(Debug, Clone)]
 pub struct SshOptions {
-    /// Directory for the control sockets; short (see [`MAX_CONTROL_DIR`]).
+    /// Directory for the control sockets; short enough for a Unix socket path (at most 60 bytes).
     pub control_dir: PathBuf,
     /// The ssh config file passed with `-F` (see [`SshOptions::write_config`]).
     pub config_file: Option<PathBuf>,

@@ -1,0 +1,376 @@
+//! Running a validated plan: connect every host it names (in parallel), then each stage
+//! under the [`scheduler`](crate::scheduler): tasks start while `concurrency` and
+//! `concurrency_per_host` leave room, a host's tasks in their order; on a failure under
+//! `abort` nothing new starts, running tasks finish, later stages are skipped and the
+//! run fails. `isolate` drops the failed host from the rest of the plan; `continue`
+//! goes on (the failure is logged, the run does not fail for it).
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::{CommandSet, StagePlan, Task, TaskContext, TaskList};
+use crate::events::{Event, EventSink, HostResult, HostStatus, Level, TaskStatus};
+use crate::inventory::Host;
+use crate::progress::Progress;
+use crate::runner::{connect, elapsed_ms, for_each_host};
+use crate::scheduler::{run_stage, Attempt, FailurePolicy, TaskOutcome, TaskReport};
+use crate::transport::{SshOptions, Transport};
+
+/// What a task-list run needs besides the plan.
+pub struct RunSetup {
+    /// Every host the plan names, resolved (inventory, deploy config, or name as address).
+    pub hosts: Vec<Host>,
+    /// SSH settings.
+    pub ssh: SshOptions,
+    /// The commands tasks may name (already validated against the plan).
+    pub commands: Arc<dyn CommandSet>,
+    /// `--sudo`.
+    pub sudo: bool,
+    /// Hosts connected to at once.
+    pub forks: usize,
+}
+
+/// How the run went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    /// One result per host, in the order the plan first names them.
+    pub results: Vec<HostResult>,
+    /// A stage aborted the run.
+    pub aborted: bool,
+}
+
+/// One host's connection and what became of its tasks so far.
+struct HostState {
+    host: Host,
+    transport: Option<Arc<dyn Transport>>,
+    result: HostResult,
+    last: Instant,
+}
+
+/// How long after a stage's timeout a task's work is abandoned on the controller.
+const TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Run `list` (validated) on its hosts, reporting through `events`.
+pub async fn run_list(
+    list: &TaskList,
+    setup: RunSetup,
+    events: &Arc<dyn EventSink>,
+    progress: &Progress,
+) -> RunReport {
+    let started = Instant::now();
+    let setup = Arc::new(setup);
+    progress.phase("connecting", setup.hosts.len());
+    let connected = for_each_host(&setup.hosts, setup.forks, |host| {
+        let (setup, progress) = (Arc::clone(&setup), progress.clone());
+        async move {
+            progress.start(&host.name);
+            let transport = connect(&host, &setup.ssh).await;
+            progress.done(&host.name);
+            (host, transport)
+        }
+    })
+    .await;
+    progress.finish();
+    let mut states: Vec<HostState> = connected
+        .into_iter()
+        .map(|(host, transport)| {
+            let (transport, status, error) = match transport {
+                Ok(t) => (Some(t), HostStatus::Ok, None),
+                Err(e) => (None, HostStatus::Unreachable, Some(e.to_string())),
+            };
+            HostState {
+                result: HostResult {
+                    host: host.name.clone(),
+                    status,
+                    exit_code: None,
+                    error,
+                    changed: 0,
+                    elapsed_ms: 0,
+                },
+                host,
+                transport,
+                last: Instant::now(),
+            }
+        })
+        .collect();
+
+    let mut aborted: Option<String> = None;
+    let mut dropped: BTreeSet<String> = BTreeSet::new();
+    for stage in &list.stages {
+        if let Some(after) = &aborted {
+            for (i, task) in stage.tasks.iter().enumerate() {
+                let why = format!("the run aborted in stage `{after}`");
+                skipped(events.as_ref(), stage, i, task, &why);
+                mark_skipped(
+                    &mut states,
+                    &task.host,
+                    &format!("stage `{}`: {why}", stage.name),
+                );
+            }
+            continue;
+        }
+        let ran = run_one_stage(stage, &setup, &mut states, &dropped, events, progress).await;
+        progress.finish();
+        if ran.aborted {
+            aborted = Some(stage.name.clone());
+        }
+        if stage.on_failure == FailurePolicy::Isolate {
+            dropped.extend(ran.failed_hosts);
+        }
+    }
+    for state in &mut states {
+        state.result.elapsed_ms =
+            u64::try_from(state.last.saturating_duration_since(started).as_millis())
+                .unwrap_or(u64::MAX);
+        if let Some(transport) = state.transport.take() {
+            transport.close().await;
+        }
+    }
+    RunReport {
+        results: states.into_iter().map(|s| s.result).collect(),
+        aborted: aborted.is_some(),
+    }
+}
+
+/// Each host by name: how the inventory describes it, its connection (`None` when it
+/// could not be reached), and why not.
+type Connections = HashMap<String, (Host, Option<Arc<dyn Transport>>, Option<String>)>;
+
+/// What one stage did, for the stages after it.
+struct StageRan {
+    aborted: bool,
+    failed_hosts: BTreeSet<String>,
+}
+
+async fn run_one_stage(
+    stage: &StagePlan,
+    setup: &Arc<RunSetup>,
+    states: &mut [HostState],
+    dropped: &BTreeSet<String>,
+    events: &Arc<dyn EventSink>,
+    progress: &Progress,
+) -> StageRan {
+    // Tasks of hosts an earlier `isolate` stage dropped do not run.
+    let mut indices = Vec::new();
+    for (i, task) in stage.tasks.iter().enumerate() {
+        if dropped.contains(&task.host) {
+            let why = format!("host `{}` was dropped after a failure", task.host);
+            skipped(events.as_ref(), stage, i, task, &why);
+        } else {
+            indices.push(i);
+        }
+    }
+    let hosts: Vec<String> = indices
+        .iter()
+        .map(|&i| stage.tasks[i].host.clone())
+        .collect();
+    let mut distinct: Vec<String> = Vec::new();
+    for host in &hosts {
+        if !distinct.contains(host) {
+            distinct.push(host.clone());
+        }
+    }
+    events.emit(&Event::StageStart {
+        stage: stage.name.clone(),
+        hosts: distinct,
+    });
+    progress.phase_of(&format!("stage {}", stage.name), indices.len(), "tasks");
+    let options = stage.options();
+    let connections: Connections = states
+        .iter()
+        .map(|s| {
+            (
+                s.host.name.clone(),
+                (s.host.clone(), s.transport.clone(), s.result.error.clone()),
+            )
+        })
+        .collect();
+    let connections = Arc::new(connections);
+    let tasks: Arc<Vec<(usize, Task)>> = Arc::new(
+        indices
+            .iter()
+            .map(|&i| (i + 1, stage.tasks[i].clone()))
+            .collect(),
+    );
+    let changed = Arc::new(Mutex::new(vec![0usize; indices.len()]));
+    let ends = Arc::new(Mutex::new(vec![None::<Instant>; indices.len()]));
+    let run = |attempt: Attempt| {
+        let (tasks, connections, setup) = (
+            Arc::clone(&tasks),
+            Arc::clone(&connections),
+            Arc::clone(setup),
+        );
+        let (events, progress) = (Arc::clone(events), progress.clone());
+        let (changed, ends) = (Arc::clone(&changed), Arc::clone(&ends));
+        let stage_name = stage.name.clone();
+        async move {
+            let (index, task) = &tasks[attempt.task];
+            let label = format!("{} {}#{index}", task.host, task.command);
+            progress.start(&label);
+            events.emit(&Event::TaskStart {
+                stage: stage_name.clone(),
+                index: *index,
+                command: task.command.clone(),
+                host: task.host.clone(),
+                service: task.service().map(str::to_owned),
+            });
+            let begun = Instant::now();
+            let outcome = run_task(task, attempt, &connections, &setup, &events, &changed).await;
+            ends.lock().unwrap_or_else(|p| p.into_inner())[attempt.task] = Some(Instant::now());
+            let (status, error) = match &outcome {
+                TaskOutcome::Ok => (TaskStatus::Ok, None),
+                TaskOutcome::Failed(e) | TaskOutcome::Unreachable(e) => {
+                    (TaskStatus::Failed, Some(e.clone()))
+                }
+            };
+            events.emit(&Event::TaskEnd {
+                stage: stage_name,
+                index: *index,
+                command: task.command.clone(),
+                host: task.host.clone(),
+                service: task.service().map(str::to_owned),
+                status,
+                error,
+                elapsed_ms: elapsed_ms(begun),
+            });
+            progress.done(&label);
+            outcome
+        }
+    };
+    let report = run_stage(&options, &hosts, run).await;
+
+    let changed = changed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let ends = ends.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (mut ok, mut failed, mut not_started) = (0, 0, 0);
+    for (n, ((index, task), outcome)) in tasks.iter().zip(&report.tasks).enumerate() {
+        let Some(state) = states.iter_mut().find(|s| s.host.name == task.host) else {
+            continue;
+        };
+        state.result.changed += changed[n];
+        if let Some(end) = ends[n] {
+            state.last = state.last.max(end);
+        }
+        match outcome {
+            TaskReport::Ran {
+                outcome: TaskOutcome::Ok,
+                ..
+            } => ok += 1,
+            TaskReport::Ran { .. } => {
+                failed += 1;
+                let e = outcome.failure().unwrap_or_default();
+                let message = format!(
+                    "stage `{}` task {index} (`{}`): {e}",
+                    stage.name, task.command
+                );
+                if options.on_failure == FailurePolicy::Continue {
+                    events.emit(&Event::Log {
+                        level: Level::Warn,
+                        component: "stage".into(),
+                        host: Some(task.host.clone()),
+                        service: task.service().map(str::to_owned),
+                        text: format!("{message}; the stage continues on failure"),
+                    });
+                } else if state.result.status != HostStatus::Unreachable {
+                    state.result.status = HostStatus::Failed;
+                    state.result.error.get_or_insert(message);
+                }
+            }
+            TaskReport::Skipped(why) => {
+                not_started += 1;
+                skipped(events.as_ref(), stage, index - 1, task, why);
+                if state.result.status == HostStatus::Ok {
+                    state.result.status = HostStatus::Skipped;
+                    state.result.error = Some(format!("stage `{}`: {why}", stage.name));
+                }
+            }
+        }
+    }
+    events.emit(&Event::StageEnd {
+        stage: stage.name.clone(),
+        ok,
+        failed,
+        skipped: not_started,
+        aborted: report.aborted,
+    });
+    StageRan {
+        aborted: report.aborted,
+        failed_hosts: report.failed_hosts,
+    }
+}
+
+/// One attempt of one task: its command on its host's open connection, within the
+/// stage's timeout.
+async fn run_task(
+    task: &Task,
+    attempt: Attempt,
+    connections: &Connections,
+    setup: &RunSetup,
+    events: &Arc<dyn EventSink>,
+    changed: &Mutex<Vec<usize>>,
+) -> TaskOutcome {
+    let Some((host, transport, error)) = connections.get(&task.host) else {
+        return TaskOutcome::Failed(format!("host `{}` was not resolved", task.host));
+    };
+    let Some(transport) = transport else {
+        return TaskOutcome::Unreachable(error.clone().unwrap_or_else(|| "unreachable".into()));
+    };
+    let command = match setup.commands.command(&task.command) {
+        Ok(command) => command,
+        Err(e) => return TaskOutcome::Failed(e),
+    };
+    let ctx = TaskContext {
+        sudo: setup.sudo || host.sudo,
+        host: host.clone(),
+        transport: Arc::clone(transport),
+        timeout: attempt.timeout,
+        events: Arc::clone(events),
+        component: task.command.clone(),
+        service: task.service().map(str::to_owned),
+    };
+    let work = command.execute(task, &ctx);
+    let result = match attempt.timeout {
+        // Remote commands are killed at the timeout by the transport, which then reports
+        // it: this backstop only bounds work on the controller, a little later, so it
+        // never drops a remote command that the transport is about to kill.
+        Some(limit) => match tokio::time::timeout(limit + TIMEOUT_GRACE, work).await {
+            Ok(result) => result,
+            Err(_) => {
+                return TaskOutcome::Failed(format!("timed out after {}s", limit.as_secs_f64()))
+            }
+        },
+        None => work.await,
+    };
+    match result {
+        Ok(n) => {
+            changed.lock().unwrap_or_else(|p| p.into_inner())[attempt.task] += n;
+            TaskOutcome::Ok
+        }
+        Err(f) if f.unreachable => TaskOutcome::Unreachable(f.message),
+        Err(f) => TaskOutcome::Failed(f.message),
+    }
+}
+
+/// Report a task that never started.
+fn skipped(events: &dyn EventSink, stage: &StagePlan, i: usize, task: &Task, why: &str) {
+    events.emit(&Event::TaskEnd {
+        stage: stage.name.clone(),
+        index: i + 1,
+        command: task.command.clone(),
+        host: task.host.clone(),
+        service: task.service().map(str::to_owned),
+        status: TaskStatus::Skipped,
+        error: Some(why.to_owned()),
+        elapsed_ms: 0,
+    });
+}
+
+/// A host whose task never started is `skipped`, unless something worse happened to it.
+fn mark_skipped(states: &mut [HostState], host: &str, why: &str) {
+    for state in states.iter_mut().filter(|s| s.host.name == host) {
+        if state.result.status == HostStatus::Ok {
+            state.result.status = HostStatus::Skipped;
+            state.result.error = Some(why.to_owned());
+        }
+    }
+}

@@ -132,13 +132,17 @@ pub async fn apply_within(
     if changes.is_empty() {
         return Ok(Vec::new());
     }
-    let script = ApplyScript::new(changes);
+    let mut script = ApplyScript::new(changes);
     // Either way the host's shell holds the whole script before it runs any of it: a
     // command line arrives whole or not at all, and a script on stdin is one brace
     // group, which a cut-short transfer leaves unterminated (a syntax error, no change).
-    let request = if fits_inline(script.script()) {
+    // The text moves into the request: with every host applying at once, each copy of
+    // the scripts (file contents inside) counts in the controller's memory.
+    let inline = fits_inline(script.script());
+    let text = script.take_script();
+    let request = if inline {
         ExecRequest {
-            command: script.script().to_owned(),
+            command: text,
             sudo,
             timeout,
             ..ExecRequest::default()
@@ -146,7 +150,7 @@ pub async fn apply_within(
     } else {
         ExecRequest {
             command: "exec sh -s".to_owned(),
-            stdin: Some(script.script().as_bytes().to_vec()),
+            stdin: Some(text.into_bytes()),
             sudo,
             timeout,
             ..ExecRequest::default()

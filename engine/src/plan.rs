@@ -168,6 +168,12 @@ impl ApplyScript {
         &self.script
     }
 
+    /// The shell text, moved out rather than copied ([`ApplyScript::parse`] still works;
+    /// [`ApplyScript::script`] is empty afterwards).
+    pub(crate) fn take_script(&mut self) -> String {
+        std::mem::take(&mut self.script)
+    }
+
     /// The results of the steps that ran, in order. A step that began but has no end
     /// (the connection broke) is reported with status -1; steps after a failure are absent.
     pub fn parse(&self, output: &str) -> Vec<StepResult> {

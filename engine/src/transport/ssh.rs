@@ -163,6 +163,8 @@ impl SshTransport {
         let mut child = self
             .spawn(session, &script, request.stdin.is_some())
             .await?;
+        // Sent: not kept for the command's whole run (a copy per host adds up).
+        drop(script);
         let stdin = child.stdin().take();
         let stdout = child.stdout().take();
         let stderr = child.stderr().take();

@@ -133,6 +133,22 @@ pub struct OutputArgs {
     pub verbose: u8,
 }
 
+/// Variables given on the command line, over the inventory's (and a role's attributes).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Variables")]
+pub struct VarArgs {
+    /// Set a variable (`key=value`; the value is read as YAML, so `port=8080` is a number).
+    #[arg(long = "var", value_name = "KEY=VALUE")]
+    pub vars: Vec<String>,
+    /// Read variables from a YAML file (later files win; `--var` wins over all).
+    #[arg(long = "vars-file", value_name = "FILE")]
+    pub vars_files: Vec<PathBuf>,
+    /// Read secret variables from a YAML file: like `--vars-file`, and every value in it
+    /// is masked in all output (events, diffs, logs, errors).
+    #[arg(long = "secrets-file", env = "TOYC_SECRETS_FILE", value_name = "FILE")]
+    pub secrets_files: Vec<PathBuf>,
+}
+
 /// `toyc run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -145,16 +161,8 @@ pub struct RunArgs {
     pub output: OutputArgs,
     #[command(flatten)]
     pub deploy: DeployArgs,
-    /// Set a variable (`key=value`; the value is read as YAML, so `port=8080` is a number).
-    #[arg(long = "var", value_name = "KEY=VALUE")]
-    pub vars: Vec<String>,
-    /// Read variables from a YAML file (later files win; `--var` wins over all).
-    #[arg(long = "vars-file", value_name = "FILE")]
-    pub vars_files: Vec<PathBuf>,
-    /// Read secret variables from a YAML file: like `--vars-file`, and every value in it
-    /// is masked in all output (events, diffs, logs, errors).
-    #[arg(long = "secrets-file", env = "TOYC_SECRETS_FILE", value_name = "FILE")]
-    pub secrets_files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub variables: VarArgs,
     /// Default timeout of each command the script runs, in seconds.
     #[arg(long, env = "TOYC_TIMEOUT", value_name = "SECONDS")]
     pub timeout: Option<f64>,
@@ -294,15 +302,8 @@ pub struct RoleArgs {
     pub targets: TargetArgs,
     #[command(flatten)]
     pub output: OutputArgs,
-    /// Set a variable (`key=value`, read as YAML), over the role's attributes and the inventory.
-    #[arg(long = "var", value_name = "KEY=VALUE")]
-    pub vars: Vec<String>,
-    /// Read variables from a YAML file (later files win; `--var` wins over all).
-    #[arg(long = "vars-file", value_name = "FILE")]
-    pub vars_files: Vec<PathBuf>,
-    /// Read secret variables from a YAML file (masked in all output).
-    #[arg(long = "secrets-file", env = "TOYC_SECRETS_FILE", value_name = "FILE")]
-    pub secrets_files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub variables: VarArgs,
     /// Default timeout of each command the runbook runs, in seconds.
     #[arg(long, env = "TOYC_TIMEOUT", value_name = "SECONDS")]
     pub timeout: Option<f64>,

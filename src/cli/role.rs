@@ -364,9 +364,7 @@ fn run_args(args: &RoleArgs, script: &Path) -> Result<RunArgs, Failure> {
     let mut run = RunOnly::try_parse_from([Path::new("toyc-role"), script])
         .map_err(|e| anyhow!("unable to prepare the run: {e}"))?
         .run;
-    run.vars.clone_from(&args.vars);
-    run.vars_files.clone_from(&args.vars_files);
-    run.secrets_files.clone_from(&args.secrets_files);
+    run.variables.clone_from(&args.variables);
     run.timeout = args.timeout;
     run.check = args.check;
     run.diff = args.diff;

@@ -356,8 +356,8 @@ fn register_leaves(value: &Value) {
 /// `--vars-file` maps in order, then `--secrets-file` maps, then `--var key=value` pairs on top.
 pub(super) fn extra_vars(args: &RunArgs) -> Result<Map<String, Value>, Failure> {
     let mut vars = Map::new();
-    let files = args.vars_files.iter().map(|f| (f, false));
-    for (file, secret) in files.chain(args.secrets_files.iter().map(|f| (f, true))) {
+    let files = args.variables.vars_files.iter().map(|f| (f, false));
+    for (file, secret) in files.chain(args.variables.secrets_files.iter().map(|f| (f, true))) {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("unable to read vars file `{}`", file.display()))
             .map_err(Failure::input)?;
@@ -378,7 +378,7 @@ pub(super) fn extra_vars(args: &RunArgs) -> Result<Map<String, Value>, Failure> 
             }
         }
     }
-    for pair in &args.vars {
+    for pair in &args.variables.vars {
         let (key, raw) = pair
             .split_once('=')
             .ok_or_else(|| Failure::input(anyhow!("`--var {pair}` is not `key=value`")))?;

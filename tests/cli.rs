@@ -209,6 +209,7 @@ enum Event {
 struct HostEnd {
     host: String,
     status: String,
+    kind: Option<String>,
     exit_code: Option<i32>,
     error: Option<String>,
     changed: usize,

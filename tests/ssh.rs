@@ -390,7 +390,7 @@ fn a_host_never_gets_more_concurrent_commands_than_sshd_allows() {
     let outputs = runtime.block_on(async {
         let options = toyc_engine::transport::SshOptions::new(dir.path().to_owned());
         let transport = std::sync::Arc::new(
-            toyc_engine::transport::SshTransport::connect(&host, &options)
+            toyc_engine::transport::SshTransport::connect(&host, &options, Default::default())
                 .await
                 .expect("connects"),
         );

@@ -1,35 +1,72 @@
-//! Ctrl-C as one process-wide signal: running scripts stop at their next operation,
-//! commands in flight are killed on their hosts, and connections close cleanly.
-//! Process-wide because the signal is: there is one Ctrl-C per process.
+//! Cancelling a run: running scripts stop at their next operation, commands in flight are
+//! killed on their hosts, and connections close cleanly.
+//!
+//! A [`Cancel`] belongs to one run (see [`crate::run::RunContext`]): in a process that
+//! runs many jobs at once, cancelling one leaves the others alone. The CLI cancels its
+//! one run on Ctrl-C; the console cancels the line that is running and then
+//! [`Cancel::reset`]s, so the next line starts afresh.
 
-use std::sync::OnceLock;
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
-fn channel() -> &'static watch::Sender<bool> {
-    static CANCEL: OnceLock<watch::Sender<bool>> = OnceLock::new();
-    CANCEL.get_or_init(|| watch::channel(false).0)
+/// The cancellation of one run. Clones share it.
+#[derive(Debug, Clone)]
+pub struct Cancel {
+    sender: Arc<watch::Sender<bool>>,
 }
 
-/// Ask everything running to stop.
-pub fn cancel() {
-    channel().send_replace(true);
+impl Default for Cancel {
+    fn default() -> Cancel {
+        Cancel::new()
+    }
 }
 
-/// Let work start again after a cancellation: in the console, Ctrl-C stops the line
-/// that was running, not the process, and the next line must not start cancelled.
-pub fn reset() {
-    channel().send_replace(false);
+impl Cancel {
+    /// A run that is not cancelled.
+    pub fn new() -> Cancel {
+        Cancel {
+            sender: Arc::new(watch::channel(false).0),
+        }
+    }
+
+    /// Ask everything of this run to stop.
+    pub fn cancel(&self) {
+        self.sender.send_replace(true);
+    }
+
+    /// Let work start again after a cancellation: in the console, Ctrl-C stops the line
+    /// that was running, not the session, and the next line must not start cancelled.
+    pub fn reset(&self) {
+        self.sender.send_replace(false);
+    }
+
+    /// Whether [`Cancel::cancel`] was called (and not [`Cancel::reset`] since).
+    pub fn is_cancelled(&self) -> bool {
+        *self.sender.borrow()
+    }
+
+    /// Completes once [`Cancel::cancel`] is called (at once if it already was).
+    pub async fn cancelled(&self) {
+        let mut receiver = self.sender.subscribe();
+        // `self` holds the sender, so it outlives this wait and the wait cannot fail.
+        let _ = receiver.wait_for(|cancelled| *cancelled).await;
+    }
 }
 
-/// Whether [`cancel`] was called (and not [`reset`] since).
-pub fn is_cancelled() -> bool {
-    *channel().borrow()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Completes once [`cancel`] is called (at once if it already was).
-pub async fn cancelled() {
-    let mut receiver = channel().subscribe();
-    // The sender lives in a static, so it is never dropped and this cannot fail.
-    let _ = receiver.wait_for(|cancelled| *cancelled).await;
+    #[tokio::test]
+    async fn cancelling_one_run_leaves_another_alone() {
+        let (one, other) = (Cancel::new(), Cancel::new());
+        let shared = one.clone();
+        one.cancel();
+        assert!(shared.is_cancelled());
+        assert!(!other.is_cancelled());
+        shared.cancelled().await;
+        one.reset();
+        assert!(!shared.is_cancelled());
+    }
 }

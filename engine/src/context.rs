@@ -10,9 +10,10 @@ use std::time::Duration;
 use rhai::{Dynamic, EvalAltResult, NativeCallContext};
 use serde_json::{Map, Value};
 
-use crate::events::{Event, EventSink, Level};
+use crate::events::{Event, Level};
 use crate::inventory::Host;
 use crate::plan::Operation;
+use crate::run::RunContext;
 use crate::runbook::Runbook;
 use crate::transport::{ExecOutput, ExecRequest, PutOptions, Transport, TransportError};
 
@@ -37,8 +38,8 @@ pub struct HostContext {
     pub transport: Arc<dyn Transport>,
     /// The runtime the transport's futures run on; scripts block on it from their thread.
     pub runtime: tokio::runtime::Handle,
-    /// Where messages go.
-    pub events: Arc<dyn EventSink>,
+    /// The run the script belongs to: where messages go, its secrets, its cancellation.
+    pub run: RunContext,
     /// The script's own directory: local files may only be read below it.
     pub script_root: PathBuf,
     /// Default for commands without an explicit `sudo` option (`--sudo`, `ansible_become`).
@@ -64,7 +65,7 @@ impl HostContext {
         host: Host,
         transport: Arc<dyn Transport>,
         runtime: tokio::runtime::Handle,
-        events: Arc<dyn EventSink>,
+        run: RunContext,
         script_root: PathBuf,
     ) -> HostContext {
         HostContext {
@@ -72,7 +73,7 @@ impl HostContext {
             host,
             transport,
             runtime,
-            events,
+            run,
             script_root,
             timeout: None,
             facts: Mutex::new(None),
@@ -83,12 +84,11 @@ impl HostContext {
 
     /// The context of the host whose script made this call.
     pub fn of(ctx: &NativeCallContext) -> Result<Arc<HostContext>, Box<EvalAltResult>> {
-        ctx.tag()
-            .and_then(|tag| tag.clone().try_cast::<Arc<HostContext>>())
+        crate::sandbox::tag_state::<Arc<HostContext>>(ctx)
             .ok_or_else(|| "this function needs a host: run the script with `toyc run`".into())
     }
 
-    /// This context as an engine tag.
+    /// This context as the state of an engine's tag (see [`crate::sandbox::Sandbox::tag`]).
     pub fn into_tag(self: Arc<Self>) -> Dynamic {
         Dynamic::from(self)
     }
@@ -141,7 +141,7 @@ impl HostContext {
 
     /// Report a message from the script.
     pub fn message(&self, level: Level, text: impl Into<String>) {
-        self.events.emit(&Event::Message {
+        self.run.events.emit(&Event::Message {
             host: Some(self.host.name.clone()),
             level,
             text: text.into(),
@@ -193,12 +193,6 @@ impl HostContext {
     /// Shape this host's runbook (stages, handlers, notifications) as the script runs.
     pub fn with_runbook<T>(&self, change: impl FnOnce(&mut Runbook) -> T) -> T {
         change(&mut self.runbook.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    /// The operations the script declared, in call order (handlers left out), leaving
-    /// none behind.
-    pub fn take_operations(&self) -> Vec<Arc<dyn Operation>> {
-        self.take_runbook().operations().cloned().collect()
     }
 
     /// What the script declared, leaving nothing behind.

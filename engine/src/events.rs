@@ -18,7 +18,7 @@
 //! | `task_start` | `{"stage": "upload", "index": 1, "command": "upload", "host": "h1", "service": "web"\|null}`: a task of a task list starts (index from 1) |
 //! | `task_end` | `{"stage": "upload", "index": 1, "command": "upload", "host": "h1", "service": "web"\|null, "status": "ok"\|"failed"\|"skipped", "error": "..."\|null, "elapsed_ms": 310}` |
 //! | `log` | `{"level": "info", "component": "prune_releases", "host": "h1"\|null, "service": "web"\|null, "text": "..."}`: a log line of a task-list run |
-//! | `host_end` | `{"host": "h1", "status": "ok"\|"failed"\|"unreachable"\|"skipped", "exit_code": 0\|null, "error": "..."\|null, "changed": 3, "elapsed_ms": 12}` |
+//! | `host_end` | `{"host": "h1", "status": "ok"\|"failed"\|"unreachable"\|"skipped", "kind": "unreachable"\|"script"\|"plan"\|"apply"\|"timeout"\|"cancelled"\|"command"\|null, "exit_code": 0\|null, "error": "..."\|null, "changed": 3, "elapsed_ms": 12}`: `kind` says what failed, when something did |
 //! | `summary` | `{"ok": 9, "failed": 0, "unreachable": 1, "skipped": 0, "changed": 27, "elapsed_ms": 850}` |
 //!
 //! New fields may be added to `data`; existing ones keep their meaning.
@@ -28,7 +28,8 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::secrets::redact;
+use crate::progress::Progress;
+use crate::secrets::Secrets;
 use crate::transport::Stream;
 
 /// Something that happened during a run.
@@ -159,6 +160,12 @@ pub enum Event {
         /// The text.
         text: String,
     },
+    /// A phase of the run begins (`--> Applying changes...`): for people, shown with
+    /// `-v`; not part of `--json`, whose readers have `stage_start` and `stage_end`.
+    Phase {
+        /// The banner.
+        text: String,
+    },
     /// A host finished.
     HostEnd(HostResult),
     /// The run finished.
@@ -232,6 +239,40 @@ pub enum HostStatus {
     Skipped,
 }
 
+/// What kind of failure ended a host's part of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The host could not be reached, or the connection broke.
+    Unreachable,
+    /// Its script failed (an error, a limit, a `host::exec` that failed).
+    Script,
+    /// Its operations could not be planned (facts, or an operation refusing its state).
+    Plan,
+    /// A change failed while being made.
+    Apply,
+    /// A command or the script ran past its timeout.
+    Timeout,
+    /// The run was cancelled.
+    Cancelled,
+    /// A command exited non-zero (`exec`) or a task failed (task lists).
+    Command,
+}
+
+impl FailureKind {
+    /// The kind of failure a transport error caused (`otherwise` when the command it
+    /// ran failed by itself).
+    pub fn of(error: &crate::transport::TransportError, otherwise: FailureKind) -> FailureKind {
+        use crate::transport::TransportError;
+        match error {
+            e if e.is_unreachable() => FailureKind::Unreachable,
+            TransportError::Timeout { .. } => FailureKind::Timeout,
+            TransportError::Cancelled { .. } => FailureKind::Cancelled,
+            _ => otherwise,
+        }
+    }
+}
+
 /// The outcome of one host.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HostResult {
@@ -239,6 +280,8 @@ pub struct HostResult {
     pub host: String,
     /// How it ended.
     pub status: HostStatus,
+    /// What kind of failure it was, when the host failed or was unreachable.
+    pub kind: Option<FailureKind>,
     /// The exit status of the command, for `exec`.
     pub exit_code: Option<i32>,
     /// What went wrong, for people.
@@ -247,6 +290,36 @@ pub struct HostResult {
     pub changed: usize,
     /// Wall time spent on the host, connection included.
     pub elapsed_ms: u64,
+}
+
+impl HostResult {
+    /// A host that is fine so far.
+    pub fn ok(host: impl Into<String>) -> HostResult {
+        HostResult {
+            host: host.into(),
+            status: HostStatus::Ok,
+            kind: None,
+            exit_code: None,
+            error: None,
+            changed: 0,
+            elapsed_ms: 0,
+        }
+    }
+
+    /// The host failed with a failure of `kind` (a host lost while its changes were
+    /// being made failed, of kind `unreachable`: it was reached, and may be half-changed).
+    pub fn fail(&mut self, kind: FailureKind, error: impl Into<String>) {
+        self.status = HostStatus::Failed;
+        self.kind = Some(kind);
+        self.error = Some(error.into());
+    }
+
+    /// The host could not be reached.
+    pub fn unreachable(&mut self, error: impl Into<String>) {
+        self.status = HostStatus::Unreachable;
+        self.kind = Some(FailureKind::Unreachable);
+        self.error = Some(error.into());
+    }
 }
 
 /// Totals of a run.
@@ -287,19 +360,69 @@ pub trait EventSink: Send + Sync {
     fn emit(&self, event: &Event);
 }
 
+/// Events nobody sees (a validation, a test).
+#[derive(Debug, Default)]
+pub struct Discard;
+
+impl EventSink for Discard {
+    fn emit(&self, _: &Event) {}
+}
+
+/// How a run's printing sinks write a line: every secret of the run masked, above the
+/// run's progress line, ignoring a closed pipe (`toyc exec ... | head`).
+#[derive(Debug, Clone, Default)]
+pub struct Printer {
+    /// The run's secrets, masked in every line.
+    pub secrets: Secrets,
+    /// The run's progress line, which lines are printed above.
+    pub progress: Progress,
+}
+
+impl Printer {
+    /// One line to stdout.
+    pub fn out_line(&self, text: &str) {
+        self.progress.print_above(|| {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", self.secrets.redact(text));
+        });
+    }
+
+    /// One line to stderr.
+    pub fn err_line(&self, text: &str) {
+        self.progress.print_above(|| {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "{}", self.secrets.redact(text));
+        });
+    }
+}
+
 /// JSON Lines on stdout, one envelope per event (see the module docs).
 #[derive(Debug, Default)]
 pub struct JsonSink {
+    printer: Printer,
     lock: Mutex<()>,
+}
+
+impl JsonSink {
+    /// A sink printing through `printer` (no progress line is shown under `--json`).
+    pub fn new(printer: Printer) -> JsonSink {
+        JsonSink {
+            printer,
+            lock: Mutex::new(()),
+        }
+    }
 }
 
 impl EventSink for JsonSink {
     fn emit(&self, event: &Event) {
+        if matches!(event, Event::Phase { .. }) {
+            return;
+        }
         let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = std::io::stdout().lock();
         // A closed stdout (`| head`) is the reader's choice, not toyc's failure.
         if let Ok(line) = serde_json::to_string(event) {
-            let _ = writeln!(out, "{}", redact(&line));
+            let _ = writeln!(out, "{}", self.printer.secrets.redact(&line));
             let _ = out.flush();
         }
     }
@@ -322,12 +445,14 @@ pub struct HumanSink {
     results: Mutex<Vec<HostResult>>,
     /// The selected hosts, in order, from `run_start`.
     order: Mutex<Vec<String>>,
+    /// Masks the run's secrets, prints above its progress line.
+    printer: Printer,
     lock: Mutex<()>,
 }
 
 impl HumanSink {
-    /// A sink for the given display choices.
-    pub fn new(stream: bool, verbose: bool, host_width: usize) -> HumanSink {
+    /// A sink for the given display choices, printing through `printer`.
+    pub fn new(stream: bool, verbose: bool, host_width: usize, printer: Printer) -> HumanSink {
         HumanSink {
             stream,
             verbose,
@@ -335,8 +460,14 @@ impl HumanSink {
             table: false,
             results: Mutex::new(Vec::new()),
             order: Mutex::new(Vec::new()),
+            printer,
             lock: Mutex::new(()),
         }
+    }
+
+    /// How this sink prints a line.
+    pub fn printer(&self) -> &Printer {
+        &self.printer
     }
 
     /// The same sink, ending with a table of every host's result.
@@ -355,7 +486,7 @@ impl HumanSink {
             .clone();
         results.sort_by_key(|r| order.iter().position(|h| h == &r.host));
         let width = self.host_width.max("host".len());
-        err_line(&format!(
+        self.printer.err_line(&format!(
             "{:width$}  {:11}  {:>7}  {:>7}",
             "host", "result", "changed", "time"
         ));
@@ -365,7 +496,7 @@ impl HumanSink {
                 .as_deref()
                 .map(|e| format!("  {e}"))
                 .unwrap_or_default();
-            err_line(&format!(
+            self.printer.err_line(&format!(
                 "{:width$}  {:11}  {:>7}  {:>7}{error}",
                 r.host,
                 status_word(r.status),
@@ -382,8 +513,8 @@ impl EventSink for HumanSink {
         let width = self.host_width;
         match event {
             Event::Output { host, stream, line } if self.stream => match stream {
-                Stream::Stdout => out_line(&format!("{host:width$} | {line}")),
-                Stream::Stderr => err_line(&format!("{host:width$} ! {line}")),
+                Stream::Stdout => self.printer.out_line(&format!("{host:width$} | {line}")),
+                Stream::Stderr => self.printer.err_line(&format!("{host:width$} ! {line}")),
             },
             Event::Message { host, level, text } => {
                 let prefix = host
@@ -391,13 +522,14 @@ impl EventSink for HumanSink {
                     .map(|h| format!("[{h}] "))
                     .unwrap_or_default();
                 match level {
-                    Level::Print => out_line(&format!("{prefix}{text}")),
+                    Level::Print => self.printer.out_line(&format!("{prefix}{text}")),
                     Level::Info if !self.verbose => {}
-                    Level::Info => err_line(&format!("{prefix}{text}")),
-                    Level::Warn => err_line(&format!("{prefix}warning: {text}")),
-                    Level::Error => err_line(&format!("{prefix}error: {text}")),
+                    Level::Info => self.printer.err_line(&format!("{prefix}{text}")),
+                    Level::Warn => self.printer.err_line(&format!("{prefix}warning: {text}")),
+                    Level::Error => self.printer.err_line(&format!("{prefix}error: {text}")),
                 }
             }
+            Event::Phase { text } if self.verbose => self.printer.err_line(text),
             Event::RunStart { hosts, .. } => {
                 *self.order.lock().unwrap_or_else(|p| p.into_inner()) = hosts.clone();
             }
@@ -408,7 +540,7 @@ impl EventSink for HumanSink {
                     .push(result.clone());
             }
             Event::StageStart { stage, hosts } if self.verbose => {
-                err_line(&format!("--> stage `{stage}` on {} host(s)", hosts.len()));
+                self.printer.err_line(&format!("--> stage `{stage}` on {} host(s)", hosts.len()));
             }
             Event::StageEnd {
                 stage,
@@ -416,7 +548,7 @@ impl EventSink for HumanSink {
                 skipped,
                 aborted: true,
                 ..
-            } => err_line(&format!(
+            } => self.printer.err_line(&format!(
                 "stage `{stage}` aborted: {failed} host(s) failed, {skipped} not started; later stages do not run"
             )),
             Event::HostEnd(result) if self.stream || result.status != HostStatus::Ok => {
@@ -425,14 +557,14 @@ impl EventSink for HumanSink {
                     (status, Some(e)) => format!("{}: {e}", status_word(status)),
                     (status, None) => status_word(status).to_owned(),
                 };
-                err_line(&format!(
+                self.printer.err_line(&format!(
                     "{:width$} = {what} ({})",
                     result.host,
                     seconds(result.elapsed_ms)
                 ));
             }
             Event::Change { host, change } => {
-                err_line(&format!(
+                self.printer.err_line(&format!(
                     "{host:width$}  {} {} {}: {}",
                     change.kind.sign(),
                     change.operation,
@@ -440,7 +572,7 @@ impl EventSink for HumanSink {
                     change.summary
                 ));
                 for line in change.diff.iter().flat_map(|d| d.lines()) {
-                    err_line(&format!("{:width$}      {line}", ""));
+                    self.printer.err_line(&format!("{:width$}      {line}", ""));
                 }
             }
             Event::NoChange {
@@ -449,7 +581,7 @@ impl EventSink for HumanSink {
                 target,
                 reason,
             } if self.verbose => {
-                err_line(&format!(
+                self.printer.err_line(&format!(
                     "{host:width$}  = {operation} {target}: no change ({reason})"
                 ));
             }
@@ -460,38 +592,22 @@ impl EventSink for HumanSink {
                 status,
                 output,
             } if *status != 0 => {
-                err_line(&format!(
+                self.printer.err_line(&format!(
                     "{host:width$}  ! {operation} {target} failed (status {status})"
                 ));
                 for line in output.lines() {
-                    err_line(&format!("{:width$}      {line}", ""));
+                    self.printer.err_line(&format!("{:width$}      {line}", ""));
                 }
             }
             Event::Summary(s) => {
                 if self.table {
                     self.print_table(&self.order.lock().unwrap_or_else(|p| p.into_inner()));
                 }
-                err_line(&summary_line(s));
+                self.printer.err_line(&summary_line(s));
             }
             _ => {}
         }
     }
-}
-
-/// One line to stdout, secrets masked, ignoring a closed pipe (`toyc exec ... | head`).
-fn out_line(text: &str) {
-    crate::progress::print_above(|| {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", redact(text));
-    });
-}
-
-/// One line to stderr, secrets masked.
-fn err_line(text: &str) {
-    crate::progress::print_above(|| {
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{}", redact(text));
-    });
 }
 
 /// `9 ok, 1 failed, 0 unreachable, 27 changed in 1.20s` (skipped hosts when any).
@@ -536,17 +652,13 @@ mod tests {
 
     #[test]
     fn events_serialize_as_type_and_data_envelopes() {
-        let event = Event::HostEnd(HostResult {
-            host: "h1".into(),
-            status: HostStatus::Unreachable,
-            exit_code: None,
-            error: Some("refused".into()),
-            changed: 0,
-            elapsed_ms: 7,
-        });
+        let mut result = HostResult::ok("h1");
+        result.unreachable("refused");
+        result.elapsed_ms = 7;
+        let event = Event::HostEnd(result);
         assert_eq!(
             serde_json::to_string(&event).expect("serializes"),
-            r#"{"type":"host_end","data":{"host":"h1","status":"unreachable","exit_code":null,"error":"refused","changed":0,"elapsed_ms":7}}"#
+            r#"{"type":"host_end","data":{"host":"h1","status":"unreachable","kind":"unreachable","exit_code":null,"error":"refused","changed":0,"elapsed_ms":7}}"#
         );
         let event = Event::Output {
             host: "h1".into(),

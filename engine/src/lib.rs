@@ -28,6 +28,7 @@ pub mod inventory;
 pub mod plan;
 pub mod progress;
 pub mod rollout;
+pub mod run;
 pub mod runbook;
 pub mod runner;
 pub mod sandbox;

@@ -3,19 +3,15 @@
 //! script output) go above it, through [`print_above`], so it never garbles them.
 //!
 //! Hidden when stderr is not a terminal or under `--json`: logs and pipes get plain lines.
+//! A [`Progress`] belongs to one run (see [`crate::run::RunContext`]); a run in a service
+//! has none shown ([`Progress::hidden`]).
 
 use std::collections::BTreeSet;
 use std::io::IsTerminal;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-
-/// The bar, while one is shown; one per process, like the terminal it draws on.
-fn current() -> &'static Mutex<Option<Live>> {
-    static BAR: OnceLock<Mutex<Option<Live>>> = OnceLock::new();
-    BAR.get_or_init(|| Mutex::new(None))
-}
 
 struct Live {
     bar: ProgressBar,
@@ -23,11 +19,21 @@ struct Live {
     what: String,
 }
 
-/// A handle to the progress line. Copies share the one line; [`Progress::finish`]
-/// clears it.
-#[derive(Debug, Clone)]
+/// A handle to the progress line of a run. Clones share the one line;
+/// [`Progress::finish`] clears it.
+#[derive(Clone, Default)]
 pub struct Progress {
     shown: bool,
+    /// The bar, while one is shown.
+    live: Arc<Mutex<Option<Live>>>,
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress")
+            .field("shown", &self.shown)
+            .finish()
+    }
 }
 
 impl Progress {
@@ -35,7 +41,13 @@ impl Progress {
     pub fn new(wanted: bool) -> Progress {
         Progress {
             shown: wanted && std::io::stderr().is_terminal(),
+            live: Arc::default(),
         }
+    }
+
+    /// No progress line: a run in a service, or a test.
+    pub fn hidden() -> Progress {
+        Progress::default()
     }
 
     /// A new phase (`gathering facts`, `stage deploy`) over `total` hosts.
@@ -50,7 +62,7 @@ impl Progress {
             return;
         }
         // The old line goes first: two bars drawing at once leave a stale line behind.
-        let mut live = lock();
+        let mut live = self.lock();
         if let Some(old) = live.take() {
             old.bar.finish_and_clear();
         }
@@ -90,7 +102,7 @@ impl Progress {
         if !self.shown {
             return;
         }
-        if let Some(live) = lock().as_mut() {
+        if let Some(live) = self.lock().as_mut() {
             change(live);
             let mut names: Vec<&str> = live.working.iter().map(String::as_str).take(4).collect();
             if live.working.len() > 4 {
@@ -110,21 +122,21 @@ impl Progress {
 impl Progress {
     /// Clear the line, before the final report.
     pub fn finish(&self) {
-        if let Some(live) = lock().take() {
+        if let Some(live) = self.lock().take() {
             live.bar.finish_and_clear();
         }
     }
-}
 
-fn lock() -> std::sync::MutexGuard<'static, Option<Live>> {
-    current().lock().unwrap_or_else(|p| p.into_inner())
-}
+    /// Print with `write` above the progress line (or plainly, when none is shown).
+    pub fn print_above(&self, write: impl FnOnce()) {
+        let live = self.lock();
+        match live.as_ref() {
+            Some(live) => live.bar.suspend(write),
+            None => write(),
+        }
+    }
 
-/// Print with `write` above the progress line (or plainly, when none is shown).
-pub fn print_above(write: impl FnOnce()) {
-    let live = lock();
-    match live.as_ref() {
-        Some(live) => live.bar.suspend(write),
-        None => write(),
+    fn lock(&self) -> MutexGuard<'_, Option<Live>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

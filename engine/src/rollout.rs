@@ -11,14 +11,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::apply::{apply_within, changes, fact_queries, gather_facts, plan_operation, ApplyError};
-use crate::events::{Event, EventSink, HostResult, HostStatus};
+use crate::events::{Event, EventSink, FailureKind, HostResult, HostStatus};
 use crate::inventory::Host;
 use crate::plan::{Change, Outcome, StepResult};
-use crate::progress::Progress;
+use crate::run::RunContext;
 use crate::runbook::Runbook;
-use crate::runner::{connect, elapsed_ms, ScriptJob};
+use crate::runner::{elapsed_ms, ScriptJob};
 use crate::scheduler::{run_stage, Attempt, FailurePolicy, StageOptions, TaskOutcome, TaskReport};
-use crate::transport::{SshOptions, Transport};
+use crate::transport::Transport;
 
 /// One host after the prepare phase: its connection (kept open for execute), how it went
 /// so far, and what each stage would change.
@@ -81,55 +81,72 @@ pub struct PlannedHandler {
     pub outcomes: Vec<Outcome>,
 }
 
-/// Connect to `host` (unless `transport` is already open), run the script, and plan
-/// every stage and notified handler against facts asked in one round trip. Never
-/// fails: problems become the host's result.
+/// Where one host's runbook comes from.
+pub enum HostRunbook {
+    /// The job's script, run for the host.
+    Script(Arc<ScriptJob>),
+    /// A runbook already declared (the console's, an operation task's).
+    Declared(Runbook),
+}
+
+/// Connect to `host` through the run's session, run its script, and plan every stage
+/// and notified handler against facts asked in one round trip. Never fails: problems
+/// become the host's result.
 pub async fn prepare(
     host: Host,
-    job: &ScriptJob,
-    ssh: &SshOptions,
+    runbook: HostRunbook,
+    run: &RunContext,
     diff: bool,
-    transport: Option<Arc<dyn Transport>>,
+    sudo: bool,
 ) -> Prepared {
     let started = Instant::now();
-    let sudo = host.sudo || job.sudo;
-    let name = host.name.clone();
-    let transport = match transport {
-        Some(open) => open,
-        None => match connect(&host, ssh).await {
-            Ok(t) => t,
-            Err(e) => {
-                return Prepared {
-                    transport: None,
-                    result: HostResult {
-                        host: name,
-                        status: HostStatus::Unreachable,
-                        exit_code: None,
-                        error: Some(e.to_string()),
-                        changed: 0,
-                        elapsed_ms: elapsed_ms(started),
-                    },
-                    stages: Vec::new(),
-                    sudo,
-                    started,
-                }
+    match run.session.connect(&host).await {
+        Ok(transport) => prepare_on(host, runbook, run, diff, sudo, transport).await,
+        Err(e) => {
+            let mut result = HostResult::ok(host.name);
+            result.unreachable(e.to_string());
+            result.elapsed_ms = elapsed_ms(started);
+            Prepared {
+                transport: None,
+                result,
+                stages: Vec::new(),
+                sudo,
+                started,
             }
-        },
+        }
+    }
+}
+
+/// [`prepare`] over a connection already open.
+pub async fn prepare_on(
+    host: Host,
+    runbook: HostRunbook,
+    run: &RunContext,
+    diff: bool,
+    sudo: bool,
+    transport: Arc<dyn Transport>,
+) -> Prepared {
+    let started = Instant::now();
+    let (mut result, runbook) = match runbook {
+        HostRunbook::Script(job) => job.run_runbook(host, Arc::clone(&transport), started).await,
+        HostRunbook::Declared(runbook) => (HostResult::ok(host.name), runbook),
     };
-    let (mut result, runbook) = job.run_runbook(host, Arc::clone(&transport), started).await;
     let mut stages = Vec::new();
     if result.status == HostStatus::Ok && !runbook.is_empty() {
         match plan_runbook(transport.as_ref(), &runbook, diff, sudo).await {
             Ok(planned) => stages = planned,
-            Err(e) => {
-                result.status = match &e {
-                    ApplyError::Transport(t) if t.is_unreachable() => HostStatus::Unreachable,
-                    _ => HostStatus::Failed,
-                };
-                result.error = Some(e.to_string());
-            }
+            Err(e) => match &e {
+                ApplyError::Transport(t) if t.is_unreachable() => {
+                    result.unreachable(e.to_string());
+                }
+                ApplyError::Transport(t) => {
+                    result.fail(FailureKind::of(t, FailureKind::Plan), e.to_string());
+                }
+                _ => result.fail(FailureKind::Plan, e.to_string()),
+            },
         }
     }
+    let _ = run;
     Prepared {
         transport: Some(transport),
         result,
@@ -217,15 +234,26 @@ pub struct Executed {
 pub async fn execute(
     prepared: &mut [Prepared],
     defaults: &StageOptions,
-    events: &Arc<dyn EventSink>,
-    progress: &Progress,
+    run: &RunContext,
 ) -> Executed {
+    execute_stages(prepared, defaults, run, true).await
+}
+
+/// [`execute`]; with `announce` false, stages start and end without an event or a
+/// progress line (one host's runbook inside a task, which has its own).
+pub async fn execute_stages(
+    prepared: &mut [Prepared],
+    defaults: &StageOptions,
+    run: &RunContext,
+    announce: bool,
+) -> Executed {
+    let events = &run.events;
+    let progress = &run.progress;
     let order = match stage_order(prepared) {
         Ok(order) => order,
         Err(message) => {
             for host in prepared.iter_mut().filter(|p| p.usable()) {
-                host.result.status = HostStatus::Failed;
-                host.result.error = Some(message.clone());
+                host.result.fail(FailureKind::Plan, message.clone());
             }
             return Executed { aborted: true };
         }
@@ -268,13 +296,15 @@ pub async fn execute(
             .map(|&i| Arc::new(StageTask::new(&prepared[i], &name, options.retries)))
             .collect();
         let hosts: Vec<String> = tasks.iter().map(|t| t.host.clone()).collect();
-        events.emit(&Event::StageStart {
-            stage: name.clone(),
-            hosts: hosts.clone(),
-        });
-        progress.phase(&format!("stage {name}"), hosts.len());
+        if announce {
+            events.emit(&Event::StageStart {
+                stage: name.clone(),
+                hosts: hosts.clone(),
+            });
+            progress.phase(&format!("stage {name}"), hosts.len());
+        }
         let progress = Arc::new(progress.clone());
-        let run = |attempt: Attempt| {
+        let attempt_task = |attempt: Attempt| {
             let task = Arc::clone(&tasks[attempt.task]);
             let events = Arc::clone(events);
             let progress = Arc::clone(&progress);
@@ -285,7 +315,7 @@ pub async fn execute(
                 outcome
             }
         };
-        let report = run_stage(&options, &hosts, run).await;
+        let report = run_stage(&options, &hosts, &run.cancel, attempt_task).await;
         let (mut ok, mut failed, mut skipped) = (0, 0, 0);
         for ((&i, task), outcome) in participants.iter().zip(&tasks).zip(&report.tasks) {
             let host = &mut prepared[i];
@@ -306,8 +336,7 @@ pub async fn execute(
                             text: format!("{message}; the stage continues on failure"),
                         });
                     } else {
-                        host.result.status = HostStatus::Failed;
-                        host.result.error = Some(message);
+                        host.result.fail(task.failure_kind(), message);
                     }
                 }
                 TaskReport::Skipped(why) => {
@@ -317,13 +346,15 @@ pub async fn execute(
             }
         }
         aborted |= report.aborted;
-        events.emit(&Event::StageEnd {
-            stage: name,
-            ok,
-            failed,
-            skipped,
-            aborted: report.aborted,
-        });
+        if announce {
+            events.emit(&Event::StageEnd {
+                stage: name,
+                ok,
+                failed,
+                skipped,
+                aborted: report.aborted,
+            });
+        }
     }
     Executed { aborted }
 }
@@ -419,6 +450,8 @@ struct Made {
     changed: usize,
     /// Whether the handlers had their turn.
     handled: bool,
+    /// What kind of failure the last failed attempt was.
+    failure: Option<FailureKind>,
 }
 
 impl StageTask {
@@ -445,6 +478,11 @@ impl StageTask {
         self.lock().changed
     }
 
+    /// What kind of failure the host's part of the stage ended with.
+    fn failure_kind(&self) -> FailureKind {
+        self.lock().failure.unwrap_or(FailureKind::Apply)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Made> {
         self.made.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -464,7 +502,12 @@ impl StageTask {
         {
             Ok(steps) => self.record(start, &pending, &steps, events),
             Err(ApplyError::Transport(e)) if e.is_unreachable() => {
+                self.lock().failure = Some(FailureKind::Unreachable);
                 TaskOutcome::Unreachable(format!("while applying changes: {e}"))
+            }
+            Err(ApplyError::Transport(e)) => {
+                self.lock().failure = Some(FailureKind::of(&e, FailureKind::Apply));
+                TaskOutcome::Failed(e.to_string())
             }
             Err(e) => TaskOutcome::Failed(e.to_string()),
         };
@@ -576,14 +619,7 @@ mod tests {
     fn host(name: &str, stages: &[&str]) -> Prepared {
         Prepared {
             transport: None,
-            result: HostResult {
-                host: name.into(),
-                status: HostStatus::Ok,
-                exit_code: None,
-                error: None,
-                changed: 0,
-                elapsed_ms: 0,
-            },
+            result: HostResult::ok(name),
             stages: stages
                 .iter()
                 .map(|s| PlannedStage {

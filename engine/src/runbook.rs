@@ -210,6 +210,30 @@ impl Runbook {
     pub fn is_empty(&self) -> bool {
         self.stages.iter().all(|s| s.operations.is_empty())
     }
+
+    /// Operations declared in stages (handlers left out).
+    pub fn len(&self) -> usize {
+        self.stages.iter().map(|s| s.operations.len()).sum()
+    }
+
+    /// Add what `later` declared after what this runbook declared, as if one script had
+    /// declared both (the console gathers a host's runbook over several lines): a stage
+    /// of a name already here takes the new operations at its end, other stages follow,
+    /// and a handler of a name already here is replaced by the later definition.
+    pub fn append(&mut self, later: Runbook) {
+        for stage in later.stages {
+            match self.stages.iter_mut().find(|s| s.name == stage.name) {
+                Some(same) => same.operations.extend(stage.operations),
+                None => self.stages.push(stage),
+            }
+        }
+        for handler in later.handlers {
+            match self.handlers.iter_mut().find(|h| h.name == handler.name) {
+                Some(same) => *same = handler,
+                None => self.handlers.push(handler),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,5 @@
-//! Doing work on many hosts at once: connecting (one transport per host, in parallel),
-//! running a command or a script per host under a concurrency cap, and collecting one
-//! [`HostResult`] per host in inventory order.
+//! Doing work on many hosts at once: running a command or a script per host under a
+//! concurrency cap, and collecting one [`HostResult`] per host in inventory order.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -13,20 +12,12 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::context::HostContext;
-use crate::events::{Event, EventSink, HostResult, HostStatus, Level};
-use crate::inventory::{Host, TransportKind};
-use crate::plan::Operation;
+use crate::events::{Event, EventSink, FailureKind, HostResult, Level};
+use crate::inventory::Host;
+use crate::run::RunContext;
 use crate::runbook::Runbook;
-use crate::sandbox::Sandbox;
-use crate::transport::{LocalTransport, SshOptions, SshTransport, Transport, TransportError};
-
-/// Open the transport `host` asks for.
-pub async fn connect(host: &Host, ssh: &SshOptions) -> Result<Arc<dyn Transport>, TransportError> {
-    Ok(match host.transport {
-        TransportKind::Local => Arc::new(LocalTransport::new(host.name.clone())),
-        TransportKind::Ssh => Arc::new(SshTransport::connect(host, ssh).await?),
-    })
-}
+use crate::sandbox::{Sandbox, CANCEL_TOKEN, TIMEOUT_TOKEN};
+use crate::transport::Transport;
 
 /// A short private directory for this run's control sockets and generated ssh config,
 /// removed when dropped. Short because a Unix socket path holds at most 108 bytes.
@@ -88,8 +79,8 @@ pub struct ScriptJob {
     pub ast: Arc<AST>,
     /// Where the script came from, for error messages.
     pub path: PathBuf,
-    /// Where messages go.
-    pub events: Arc<dyn EventSink>,
+    /// The run it belongs to (its events, secrets, cancellation).
+    pub run: RunContext,
     /// `--vars-file` and `--var` values, over the inventory's.
     pub extra_vars: Map<String, Value>,
     /// `--sudo`: run every command through sudo.
@@ -99,21 +90,9 @@ pub struct ScriptJob {
 }
 
 impl ScriptJob {
-    /// Run the script for `host` over `transport` on a blocking thread (Rhai is synchronous;
-    /// its host calls block on the runtime), and report how it went, with the operations
-    /// the script declared in stage order (planned next, see [`crate::apply`]).
-    pub async fn run(
-        &self,
-        host: Host,
-        transport: Arc<dyn Transport>,
-        started: Instant,
-    ) -> (HostResult, Vec<Arc<dyn Operation>>) {
-        let (result, runbook) = self.run_runbook(host, transport, started).await;
-        (result, runbook.operations().cloned().collect())
-    }
-
-    /// [`ScriptJob::run`], keeping what the script declared as a [`Runbook`]: its stages,
-    /// handlers and notifications.
+    /// Run the script for `host` over `transport` on a blocking thread (Rhai is
+    /// synchronous; its host calls block on the runtime), and report how it went, with
+    /// what the script declared as a [`Runbook`]: its stages, handlers and notifications.
     pub async fn run_runbook(
         &self,
         mut host: Host,
@@ -131,7 +110,7 @@ impl ScriptJob {
                 host,
                 transport,
                 runtime,
-                Arc::clone(&job.events),
+                job.run.clone(),
                 job.sandbox.root().to_owned(),
             );
             context.sudo |= job.sudo;
@@ -145,43 +124,57 @@ impl ScriptJob {
                 });
             let mut scope = script_scope(&context.host);
             let result = engine.run_ast_with_scope(&mut scope, &job.ast);
-            let result = result.map_err(|e| job.sandbox.describe(&e, &job.path).to_string());
+            let result = result.map_err(|e| {
+                (
+                    script_failure_kind(&e),
+                    job.sandbox.describe(&e, &job.path).to_string(),
+                )
+            });
             let runbook = context.take_runbook();
             // What only the whole script can tell (a notify naming no handler) fails the
             // host like a script error, before anything is planned.
             let result = result.and_then(|()| {
                 runbook
                     .check()
-                    .map_err(|e| format!("{}: {e}", job.path.display()))
+                    .map_err(|e| (FailureKind::Script, format!("{}: {e}", job.path.display())))
             });
             (result, context.was_unreachable(), runbook)
         })
         .await;
-        let (status, error, runbook) = match outcome {
-            Ok((Ok(()), _, runbook)) => (HostStatus::Ok, None, runbook),
-            Ok((Err(e), unreachable, _)) => {
-                let status = if unreachable {
-                    HostStatus::Unreachable
-                } else {
-                    HostStatus::Failed
-                };
-                (status, Some(e), Runbook::default())
+        let mut result = HostResult::ok(name);
+        let runbook = match outcome {
+            Ok((Ok(()), _, runbook)) => runbook,
+            Ok((Err((_, e)), true, _)) => {
+                result.unreachable(e);
+                Runbook::default()
             }
-            Err(e) => (
-                HostStatus::Failed,
-                Some(format!("the script's thread failed: {e}")),
-                Runbook::default(),
-            ),
+            Ok((Err((kind, e)), false, _)) => {
+                result.fail(kind, e);
+                Runbook::default()
+            }
+            Err(e) => {
+                result.fail(
+                    FailureKind::Script,
+                    format!("the script's thread failed: {e}"),
+                );
+                Runbook::default()
+            }
         };
-        let result = HostResult {
-            host: name,
-            status,
-            exit_code: None,
-            error,
-            changed: 0,
-            elapsed_ms: elapsed_ms(started),
-        };
+        result.elapsed_ms = elapsed_ms(started);
         (result, runbook)
+    }
+}
+
+/// What kind of failure a script's error is: its wall clock, a cancellation, or the
+/// script itself.
+fn script_failure_kind(error: &rhai::EvalAltResult) -> FailureKind {
+    match error {
+        rhai::EvalAltResult::ErrorTerminated(token, _) => match token.clone().into_string() {
+            Ok(t) if t == TIMEOUT_TOKEN => FailureKind::Timeout,
+            Ok(t) if t == CANCEL_TOKEN => FailureKind::Cancelled,
+            _ => FailureKind::Script,
+        },
+        _ => FailureKind::Script,
     }
 }
 

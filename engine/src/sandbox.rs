@@ -10,7 +10,9 @@ use rhai::module_resolvers::ModuleResolver;
 use rhai::packages::{Package, StandardPackage};
 use rhai::{Dynamic, Engine, EvalAltResult, Module, Position, Scope, Shared, AST};
 
+use crate::cancel::Cancel;
 use crate::script_error::ScriptError;
+use crate::secrets::Secrets;
 
 /// The token a progress callback returns when the wall clock ran out.
 pub const TIMEOUT_TOKEN: &str = "toyc:timeout";
@@ -73,6 +75,10 @@ impl Default for Limits {
 pub struct Sandbox {
     limits: Limits,
     root: PathBuf,
+    /// The run's cancellation: a script stops at its next operation once it fires.
+    cancel: Cancel,
+    /// The run's secrets, which `secret(value)` adds to.
+    secrets: Secrets,
     standard: Shared<Module>,
     global: Vec<Shared<Module>>,
     modules: Vec<(String, Shared<Module>)>,
@@ -92,11 +98,25 @@ impl std::fmt::Debug for Sandbox {
 }
 
 impl Sandbox {
-    /// A sandbox for scripts living in `root` (imports and local files resolve below it).
+    /// A sandbox for scripts living in `root` (imports and local files resolve below it),
+    /// outside any run: nothing cancels it, and its secrets are its own. A run makes its
+    /// sandboxes with [`crate::run::RunContext::sandbox`].
     pub fn new(root: impl Into<PathBuf>, limits: Limits) -> Sandbox {
+        Sandbox::for_run(root, limits, Cancel::new(), Secrets::new())
+    }
+
+    /// A sandbox of the run with this cancellation and these secrets.
+    pub fn for_run(
+        root: impl Into<PathBuf>,
+        limits: Limits,
+        cancel: Cancel,
+        secrets: Secrets,
+    ) -> Sandbox {
         Sandbox {
             limits,
             root: root.into(),
+            cancel,
+            secrets,
             standard: StandardPackage::new().as_shared_module(),
             global: Vec::new(),
             modules: Vec::new(),
@@ -111,6 +131,25 @@ impl Sandbox {
     /// The limits every engine gets.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// The run's secrets.
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// The run's cancellation.
+    pub fn cancel(&self) -> &Cancel {
+        &self.cancel
+    }
+
+    /// `state` (what the stdlib's functions look for, such as a host's context) as the tag
+    /// of an engine of this sandbox, beside the run's secrets: see [`tag_state`].
+    pub fn tag(&self, state: Dynamic) -> Dynamic {
+        Dynamic::from(ScriptTag {
+            secrets: self.secrets.clone(),
+            state,
+        })
     }
 
     /// Make `module` available to scripts as `name::function`.
@@ -154,8 +193,9 @@ impl Sandbox {
         engine.disable_symbol("eval");
         let deadline = Instant::now() + limits.timeout;
         let max_memory = limits.max_memory;
+        let cancel = self.cancel.clone();
         engine.on_progress(move |operations| {
-            if crate::cancel::is_cancelled() {
+            if cancel.is_cancelled() {
                 Some(CANCEL_TOKEN.into())
             } else if Instant::now() >= deadline {
                 Some(TIMEOUT_TOKEN.into())
@@ -171,9 +211,7 @@ impl Sandbox {
         let debug_printer = Arc::clone(&printer);
         engine.on_print(move |text| printer(text));
         engine.on_debug(move |text, _, _| debug_printer(text));
-        if let Some(tag) = tag {
-            engine.set_default_tag(tag);
-        }
+        engine.set_default_tag(self.tag(tag.unwrap_or(Dynamic::UNIT)));
         engine
     }
 
@@ -197,6 +235,28 @@ impl Sandbox {
     pub fn describe(&self, error: &EvalAltResult, path: &Path) -> ScriptError {
         ScriptError::from_eval(error, path, &self.limits)
     }
+}
+
+/// What every engine of a sandbox carries as its tag: the run's secrets, and the state
+/// the stdlib's functions reach (a host's context, a generator's run).
+#[derive(Clone)]
+struct ScriptTag {
+    secrets: Secrets,
+    state: Dynamic,
+}
+
+/// The state of type `T` that the engine making this call carries (see [`Sandbox::tag`]).
+pub fn tag_state<T: Clone + Send + Sync + 'static>(ctx: &rhai::NativeCallContext) -> Option<T> {
+    ctx.tag()
+        .and_then(|tag| tag.clone().try_cast::<ScriptTag>())
+        .and_then(|tag| tag.state.try_cast::<T>())
+}
+
+/// The secrets of the run whose script makes this call.
+pub fn tag_secrets(ctx: &rhai::NativeCallContext) -> Option<Secrets> {
+    ctx.tag()
+        .and_then(|tag| tag.clone().try_cast::<ScriptTag>())
+        .map(|tag| tag.secrets)
 }
 
 /// Resident memory of this process, from /proc (Linux); `None` where unavailable.

@@ -13,6 +13,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
+use crate::cancel::Cancel;
+
 /// What a failed task does to the rest of its stage.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -164,7 +166,13 @@ pub struct Attempt {
 /// Run the tasks of one stage, whose hosts are `hosts[i]`, by calling `run` for each
 /// attempt. A task starts when the stage's limits leave room and every earlier task of
 /// its host has started (so with `concurrency_per_host: 1` a host's tasks run in order).
-pub async fn run_stage<F, Fut>(options: &StageOptions, hosts: &[String], run: F) -> StageReport
+/// Once `cancel` fires, failed tasks are not retried.
+pub async fn run_stage<F, Fut>(
+    options: &StageOptions,
+    hosts: &[String],
+    cancel: &Cancel,
+    run: F,
+) -> StageReport
 where
     F: Fn(Attempt) -> Fut,
     Fut: Future<Output = TaskOutcome> + Send + 'static,
@@ -198,7 +206,7 @@ where
                 // tasks keep their order.
                 if room && !blocked.contains(host) {
                     *running_on.entry(host).or_default() += 1;
-                    let attempts = attempts(options, index, &run);
+                    let attempts = attempts(options, index, cancel, &run);
                     running.spawn(async move { (index, attempts.await) });
                 } else {
                     blocked.insert(host);
@@ -258,6 +266,7 @@ where
 fn attempts<F, Fut>(
     options: &StageOptions,
     index: usize,
+    cancel: &Cancel,
     run: &F,
 ) -> impl Future<Output = (TaskOutcome, u32)> + Send + 'static
 where
@@ -275,6 +284,7 @@ where
         })
         .collect();
     let delay = options.retry_delay;
+    let cancel = cancel.clone();
     async move {
         let mut made = 0;
         let mut outcome = TaskOutcome::Failed("no attempt was made".into());
@@ -284,7 +294,7 @@ where
             }
             made += 1;
             outcome = attempt.await;
-            if !matches!(outcome, TaskOutcome::Failed(_)) || crate::cancel::is_cancelled() {
+            if !matches!(outcome, TaskOutcome::Failed(_)) || cancel.is_cancelled() {
                 break;
             }
         }
@@ -353,7 +363,7 @@ mod tests {
             concurrency_per_host: Some(1),
             ..StageOptions::default()
         };
-        let report = run_stage(&options, &hosts, run).await;
+        let report = run_stage(&options, &hosts, &Cancel::new(), run).await;
         assert!(report.all_ok());
         let log = log.lock().expect("log").clone();
         assert_eq!(log.len(), 8);
@@ -391,7 +401,7 @@ mod tests {
             concurrency: Some(2),
             ..StageOptions::default()
         };
-        let report = run_stage(&options, &hosts, run).await;
+        let report = run_stage(&options, &hosts, &Cancel::new(), run).await;
         assert!(report.aborted);
         assert_eq!(*log.lock().expect("log"), vec![1, 0], "task 0 finished");
         assert!(matches!(
@@ -416,7 +426,7 @@ mod tests {
             concurrency_per_host: Some(1),
             ..StageOptions::default()
         };
-        let report = run_stage(&options, &hosts, run).await;
+        let report = run_stage(&options, &hosts, &Cancel::new(), run).await;
         assert!(!report.aborted);
         assert!(matches!(report.tasks[1], TaskReport::Skipped(_)));
         assert_eq!(log.lock().expect("log").len(), 3);
@@ -433,7 +443,7 @@ mod tests {
             max_fail_percent: Some(25),
             ..StageOptions::default()
         };
-        let report = run_stage(&options, &hosts, run).await;
+        let report = run_stage(&options, &hosts, &Cancel::new(), run).await;
         assert!(report.aborted);
         assert_eq!(log.lock().expect("log").len(), 2);
         assert!(matches!(report.tasks[3], TaskReport::Skipped(_)));
@@ -453,7 +463,7 @@ mod tests {
             retry_delay: Duration::from_secs(5),
             ..StageOptions::default()
         };
-        let report = run_stage(&options, &hosts, run).await;
+        let report = run_stage(&options, &hosts, &Cancel::new(), run).await;
         assert_eq!(
             report.tasks[0],
             TaskReport::Ran {

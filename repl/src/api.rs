@@ -10,7 +10,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext}
 use toyc_engine::events::{seconds, status_word, HostStatus};
 use toyc_engine::inventory::Host;
 use toyc_engine::runner::elapsed_ms;
-use toyc_engine::secrets::redact;
+use toyc_engine::secrets::Secrets;
 use toyc_engine::transport::ExecRequest;
 
 use crate::fleet::{Fleet, Row};
@@ -45,6 +45,8 @@ impl Hosts {
 pub struct Results {
     rows: Vec<(Row, Dynamic)>,
     elapsed_ms: u64,
+    /// The session's secrets, masked when the rows are shown.
+    secrets: Secrets,
 }
 
 impl Results {
@@ -88,7 +90,7 @@ impl Results {
             count(HostStatus::Unreachable),
             seconds(self.elapsed_ms)
         );
-        redact(&out).into_owned()
+        self.secrets.redact(&out).into_owned()
     }
 
     fn hosts_where(&self, fleet: &Fleet, keep: impl Fn(&Row) -> bool) -> Hosts {
@@ -167,16 +169,17 @@ fn exec_request(command: &str, options: &Map) -> Result<ExecRequest, Fail> {
 fn exec(fleet: &Fleet, hosts: &Hosts, request: &ExecRequest) -> Result<Results, Fail> {
     let started = Instant::now();
     let rows = fleet.exec(&hosts.hosts, request);
-    cancelled()?;
+    cancelled(fleet)?;
     Ok(Results {
         rows: rows.into_iter().map(|r| (r, Dynamic::UNIT)).collect(),
         elapsed_ms: elapsed_ms(started),
+        secrets: fleet.run().secrets.clone(),
     })
 }
 
 /// Stop the line after Ctrl-C, instead of printing a table of cancelled hosts.
-fn cancelled() -> Result<(), Fail> {
-    if toyc_engine::cancel::is_cancelled() {
+fn cancelled(fleet: &Fleet) -> Result<(), Fail> {
+    if fleet.run().cancel.is_cancelled() {
         Err("cancelled: the command was killed on every host".into())
     } else {
         Ok(())
@@ -209,7 +212,7 @@ fn on(fleet: &Fleet, ctx: &NativeCallContext, hosts: &Hosts, f: &FnPtr) -> Resul
         // The closure runs in this engine, but with the host's context as the tag the
         // stdlib looks for: the same mechanism `toyc run` uses, one host at a time.
         let mut global = ctx.global_runtime_state().clone();
-        global.tag = Arc::clone(&context).into_tag();
+        global.tag = fleet.tag(&context);
         let host_ctx = NativeCallContext::new_with_all_fields(
             ctx.engine(),
             ctx.fn_name(),
@@ -223,14 +226,14 @@ fn on(fleet: &Fleet, ctx: &NativeCallContext, hosts: &Hosts, f: &FnPtr) -> Resul
                 rows.push((row(HostStatus::Ok, None), value));
             }
             Err(e) => {
-                cancelled()?;
+                cancelled(fleet)?;
                 let status = if context.was_unreachable() {
                     HostStatus::Unreachable
                 } else {
                     HostStatus::Failed
                 };
                 // Half a host's operations would apply half an intent: drop them.
-                drop(context.take_operations());
+                drop(context.take_runbook());
                 rows.push((row(status, Some(e.to_string())), Dynamic::UNIT));
             }
         }
@@ -238,6 +241,7 @@ fn on(fleet: &Fleet, ctx: &NativeCallContext, hosts: &Hosts, f: &FnPtr) -> Resul
     Ok(Results {
         rows,
         elapsed_ms: elapsed_ms(started),
+        secrets: fleet.run().secrets.clone(),
     })
 }
 
@@ -370,6 +374,7 @@ mod tests {
                 ),
             ],
             elapsed_ms: 1500,
+            secrets: Secrets::new(),
         };
         let text = results.render();
         let lines: Vec<&str> = text.lines().collect();

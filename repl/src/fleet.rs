@@ -1,20 +1,24 @@
-//! The console's view of the inventory: which hosts are selected, their connections (kept
-//! open between lines), and each host's pending operations (declared at the prompt,
-//! planned after each line, applied only by `.apply`).
+//! The console's view of the inventory: which hosts are selected, their connections (the
+//! session's run keeps them open between lines), and each host's pending runbook
+//! (declared at the prompt, shown after each line, applied only by `.apply`). Showing
+//! and applying are jobs of the engine's one entry point, so the console honours stages,
+//! handlers, `notify`, timeouts and retries as `toyc run` does.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use toyc_engine::apply::{apply_host, changes, plan_host, ApplyError};
+use rhai::Dynamic;
 use toyc_engine::context::HostContext;
-use toyc_engine::events::{Event, EventSink, HostStatus};
+use toyc_engine::events::HostStatus;
 use toyc_engine::inventory::{Host, Inventory, InventoryError};
-use toyc_engine::plan::{Change, Operation, Outcome};
-use toyc_engine::runner::{connect, elapsed_ms, for_each_host};
-use toyc_engine::transport::{ExecOutput, ExecRequest, SshOptions, Transport, TransportError};
+use toyc_engine::run::{Approve, Job, Report, RunContext, RunbookJob, RunbookSource};
+use toyc_engine::runbook::Runbook;
+use toyc_engine::runner::{elapsed_ms, for_each_host};
+use toyc_engine::transport::{ExecOutput, ExecRequest, Transport, TransportError};
+use toyc_stdlib::Library;
 
 /// How one host answered one request at the prompt.
 #[derive(Debug, Clone)]
@@ -75,16 +79,8 @@ impl Row {
     }
 }
 
-/// A host and the operations declared for it, in call order.
-type HostPlan = (Host, Vec<Arc<dyn Operation>>);
-
-/// A host's pending operations as planned: its connection (none when unreachable) and
-/// what each operation would do, or why planning failed.
-type Planned = (
-    Host,
-    Option<Arc<dyn Transport>>,
-    Result<Vec<Outcome>, String>,
-);
+/// A host and the runbook declared for it so far.
+type HostPlan = (Host, Runbook);
 
 /// Why the console could not select hosts.
 #[derive(Debug, thiserror::Error)]
@@ -107,13 +103,13 @@ pub enum FleetError {
 pub struct Fleet {
     inventory: Inventory,
     limit: Mutex<Option<String>>,
-    ssh: Arc<SshOptions>,
     forks: usize,
     sudo: AtomicBool,
     runtime: tokio::runtime::Handle,
-    events: Arc<dyn EventSink>,
+    /// The session's run: its connections, its cancellation (reset after each line),
+    /// its secrets and its events.
+    run: RunContext,
     root: PathBuf,
-    transports: tokio::sync::Mutex<HashMap<String, Arc<dyn Transport>>>,
     /// Keyed by inventory position, so hosts are planned and shown in inventory order.
     pending: Mutex<BTreeMap<usize, HostPlan>>,
     new_pending: AtomicBool,
@@ -125,14 +121,12 @@ pub struct FleetConfig {
     pub inventory: Inventory,
     /// `-l`: the hosts the session works on.
     pub limit: Option<String>,
-    /// How to reach SSH hosts.
-    pub ssh: SshOptions,
     /// Hosts worked on at once.
     pub forks: usize,
     /// `--sudo`: start with `.sudo on`.
     pub sudo: bool,
-    /// Where messages go.
-    pub events: Arc<dyn EventSink>,
+    /// The session's run (connections, cancellation, secrets, events, limits).
+    pub run: RunContext,
     /// The directory local files (`files::copy`) come from: the working directory.
     pub root: PathBuf,
 }
@@ -144,13 +138,11 @@ impl Fleet {
         Ok(Fleet {
             inventory: config.inventory,
             limit: Mutex::new(config.limit),
-            ssh: Arc::new(config.ssh),
             forks: config.forks,
             sudo: AtomicBool::new(config.sudo),
             runtime,
-            events: config.events,
+            run: config.run,
             root: config.root,
-            transports: tokio::sync::Mutex::new(HashMap::new()),
             pending: Mutex::new(BTreeMap::new()),
             new_pending: AtomicBool::new(false),
         })
@@ -159,6 +151,11 @@ impl Fleet {
     /// The inventory.
     pub fn inventory(&self) -> &Inventory {
         &self.inventory
+    }
+
+    /// The session's run.
+    pub fn run(&self) -> &RunContext {
+        &self.run
     }
 
     /// The session's limit (`None`: every host).
@@ -211,37 +208,26 @@ impl Fleet {
 
     /// Whether `host` has an open connection.
     pub fn is_connected(&self, host: &str) -> bool {
-        self.transports
-            .try_lock()
-            .map(|t| t.contains_key(host))
-            .unwrap_or(false)
+        self.run.session.is_connected(host)
     }
 
     /// Open the connections `hosts` do not have yet, all at once; the ones that failed,
-    /// with why. Connections stay open for the rest of the session.
-    pub async fn connect(&self, hosts: &[Host]) -> Vec<(String, TransportError)> {
-        let mut transports = self.transports.lock().await;
-        let missing: Vec<Host> = hosts
-            .iter()
-            .filter(|h| !transports.contains_key(&h.name))
-            .cloned()
-            .collect();
-        let ssh = &self.ssh;
-        let opened = for_each_host(&missing, self.forks, |host| {
-            let ssh = Arc::clone(ssh);
+    /// with why (forgotten, so the next request tries again). Connections stay open for
+    /// the rest of the session.
+    pub async fn connect(&self, hosts: &[Host]) -> Vec<(String, String)> {
+        let opened = for_each_host(hosts, self.forks, |host| {
+            let run = self.run.clone();
             async move {
-                let result = connect(&host, &ssh).await;
+                let result = run.session.connect(&host).await.map(|_| ());
                 (host.name, result)
             }
         })
         .await;
         let mut failures = Vec::new();
         for (name, result) in opened {
-            match result {
-                Ok(transport) => {
-                    transports.insert(name, transport);
-                }
-                Err(e) => failures.push((name, e)),
+            if let Err(e) = result {
+                self.run.session.forget(&name).await;
+                failures.push((name, e.to_string()));
             }
         }
         failures
@@ -249,29 +235,23 @@ impl Fleet {
 
     /// The open connection of every host in `hosts` (connecting those without one), or why not.
     async fn transports(&self, hosts: &[Host]) -> Vec<(Host, Result<Arc<dyn Transport>, String>)> {
-        let failures: HashMap<String, TransportError> =
-            self.connect(hosts).await.into_iter().collect();
-        let transports = self.transports.lock().await;
-        hosts
-            .iter()
-            .map(|host| {
-                let transport = match transports.get(&host.name) {
-                    Some(t) => Ok(Arc::clone(t)),
-                    None => Err(failures
-                        .get(&host.name)
-                        .map(ToString::to_string)
-                        .unwrap_or_else(|| format!("`{}` is not connected", host.name))),
-                };
-                (host.clone(), transport)
-            })
-            .collect()
+        let mut connected = Vec::with_capacity(hosts.len());
+        for host in hosts {
+            let transport = match self.run.session.connect(host).await {
+                Ok(t) => Ok(t),
+                Err(e) => {
+                    self.run.session.forget(&host.name).await;
+                    Err(e.to_string())
+                }
+            };
+            connected.push((host.clone(), transport));
+        }
+        connected
     }
 
     /// Forget a host's connection (it broke): the next request reconnects.
     async fn forget(&self, host: &str) {
-        if let Some(transport) = self.transports.lock().await.remove(host) {
-            transport.close().await;
-        }
+        self.run.session.forget(host).await;
     }
 
     /// Run `request` on every host of `hosts` at once; one row per host, in inventory order.
@@ -320,7 +300,7 @@ impl Fleet {
                         host.clone(),
                         transport,
                         self.runtime.clone(),
-                        Arc::clone(&self.events),
+                        self.run.clone(),
                         self.root.clone(),
                     );
                     context.sudo |= sudo;
@@ -331,10 +311,18 @@ impl Fleet {
             .collect()
     }
 
-    /// Move the operations `context` collected into its host's pending plan.
+    /// `context` as the state of a tag of the session's engines: what `on(...)` gives
+    /// its closure, so `host::` functions and operations act on that host.
+    pub fn tag(&self, context: &Arc<HostContext>) -> Dynamic {
+        self.run
+            .sandbox(&self.root)
+            .tag(Arc::clone(context).into_tag())
+    }
+
+    /// Move the runbook `context` collected into its host's pending runbook.
     pub fn adopt_operations(&self, context: &HostContext) {
-        let operations = context.take_operations();
-        if operations.is_empty() {
+        let runbook = context.take_runbook();
+        if runbook.is_empty() {
             return;
         }
         let index = self
@@ -346,9 +334,9 @@ impl Fleet {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
         pending
             .entry(index)
-            .or_insert_with(|| (context.host.clone(), Vec::new()))
+            .or_insert_with(|| (context.host.clone(), Runbook::default()))
             .1
-            .extend(operations);
+            .append(runbook);
         self.new_pending.store(true, Ordering::Relaxed);
     }
 
@@ -363,7 +351,7 @@ impl Fleet {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .map(|(_, ops)| ops.len())
+            .map(|(_, book)| book.len())
             .sum()
     }
 
@@ -376,144 +364,88 @@ impl Fleet {
             .collect()
     }
 
-    /// Plan every host's pending operations (one round trip per host, all at once) and
-    /// report the changes they would make; the number of changes.
-    pub fn show_pending(&self) -> Result<usize, String> {
-        let planned = self.plan_pending();
-        let mut count = 0;
-        let mut problems = Vec::new();
-        for (host, _, outcome) in &planned {
-            match outcome {
-                Ok(outcomes) => {
-                    for outcome in outcomes {
-                        self.report_outcome(&host.name, outcome);
-                        count += usize::from(matches!(outcome, Outcome::Change(_)));
-                    }
+    /// The pending runbooks as a job of the session: `check` shows, otherwise applies.
+    fn pending_job(&self, check: bool) -> Job {
+        let pending = self.pending_snapshot();
+        Job::Runbook(RunbookJob {
+            hosts: pending.iter().map(|(h, _)| h.clone()).collect(),
+            source: RunbookSource::Declared(
+                pending
+                    .into_iter()
+                    .map(|(h, book)| (h.name, book))
+                    .collect(),
+            ),
+            vars: serde_json::Map::new(),
+            sudo: self.sudo(),
+            command_timeout: None,
+            check,
+            diff: true,
+            forks: self.forks,
+            max_cycles: None,
+            after_apply: None,
+        })
+    }
+
+    /// Run a job of the session through the engine, leaving the connections open;
+    /// hosts found unreachable are forgotten, so the next line reconnects.
+    fn run_job(&self, job: Job) -> Result<Report, String> {
+        let run = self.run.keeping_connections();
+        self.runtime.block_on(async {
+            let report = toyc_engine::run::run(job, &run, &Library, &Approve)
+                .await
+                .map_err(|e| e.to_string())?;
+            for result in &report.results {
+                if result.status == HostStatus::Unreachable {
+                    self.forget(&result.host).await;
                 }
-                Err(e) => problems.push(format!("{}: {e}", host.name)),
             }
-        }
+            Ok(report)
+        })
+    }
+
+    /// Plan every host's pending runbook (one round trip per host, all at once) and
+    /// report the changes it would make; the number of changes.
+    pub fn show_pending(&self) -> Result<usize, String> {
+        let report = self.run_job(self.pending_job(true))?;
+        let problems: Vec<String> = report
+            .results
+            .iter()
+            .filter(|r| r.status != HostStatus::Ok)
+            .map(|r| format!("{}: {}", r.host, r.error.as_deref().unwrap_or("failed")))
+            .collect();
         if problems.is_empty() {
-            Ok(count)
+            Ok(report.pending)
         } else {
             Err(problems.join("\n"))
         }
     }
 
-    fn report_outcome(&self, host: &str, outcome: &Outcome) {
-        match outcome {
-            Outcome::Change(change) => self.events.emit(&Event::Change {
-                host: host.to_owned(),
-                change: change.into(),
-            }),
-            Outcome::NoChange(same) => self.events.emit(&Event::NoChange {
-                host: host.to_owned(),
-                operation: same.operation.clone(),
-                target: same.target.clone(),
-                reason: same.reason.clone(),
-            }),
-        }
-    }
-
-    fn plan_pending(&self) -> Vec<Planned> {
-        let pending = self.pending_snapshot();
-        let hosts: Vec<Host> = pending.iter().map(|(h, _)| h.clone()).collect();
-        let sudo = self.sudo();
-        self.runtime.block_on(async {
-            let connected = self.transports(&hosts).await;
-            for_each_host(&hosts, self.forks, |host| {
-                let operations = pending
-                    .iter()
-                    .find(|(h, _)| h.name == host.name)
-                    .map(|(_, ops)| ops.clone())
-                    .unwrap_or_default();
-                let transport = connected
-                    .iter()
-                    .find(|(h, _)| h.name == host.name)
-                    .and_then(|(_, t)| t.as_ref().ok().cloned());
-                let sudo = sudo || host.sudo;
-                async move {
-                    let Some(transport) = transport else {
-                        return (host, None, Err("unreachable".to_owned()));
-                    };
-                    let planned = plan_host(transport.as_ref(), &operations, true, sudo)
-                        .await
-                        .map_err(|e: ApplyError| e.to_string());
-                    (host, Some(transport), planned)
-                }
-            })
-            .await
-        })
-    }
-
-    /// Apply every host's pending changes (one round trip per host, all at once), report
-    /// each step, and clear the plan of every host whose changes all succeeded.
-    /// Returns (steps done, steps failed, hosts that could not be planned or applied).
+    /// Apply every host's pending runbook (stage by stage, one round trip per host and
+    /// stage, all hosts at once), report each step, and clear the runbook of every host
+    /// whose changes all succeeded. Returns (changes made, hosts failed, what went wrong).
     pub fn apply_pending(&self) -> (usize, usize, Vec<String>) {
-        let planned = self.plan_pending();
-        let sudo = self.sudo();
-        let hosts: Vec<Host> = planned.iter().map(|(h, _, _)| h.clone()).collect();
-        let planned: HashMap<String, _> = planned
-            .into_iter()
-            .map(|(host, transport, outcomes)| (host.name, (transport, outcomes)))
+        let report = match self.run_job(self.pending_job(false)) {
+            Ok(report) => report,
+            Err(e) => return (0, 0, vec![e]),
+        };
+        let clean: Vec<&str> = report
+            .results
+            .iter()
+            .filter(|r| r.status == HostStatus::Ok)
+            .map(|r| r.host.as_str())
             .collect();
-        let results = self
-            .runtime
-            .block_on(for_each_host(&hosts, self.forks, |host| {
-                let entry = planned.get(&host.name).cloned();
-                let sudo = sudo || host.sudo;
-                async move {
-                    let Some((Some(transport), Ok(outcomes))) = entry else {
-                        let why = match entry {
-                            Some((_, Err(why))) => why,
-                            _ => "unreachable".to_owned(),
-                        };
-                        return (host, Err(why), Vec::new());
-                    };
-                    let todo: Vec<Change> = changes(&outcomes).into_iter().cloned().collect();
-                    let refs: Vec<&Change> = todo.iter().collect();
-                    let steps = apply_host(transport.as_ref(), &refs, sudo)
-                        .await
-                        .map_err(|e| e.to_string());
-                    (host, steps, todo)
-                }
-            }));
-        let (mut done, mut failed, mut problems) = (0, 0, Vec::new());
-        let mut clean = Vec::new();
-        for (host, steps, todo) in results {
-            match steps {
-                Ok(steps) => {
-                    let mut all_ok = steps.len() == todo.len();
-                    for step in &steps {
-                        let Some(change) = todo.get(step.index) else {
-                            continue;
-                        };
-                        self.events.emit(&Event::Step {
-                            host: host.name.clone(),
-                            operation: change.operation.clone(),
-                            target: change.target.clone(),
-                            status: step.status,
-                            output: step.output.clone(),
-                        });
-                        if step.status == 0 {
-                            done += 1;
-                        } else {
-                            failed += 1;
-                            all_ok = false;
-                        }
-                    }
-                    if all_ok {
-                        clean.push(host.name);
-                    }
-                }
-                Err(e) => problems.push(format!("{}: {e}", host.name)),
-            }
-        }
+        let problems = report
+            .results
+            .iter()
+            .filter(|r| r.status != HostStatus::Ok)
+            .map(|r| format!("{}: {}", r.host, r.error.as_deref().unwrap_or("failed")))
+            .collect();
         self.pending
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (host, _)| !clean.contains(&host.name));
-        (done, failed, problems)
+            .retain(|_, (host, _)| !clean.contains(&host.name.as_str()));
+        let failed = report.summary.failed + report.summary.unreachable + report.summary.skipped;
+        (report.summary.changed, failed, problems)
     }
 
     /// Drop every pending operation.
@@ -528,11 +460,6 @@ impl Fleet {
 
     /// Close every connection.
     pub fn close(&self) {
-        self.runtime.block_on(async {
-            let transports: Vec<_> = self.transports.lock().await.drain().collect();
-            for (_, transport) in transports {
-                transport.close().await;
-            }
-        });
+        self.runtime.block_on(self.run.session.close());
     }
 }

@@ -10,7 +10,7 @@
 //! join the host's pending plan: it is planned and shown after the line, and applied by
 //! `.apply` after a confirmation. Lines starting with `.` are meta-commands, never script.
 //!
-//! Ctrl-C while a line runs cancels it through [`toyc_engine::cancel`] (commands in
+//! Ctrl-C while a line runs cancels it through the session's run context (commands in
 //! flight are killed on their hosts), then the cancellation is reset for the next line.
 #![deny(missing_docs)]
 
@@ -29,8 +29,8 @@ use reedline::{
     Signal,
 };
 use rhai::{Dynamic, Scope, AST};
-use toyc_engine::events::HumanSink;
-use toyc_engine::sandbox::{Limits, Sandbox};
+use toyc_engine::events::{HumanSink, Printer};
+use toyc_engine::sandbox::Sandbox;
 
 use crate::api::{Hosts, Results};
 use crate::fleet::{Fleet, FleetConfig, FleetError};
@@ -102,7 +102,7 @@ pub fn run(config: ReplConfig, runtime: &tokio::runtime::Handle) -> Result<(), R
     let mut editor = session.editor(config.history, printer.clone());
     start_background_connect(&fleet, &printer, runtime);
     let busy = Arc::new(AtomicBool::new(false));
-    watch_interrupts(&busy, runtime);
+    watch_interrupts(&busy, &fleet, runtime);
     println!(
         "toyc console: {} hosts. `.help` for help, Ctrl-D to leave.",
         fleet.select(None)?.len()
@@ -118,7 +118,7 @@ pub fn run(config: ReplConfig, runtime: &tokio::runtime::Handle) -> Result<(), R
         busy.store(true, Ordering::SeqCst);
         let keep_going = session.handle(&line);
         busy.store(false, Ordering::SeqCst);
-        toyc_engine::cancel::reset();
+        fleet.run().cancel.reset();
         if !keep_going {
             break;
         }
@@ -167,13 +167,14 @@ fn start_background_connect(
 
 /// Ctrl-C reaches the process as SIGINT only while a line runs (the line editor reads
 /// it as a key otherwise): then it cancels the line, and never ends the session.
-fn watch_interrupts(busy: &Arc<AtomicBool>, runtime: &tokio::runtime::Handle) {
+fn watch_interrupts(busy: &Arc<AtomicBool>, fleet: &Arc<Fleet>, runtime: &tokio::runtime::Handle) {
     let busy = Arc::clone(busy);
+    let cancel = fleet.run().cancel.clone();
     runtime.spawn(async move {
         while tokio::signal::ctrl_c().await.is_ok() {
             if busy.load(Ordering::SeqCst) {
                 eprintln!("^C cancelling: killing the running commands on every host");
-                toyc_engine::cancel::cancel();
+                cancel.cancel();
             }
         }
     });
@@ -192,12 +193,9 @@ struct Session {
 
 impl Session {
     fn new(fleet: &Arc<Fleet>, root: &Path, doc: DocRenderer) -> Session {
-        let limits = Limits {
-            // One engine serves the whole session: its clock must not run out.
-            timeout: std::time::Duration::from_secs(10 * 365 * 24 * 3600),
-            ..Limits::default()
-        };
-        let mut sandbox = Sandbox::new(root, limits);
+        // The session's run carries the limits (one engine serves the whole session:
+        // its clock must not run out), the cancellation and the secrets.
+        let mut sandbox = fleet.run().sandbox(root);
         toyc_stdlib::register(&mut sandbox);
         let mut engine = sandbox.engine(None, |text| println!("{text}"));
         api::register(&mut engine, fleet);
@@ -520,6 +518,6 @@ fn show_value(value: &Dynamic) {
 }
 
 /// A human sink for a session over `hosts`: changes and failures on stderr.
-pub fn event_sink(host_width: usize) -> Arc<HumanSink> {
-    Arc::new(HumanSink::new(false, false, host_width))
+pub fn event_sink(host_width: usize, printer: Printer) -> Arc<HumanSink> {
+    Arc::new(HumanSink::new(false, false, host_width, printer))
 }

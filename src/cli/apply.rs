@@ -2,19 +2,43 @@
 //! before any host is touched, then run it. A saved plan was reviewed already, so it
 //! runs without asking (like `terraform apply plan.tfplan`).
 
+use std::path::Path;
+
 use anyhow::anyhow;
+use toyc_engine::run::{Approve, TaskListJob};
+use toyc_engine::sandbox::Limits;
 use toyc_engine::tasklist::TaskList;
 
 use super::args::ApplyArgs;
-use super::deploy::{check, commands, execute, inventory, plan_hosts};
-use super::{Failure, Outcome};
+use super::deploy::{deploy_run, execute, inventory, plan_hosts};
+use super::{Failure, Outcome, Process};
 
 /// The top-level entry point for `toyc apply`.
-pub async fn apply(args: ApplyArgs) -> Outcome {
+pub async fn apply(args: ApplyArgs, process: &Process) -> Outcome {
     let list = TaskList::load(&args.plan).map_err(|e| Failure::input(anyhow!(e)))?;
     let inventory = inventory(&args.targets)?;
     let hosts = plan_hosts(&list, inventory.as_ref(), None);
-    let commands = commands(&list, Some(&args.plan), &hosts);
-    check(&list, &commands)?;
-    execute("apply", &list, hosts, commands, &args.targets, &args.output).await
+    // Local paths of a saved list resolve against the list file's directory.
+    let base = args
+        .plan
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let run = deploy_run(
+        process,
+        "apply",
+        &args.targets,
+        &args.output,
+        Limits::default(),
+    )?;
+    let job = TaskListJob {
+        list,
+        hosts,
+        sudo: args.targets.sudo,
+        forks: args.targets.forks,
+        check: false,
+        base,
+    };
+    execute(job, &run, &Approve).await
 }

@@ -2,67 +2,86 @@
 //! config with the command line merged in, the generator run, validation before any host
 //! is touched, and the run of a task list with its log lines, table and exit code.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{anyhow, Context};
 use serde_json::Value;
-use toyc_engine::events::{Event, EventSink, HumanSink, JsonSink, Summary};
+use toyc_engine::events::{EventSink, HumanSink, JsonSink, Printer};
 use toyc_engine::inventory::deploy_config::{host_named, DeployConfig};
 use toyc_engine::inventory::{Host, Inventory};
-use toyc_engine::progress::Progress;
-use toyc_engine::runner::elapsed_ms;
+use toyc_engine::run::{Approve, Gate, Job, Library as _, RunContext, RunError, TaskListJob};
 use toyc_engine::sandbox::Limits;
+use toyc_engine::secrets::Secrets;
 use toyc_engine::tasklist::log::TaskLogSink;
-use toyc_engine::tasklist::run::{run_list, RunSetup};
 use toyc_engine::tasklist::{validate, TaskList};
-use toyc_stdlib::commands::builtin::LocalRoots;
-use toyc_stdlib::commands::Commands;
 use toyc_stdlib::generator::Generator;
+use toyc_stdlib::Library;
 
 use super::args::{DeployArgs, OutputArgs, RunArgs, TargetArgs};
-use super::targets::ssh_options;
-use super::{Failure, Outcome};
-use crate::exit::ExitCode;
+use super::run::{exit_code, script_limits, TerminalGate};
+use super::targets::run_context;
+use super::{Failure, Outcome, Process};
 
 /// The top-level entry point for `toyc run GENERATOR --config F`: generate, validate,
 /// show, confirm (`-y` skips), run.
-pub async fn run(args: RunArgs) -> Outcome {
-    let (list, hosts, commands) =
-        generate_checked(Some(&args.script), &args.deploy, &args.targets).await?;
+pub async fn run(args: RunArgs, process: &Process) -> Outcome {
+    let run = deploy_run(
+        process,
+        "run",
+        &args.targets,
+        &args.output,
+        script_limits(&args)?,
+    )?;
+    let (list, hosts) =
+        generate_checked(Some(&args.script), &args.deploy, &args.targets, &run).await?;
     if !args.output.json {
-        show(&list);
+        show(&list, &run.secrets);
     }
-    if args.check {
-        return Ok(if list.task_count() > 0 {
-            ExitCode::ChangesPending
-        } else {
-            ExitCode::Success
-        });
-    }
-    if !args.yes && !confirm(&list)? {
-        eprintln!("nothing was run");
-        return Ok(ExitCode::Failed);
-    }
-    execute("run", &list, hosts, commands, &args.targets, &args.output).await
+    let job = TaskListJob {
+        list,
+        hosts,
+        sudo: args.targets.sudo,
+        forks: args.targets.forks,
+        check: args.check,
+        base: PathBuf::from("."),
+    };
+    let gate: Box<dyn Gate> = if args.yes {
+        Box::new(Approve)
+    } else {
+        Box::new(TerminalGate)
+    };
+    execute(job, &run, gate.as_ref()).await
 }
 
-/// A generator's task list, checked, with the hosts it names and its commands: what
-/// `toyc plan` and `toyc run --config` share.
+/// The run of a task list: its events as the task list's log lines (or `--json`).
+pub fn deploy_run(
+    process: &Process,
+    command: &str,
+    targets: &TargetArgs,
+    output: &OutputArgs,
+    limits: Limits,
+) -> Result<RunContext, Failure> {
+    run_context(process, command, targets, output, limits, |printer| {
+        task_sink(output, printer)
+    })
+}
+
+/// A generator's task list, checked, with the hosts it names: what `toyc plan` and
+/// `toyc run --config` share. The generator runs in `run` (its `remote_versions`
+/// connections stay open for the tasks).
 pub async fn generate_checked(
     script: Option<&Path>,
     deploy: &DeployArgs,
     targets: &TargetArgs,
-) -> Result<(TaskList, Vec<Host>, Arc<Commands>), Failure> {
+    run: &RunContext,
+) -> Result<(TaskList, Vec<Host>), Failure> {
     let inventory = inventory(targets)?;
     let config = load_config(deploy)?;
-    let list = generate(script, config.clone(), deploy, targets, inventory.as_ref()).await?;
+    let list = generate(script, config.clone(), deploy, inventory.as_ref(), run).await?;
     let hosts = plan_hosts(&list, inventory.as_ref(), Some(&config));
-    let commands = commands(&list, None, &hosts);
-    check(&list, &commands)?;
-    Ok((list, hosts, commands))
+    check(&list, Path::new("."), &hosts, run)?;
+    Ok((list, hosts))
 }
 
 /// `-i`, when given.
@@ -130,8 +149,8 @@ pub async fn generate(
     script: Option<&Path>,
     config: DeployConfig,
     deploy: &DeployArgs,
-    targets: &TargetArgs,
     inventory: Option<&Inventory>,
+    run: &RunContext,
 ) -> Result<TaskList, Failure> {
     // A generator chosen by platform works from the config's directory, which holds
     // `generators/` and `commands/`.
@@ -162,8 +181,7 @@ pub async fn generate(
         components: components(deploy)?,
         directory: deploy.directory.clone(),
         hosts,
-        ssh: ssh_options(targets)?,
-        limits: Limits::default(),
+        run: run.clone(),
         root,
         config,
     };
@@ -193,39 +211,36 @@ pub fn plan_hosts(
         .collect()
 }
 
-/// The commands of the plan: built-ins, operations, and `commands/NAME.rhai` from the
-/// plan's `root` (relative to `plan_file`'s directory; that directory when absent).
-pub fn commands(list: &TaskList, plan_file: Option<&Path>, hosts: &[Host]) -> Arc<Commands> {
-    let base = plan_file
-        .and_then(Path::parent)
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let root = match &list.root {
-        Some(root) => base.join(root),
-        None => base.to_owned(),
-    };
-    let releases = list.releases.as_ref().map(|r| base.join(r));
-    Arc::new(Commands::new(LocalRoots { root, releases }, hosts))
-}
-
-/// Every task's `initialize`; all failures listed, none run.
-pub fn check(list: &TaskList, commands: &Commands) -> Result<(), Failure> {
-    let invalid = validate(list, commands);
+/// Every task's `initialize`, with local files below `base`; all failures listed, none run.
+pub fn check(
+    list: &TaskList,
+    base: &Path,
+    hosts: &[Host],
+    run: &RunContext,
+) -> Result<(), Failure> {
+    let commands = Library.commands(list, base, hosts, run);
+    let invalid = validate(list, commands.as_ref());
     if invalid.is_empty() {
         return Ok(());
     }
-    for problem in &invalid {
-        eprintln!("invalid: {problem}");
-    }
-    Err(Failure::input(anyhow!(
-        "{} problem(s) in the task list `{}`; nothing was run, no host was touched",
-        invalid.len(),
-        list.name
-    )))
+    Err(invalid_list(RunError::Invalid {
+        list: list.name.clone(),
+        problems: invalid.iter().map(ToString::to_string).collect(),
+    }))
 }
 
-/// The plan for people, stage by stage.
-pub fn show(list: &TaskList) {
+/// A job that could not run: a task list's problems listed one per line, then the error.
+pub fn invalid_list(error: RunError) -> Failure {
+    if let RunError::Invalid { problems, .. } = &error {
+        for problem in problems {
+            eprintln!("invalid: {problem}");
+        }
+    }
+    Failure::input(error)
+}
+
+/// The plan for people, stage by stage, secrets masked.
+pub fn show(list: &TaskList, secrets: &Secrets) {
     eprintln!("plan `{}`: {} task(s)", list.name, list.task_count());
     for stage in &list.stages {
         let mut limits = Vec::new();
@@ -256,71 +271,35 @@ pub fn show(list: &TaskList) {
                 i + 1,
                 task.command,
                 task.host,
-                toyc_engine::secrets::redact(&args.join(" "))
+                secrets.redact(&args.join(" "))
             );
         }
     }
 }
 
-/// Ask before running; without a terminal, refuse unless `-y`.
-fn confirm(list: &TaskList) -> Result<bool, Failure> {
-    if !std::io::stdin().is_terminal() {
-        return Err(Failure::input(anyhow!(
-            "running {} task(s) needs confirmation, and stdin is not a terminal; pass `-y` to run them, \
-             or `--check` to only show them",
-            list.task_count()
-        )));
+/// The human sink of a task list: a log line per task event, then the table.
+fn task_sink(output: &OutputArgs, printer: Printer) -> Arc<dyn EventSink> {
+    if output.json {
+        Arc::new(JsonSink::new(printer))
+    } else {
+        // Host names are not known yet; log lines do not pad them, the table pads itself.
+        let table = HumanSink::new(false, output.verbose > 0, 0, printer).with_table();
+        Arc::new(TaskLogSink::new(table, output.verbose > 0))
     }
-    eprint!("Run {} task(s)? [y/N] ", list.task_count());
-    let mut answer = String::new();
-    std::io::stdin()
-        .read_line(&mut answer)
-        .context("unable to read the answer")?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
 }
 
-/// Run a validated plan and report: log lines (or `--json` events), the per-host
-/// table, the summary, and the exit code (1 when a stage aborted or a task failed).
-pub async fn execute(
-    command: &str,
-    list: &TaskList,
-    hosts: Vec<Host>,
-    commands: Arc<Commands>,
-    targets: &TargetArgs,
-    output: &OutputArgs,
-) -> Outcome {
-    let events: Arc<dyn EventSink> = if output.json {
-        Arc::new(JsonSink::default())
-    } else {
-        let width = hosts.iter().map(|h| h.name.len()).max().unwrap_or(0);
-        let table = HumanSink::new(false, output.verbose > 0, width).with_table();
-        Arc::new(TaskLogSink::new(table, output.verbose > 0))
-    };
-    events.emit(&Event::RunStart {
-        command: command.to_owned(),
-        hosts: hosts.iter().map(|h| h.name.clone()).collect(),
-    });
-    let started = Instant::now();
-    let setup = RunSetup {
-        hosts,
-        ssh: ssh_options(targets)?,
-        commands,
-        sudo: targets.sudo,
-        forks: targets.forks,
-    };
-    let progress = Progress::new(!output.json);
-    let report = run_list(list, setup, &events, &progress).await;
-    progress.finish();
-    for result in &report.results {
-        events.emit(&Event::HostEnd(result.clone()));
+/// Run a task list through the engine and report: log lines (or `--json` events), the
+/// per-host table, the summary, and the exit code (1 when a stage aborted or a task
+/// failed).
+pub async fn execute(job: TaskListJob, run: &RunContext, gate: &dyn Gate) -> Outcome {
+    let report = toyc_engine::run::run(Job::TaskList(job), run, &Library, gate)
+        .await
+        .map_err(invalid_list)?;
+    if report.verdict == toyc_engine::run::Verdict::Declined {
+        eprintln!("nothing was run");
+        return Ok(crate::exit::ExitCode::Failed);
     }
-    let summary = Summary::of(&report.results, elapsed_ms(started));
-    events.emit(&Event::Summary(summary));
-    Ok(if report.aborted {
-        ExitCode::Failed
-    } else {
-        ExitCode::of(summary.failed + summary.skipped, summary.unreachable)
-    })
+    exit_code(&report)
 }
 
 /// Write `text` to `path` atomically: a temporary file next to it, then a rename.

@@ -5,23 +5,32 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use toyc_engine::events::{
-    seconds, status_word, Event, EventSink, HostResult, HostStatus, Summary,
+    seconds, status_word, Event, EventSink, FailureKind, HostResult, HostStatus, Summary,
 };
-use toyc_engine::runner::{announce, connect, elapsed_ms, for_each_host};
-use toyc_engine::secrets::{redact, redact_bytes};
+use toyc_engine::run::RunContext;
+use toyc_engine::runner::{announce, elapsed_ms, for_each_host};
+use toyc_engine::sandbox::Limits;
+use toyc_engine::secrets::Secrets;
 use toyc_engine::transport::{ExecOutput, ExecRequest};
 
 use super::args::ExecArgs;
-use super::targets::{event_sink, select_hosts, ssh_options};
-use super::Outcome;
+use super::targets::{event_sink, run_context, select_hosts};
+use super::{Outcome, Process};
 use crate::exit::ExitCode;
 
 /// The top-level entry point for `toyc exec`.
-pub async fn exec(args: ExecArgs) -> Outcome {
+pub async fn exec(args: ExecArgs, process: &Process) -> Outcome {
     let hosts = select_hosts(&args.targets)?;
     let live = args.stream || args.output.json;
-    let events = event_sink(&args.output, args.stream, &hosts, false);
-    let ssh = Arc::new(ssh_options(&args.targets)?);
+    let run = run_context(
+        process,
+        "exec",
+        &args.targets,
+        &args.output,
+        Limits::default(),
+        |printer| event_sink(&args.output, args.stream, &hosts, false, printer),
+    )?;
+    let events = Arc::clone(&run.events);
     let request = Arc::new(ExecRequest {
         command: args.command.join(" "),
         sudo: args.targets.sudo,
@@ -34,9 +43,9 @@ pub async fn exec(args: ExecArgs) -> Outcome {
     announce(events.as_ref(), "exec", &hosts);
     let started = Instant::now();
     let results = for_each_host(&hosts, args.targets.forks, |host| {
-        let (ssh, request, events) = (Arc::clone(&ssh), Arc::clone(&request), Arc::clone(&events));
+        let (run, request, events) = (run.clone(), Arc::clone(&request), Arc::clone(&events));
         async move {
-            let outcome = exec_on_host(&host, &ssh, &request, live.then_some(&events)).await;
+            let outcome = exec_on_host(&host, &run, &request, live.then_some(&events)).await;
             if live {
                 events.emit(&Event::HostEnd(outcome.0.clone()));
             }
@@ -44,8 +53,9 @@ pub async fn exec(args: ExecArgs) -> Outcome {
         }
     })
     .await;
+    run.session.close().await;
     if !live {
-        print_grouped(&results);
+        print_grouped(&results, &run.secrets);
     }
     let host_results: Vec<HostResult> = results.into_iter().map(|(r, _)| r).collect();
     let summary = Summary::of(&host_results, elapsed_ms(started));
@@ -53,23 +63,27 @@ pub async fn exec(args: ExecArgs) -> Outcome {
     Ok(ExitCode::of(summary.failed, summary.unreachable))
 }
 
-/// Connect, run, close; never fails: every problem becomes the host's result.
+/// Connect, run; never fails: every problem becomes the host's result. The run closes
+/// the connections, all at once.
 async fn exec_on_host(
     host: &toyc_engine::inventory::Host,
-    ssh: &toyc_engine::transport::SshOptions,
+    run: &RunContext,
     request: &ExecRequest,
     live: Option<&Arc<dyn EventSink>>,
 ) -> (HostResult, Option<ExecOutput>) {
     let started = Instant::now();
-    let result = |status, exit_code, error| HostResult {
-        host: host.name.clone(),
-        status,
-        exit_code,
-        error,
-        changed: 0,
-        elapsed_ms: elapsed_ms(started),
+    let result = |status, exit_code, error: Option<String>| {
+        let mut result = HostResult::ok(host.name.clone());
+        match (status, error) {
+            (HostStatus::Unreachable, Some(e)) => result.unreachable(e),
+            (HostStatus::Failed, Some(e)) => result.fail(FailureKind::Command, e),
+            _ => {}
+        }
+        result.exit_code = exit_code;
+        result.elapsed_ms = elapsed_ms(started);
+        result
     };
-    let transport = match connect(host, ssh).await {
+    let transport = match run.session.connect(host).await {
         Ok(t) => t,
         Err(e) => {
             return (
@@ -101,7 +115,6 @@ async fn exec_on_host(
             outcome
         }
     };
-    transport.close().await;
     match outcome {
         Ok(output) if output.status == 0 => (result(HostStatus::Ok, Some(0), None), Some(output)),
         Ok(output) => {
@@ -112,18 +125,19 @@ async fn exec_on_host(
             )
         }
         Err(e) => {
-            let status = if e.is_unreachable() {
-                HostStatus::Unreachable
+            let mut failed = result(HostStatus::Ok, None, None);
+            if e.is_unreachable() {
+                failed.unreachable(e.to_string());
             } else {
-                HostStatus::Failed
-            };
-            (result(status, None, Some(e.to_string())), None)
+                failed.fail(FailureKind::of(&e, FailureKind::Command), e.to_string());
+            }
+            (failed, None)
         }
     }
 }
 
 /// Each host's output under a header, in inventory order: stdout to stdout, stderr to stderr.
-fn print_grouped(results: &[(HostResult, Option<ExecOutput>)]) {
+fn print_grouped(results: &[(HostResult, Option<ExecOutput>)], secrets: &Secrets) {
     for (result, output) in results {
         let status = match (&result.status, &result.error) {
             (HostStatus::Ok, _) | (_, None) => status_word(result.status).to_owned(),
@@ -136,18 +150,18 @@ fn print_grouped(results: &[(HostResult, Option<ExecOutput>)]) {
             result.host,
             seconds(result.elapsed_ms)
         );
-        if writeln!(stdout, "{}", redact(&header)).is_err() {
+        if writeln!(stdout, "{}", secrets.redact(&header)).is_err() {
             return;
         }
         if let Some(output) = output {
-            let _ = stdout.write_all(&redact_bytes(&output.stdout));
+            let _ = stdout.write_all(&secrets.redact_bytes(&output.stdout));
             if !output.stdout.is_empty() && !output.stdout.ends_with(b"\n") {
                 let _ = stdout.write_all(b"\n");
             }
             let _ = stdout.flush();
             drop(stdout);
             let mut stderr = std::io::stderr().lock();
-            let _ = stderr.write_all(&redact_bytes(&output.stderr));
+            let _ = stderr.write_all(&secrets.redact_bytes(&output.stderr));
             let _ = stderr.flush();
         }
     }

@@ -15,9 +15,21 @@ mod targets;
 use std::time::Duration;
 
 use clap::Parser;
+use toyc_engine::cancel::Cancel;
+use toyc_engine::secrets::Secrets;
 
 use crate::exit::ExitCode;
 use args::{Cli, Command};
+
+/// What the process gives the one run it makes: Ctrl-C cancels it, and its secrets are
+/// masked in the errors printed after it.
+#[derive(Debug, Clone, Default)]
+pub struct Process {
+    /// Cancelled on Ctrl-C.
+    pub cancel: Cancel,
+    /// The run's secrets (`--secrets-file`, `secret(...)`).
+    pub secrets: Secrets,
+}
 
 /// How long an interrupted run may take to kill its remote commands and close.
 const WIND_DOWN: Duration = Duration::from_secs(5);
@@ -73,21 +85,23 @@ pub fn main() -> i32 {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            print_error(&anyhow::Error::new(e).context("unable to start the async runtime"));
+            let error = anyhow::Error::new(e).context("unable to start the async runtime");
+            print_error(&error, &Secrets::new());
             return ExitCode::Failed.code();
         }
     };
+    let process = Process::default();
     let command = match cli.command {
         // The console handles Ctrl-C itself: it cancels a line, not the session.
         Command::Repl(args) => {
-            let outcome = repl::repl(args, runtime.handle());
+            let outcome = repl::repl(args, runtime.handle(), &process);
             runtime.shutdown_timeout(Duration::from_secs(2));
-            return exit_status(outcome);
+            return exit_status(outcome, &process);
         }
         command => command,
     };
     let outcome = runtime.block_on(async {
-        let work = dispatch(command);
+        let work = dispatch(command, &process);
         tokio::pin!(work);
         tokio::select! {
             outcome = &mut work => outcome,
@@ -95,7 +109,7 @@ pub fn main() -> i32 {
                 eprintln!("interrupted: stopping commands on every host");
                 // Scripts stop at their next operation, commands in flight are killed on
                 // their hosts, connections close; give that a moment, not forever.
-                toyc_engine::cancel::cancel();
+                process.cancel.cancel();
                 let _ = tokio::time::timeout(WIND_DOWN, &mut work).await;
                 Ok(ExitCode::Interrupted)
             }
@@ -104,43 +118,44 @@ pub fn main() -> i32 {
     // Blocking script threads stop at their next operation once cancelled; do not wait
     // for one stuck in a native call.
     runtime.shutdown_timeout(Duration::from_secs(2));
-    exit_status(outcome)
+    exit_status(outcome, &process)
 }
 
 /// A subcommand's outcome as the process exit status, with its error printed.
-fn exit_status(outcome: Outcome) -> i32 {
+fn exit_status(outcome: Outcome, process: &Process) -> i32 {
     match outcome {
         Ok(code) => code.code(),
         Err(failure) => {
-            print_error(&failure.error);
+            print_error(&failure.error, &process.secrets);
             failure.code.code()
         }
     }
 }
 
-async fn dispatch(command: Command) -> Outcome {
+async fn dispatch(command: Command, process: &Process) -> Outcome {
     match command {
-        Command::Run(args) => run::run(args).await,
+        Command::Run(args) => run::run(args, process).await,
         Command::Up(args) if args.run.deploy.config.is_some() => Err(Failure::input(
             anyhow::anyhow!("`toyc up` converges runbooks; run a generator with `toyc run SCRIPT --config FILE`"),
         )),
-        Command::Up(args) => run::converge(&args.run, "up", Some(args.max_cycles.max(1))).await,
-        Command::Exec(args) => exec::exec(args).await,
-        Command::Plan(args) => plan::plan(args).await,
-        Command::Apply(args) => apply::apply(args).await,
-        Command::Role(args) => role::role(args).await,
+        Command::Up(args) => {
+            run::converge(&args.run, "up", Some(args.max_cycles.max(1)), process).await
+        }
+        Command::Exec(args) => exec::exec(args, process).await,
+        Command::Plan(args) => plan::plan(args, process).await,
+        Command::Apply(args) => apply::apply(args, process).await,
+        Command::Role(args) => role::role(args, process).await,
         Command::Doc(args) => doc::doc(&args),
         // `main` runs the console itself, outside this future.
         Command::Repl(_) => Err(anyhow::anyhow!("toyc bug: the console reached dispatch").into()),
     }
 }
 
-/// `error: …` then one `caused by: …` line per source.
-fn print_error(error: &anyhow::Error) {
-    use toyc_engine::secrets::redact;
-    eprintln!("error: {}", redact(&error.to_string()));
+/// `error: …` then one `caused by: …` line per source, secrets masked.
+fn print_error(error: &anyhow::Error, secrets: &Secrets) {
+    eprintln!("error: {}", secrets.redact(&error.to_string()));
     for cause in error.chain().skip(1) {
-        eprintln!("caused by: {}", redact(&cause.to_string()));
+        eprintln!("caused by: {}", secrets.redact(&cause.to_string()));
     }
 }
 

@@ -2,21 +2,32 @@
 //! without touching a host (beyond the reads the generator asks for, such as
 //! `remote_versions`); `--dump` prints it, `--save` writes it for `toyc apply`.
 
+use toyc_engine::sandbox::Limits;
+
 use super::args::PlanArgs;
-use super::deploy::{generate_checked, save, show};
-use super::Outcome;
+use super::deploy::{deploy_run, generate_checked, save, show};
+use super::{Outcome, Process};
 use crate::exit::ExitCode;
 
 /// The top-level entry point for `toyc plan`.
-pub async fn plan(args: PlanArgs) -> Outcome {
-    let (list, _, _) =
-        generate_checked(args.generator.as_deref(), &args.deploy, &args.targets).await?;
+pub async fn plan(args: PlanArgs, process: &Process) -> Outcome {
+    let run = deploy_run(
+        process,
+        "plan",
+        &args.targets,
+        &args.output,
+        Limits::default(),
+    )?;
+    let (list, _) =
+        generate_checked(args.generator.as_deref(), &args.deploy, &args.targets, &run).await?;
+    // The generator's connections (`remote_versions`) close with the plan.
+    run.session.close().await;
     if args.dump {
         print!("{}", list.to_json());
         eprintln!("syntax ok");
     } else {
         if !args.output.json && args.output.verbose > 0 {
-            show(&list);
+            show(&list, &run.secrets);
         }
         println!("syntax ok");
     }

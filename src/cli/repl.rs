@@ -2,12 +2,14 @@
 
 use anyhow::Context;
 use toyc_engine::inventory::Inventory;
+use toyc_engine::run::RunContext;
+use toyc_engine::sandbox::Limits;
 use toyc_repl::fleet::FleetConfig;
 use toyc_repl::{ReplConfig, ReplError};
 
 use super::args::ReplArgs;
 use super::targets::ssh_options;
-use super::{Failure, Outcome};
+use super::{Failure, Outcome, Process};
 use crate::exit::ExitCode;
 
 /// The file the console keeps its history in, below toyc's state directory.
@@ -15,7 +17,7 @@ const HISTORY_FILE: &str = "repl_history";
 
 /// The top-level entry point for `toyc repl`; runs on the calling thread until the
 /// console ends (the line editor blocks), with `runtime` for the hosts' connections.
-pub fn repl(args: ReplArgs, runtime: &tokio::runtime::Handle) -> Outcome {
+pub fn repl(args: ReplArgs, runtime: &tokio::runtime::Handle, process: &Process) -> Outcome {
     use std::io::IsTerminal;
     if !std::io::stdin().is_terminal() || !std::io::stdout().is_terminal() {
         return Err(Failure::input(anyhow::anyhow!(
@@ -27,7 +29,15 @@ pub fn repl(args: ReplArgs, runtime: &tokio::runtime::Handle) -> Outcome {
         Some(path) => Inventory::load(path).map_err(Failure::input)?,
         None => Inventory::localhost_only(),
     };
-    let ssh = ssh_options(targets)?;
+    let limits = Limits {
+        // One engine serves the whole session: its clock must not run out.
+        timeout: std::time::Duration::from_secs(10 * 365 * 24 * 3600),
+        ..Limits::default()
+    };
+    // The session is one run; the console handles Ctrl-C itself, cancelling a line.
+    let run = RunContext::new(ssh_options(targets)?, limits)
+        .with_secrets(process.secrets.clone())
+        .with_command("repl");
     let width = inventory
         .hosts()
         .iter()
@@ -39,10 +49,12 @@ pub fn repl(args: ReplArgs, runtime: &tokio::runtime::Handle) -> Outcome {
         fleet: FleetConfig {
             inventory,
             limit: targets.limit.clone(),
-            ssh,
             forks: targets.forks,
             sudo: targets.sudo,
-            events: toyc_repl::event_sink(width),
+            run: {
+                let events = toyc_repl::event_sink(width, run.printer());
+                run.with_events(events)
+            },
             root,
         },
         history: toyc_engine::state_dir::state_dir()

@@ -21,20 +21,23 @@ use clap::Parser;
 use serde_json::{Map, Value};
 use toyc_engine::gitsync::{self, short, SyncOptions, Synced};
 use toyc_engine::inventory::{Host, Inventory, TransportKind};
-use toyc_engine::runner::{connect, for_each_host};
+use toyc_engine::runner::for_each_host;
 use toyc_engine::transport::{atomic_write, quote, ExecRequest, PutOptions, Transport};
 
 use super::args::{RoleArgs, RunArgs};
 use super::run::{converge_with, extra_vars, AfterApply, RunExtras};
 use super::targets::{seconds, ssh_options};
+use super::Process;
 use super::{Failure, Outcome};
 use crate::exit::ExitCode;
+use toyc_engine::run::RunContext;
+use toyc_engine::secrets::Secrets;
 
 /// Where a host keeps its records, relative to the login user's home (or XDG state dir).
 const HOST_RECORDS: &str = "${XDG_STATE_HOME:-$HOME/.local/state}/toyc/roles";
 
 /// The top-level entry point for `toyc role`.
-pub async fn role(args: RoleArgs) -> Outcome {
+pub async fn role(args: RoleArgs, process: &Process) -> Outcome {
     check_name(&args.role)?;
     let url = repo_url(&args)?;
     let state = toyc_engine::state_dir::state_dir().map_err(Failure::input)?;
@@ -61,11 +64,17 @@ pub async fn role(args: RoleArgs) -> Outcome {
     };
     if let Some(name) = &args.show_attributes {
         let run_args = run_args(&args, &repo.script)?;
-        return show_attributes(&repo, &inventory, name, &extra_vars(&run_args)?);
+        return show_attributes(
+            &repo,
+            &inventory,
+            name,
+            &extra_vars(&run_args, &process.secrets)?,
+            &process.secrets,
+        );
     }
     let hosts = role_hosts(&args, &inventory)?;
     if args.status {
-        return status(&args, &hosts, &cache, &synced).await;
+        return status(&args, &hosts, &cache, &synced, process).await;
     }
     // Against what the last successful `toyc role` from here applied, not what the cache
     // held: `--status` and `--show-attributes` sync the cache too.
@@ -103,7 +112,14 @@ pub async fn role(args: RoleArgs) -> Outcome {
         after_apply: Some(record.hook()),
     };
     let check = args.check;
-    let outcome = converge_with(&run_args(&args, &repo.script)?, "role", None, extras).await;
+    let outcome = converge_with(
+        &run_args(&args, &repo.script)?,
+        "role",
+        None,
+        extras,
+        process,
+    )
+    .await;
     if matches!(outcome, Ok(ExitCode::Success)) && !check {
         note_applied(&applied_here, &synced.new)?;
     }
@@ -385,6 +401,7 @@ fn show_attributes(
     inventory: &Inventory,
     name: &str,
     extra: &Map<String, Value>,
+    secrets: &Secrets,
 ) -> Outcome {
     let host = inventory.host(name).ok_or_else(|| {
         Failure::input(anyhow!(
@@ -415,7 +432,7 @@ fn show_attributes(
     let width = merged.keys().map(String::len).max().unwrap_or(0);
     for (key, (value, origin)) in &merged {
         let text = value.to_string();
-        let shown = toyc_engine::secrets::redact(&text);
+        let shown = secrets.redact(&text);
         println!("{key:<width$} = {shown}    # {origin}");
     }
     Ok(ExitCode::Success)
@@ -492,19 +509,25 @@ impl Record {
 }
 
 /// `--status`: each host's record, read in one round trip per host.
-async fn status(args: &RoleArgs, hosts: &[Host], cache: &Path, synced: &Synced) -> Outcome {
-    let ssh = Arc::new(ssh_options(&args.targets)?);
+async fn status(
+    args: &RoleArgs,
+    hosts: &[Host],
+    cache: &Path,
+    synced: &Synced,
+    process: &Process,
+) -> Outcome {
+    let run = RunContext::new(ssh_options(&args.targets)?, Default::default())
+        .with_cancel(process.cancel.clone());
     let path = format!("{HOST_RECORDS}/{}.json", args.role);
     let rows = for_each_host(hosts, args.targets.forks, |host| {
-        let (ssh, path) = (Arc::clone(&ssh), path.clone());
+        let (run, path) = (run.clone(), path.clone());
         async move {
-            let transport = match connect(&host, &ssh).await {
+            let transport = match run.session.connect(&host).await {
                 Ok(t) => t,
                 Err(e) => return (host.name, Err(e.to_string())),
             };
             let request = ExecRequest::new(format!("cat \"{path}\" 2>/dev/null || :"));
             let read = transport.exec(&request, None).await;
-            transport.close().await;
             let record = read
                 .map_err(|e| e.to_string())
                 .map(|out| serde_json::from_str::<Value>(out.stdout_text().trim()).ok());
@@ -512,6 +535,7 @@ async fn status(args: &RoleArgs, hosts: &[Host], cache: &Path, synced: &Synced) 
         }
     })
     .await;
+    run.session.close().await;
     let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(4).max(4);
     println!(
         "{:<width$}  {:<7}  {:<20}  state (remote at {})",

@@ -4,38 +4,30 @@
 //! confirmed, then applied stage by stage in one round trip per host and stage (see
 //! `toyc_engine::rollout`). `up` repeats this until nothing is left to change.
 
-use std::collections::HashMap;
-use std::future::Future;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{anyhow, Context};
 use serde_json::{Map, Value};
-use toyc_engine::events::{Event, EventSink, HostResult, HostStatus, Summary};
 use toyc_engine::inventory::Host;
-use toyc_engine::plan::Outcome;
-use toyc_engine::progress::Progress;
-use toyc_engine::rollout::{execute, prepare, Prepared};
-use toyc_engine::runner::{announce, elapsed_ms, for_each_host, ScriptJob};
-use toyc_engine::sandbox::{Limits, Sandbox};
-use toyc_engine::scheduler::{FailurePolicy, StageOptions};
-use toyc_engine::transport::Transport;
+pub use toyc_engine::run::AfterApply;
+use toyc_engine::run::{Approve, Gate, Job, Pending, Report, RunbookJob, RunbookSource, Verdict};
+use toyc_engine::sandbox::Limits;
+use toyc_engine::secrets::Secrets;
+use toyc_stdlib::Library;
 
 use super::args::RunArgs;
-use super::targets::{event_sink, seconds, select_hosts, ssh_options};
-use super::{Failure, Outcome as CliOutcome};
+use super::targets::{event_sink, run_context, seconds, select_hosts};
+use super::{Failure, Outcome as CliOutcome, Process};
 use crate::exit::ExitCode;
 
 /// The top-level entry point for `toyc run`: one pass of prepare, show, confirm, execute.
-pub async fn run(args: RunArgs) -> CliOutcome {
+pub async fn run(args: RunArgs, process: &Process) -> CliOutcome {
     // With a deploy config the script is a generator: plan and run its task list.
     if args.deploy.config.is_some() {
-        return super::deploy::run(args).await;
+        return super::deploy::run(args, process).await;
     }
-    converge(&args, "run", None).await
+    converge(&args, "run", None, process).await
 }
 
 /// What another subcommand (`toyc role`) adds to a run; `RunExtras::default()` is a
@@ -54,307 +46,162 @@ pub struct RunExtras {
     pub after_apply: Option<AfterApply>,
 }
 
-/// A per-host hook after a successful apply: host name and its still-open connection.
-pub type AfterApply = Arc<
-    dyn Fn(String, Arc<dyn Transport>) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
-        + Send
-        + Sync,
->;
-
 /// Prepare every host, show what would change, confirm, execute stage by stage; with
 /// `max_cycles` (`toyc up`), again with the hosts that did not fail, until a pass finds
 /// nothing to change, or fail when one still does after `max_cycles` applied passes.
-pub async fn converge(args: &RunArgs, command: &str, max_cycles: Option<usize>) -> CliOutcome {
-    converge_with(args, command, max_cycles, RunExtras::default()).await
+pub async fn converge(
+    args: &RunArgs,
+    command: &str,
+    max_cycles: Option<usize>,
+    process: &Process,
+) -> CliOutcome {
+    converge_with(args, command, max_cycles, RunExtras::default(), process).await
 }
 
-/// [`converge`] with what [`RunExtras`] adds.
+/// [`converge`] with what [`RunExtras`] adds: the job is built from the arguments and
+/// run by the engine's one entry point.
 pub async fn converge_with(
     args: &RunArgs,
     command: &str,
     max_cycles: Option<usize>,
     extras: RunExtras,
+    process: &Process,
 ) -> CliOutcome {
-    let converging = max_cycles.is_some();
-    let max_cycles = max_cycles.unwrap_or(1);
     let hosts = match extras.hosts {
         Some(hosts) => hosts,
         None => select_hosts(&args.targets)?,
     };
-    let job = Arc::new(script_job(args, &hosts, extras.root)?);
-    let events = Arc::clone(&job.events);
-    let ssh = Arc::new(ssh_options(&args.targets)?);
-    announce(events.as_ref(), command, &hosts);
-    let started = Instant::now();
-    let progress = Progress::new(!args.output.json);
-    let defaults = StageOptions {
-        concurrency: Some(args.targets.forks.max(1)),
-        on_failure: FailurePolicy::Isolate,
-        ..StageOptions::default()
-    };
-
-    // Hosts still converging, with their open connection after the first pass.
-    let mut active: Vec<(Host, Option<Arc<dyn Transport>>)> =
-        hosts.iter().cloned().map(|h| (h, None)).collect();
-    let mut done: Vec<HostResult> = Vec::new();
-    let mut changed: HashMap<String, usize> = HashMap::new();
-    let mut first_started: HashMap<String, Instant> = HashMap::new();
-    let mut code = None;
-    let mut cycle = 0;
-    while !active.is_empty() {
-        cycle += 1;
-        if converging {
-            eprint_banner(
-                args,
-                &format!("--> Cycle {cycle}: running scripts and gathering facts..."),
-            );
-        } else {
-            eprint_banner(args, "--> Running scripts and gathering facts...");
-        }
-        let mut prepared =
-            prepare_all(args, &job, &ssh, &progress, std::mem::take(&mut active)).await;
-        progress.finish();
-        show(events.as_ref(), &prepared, args.diff);
-        let pending: usize = prepared.iter().map(Prepared::pending).sum();
-        let apply = pending > 0 && !args.check && cycle <= max_cycles;
-        if pending > 0 && !args.check && cycle > max_cycles {
-            eprintln!(
-                "{pending} change(s) still pending after {max_cycles} cycle(s); not converged"
-            );
-            code = Some(ExitCode::Failed);
-        }
-        if apply && !confirm(args, &prepared, pending)? {
-            eprintln!("nothing was changed");
-            code = Some(ExitCode::Failed);
-        } else if apply {
-            eprint_banner(args, "--> Applying changes...");
-            let executed = execute(&mut prepared, &defaults, &events, &progress).await;
-            progress.finish();
-            if executed.aborted {
-                code = Some(ExitCode::Failed);
-            }
-        }
-        if args.check && pending > 0 {
-            code = Some(ExitCode::ChangesPending);
-        }
-        // A host that failed drops out; the others go round again if anything changed.
-        let again = apply && code.is_none() && converging;
-        if let Some(hook) = &extras.after_apply {
-            // This pass is the hosts' last, and it left nothing undone.
-            if !again && !args.check && code.is_none() && (apply || pending == 0) {
-                after_apply_all(hook, &mut prepared).await;
-            }
-        }
-        let mut closing = tokio::task::JoinSet::new();
-        for mut host in prepared {
-            *changed.entry(host.result.host.clone()).or_default() += host.result.changed;
-            let first = *first_started
-                .entry(host.result.host.clone())
-                .or_insert(host.started);
-            host.result.elapsed_ms = elapsed_ms(first);
-            let keep = again && host.result.status == HostStatus::Ok;
-            match (keep, host.transport) {
-                (true, Some(transport)) => {
-                    let Some(inventory_host) = hosts.iter().find(|h| h.name == host.result.host)
-                    else {
-                        continue;
-                    };
-                    active.push((inventory_host.clone(), Some(transport)));
-                }
-                (_, transport) => {
-                    if let Some(transport) = transport {
-                        closing.spawn(async move { transport.close().await });
-                    }
-                    done.push(host.result);
-                }
-            }
-        }
-        // Masters close in parallel: one by one, 50 hosts would wait 50 exits.
-        closing.join_all().await;
-    }
-
-    let mut results: Vec<HostResult> = done
-        .into_iter()
-        .map(|mut r| {
-            r.changed = changed.get(&r.host).copied().unwrap_or(r.changed);
-            r
-        })
-        .collect();
-    results.sort_by_key(|r| hosts.iter().position(|h| h.name == r.host));
-    for result in &results {
-        events.emit(&Event::HostEnd(result.clone()));
-    }
-    let summary = Summary::of(&results, elapsed_ms(started));
-    events.emit(&Event::Summary(summary));
-    if code == Some(ExitCode::ChangesPending) && (summary.failed > 0 || summary.unreachable > 0) {
-        code = None;
-    }
-    Ok(code.unwrap_or_else(|| ExitCode::of(summary.failed + summary.skipped, summary.unreachable)))
-}
-
-/// Prepare every host at once (at most `--forks`), keeping the live line up to date.
-async fn prepare_all(
-    args: &RunArgs,
-    job: &Arc<ScriptJob>,
-    ssh: &Arc<toyc_engine::transport::SshOptions>,
-    progress: &Progress,
-    hosts: Vec<(Host, Option<Arc<dyn Transport>>)>,
-) -> Vec<Prepared> {
-    progress.phase("gathering facts", hosts.len());
-    let connections: HashMap<String, Arc<dyn Transport>> = hosts
-        .iter()
-        .filter_map(|(h, t)| t.as_ref().map(|t| (h.name.clone(), Arc::clone(t))))
-        .collect();
-    let connections = Arc::new(connections);
-    let list: Vec<Host> = hosts.into_iter().map(|(h, _)| h).collect();
-    let diff = args.diff;
-    for_each_host(&list, args.targets.forks, |host| {
-        let (job, ssh, progress) = (Arc::clone(job), Arc::clone(ssh), progress.clone());
-        let open = connections.get(&host.name).map(Arc::clone);
-        async move {
-            let name = host.name.clone();
-            progress.start(&name);
-            let prepared = prepare(host, &job, &ssh, diff, open).await;
-            progress.done(&name);
-            prepared
-        }
-    })
-    .await
-}
-
-/// Run `hook` for every host still OK, at once; a failing hook fails its host.
-async fn after_apply_all(hook: &AfterApply, prepared: &mut [Prepared]) {
-    let mut tasks = tokio::task::JoinSet::new();
-    for (index, host) in prepared.iter().enumerate() {
-        if let (HostStatus::Ok, Some(transport)) = (host.result.status, &host.transport) {
-            let work = hook(host.result.host.clone(), Arc::clone(transport));
-            tasks.spawn(async move { (index, work.await) });
-        }
-    }
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((index, Err(e))) => {
-                prepared[index].result.status = HostStatus::Failed;
-                prepared[index].result.error = Some(e);
-            }
-            Ok((_, Ok(()))) => {}
-            Err(e) => tracing::error!("an after-apply task failed: {e}"),
-        }
-    }
-}
-
-fn script_job(args: &RunArgs, hosts: &[Host], root: Option<PathBuf>) -> Result<ScriptJob, Failure> {
-    let root = root.unwrap_or_else(|| {
+    let root = extras.root.unwrap_or_else(|| {
         args.script
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_owned()
     });
-    let limits = Limits {
+    let limits = script_limits(args)?;
+    let run = run_context(
+        process,
+        command,
+        &args.targets,
+        &args.output,
+        limits,
+        |printer| event_sink(&args.output, false, &hosts, true, printer),
+    )?;
+    let job = Job::Runbook(RunbookJob {
+        hosts,
+        source: RunbookSource::Script {
+            path: args.script.clone(),
+            root,
+        },
+        vars: extra_vars(args, &run.secrets)?,
+        sudo: args.targets.sudo,
+        command_timeout: args.timeout.map(|t| seconds(t, "--timeout")).transpose()?,
+        check: args.check,
+        diff: args.diff,
+        forks: args.targets.forks,
+        max_cycles,
+        after_apply: extras.after_apply,
+    });
+    let gate: Box<dyn Gate> = if args.yes {
+        Box::new(Approve)
+    } else {
+        Box::new(TerminalGate)
+    };
+    let report = toyc_engine::run::run(job, &run, &Library, gate.as_ref())
+        .await
+        .map_err(Failure::input)?;
+    exit_code(&report)
+}
+
+/// The limits of every script of the run, from `--script-timeout`, `--max-operations`
+/// and `--max-memory`.
+pub(super) fn script_limits(args: &RunArgs) -> Result<Limits, Failure> {
+    Ok(Limits {
         timeout: seconds(args.script_timeout, "--script-timeout")?,
         max_operations: args.max_operations,
         max_memory: args.max_memory.saturating_mul(1024 * 1024),
         ..Limits::default()
-    };
-    let mut sandbox = Sandbox::new(root, limits);
-    toyc_stdlib::register(&mut sandbox);
-    let ast = sandbox.compile(&args.script).map_err(Failure::input)?;
-    Ok(ScriptJob {
-        sandbox,
-        ast: Arc::new(ast),
-        path: args.script.clone(),
-        events: event_sink(&args.output, false, hosts, true),
-        extra_vars: extra_vars(args)?,
-        sudo: args.targets.sudo,
-        command_timeout: args.timeout.map(|t| seconds(t, "--timeout")).transpose()?,
     })
 }
 
-/// Every host's planned changes, in inventory order (and its reasoned no-changes), with
-/// the handlers each stage would run when notified; their diffs only under `--diff`.
-fn show(events: &dyn EventSink, prepared: &[Prepared], diff: bool) {
-    let view = |change: &toyc_engine::plan::Change| {
-        let mut view = toyc_engine::events::ChangeView::from(change);
-        if !diff {
-            view.diff = None;
+/// The exit code a run's report calls for; prints what people need to know about how
+/// it ended.
+pub(super) fn exit_code(report: &Report) -> CliOutcome {
+    let s = &report.summary;
+    let hosts_code = ExitCode::of(s.failed + s.skipped, s.unreachable);
+    match &report.verdict {
+        Verdict::Done => Ok(hosts_code),
+        Verdict::ChangesPending if s.failed > 0 || s.unreachable > 0 => Ok(hosts_code),
+        Verdict::ChangesPending => Ok(ExitCode::ChangesPending),
+        Verdict::Declined => {
+            eprintln!("nothing was changed");
+            Ok(ExitCode::Failed)
         }
-        view
-    };
-    for host in prepared {
-        let name = &host.result.host;
-        for stage in &host.stages {
-            for outcome in &stage.outcomes {
-                match outcome {
-                    Outcome::Change(change) => events.emit(&Event::Change {
-                        host: name.clone(),
-                        change: view(change),
-                    }),
-                    Outcome::NoChange(no) => events.emit(&Event::NoChange {
-                        host: name.clone(),
-                        operation: no.operation.clone(),
-                        target: no.target.clone(),
-                        reason: no.reason.clone(),
-                    }),
-                }
-            }
-            for handler in &stage.handlers {
-                for change in toyc_engine::apply::changes(&handler.outcomes) {
-                    let mut shown = view(change);
-                    shown.summary = format!(
-                        "{} (handler `{}`, when notified)",
-                        shown.summary, handler.name
-                    );
-                    events.emit(&Event::Change {
-                        host: name.clone(),
-                        change: shown,
-                    });
-                }
-            }
+        Verdict::Refused(why) => Err(Failure::input(anyhow!("{why}"))),
+        Verdict::Aborted => Ok(ExitCode::Failed),
+        Verdict::NotConverged { pending, cycles } => {
+            eprintln!("{pending} change(s) still pending after {cycles} cycle(s); not converged");
+            Ok(ExitCode::Failed)
         }
     }
 }
 
-/// Ask before changing hosts: `-y` skips the question, and without a terminal to ask on
-/// toyc refuses rather than guessing.
-fn confirm(args: &RunArgs, prepared: &[Prepared], changes: usize) -> Result<bool, Failure> {
-    if args.yes {
-        return Ok(true);
-    }
-    let hosts = prepared.iter().filter(|p| p.pending() > 0).count();
-    if !std::io::stdin().is_terminal() {
-        return Err(Failure::input(anyhow!(
-            "{changes} change(s) on {hosts} host(s) need confirmation, and stdin is not a terminal; \
-             pass `-y` to apply them, or `--check` to only show them"
-        )));
-    }
-    eprint!("Apply {changes} change(s) on {hosts} host(s)? [y/N] ");
-    let mut answer = String::new();
-    std::io::stdin()
-        .read_line(&mut answer)
-        .context("unable to read the answer")?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
-}
+/// Ask on the terminal before changing hosts; without a terminal to ask on, refuse
+/// rather than guess (`-y` is [`Approve`]).
+pub(super) struct TerminalGate;
 
-fn eprint_banner(args: &RunArgs, text: &str) {
-    if !args.output.json && args.output.verbose > 0 {
-        eprintln!("{text}");
+#[async_trait::async_trait]
+impl Gate for TerminalGate {
+    async fn approve(&self, pending: Pending) -> Result<bool, String> {
+        let Pending { count, unit, hosts } = pending;
+        let (verb, skip) = if unit == "task(s)" {
+            ("Run", "run them")
+        } else {
+            ("Apply", "apply them")
+        };
+        if !std::io::stdin().is_terminal() {
+            let what = if unit == "task(s)" {
+                format!("running {count} task(s)")
+            } else {
+                format!("{count} change(s) on {hosts} host(s)")
+            };
+            return Err(format!(
+                "{what} need{} confirmation, and stdin is not a terminal; \
+                 pass `-y` to {skip}, or `--check` to only show them",
+                if unit == "task(s)" { "s" } else { "" }
+            ));
+        }
+        let question = if unit == "task(s)" {
+            format!("{verb} {count} task(s)? [y/N] ")
+        } else {
+            format!("{verb} {count} change(s) on {hosts} host(s)? [y/N] ")
+        };
+        tokio::task::spawn_blocking(move || {
+            eprint!("{question}");
+            let mut answer = String::new();
+            std::io::stdin()
+                .read_line(&mut answer)
+                .map_err(|e| format!("unable to read the answer: {e}"))?;
+            Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+        })
+        .await
+        .map_err(|e| format!("unable to ask: {e}"))?
     }
 }
 
 /// Mask every string and number in a secrets file.
-fn register_leaves(value: &Value) {
+fn register_leaves(value: &Value, secrets: &Secrets) {
     match value {
-        Value::String(s) => toyc_engine::secrets::register(s),
-        Value::Number(n) => toyc_engine::secrets::register(&n.to_string()),
-        Value::Array(items) => items.iter().for_each(register_leaves),
-        Value::Object(map) => map.values().for_each(register_leaves),
+        Value::String(s) => secrets.register(s),
+        Value::Number(n) => secrets.register(&n.to_string()),
+        Value::Array(items) => items.iter().for_each(|v| register_leaves(v, secrets)),
+        Value::Object(map) => map.values().for_each(|v| register_leaves(v, secrets)),
         Value::Null | Value::Bool(_) => {}
     }
 }
 
 /// `--vars-file` maps in order, then `--secrets-file` maps, then `--var key=value` pairs on top.
-pub(super) fn extra_vars(args: &RunArgs) -> Result<Map<String, Value>, Failure> {
+pub(super) fn extra_vars(args: &RunArgs, secrets: &Secrets) -> Result<Map<String, Value>, Failure> {
     let mut vars = Map::new();
     let files = args.variables.vars_files.iter().map(|f| (f, false));
     for (file, secret) in files.chain(args.variables.secrets_files.iter().map(|f| (f, true))) {
@@ -365,7 +212,7 @@ pub(super) fn extra_vars(args: &RunArgs) -> Result<Map<String, Value>, Failure> 
             .map_err(|e| anyhow!("vars file `{}`: {e}", file.display()))
             .map_err(Failure::input)?;
         if secret {
-            register_leaves(&value);
+            register_leaves(&value, secrets);
         }
         match value {
             Value::Object(map) => vars.extend(map),

@@ -5,13 +5,36 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use toyc_engine::events::{EventSink, HumanSink, JsonSink};
+use toyc_engine::events::{EventSink, HumanSink, JsonSink, Printer};
 use toyc_engine::inventory::{Host, Inventory};
+use toyc_engine::progress::Progress;
+use toyc_engine::run::RunContext;
 use toyc_engine::runner::run_directory;
+use toyc_engine::sandbox::Limits;
 use toyc_engine::transport::SshOptions;
 
 use super::args::{OutputArgs, TargetArgs};
-use super::Failure;
+use super::{Failure, Process};
+
+/// The run this process makes: its connections from `targets`, its scripts under
+/// `limits`, Ctrl-C and secrets from `process`, a progress line on a terminal (not under
+/// `--json`), and events printed for people or as JSON.
+pub fn run_context(
+    process: &Process,
+    command: &str,
+    targets: &TargetArgs,
+    output: &OutputArgs,
+    limits: Limits,
+    sink: impl FnOnce(Printer) -> Arc<dyn EventSink>,
+) -> Result<RunContext, Failure> {
+    let run = RunContext::new(ssh_options(targets)?, limits)
+        .with_cancel(process.cancel.clone())
+        .with_secrets(process.secrets.clone())
+        .with_progress(Progress::new(!output.json))
+        .with_command(command);
+    let events = sink(run.printer());
+    Ok(run.with_events(events))
+}
 
 /// The hosts the inventory and limit select, in inventory order.
 pub fn select_hosts(targets: &TargetArgs) -> Result<Vec<Host>, Failure> {
@@ -25,18 +48,19 @@ pub fn select_hosts(targets: &TargetArgs) -> Result<Vec<Host>, Failure> {
     Ok(hosts.into_iter().cloned().collect())
 }
 
-/// The sink `--json` and `--stream` ask for.
+/// The sink `--json` and `--stream` ask for, printing through `printer`.
 pub fn event_sink(
     output: &OutputArgs,
     stream: bool,
     hosts: &[Host],
     table: bool,
+    printer: Printer,
 ) -> Arc<dyn EventSink> {
     if output.json {
-        Arc::new(JsonSink::default())
+        Arc::new(JsonSink::new(printer))
     } else {
         let width = hosts.iter().map(|h| h.name.len()).max().unwrap_or(0);
-        let sink = HumanSink::new(stream, output.verbose > 0, width);
+        let sink = HumanSink::new(stream, output.verbose > 0, width, printer);
         Arc::new(if table { sink.with_table() } else { sink })
     }
 }

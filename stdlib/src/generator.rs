@@ -37,10 +37,10 @@ use rhai::{Array, Dynamic, EvalAltResult, Map as RhaiMap, Scope};
 use serde_json::{Map, Value};
 use toyc_engine::inventory::deploy_config::DeployConfig;
 use toyc_engine::inventory::Host;
-use toyc_engine::runner::{connect, for_each_host, json_to_dynamic};
-use toyc_engine::sandbox::{Limits, Sandbox};
+use toyc_engine::run::RunContext;
+use toyc_engine::runner::{for_each_host, json_to_dynamic};
 use toyc_engine::tasklist::TaskList;
-use toyc_engine::transport::{quote, ExecRequest, SshOptions};
+use toyc_engine::transport::{quote, ExecRequest};
 
 type Fail = Box<EvalAltResult>;
 
@@ -67,10 +67,9 @@ pub struct Generator {
     pub directory: Option<PathBuf>,
     /// The config's hosts, resolved against the inventory.
     pub hosts: Vec<Host>,
-    /// SSH settings, for `remote_versions`.
-    pub ssh: SshOptions,
-    /// Script limits.
-    pub limits: Limits,
+    /// The run the generator is part of: its limits and secrets, and its session, whose
+    /// connections `remote_versions` opens and the run's tasks then reuse.
+    pub run: RunContext,
     /// The directory the generator works from (`commands/`, local files, imports):
     /// the script's own when `None`.
     pub root: Option<PathBuf>,
@@ -172,7 +171,7 @@ impl Generator {
         packages: Vec<Package>,
         runtime: tokio::runtime::Handle,
     ) -> Result<(String, Value), String> {
-        let mut sandbox = Sandbox::new(root, self.limits.clone());
+        let mut sandbox = self.run.sandbox(root);
         sandbox.add_global(rhai::exported_module!(generator_api).into());
         let origin = self.script.display().to_string();
         let ast = sandbox.compile(&self.script).map_err(|e| e.to_string())?;
@@ -189,7 +188,11 @@ impl Generator {
             packages: packages.iter().map(package_map).collect(),
             runtime,
         });
-        let engine = sandbox.engine(Some(Dynamic::from(state)), |text| eprintln!("{text}"));
+        // A generator's prints go to stderr like every line of the run: secrets masked.
+        let printer = self.run.printer();
+        let engine = sandbox.engine(Some(Dynamic::from(state)), move |text| {
+            printer.err_line(text);
+        });
         let config = json_to_dynamic(&Value::Object(self.config.value.clone()));
         let plan: Dynamic = engine
             .call_fn(&mut Scope::new(), &ast, "generate", (config,))
@@ -241,9 +244,8 @@ impl Generator {
         let services: std::collections::HashMap<String, Vec<String>> =
             wanted.into_iter().map(|(h, s)| (h.name, s)).collect();
         let services = Arc::new(services);
-        let ssh = Arc::new(self.ssh.clone());
         let answers = runtime.block_on(for_each_host(&hosts, 100, |host| {
-            let (services, ssh, root) = (Arc::clone(&services), Arc::clone(&ssh), root.clone());
+            let (services, run, root) = (Arc::clone(&services), self.run.clone(), root.clone());
             async move {
                 let mine = services.get(&host.name).cloned().unwrap_or_default();
                 let script = mine
@@ -254,12 +256,12 @@ impl Generator {
                     })
                     .collect::<Vec<_>>()
                     .join("; ");
-                let result = match connect(&host, &ssh).await {
-                    Ok(transport) => {
-                        let out = transport.exec(&ExecRequest::new(script), None).await;
-                        transport.close().await;
-                        out.map_err(|e| e.to_string())
-                    }
+                // The connection stays open in the run's session for the tasks to come.
+                let result = match run.session.connect(&host).await {
+                    Ok(transport) => transport
+                        .exec(&ExecRequest::new(script), None)
+                        .await
+                        .map_err(|e| e.to_string()),
                     Err(e) => Err(e.to_string()),
                 };
                 (host.name, result)
@@ -336,8 +338,7 @@ struct GeneratorRun {
 
 impl GeneratorRun {
     fn of(ctx: &rhai::NativeCallContext) -> Result<Arc<GeneratorRun>, Fail> {
-        ctx.tag()
-            .and_then(|tag| tag.clone().try_cast::<Arc<GeneratorRun>>())
+        toyc_engine::sandbox::tag_state::<Arc<GeneratorRun>>(ctx)
             .ok_or_else(|| {
                 "this function belongs to generators: run the script with `toyc plan` or `toyc run --config`"
                     .into()
@@ -435,8 +436,10 @@ mod tests {
                 .collect(),
             directory,
             hosts: Vec::new(),
-            ssh: SshOptions::new(PathBuf::from("/tmp")),
-            limits: Limits::default(),
+            run: RunContext::new(
+                toyc_engine::transport::SshOptions::new(PathBuf::from("/tmp")),
+                toyc_engine::sandbox::Limits::default(),
+            ),
             root: None,
         }
     }

@@ -146,7 +146,9 @@ pub mod host_api {
                     return Err(format!(
                         "on `{}`: {}",
                         host.host.name,
-                        describe_failure(command, &output)
+                        // Masked before `describe_failure` cuts the command short: a
+                        // secret cut in half would no longer be recognised later.
+                        describe_failure(&host.run.secrets.redact(command), &output)
                     )
                     .into());
                 }

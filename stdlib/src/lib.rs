@@ -33,8 +33,45 @@ pub mod shell;
 pub mod template;
 pub mod users;
 
+use std::path::Path;
+use std::sync::Arc;
+
 use rhai::exported_module;
+use toyc_engine::inventory::Host;
+use toyc_engine::run::RunContext;
 use toyc_engine::sandbox::Sandbox;
+use toyc_engine::tasklist::{CommandSet, TaskList};
+
+use commands::builtin::LocalRoots;
+use commands::Commands;
+
+/// The stdlib as the engine's [`toyc_engine::run::Library`]: what every front end hands
+/// to [`toyc_engine::run::run`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Library;
+
+impl toyc_engine::run::Library for Library {
+    fn register(&self, sandbox: &mut Sandbox) {
+        register(sandbox);
+    }
+
+    /// Built-ins, operations, and `commands/NAME.rhai` from the list's `root` (relative to
+    /// `base`; `base` when absent); releases from its `releases`.
+    fn commands(
+        &self,
+        list: &TaskList,
+        base: &Path,
+        hosts: &[Host],
+        run: &RunContext,
+    ) -> Arc<dyn CommandSet> {
+        let root = match &list.root {
+            Some(root) => base.join(root),
+            None => base.to_owned(),
+        };
+        let releases = list.releases.as_ref().map(|r| base.join(r));
+        Arc::new(Commands::new(LocalRoots { root, releases }, hosts, run))
+    }
+}
 
 /// Every stdlib module, by the name scripts use.
 pub fn modules() -> Vec<(&'static str, rhai::Shared<rhai::Module>)> {

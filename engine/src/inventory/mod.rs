@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 /// How toyc reaches a host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransportKind {
     /// Commands run as local processes (`localhost`, `ansible_connection=local`).
@@ -38,7 +38,7 @@ pub enum TransportKind {
 }
 
 /// SSH connection settings of one host; `None` leaves the choice to the user's ssh config.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SshParams {
     /// Remote user (`ssh -l`).
     pub user: Option<String>,
@@ -51,7 +51,7 @@ pub struct SshParams {
 }
 
 /// One machine toyc can act on.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Host {
     /// The inventory name, used in output and `--limit`.
     pub name: String,

@@ -10,11 +10,9 @@
 //! not apply. The progress line, the per-host table and the summary come from the
 //! [`HumanSink`] it wraps, so a task-list run ends like every other toyc run.
 
-use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::events::{seconds, Event, EventSink, HumanSink, Level, TaskStatus};
-use crate::secrets::redact;
+use crate::events::{seconds, Event, EventSink, HumanSink, Level, Printer, TaskStatus};
 
 /// Log lines on stderr for task events; everything else to the wrapped sink.
 pub struct TaskLogSink {
@@ -37,7 +35,14 @@ impl EventSink for TaskLogSink {
                 host,
                 service,
                 ..
-            } if self.verbose => line(Level::Info, command, Some(host), service, "started"),
+            } if self.verbose => line(
+                self.inner.printer(),
+                Level::Info,
+                command,
+                Some(host),
+                service,
+                "started",
+            ),
             Event::TaskStart { .. } => {}
             Event::TaskEnd {
                 stage,
@@ -69,7 +74,14 @@ impl EventSink for TaskLogSink {
                         ),
                     ),
                 };
-                line(level, command, Some(host), service, &text);
+                line(
+                    self.inner.printer(),
+                    level,
+                    command,
+                    Some(host),
+                    service,
+                    &text,
+                );
             }
             Event::Log {
                 level,
@@ -77,12 +89,25 @@ impl EventSink for TaskLogSink {
                 host,
                 service,
                 text,
-            } => line(*level, component, host.as_ref(), service, text),
+            } => line(
+                self.inner.printer(),
+                *level,
+                component,
+                host.as_ref(),
+                service,
+                text,
+            ),
             Event::Message { level, .. } if *level == Level::Print => self.inner.emit(event),
-            Event::Message { host, level, text } => {
-                line(*level, "toyc", host.as_ref(), &None, text)
-            }
+            Event::Message { host, level, text } => line(
+                self.inner.printer(),
+                *level,
+                "toyc",
+                host.as_ref(),
+                &None,
+                text,
+            ),
             Event::StageStart { stage, hosts } => line(
+                self.inner.printer(),
                 Level::Info,
                 "stage",
                 None,
@@ -107,6 +132,7 @@ impl EventSink for TaskLogSink {
                     ""
                 };
                 line(
+                    self.inner.printer(),
                     level,
                     "stage",
                     None,
@@ -123,6 +149,7 @@ impl EventSink for TaskLogSink {
 
 /// Print one log line on stderr, above the progress line.
 fn line(
+    printer: &Printer,
     level: Level,
     component: &str,
     host: Option<&String>,
@@ -136,10 +163,7 @@ fn line(
         host.map_or("*", String::as_str),
         service.as_deref().unwrap_or("*"),
     );
-    crate::progress::print_above(|| {
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{}", redact(&text));
-    });
+    printer.err_line(&text);
 }
 
 fn level_word(level: Level) -> &'static str {

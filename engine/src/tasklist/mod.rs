@@ -30,8 +30,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::events::{Event, EventSink, Level};
+use crate::events::{Event, FailureKind, Level};
 use crate::inventory::Host;
+use crate::run::RunContext;
 use crate::scheduler::{FailurePolicy, StageOptions};
 use crate::transport::{Transport, TransportError};
 
@@ -322,8 +323,9 @@ pub struct TaskContext {
     /// The stage's per-task timeout: commands pass it on as `ExecRequest::timeout`, so
     /// remote work is killed, not abandoned.
     pub timeout: Option<Duration>,
-    /// Where logs go.
-    pub events: Arc<dyn EventSink>,
+    /// The run the task belongs to: where logs go, its secrets, cancellation, limits
+    /// and connections.
+    pub run: RunContext,
     /// The task's command, the `component` of its log lines.
     pub component: String,
     /// The task's service, if any.
@@ -333,7 +335,7 @@ pub struct TaskContext {
 impl TaskContext {
     /// Log a line for this task.
     pub fn log(&self, level: Level, text: impl Into<String>) {
-        self.events.emit(&Event::Log {
+        self.run.events.emit(&Event::Log {
             level,
             component: self.component.clone(),
             host: Some(self.host.name.clone()),
@@ -351,24 +353,29 @@ pub struct TaskFailure {
     pub message: String,
     /// Whether the host could not be reached (not retried).
     pub unreachable: bool,
+    /// What kind of failure it was.
+    pub kind: FailureKind,
 }
 
 impl TaskFailure {
-    /// A failure with this message.
+    /// A failure of the task's command, with this message.
     pub fn new(message: impl Into<String>) -> TaskFailure {
+        TaskFailure::of_kind(FailureKind::Command, message)
+    }
+
+    /// A failure of `kind`, with this message.
+    pub fn of_kind(kind: FailureKind, message: impl Into<String>) -> TaskFailure {
         TaskFailure {
             message: message.into(),
-            unreachable: false,
+            unreachable: kind == FailureKind::Unreachable,
+            kind,
         }
     }
 }
 
 impl From<TransportError> for TaskFailure {
     fn from(e: TransportError) -> TaskFailure {
-        TaskFailure {
-            unreachable: e.is_unreachable(),
-            message: e.to_string(),
-        }
+        TaskFailure::of_kind(FailureKind::of(&e, FailureKind::Command), e.to_string())
     }
 }
 

@@ -9,31 +9,103 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::{CommandSet, StagePlan, Task, TaskContext, TaskList};
-use crate::events::{Event, EventSink, HostResult, HostStatus, Level, TaskStatus};
+use super::{validate, CommandSet, StagePlan, Task, TaskContext, TaskList};
+use crate::events::{
+    Event, EventSink, FailureKind, HostResult, HostStatus, Level, Summary, TaskStatus,
+};
 use crate::inventory::Host;
-use crate::progress::Progress;
-use crate::runner::{connect, elapsed_ms, for_each_host};
+use crate::run::{Gate, Library, Pending, Report, RunContext, RunError, TaskListJob, Verdict};
+use crate::runner::{elapsed_ms, for_each_host};
 use crate::scheduler::{run_stage, Attempt, FailurePolicy, TaskOutcome, TaskReport};
-use crate::transport::{SshOptions, Transport};
+use crate::transport::Transport;
+
+/// Run a task-list job (see [`crate::run::run`]): validate every task, stop under
+/// `check`, ask the gate, run the stages, report every host and the totals.
+pub(crate) async fn run(
+    job: TaskListJob,
+    run: &RunContext,
+    library: &dyn Library,
+    gate: &dyn Gate,
+) -> Result<Report, RunError> {
+    let commands = library.commands(&job.list, &job.base, &job.hosts, run);
+    let invalid = validate(&job.list, commands.as_ref());
+    if !invalid.is_empty() {
+        return Err(RunError::Invalid {
+            list: job.list.name.clone(),
+            problems: invalid.iter().map(ToString::to_string).collect(),
+        });
+    }
+    let tasks = job.list.task_count();
+    let quiet = |verdict| Report {
+        id: run.id.clone(),
+        results: Vec::new(),
+        summary: Summary::default(),
+        pending: tasks,
+        verdict,
+    };
+    if job.check {
+        return Ok(quiet(if tasks > 0 {
+            Verdict::ChangesPending
+        } else {
+            Verdict::Done
+        }));
+    }
+    let asked = Pending {
+        count: tasks,
+        unit: "task(s)",
+        hosts: job.hosts.len(),
+    };
+    match gate.approve(asked).await {
+        Ok(true) => {}
+        Ok(false) => return Ok(quiet(Verdict::Declined)),
+        Err(why) => return Ok(quiet(Verdict::Refused(why))),
+    }
+    run.events.emit(&Event::RunStart {
+        command: run.command.clone(),
+        hosts: job.hosts.iter().map(|h| h.name.clone()).collect(),
+    });
+    let started = Instant::now();
+    let setup = RunSetup {
+        hosts: job.hosts,
+        commands,
+        sudo: job.sudo,
+        forks: job.forks,
+    };
+    let ran = run_list(&job.list, setup, run).await;
+    run.progress.finish();
+    for result in &ran.results {
+        run.events.emit(&Event::HostEnd(result.clone()));
+    }
+    let summary = Summary::of(&ran.results, elapsed_ms(started));
+    run.events.emit(&Event::Summary(summary));
+    Ok(Report {
+        id: run.id.clone(),
+        results: ran.results,
+        summary,
+        pending: tasks,
+        verdict: if ran.aborted {
+            Verdict::Aborted
+        } else {
+            Verdict::Done
+        },
+    })
+}
 
 /// What a task-list run needs besides the plan.
-pub struct RunSetup {
+struct RunSetup {
     /// Every host the plan names, resolved (inventory, deploy config, or name as address).
-    pub hosts: Vec<Host>,
-    /// SSH settings.
-    pub ssh: SshOptions,
+    hosts: Vec<Host>,
     /// The commands tasks may name (already validated against the plan).
-    pub commands: Arc<dyn CommandSet>,
+    commands: Arc<dyn CommandSet>,
     /// `--sudo`.
-    pub sudo: bool,
+    sudo: bool,
     /// Hosts connected to at once.
-    pub forks: usize,
+    forks: usize,
 }
 
 /// How the run went.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunReport {
+struct RunReport {
     /// One result per host, in the order the plan first names them.
     pub results: Vec<HostResult>,
     /// A stage aborted the run.
@@ -51,22 +123,18 @@ struct HostState {
 /// How long after a stage's timeout a task's work is abandoned on the controller.
 const TIMEOUT_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Run `list` (validated) on its hosts, reporting through `events`.
-pub async fn run_list(
-    list: &TaskList,
-    setup: RunSetup,
-    events: &Arc<dyn EventSink>,
-    progress: &Progress,
-) -> RunReport {
+/// Run `list` (validated) on its hosts, reporting through the run's events.
+async fn run_list(list: &TaskList, setup: RunSetup, run: &RunContext) -> RunReport {
+    let (events, progress) = (&run.events, &run.progress);
     let started = Instant::now();
     let setup = Arc::new(setup);
     progress.phase("connecting", setup.hosts.len());
     let connected = for_each_host(&setup.hosts, setup.forks, |host| {
-        let (setup, progress) = (Arc::clone(&setup), progress.clone());
+        let run = run.clone();
         async move {
-            progress.start(&host.name);
-            let transport = connect(&host, &setup.ssh).await;
-            progress.done(&host.name);
+            run.progress.start(&host.name);
+            let transport = run.session.connect(&host).await;
+            run.progress.done(&host.name);
             (host, transport)
         }
     })
@@ -75,19 +143,16 @@ pub async fn run_list(
     let mut states: Vec<HostState> = connected
         .into_iter()
         .map(|(host, transport)| {
-            let (transport, status, error) = match transport {
-                Ok(t) => (Some(t), HostStatus::Ok, None),
-                Err(e) => (None, HostStatus::Unreachable, Some(e.to_string())),
+            let mut result = HostResult::ok(host.name.clone());
+            let transport = match transport {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    result.unreachable(e.to_string());
+                    None
+                }
             };
             HostState {
-                result: HostResult {
-                    host: host.name.clone(),
-                    status,
-                    exit_code: None,
-                    error,
-                    changed: 0,
-                    elapsed_ms: 0,
-                },
+                result,
                 host,
                 transport,
                 last: Instant::now(),
@@ -110,7 +175,7 @@ pub async fn run_list(
             }
             continue;
         }
-        let ran = run_one_stage(stage, &setup, &mut states, &dropped, events, progress).await;
+        let ran = run_one_stage(stage, &setup, &mut states, &dropped, run).await;
         progress.finish();
         if ran.aborted {
             aborted = Some(stage.name.clone());
@@ -119,13 +184,11 @@ pub async fn run_list(
             dropped.extend(ran.failed_hosts);
         }
     }
+    // The connections are the run's session's: it closes them once, when the run ends.
     for state in &mut states {
         state.result.elapsed_ms =
             u64::try_from(state.last.saturating_duration_since(started).as_millis())
                 .unwrap_or(u64::MAX);
-        if let Some(transport) = state.transport.take() {
-            transport.close().await;
-        }
     }
     RunReport {
         results: states.into_iter().map(|s| s.result).collect(),
@@ -148,9 +211,9 @@ async fn run_one_stage(
     setup: &Arc<RunSetup>,
     states: &mut [HostState],
     dropped: &BTreeSet<String>,
-    events: &Arc<dyn EventSink>,
-    progress: &Progress,
+    run: &RunContext,
 ) -> StageRan {
+    let (events, progress) = (&run.events, &run.progress);
     // Tasks of hosts an earlier `isolate` stage dropped do not run.
     let mut indices = Vec::new();
     for (i, task) in stage.tasks.iter().enumerate() {
@@ -194,14 +257,17 @@ async fn run_one_stage(
             .collect(),
     );
     let changed = Arc::new(Mutex::new(vec![0usize; indices.len()]));
+    let kinds = Arc::new(Mutex::new(vec![None::<FailureKind>; indices.len()]));
     let ends = Arc::new(Mutex::new(vec![None::<Instant>; indices.len()]));
-    let run = |attempt: Attempt| {
+    let attempt_task = |attempt: Attempt| {
         let (tasks, connections, setup) = (
             Arc::clone(&tasks),
             Arc::clone(&connections),
             Arc::clone(setup),
         );
         let (events, progress) = (Arc::clone(events), progress.clone());
+        let run = run.clone();
+        let kinds = Arc::clone(&kinds);
         let (changed, ends) = (Arc::clone(&changed), Arc::clone(&ends));
         let stage_name = stage.name.clone();
         async move {
@@ -216,7 +282,9 @@ async fn run_one_stage(
                 service: task.service().map(str::to_owned),
             });
             let begun = Instant::now();
-            let outcome = run_task(task, attempt, &connections, &setup, &events, &changed).await;
+            let (outcome, kind) =
+                run_task(task, attempt, &connections, &setup, &run, &changed).await;
+            kinds.lock().unwrap_or_else(|p| p.into_inner())[attempt.task] = kind;
             ends.lock().unwrap_or_else(|p| p.into_inner())[attempt.task] = Some(Instant::now());
             let (status, error) = match &outcome {
                 TaskOutcome::Ok => (TaskStatus::Ok, None),
@@ -238,9 +306,10 @@ async fn run_one_stage(
             outcome
         }
     };
-    let report = run_stage(&options, &hosts, run).await;
+    let report = run_stage(&options, &hosts, &run.cancel, attempt_task).await;
 
     let changed = changed.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let kinds = kinds.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let ends = ends.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let (mut ok, mut failed, mut not_started) = (0, 0, 0);
     for (n, ((index, task), outcome)) in tasks.iter().zip(&report.tasks).enumerate() {
@@ -272,8 +341,13 @@ async fn run_one_stage(
                         text: format!("{message}; the stage continues on failure"),
                     });
                 } else if state.result.status != HostStatus::Unreachable {
-                    state.result.status = HostStatus::Failed;
-                    state.result.error.get_or_insert(message);
+                    if state.result.error.is_none() {
+                        state
+                            .result
+                            .fail(kinds[n].unwrap_or(FailureKind::Command), message);
+                    } else {
+                        state.result.status = HostStatus::Failed;
+                    }
                 }
             }
             TaskReport::Skipped(why) => {
@@ -306,25 +380,30 @@ async fn run_task(
     attempt: Attempt,
     connections: &Connections,
     setup: &RunSetup,
-    events: &Arc<dyn EventSink>,
+    run: &RunContext,
     changed: &Mutex<Vec<usize>>,
-) -> TaskOutcome {
+) -> (TaskOutcome, Option<FailureKind>) {
     let Some((host, transport, error)) = connections.get(&task.host) else {
-        return TaskOutcome::Failed(format!("host `{}` was not resolved", task.host));
+        let why = format!("host `{}` was not resolved", task.host);
+        return (TaskOutcome::Failed(why), Some(FailureKind::Command));
     };
     let Some(transport) = transport else {
-        return TaskOutcome::Unreachable(error.clone().unwrap_or_else(|| "unreachable".into()));
+        let why = error.clone().unwrap_or_else(|| "unreachable".into());
+        return (
+            TaskOutcome::Unreachable(why),
+            Some(FailureKind::Unreachable),
+        );
     };
     let command = match setup.commands.command(&task.command) {
         Ok(command) => command,
-        Err(e) => return TaskOutcome::Failed(e),
+        Err(e) => return (TaskOutcome::Failed(e), Some(FailureKind::Command)),
     };
     let ctx = TaskContext {
         sudo: setup.sudo || host.sudo,
         host: host.clone(),
         transport: Arc::clone(transport),
         timeout: attempt.timeout,
-        events: Arc::clone(events),
+        run: run.clone(),
         component: task.command.clone(),
         service: task.service().map(str::to_owned),
     };
@@ -336,7 +415,8 @@ async fn run_task(
         Some(limit) => match tokio::time::timeout(limit + TIMEOUT_GRACE, work).await {
             Ok(result) => result,
             Err(_) => {
-                return TaskOutcome::Failed(format!("timed out after {}s", limit.as_secs_f64()))
+                let why = format!("timed out after {}s", limit.as_secs_f64());
+                return (TaskOutcome::Failed(why), Some(FailureKind::Timeout));
             }
         },
         None => work.await,
@@ -344,10 +424,10 @@ async fn run_task(
     match result {
         Ok(n) => {
             changed.lock().unwrap_or_else(|p| p.into_inner())[attempt.task] += n;
-            TaskOutcome::Ok
+            (TaskOutcome::Ok, None)
         }
-        Err(f) if f.unreachable => TaskOutcome::Unreachable(f.message),
-        Err(f) => TaskOutcome::Failed(f.message),
+        Err(f) if f.unreachable => (TaskOutcome::Unreachable(f.message), Some(f.kind)),
+        Err(f) => (TaskOutcome::Failed(f.message), Some(f.kind)),
     }
 }
 

@@ -6,6 +6,8 @@ use tokio::process::Command;
 
 use super::output::communicate;
 use super::remote_shell::wrap;
+use crate::cancel::Cancel;
+
 use super::{
     bounded, sudo_refusal, Bounded, ExecOutput, ExecRequest, OutputSink, Transport, TransportError,
 };
@@ -14,12 +16,22 @@ use super::{
 #[derive(Debug, Clone)]
 pub struct LocalTransport {
     host: String,
+    /// The run's cancellation: commands in flight are killed when it fires.
+    cancel: Cancel,
 }
 
 impl LocalTransport {
-    /// A local transport reported under the inventory name `host`.
+    /// A local transport reported under the inventory name `host`, never cancelled.
     pub fn new(host: impl Into<String>) -> LocalTransport {
-        LocalTransport { host: host.into() }
+        LocalTransport::for_run(host, Cancel::new())
+    }
+
+    /// A local transport of a run cancelled through `cancel`.
+    pub fn for_run(host: impl Into<String>, cancel: Cancel) -> LocalTransport {
+        LocalTransport {
+            host: host.into(),
+            cancel,
+        }
     }
 
     fn io_error(&self, source: std::io::Error) -> TransportError {
@@ -70,7 +82,7 @@ impl Transport for LocalTransport {
                 stderr,
             })
         };
-        let stopped = match bounded(request.timeout, run).await {
+        let stopped = match bounded(request.timeout, &self.cancel, run).await {
             Bounded::Done(result) => result.map_err(|e| self.io_error(e)),
             Bounded::TimedOut(after) => Err(TransportError::Timeout {
                 host: self.host.clone(),

@@ -274,9 +274,10 @@ pub(crate) enum Bounded<T> {
     Cancelled,
 }
 
-/// Wait for `work`, but no longer than `timeout` and not past a cancellation.
+/// Wait for `work`, but no longer than `timeout` and not past `cancel`.
 pub(crate) async fn bounded<T>(
     timeout: Option<Duration>,
+    cancel: &crate::cancel::Cancel,
     work: impl std::future::Future<Output = T>,
 ) -> Bounded<T> {
     let expiry = async {
@@ -288,7 +289,7 @@ pub(crate) async fn bounded<T>(
     tokio::select! {
         result = work => Bounded::Done(result),
         () = expiry => Bounded::TimedOut(timeout.unwrap_or_default()),
-        () = crate::cancel::cancelled() => Bounded::Cancelled,
+        () = cancel.cancelled() => Bounded::Cancelled,
     }
 }
 

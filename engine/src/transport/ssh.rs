@@ -20,6 +20,7 @@ use super::remote_shell::{kill_group, quote, wrap};
 use super::{
     bounded, sudo_refusal, Bounded, ExecOutput, ExecRequest, OutputSink, Transport, TransportError,
 };
+use crate::cancel::Cancel;
 use crate::inventory::Host;
 
 /// Longest control directory that still leaves room for the crate's
@@ -103,6 +104,8 @@ pub struct SshTransport {
     slots: Semaphore,
     host: Host,
     options: SshOptions,
+    /// The run's cancellation: commands in flight are killed on the host when it fires.
+    cancel: Cancel,
 }
 
 impl std::fmt::Debug for SshTransport {
@@ -114,15 +117,17 @@ impl std::fmt::Debug for SshTransport {
 }
 
 impl SshTransport {
-    /// Open the master connection to `host`.
+    /// Open the master connection to `host`, for a run cancelled through `cancel`.
     pub async fn connect(
         host: &Host,
         options: &SshOptions,
+        cancel: Cancel,
     ) -> Result<SshTransport, TransportError> {
         let session = open_session(host, options).await?;
         Ok(SshTransport {
             host: host.clone(),
             options: options.clone(),
+            cancel,
             session: Mutex::new(Some(Arc::new(session))),
             slots: Semaphore::new(options.max_sessions.max(1)),
         })
@@ -260,7 +265,12 @@ impl Transport for SshTransport {
         // Counted by bench/ (RUST_LOG=toyc_engine=debug): round trips are toyc's main cost.
         tracing::debug!(host = %self.host.name, "round trip");
         let pid = PidSlot::default();
-        let stopped = match bounded(request.timeout, self.run(&session, request, sink, &pid)).await
+        let stopped = match bounded(
+            request.timeout,
+            &self.cancel,
+            self.run(&session, request, sink, &pid),
+        )
+        .await
         {
             Bounded::Done(result) => Ok(result?),
             Bounded::TimedOut(after) => Err(TransportError::Timeout {

@@ -25,8 +25,9 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, EvalAltResult, Map as RhaiMap, Scope, AST};
 use serde_json::Value;
 use toyc_engine::events::Level;
+use toyc_engine::run::RunContext;
 use toyc_engine::runner::json_to_dynamic;
-use toyc_engine::sandbox::{Limits, Sandbox};
+use toyc_engine::sandbox::Sandbox;
 use toyc_engine::tasklist::{Task, TaskContext, TaskFailure};
 use toyc_engine::transport::{ExecRequest, PutOptions, Transport};
 
@@ -45,14 +46,19 @@ pub struct CustomCommand {
 type Fail = Box<EvalAltResult>;
 
 impl CustomCommand {
-    /// Compile `commands/NAME.rhai` below `roots.root`; `None` when there is no such file.
-    pub fn load(name: &str, roots: &LocalRoots) -> Option<Result<CustomCommand, String>> {
+    /// Compile `commands/NAME.rhai` below `roots.root`, to run in `run`'s sandbox (its
+    /// limits, secrets and cancellation); `None` when there is no such file.
+    pub fn load(
+        name: &str,
+        roots: &LocalRoots,
+        run: &RunContext,
+    ) -> Option<Result<CustomCommand, String>> {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return None;
         }
         let relative = format!("commands/{name}.rhai");
         let path = toyc_engine::context::confined_path(&roots.root, &relative).ok()?;
-        let sandbox = Sandbox::new(&roots.root, Limits::default());
+        let sandbox = run.sandbox(&roots.root);
         Some((|| {
             let ast = sandbox.compile(&path).map_err(|e| e.to_string())?;
             for wanted in ["initialize", "execute"] {
@@ -108,7 +114,7 @@ impl CustomCommand {
             roots: self.roots.clone(),
             log: {
                 let (events, component, host, service) = (
-                    Arc::clone(&ctx.events),
+                    Arc::clone(&ctx.run.events),
                     self.name.clone(),
                     ctx.host.name.clone(),
                     ctx.service.clone(),

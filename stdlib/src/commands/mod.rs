@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use toyc_engine::inventory::deploy_config::host_named;
 use toyc_engine::inventory::Host;
+use toyc_engine::run::RunContext;
 use toyc_engine::tasklist::{CommandSet, Task, TaskCommand, TaskContext, TaskFailure};
 
 use builtin::{Builtin, LocalRoots, BUILTINS};
@@ -25,16 +26,19 @@ pub struct Commands {
     roots: LocalRoots,
     hosts: Arc<HashMap<String, Host>>,
     custom: Mutex<HashMap<String, Arc<dyn TaskCommand>>>,
+    /// The run whose sandboxes (limits, secrets, cancellation) command scripts get.
+    run: RunContext,
 }
 
 impl Commands {
     /// The commands of a generator in `roots.root`; `hosts` are the plan's hosts as the
     /// inventory describes them (operations check templates against their vars).
-    pub fn new(roots: LocalRoots, hosts: &[Host]) -> Commands {
+    pub fn new(roots: LocalRoots, hosts: &[Host], run: &RunContext) -> Commands {
         Commands {
             roots,
             hosts: Arc::new(hosts.iter().map(|h| (h.name.clone(), h.clone())).collect()),
             custom: Mutex::new(HashMap::new()),
+            run: run.clone(),
         }
     }
 }
@@ -45,14 +49,14 @@ impl CommandSet for Commands {
         if let Some((_, builtin)) = BUILTINS.iter().find(|(n, _)| *n == name) {
             return Ok(Arc::new(BuiltinCommand(*builtin, roots)));
         }
-        if let Some(op) = OperationCommand::find(name, &roots.root) {
+        if let Some(op) = OperationCommand::find(name, &roots.root, &self.run) {
             return Ok(Arc::new(Op(op, Arc::clone(&self.hosts))));
         }
         let mut cache = self.custom.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(found) = cache.get(name) {
             return Ok(Arc::clone(found));
         }
-        match CustomCommand::load(name, &roots) {
+        match CustomCommand::load(name, &roots, &self.run) {
             Some(Ok(command)) => {
                 let command: Arc<dyn TaskCommand> = Arc::new(command);
                 cache.insert(name.to_owned(), Arc::clone(&command));
@@ -131,6 +135,10 @@ mod tests {
                 releases: None,
             },
             &[],
+            &RunContext::new(
+                toyc_engine::transport::SshOptions::new("/tmp".into()),
+                toyc_engine::sandbox::Limits::default(),
+            ),
         );
         validate(&list, &commands)
             .iter()

@@ -1,21 +1,21 @@
 //! The operations of runbooks as task-list commands: `#{command: "files::copy", host,
 //! src, dest, mode}` calls `files::copy(src, dest, #{mode})` for that host, exactly as
-//! a runbook would, then plans it against the host's facts (one round trip) and makes
-//! the change only if one is needed (one more). The positional arguments are named
-//! by [`OPERATIONS`]; the other arguments are the operation's options.
+//! a runbook would, then hands that one-operation runbook to the engine
+//! ([`toyc_engine::run::apply_runbook`]), which plans it against the host's facts (one
+//! round trip) and makes the change only if one is needed (one more). The positional
+//! arguments are named by [`OPERATIONS`]; the other arguments are the operation's options.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use rhai::{Map as RhaiMap, Scope};
 use serde_json::Value;
-use toyc_engine::apply::{apply_within, changes, plan_host, ApplyError};
 use toyc_engine::context::HostContext;
-use toyc_engine::events::{Event, Level};
+use toyc_engine::events::{FailureKind, Level};
 use toyc_engine::inventory::Host;
-use toyc_engine::plan::Operation;
+use toyc_engine::run::{apply_runbook, RunContext};
+use toyc_engine::runbook::Runbook;
 use toyc_engine::runner::json_to_dynamic;
-use toyc_engine::sandbox::{Limits, Sandbox};
 use toyc_engine::tasklist::{Task, TaskContext, TaskFailure};
 use toyc_engine::transport::{LocalTransport, Transport};
 
@@ -45,11 +45,14 @@ pub struct OperationCommand {
     positional: &'static [&'static str],
     options: bool,
     root: PathBuf,
+    /// The run whose sandbox (limits, secrets, cancellation) the declaration runs in.
+    run: RunContext,
 }
 
 impl OperationCommand {
-    /// The operation command `name`, with local files (`files/`, `templates/`) from `root`.
-    pub fn find(name: &str, root: &std::path::Path) -> Option<OperationCommand> {
+    /// The operation command `name`, with local files (`files/`, `templates/`) from `root`,
+    /// declared in `run`'s sandbox.
+    pub fn find(name: &str, root: &std::path::Path, run: &RunContext) -> Option<OperationCommand> {
         OPERATIONS
             .iter()
             .find(|(n, _, _)| *n == name)
@@ -58,6 +61,7 @@ impl OperationCommand {
                 positional,
                 options,
                 root: root.to_owned(),
+                run: run.clone(),
             })
     }
 
@@ -69,8 +73,8 @@ impl OperationCommand {
         host: Host,
         transport: Arc<dyn Transport>,
         runtime: tokio::runtime::Handle,
-        events: Arc<dyn toyc_engine::events::EventSink>,
-    ) -> Result<Vec<Arc<dyn Operation>>, String> {
+        run: RunContext,
+    ) -> Result<Runbook, String> {
         let mut positional = RhaiMap::new();
         let mut options = RhaiMap::new();
         for key in self.positional {
@@ -108,7 +112,7 @@ impl OperationCommand {
             .collect::<Vec<_>>()
             .join(", ");
         let source = format!("{}({call});", self.name);
-        let mut sandbox = Sandbox::new(&self.root, Limits::default());
+        let mut sandbox = run.sandbox(&self.root);
         crate::register(&mut sandbox);
         let origin = std::path::Path::new("task");
         let ast = sandbox
@@ -118,7 +122,7 @@ impl OperationCommand {
             host,
             transport,
             runtime,
-            events,
+            run,
             self.root.clone(),
         ));
         let engine = sandbox.engine(Some(Arc::clone(&context).into_tag()), |_| {});
@@ -132,7 +136,7 @@ impl OperationCommand {
         engine
             .run_ast_with_scope(&mut scope, &ast)
             .map_err(|e| sandbox.describe(&e, origin).message)?;
-        Ok(context.take_operations())
+        Ok(context.take_runbook())
     }
 
     /// Check the task's arguments by declaring the operation for `host` (its vars are what
@@ -141,87 +145,53 @@ impl OperationCommand {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| "operations are checked inside toyc's runtime".to_owned())?;
         let transport: Arc<dyn Transport> = Arc::new(LocalTransport::new(host.name.clone()));
-        let events: Arc<dyn toyc_engine::events::EventSink> = Arc::new(Discard);
-        self.declare(task, host, transport, runtime, events)
+        // Nothing is reported while checking: the run's events are left out.
+        let quiet = self
+            .run
+            .clone()
+            .with_events(Arc::new(toyc_engine::events::Discard));
+        self.declare(task, host, transport, runtime, quiet)
             .map(|_| ())
     }
 
     /// Plan the operation on the host (one round trip for its facts) and make its change,
-    /// if it has one (one more).
+    /// if it has one (one more), as a run makes a runbook's.
     pub async fn execute(&self, task: &Task, ctx: &TaskContext) -> Result<usize, TaskFailure> {
-        let (me, task_owned, host, transport, events) = (
+        let (me, task_owned, host, transport, run) = (
             self.clone(),
             task.clone(),
             ctx.host.clone(),
             Arc::clone(&ctx.transport),
-            Arc::clone(&ctx.events),
+            ctx.run.clone(),
         );
         let runtime = tokio::runtime::Handle::current();
-        let operations = tokio::task::spawn_blocking(move || {
-            me.declare(&task_owned, host, transport, runtime, events)
+        let runbook = tokio::task::spawn_blocking(move || {
+            me.declare(&task_owned, host, transport, runtime, run)
         })
         .await
         .map_err(|e| TaskFailure::new(format!("the operation's thread failed: {e}")))?
         .map_err(TaskFailure::new)?;
-        let failed = |e: ApplyError| match e {
-            ApplyError::Transport(t) => TaskFailure::from(t),
-            other => TaskFailure::new(other.to_string()),
-        };
-        let outcomes = plan_host(ctx.transport.as_ref(), &operations, false, ctx.sudo)
-            .await
-            .map_err(failed)?;
-        let pending = changes(&outcomes);
-        if pending.is_empty() {
-            ctx.log(Level::Info, "no change");
-            return Ok(0);
-        }
-        let steps = apply_within(ctx.transport.as_ref(), &pending, ctx.sudo, ctx.timeout)
-            .await
-            .map_err(failed)?;
-        let mut made = 0;
-        for step in &steps {
-            let change = pending[step.index];
-            ctx.events.emit(&Event::Step {
-                host: ctx.host.name.clone(),
-                operation: change.operation.clone(),
-                target: change.target.clone(),
-                status: step.status,
-                output: step.output.clone(),
-            });
-            if step.status != 0 {
-                return Err(TaskFailure::new(format!(
-                    "`{}` on `{}` failed (status {}): {}",
-                    change.operation,
-                    change.target,
-                    step.status,
-                    step.output.trim()
-                )));
+        let applied = apply_runbook(
+            ctx.host.clone(),
+            Arc::clone(&ctx.transport),
+            runbook,
+            &ctx.run,
+            ctx.sudo,
+            ctx.timeout,
+        )
+        .await;
+        match applied {
+            Ok(0) => {
+                ctx.log(Level::Info, "no change");
+                Ok(0)
             }
-            ctx.log(
-                Level::Info,
-                format!(
-                    "{} {} {}: {}",
-                    change.kind.sign(),
-                    change.operation,
-                    change.target,
-                    change.summary
-                ),
-            );
-            made += 1;
+            Ok(made) => Ok(made),
+            Err(failed) => Err(TaskFailure::of_kind(
+                failed.kind.unwrap_or(FailureKind::Apply),
+                failed
+                    .error
+                    .unwrap_or_else(|| "the change failed".to_owned()),
+            )),
         }
-        if made < pending.len() {
-            return Err(TaskFailure::new(format!(
-                "only {made} of {} changes were reported made",
-                pending.len()
-            )));
-        }
-        Ok(made)
     }
-}
-
-/// Events of a validation nobody sees.
-struct Discard;
-
-impl toyc_engine::events::EventSink for Discard {
-    fn emit(&self, _: &Event) {}
 }

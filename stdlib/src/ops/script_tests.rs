@@ -7,18 +7,12 @@ use std::sync::Arc;
 
 use serde_json::json;
 use toyc_engine::context::HostContext;
-use toyc_engine::events::{Event, EventSink};
 use toyc_engine::facts::{Fact, FactQuery, Facts, PathFact};
 use toyc_engine::inventory::Host;
 use toyc_engine::plan::{Operation, Outcome};
-use toyc_engine::sandbox::{Limits, Sandbox};
-use toyc_engine::transport::LocalTransport;
-
-struct Quiet;
-
-impl EventSink for Quiet {
-    fn emit(&self, _: &Event) {}
-}
+use toyc_engine::run::RunContext;
+use toyc_engine::sandbox::Limits;
+use toyc_engine::transport::{LocalTransport, SshOptions};
 
 /// Run `source` for a local host whose script lives in `root`; the operations it
 /// declared, or the script error as `toyc` prints it.
@@ -43,14 +37,15 @@ fn run_with_vars(
     for (key, value) in extra {
         host.vars.insert((*key).into(), json!(value));
     }
+    let run = RunContext::new(SshOptions::new("/tmp".into()), Limits::default());
     let context = Arc::new(HostContext::new(
         host,
         Arc::new(LocalTransport::new("localhost")),
         runtime.handle().clone(),
-        Arc::new(Quiet),
+        run.clone(),
         root.to_owned(),
     ));
-    let mut sandbox = Sandbox::new(root, Limits::default());
+    let mut sandbox = run.sandbox(root);
     crate::register(&mut sandbox);
     let path = root.join("site.rhai");
     let ast = sandbox
@@ -60,7 +55,7 @@ fn run_with_vars(
     engine
         .run_ast(&ast)
         .map_err(|e| sandbox.describe(&e, &path).to_string())?;
-    Ok(context.take_operations())
+    Ok(context.take_runbook().operations().cloned().collect())
 }
 
 fn repo() -> tempfile::TempDir {

@@ -159,7 +159,9 @@ impl SshTransport {
         sink: Option<&OutputSink>,
         pid: &PidSlot,
     ) -> Result<ExecOutput, TransportError> {
-        let script = format!("sh -c {}", quote(&wrap(request, true)));
+        let wrapped = wrap(request, true).map_err(|e| e.on(&self.host.name))?;
+        let script = format!("sh -c {}", quote(&wrapped));
+        drop(wrapped);
         let mut child = self
             .spawn(session, &script, request.stdin.is_some())
             .await?;

@@ -67,3 +67,94 @@ fn an_env_key_cannot_inject_shell_commands_into_host_exec() {
     .code(0)
     .stdout_has("hi there");
 }
+
+#[test]
+fn an_owner_that_is_an_option_never_reaches_chown() {
+    let Some(pool) = hosts::shared() else { return };
+    let i = 3;
+    let dir = "/tmp/toyc-owner";
+    pool.docker_exec(i, &format!("rm -rf {dir} && mkdir -p {dir}"));
+    // `chown --reference=/etc/shadow f` would give `f` the owner of /etc/shadow.
+    for (script, refused) in [
+        (
+            format!(r#"files::file("{dir}/f", #{{ owner: "--reference=/etc/shadow" }});"#),
+            "option `owner` of `files::file`: `--reference=/etc/shadow` is not a valid owner name",
+        ),
+        (
+            format!(r#"files::directory("{dir}/d", #{{ group: "--reference=/etc/shadow" }});"#),
+            "option `group` of `files::directory`: `--reference=/etc/shadow` is not a valid group name",
+        ),
+        (
+            format!(r#"host::put("x", "{dir}/p", #{{ owner: "--reference=/etc/shadow" }});"#),
+            "option `owner` of `host::put`: `--reference=/etc/shadow` is not a valid owner name",
+        ),
+    ] {
+        run_on(pool, i, &script, "").code(1).stderr_has(refused);
+    }
+    assert_eq!(
+        on_host(pool, i, &format!("ls -A {dir}")),
+        "",
+        "nothing created"
+    );
+
+    // An owner that does not exist fails the step and leaves nothing new behind.
+    for script in [
+        format!(r#"files::file("{dir}/f", #{{ owner: "nosuchuser" }});"#),
+        format!(r#"files::file("{dir}/f", #{{ owner: "nosuchuser", mode: "0600" }});"#),
+        format!(r#"files::directory("{dir}/d", #{{ group: "nosuchgroup" }});"#),
+        format!(r#"files::directory("{dir}/d", #{{ group: "nosuchgroup", mode: "0700" }});"#),
+    ] {
+        run_on(pool, i, &script, "").code(1).stderr_has("invalid");
+        assert_eq!(
+            on_host(pool, i, &format!("ls -A {dir}")),
+            "",
+            "a failed chown leaves nothing behind: {script}"
+        );
+    }
+    // Numeric ids and names are owners.
+    run_on(
+        pool,
+        i,
+        &format!(r#"files::file("{dir}/f", #{{ owner: "65534", group: "nogroup" }});"#),
+        "",
+    )
+    .code(0);
+    assert_eq!(
+        on_host(pool, i, &format!("stat -c %u:%G {dir}/f")),
+        "65534:nogroup"
+    );
+}
+
+#[test]
+fn a_path_that_only_looks_harmless_is_normalised_before_the_root_check() {
+    let Some(pool) = hosts::shared() else { return };
+    let i = 3;
+    for path in ["/.", "//", "/./.", "/tmp/.."] {
+        // --check: were a path to slip through, the plan shows its removal, nothing runs.
+        let ran = Toyc::new()
+            .file("inv.yml", &pool.inventory_of("root", &[i]))
+            .file(
+                "s.rhai",
+                &format!(r#"files::directory("{path}", #{{ state: "absent" }});"#),
+            )
+            .run_with(&["run", "s.rhai", "-i", "inv.yml", "--check"]);
+        ran.code(1);
+        let refused = ran.stderr.contains("refusing to remove `/`")
+            || ran.stderr.contains("has a `..` component");
+        assert!(refused, "{path} refused:\n{}", ran.stderr);
+    }
+    // The normal form is what is acted on: `//tmp/./x/` is `/tmp/x`.
+    pool.docker_exec(i, "rm -rf /tmp/toyc-norm && mkdir /tmp/toyc-norm");
+    run_on(
+        pool,
+        i,
+        r#"files::directory("//tmp/./toyc-norm/", #{ state: "absent" });"#,
+        "",
+    )
+    .code(0)
+    .stderr_has("/tmp/toyc-norm");
+    assert_eq!(
+        on_host(pool, i, "ls -d /tmp/toyc-norm 2>&1 | grep -c 'No such'"),
+        "1"
+    );
+}

@@ -158,3 +158,57 @@ fn a_path_that_only_looks_harmless_is_normalised_before_the_root_check() {
         "1"
     );
 }
+
+#[test]
+fn inventory_mistakes_stop_the_run_naming_file_and_line() {
+    // See: issue 16, item 12. Each one used to reach a host (or DNS, or ssh's options).
+    let marker = std::env::temp_dir().join(format!("toyc-proxy-{}", std::process::id()));
+    let proxy = format!("-oProxyCommand=touch {}", marker.display());
+    for (file, text, at, says) in [
+        (
+            "inv.yml",
+            "hosts:\n  web1: {address: 127.0.0.1}\ngroups:\n  web: {hosts: [web1, wbe2]}\n"
+                .to_owned(),
+            "inv.yml:4:23: ",
+            "group `web` lists host `wbe2`, which is not defined",
+        ),
+        (
+            "hosts.ini",
+            "[web]\nweb1 ansible_host=10.0.0.1\n[db]\nweb1 ansible_host=10.0.0.2\n".to_owned(),
+            "hosts.ini:4:1: ",
+            "host `web1` sets `ansible_host` to `10.0.0.2` here and to `10.0.0.1` on line 2",
+        ),
+        (
+            "hosts.ini",
+            "[web]\nweb1\nweb2\nweb1\n".to_owned(),
+            "hosts.ini:4:1: ",
+            "host `web1` is listed twice in `[web]` (first on line 2)",
+        ),
+        (
+            "inv.yml",
+            format!("hosts:\n  web1: {{address: \"{proxy}\"}}\n"),
+            "inv.yml:2:",
+            "starts with `-`, which ssh would read as an option",
+        ),
+        (
+            "hosts.ini",
+            format!("web1 ansible_host=\"{proxy}\"\n"),
+            "hosts.ini:1:6: ",
+            "starts with `-`",
+        ),
+        (
+            "hosts.yml",
+            format!("all:\n  hosts:\n    web1: {{ansible_host: \"{proxy}\"}}\n"),
+            "hosts.yml:3:",
+            "starts with `-`",
+        ),
+    ] {
+        Toyc::new()
+            .file(file, &text)
+            .run_with(&["exec", "-i", file, "--", "true"])
+            .code(65)
+            .stderr_has(at)
+            .stderr_has(says);
+    }
+    assert!(!marker.exists(), "ssh ran the proxy command");
+}

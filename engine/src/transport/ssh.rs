@@ -316,6 +316,17 @@ async fn open_session(host: &Host, options: &SshOptions) -> Result<Session, Tran
             ),
         });
     }
+    // The last line of defence for addresses that did not come through the inventory's
+    // checks (a task list's or deploy config's host names): ssh reads `-...` as an option.
+    if host.address.starts_with('-') {
+        return Err(TransportError::Connect {
+            host: host.name.clone(),
+            reason: format!(
+                "the address `{}` starts with `-`, which ssh would read as an option; give a host name or IP address",
+                host.address
+            ),
+        });
+    }
     let mut builder = SessionBuilder::default();
     builder
         .known_hosts_check(if options.accept_new_host_keys {

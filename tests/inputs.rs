@@ -13,10 +13,9 @@ fn on_host(pool: &HostPool, i: usize, cmd: &str) -> String {
 }
 
 /// Run `script` on host `i` of the shared pool as root, applying without asking.
-fn run_on(pool: &HostPool, i: usize, script: &str, extra_inventory: &str) -> Ran {
-    let inventory = pool.inventory_of("root", &[i]) + extra_inventory;
+fn run_on(pool: &HostPool, i: usize, script: &str) -> Ran {
     Toyc::new()
-        .file("inv.yml", &inventory)
+        .file("inv.yml", &pool.inventory_of("root", &[i]))
         .file("s.rhai", script)
         .run_with(&["run", "s.rhai", "-i", "inv.yml", "-y"])
 }
@@ -32,7 +31,6 @@ fn an_env_key_cannot_inject_shell_commands_into_host_exec() {
         pool,
         i,
         r#"host::exec("echo ok", #{ env: #{ "A=1;cd;touch pwned;B": "x" } });"#,
-        "",
     );
     ran.code(1)
         .stderr_has("`A=1;cd;touch pwned;B` is not a valid environment variable name");
@@ -62,7 +60,6 @@ fn an_env_key_cannot_inject_shell_commands_into_host_exec() {
         pool,
         i,
         r#"print(host::exec("echo $GREETING", #{ env: #{ GREETING: "hi there" } }).stdout);"#,
-        "",
     )
     .code(0)
     .stdout_has("hi there");
@@ -89,7 +86,7 @@ fn an_owner_that_is_an_option_never_reaches_chown() {
             "option `owner` of `host::put`: `--reference=/etc/shadow` is not a valid owner name",
         ),
     ] {
-        run_on(pool, i, &script, "").code(1).stderr_has(refused);
+        run_on(pool, i, &script).code(1).stderr_has(refused);
     }
     assert_eq!(
         on_host(pool, i, &format!("ls -A {dir}")),
@@ -104,7 +101,7 @@ fn an_owner_that_is_an_option_never_reaches_chown() {
         format!(r#"files::directory("{dir}/d", #{{ group: "nosuchgroup" }});"#),
         format!(r#"files::directory("{dir}/d", #{{ group: "nosuchgroup", mode: "0700" }});"#),
     ] {
-        run_on(pool, i, &script, "").code(1).stderr_has("invalid");
+        run_on(pool, i, &script).code(1).stderr_has("invalid");
         assert_eq!(
             on_host(pool, i, &format!("ls -A {dir}")),
             "",
@@ -116,7 +113,6 @@ fn an_owner_that_is_an_option_never_reaches_chown() {
         pool,
         i,
         &format!(r#"files::file("{dir}/f", #{{ owner: "65534", group: "nogroup" }});"#),
-        "",
     )
     .code(0);
     assert_eq!(
@@ -149,7 +145,6 @@ fn a_path_that_only_looks_harmless_is_normalised_before_the_root_check() {
         pool,
         i,
         r#"files::directory("//tmp/./toyc-norm/", #{ state: "absent" });"#,
-        "",
     )
     .code(0)
     .stderr_has("/tmp/toyc-norm");

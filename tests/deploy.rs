@@ -646,3 +646,55 @@ fn execute(ctx) {
     let ran = toyc.run_with(&["apply", "gen/plan.json"]);
     ran.code(1).stderr_has("leads outside");
 }
+
+#[test]
+fn a_saved_plan_cannot_widen_the_local_files_it_reads() {
+    // See: issue 16 (security), item 6.
+    let Some(pool) = hosts::shared() else { return };
+    let i = 4;
+    let name = pool.hosts()[i].name.clone();
+    pool.docker_exec(i, "rm -rf /tmp/toyc-widen && mkdir /tmp/toyc-widen");
+    let toyc = Toyc::new()
+        .file("inv.yml", &pool.inventory_of("root", &[i]))
+        .file("secret.txt", "controller secret\n")
+        .file("gen/files/ok.txt", "shipped\n");
+    let secret = toyc.dir().join("secret.txt");
+    let plan = |key: &str, root: &str, src: &str| {
+        serde_json::json!({"name": "widen", key: root, "stages": [{"name": "s", "tasks": [
+            {"command": "upload", "host": name, "src": src, "dest": "/tmp/toyc-widen/"}]}]})
+        .to_string()
+    };
+    let secret_rel = secret
+        .strip_prefix("/")
+        .expect("absolute")
+        .to_str()
+        .expect("utf-8")
+        .to_owned();
+    for (key, root, src) in [
+        ("root", "/", secret_rel.as_str()),
+        ("releases", "/", secret_rel.as_str()),
+        ("root", "..", "secret.txt"),
+        ("releases", "..", "secret.txt"),
+        ("root", toyc.dir().to_str().expect("utf-8"), "secret.txt"),
+    ] {
+        std::fs::write(toyc.dir().join("gen/plan.json"), plan(key, root, src)).expect("write");
+        let ran = toyc.run_with(&["apply", "gen/plan.json", "-i", "inv.yml"]);
+        ran.code(65).stderr_has(&format!(
+            "gen/plan.json: `{key}` is `{root}`, outside the plan's directory"
+        ));
+        assert_eq!(
+            on_host(pool, i, "ls -A /tmp/toyc-widen"),
+            "",
+            "{key}: {root} shipped nothing"
+        );
+    }
+    // Below the plan's own directory is fine.
+    std::fs::write(
+        toyc.dir().join("gen/plan.json"),
+        plan("root", "files", "ok.txt"),
+    )
+    .expect("write");
+    toyc.run_with(&["apply", "gen/plan.json", "-i", "inv.yml"])
+        .code(0);
+    assert_eq!(on_host(pool, i, "cat /tmp/toyc-widen/ok.txt"), "shipped");
+}

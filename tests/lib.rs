@@ -8,6 +8,7 @@ mod cli;
 mod deploy;
 mod docs;
 mod harness;
+mod inputs;
 mod repl;
 mod roles;
 mod sandbox;

@@ -473,6 +473,46 @@ fn files_and_templates_leading_out_of_the_repo_are_refused() {
 }
 
 #[test]
+fn the_git_directory_of_a_role_checkout_is_unreadable_to_its_scripts() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let source = scratch.path().join("source");
+    std::fs::create_dir_all(source.join("templates")).expect("mkdir");
+    std::fs::write(source.join("templates/site.j2"), "inside\n").expect("write");
+    let cases = [
+        (
+            "render",
+            r#"print(template::render_file(".git/config", #{}));"#,
+        ),
+        ("copy", r#"files::copy("../.git/HEAD", "/tmp/never-git");"#),
+        (
+            "template",
+            r#"files::template("../.git/config", "/tmp/never-git", #{});"#,
+        ),
+        ("import", r#"import ".git/hooks/x" as x;"#),
+    ];
+    for (name, runbook) in cases {
+        std::fs::write(source.join("runbook.rhai"), runbook).expect("write");
+        let dir = scratch.path().join(name);
+        work_repo(&source, &dir);
+        let toyc = Toyc::new();
+        let state = toyc.dir().join("state");
+        let ran = toyc
+            .env("TOYC_STATE_DIR", state.to_str().expect("utf-8"))
+            .run_with(&[
+                "role",
+                name,
+                "--local",
+                "--repo",
+                &format!("file://{}", dir.display()),
+                "-y",
+            ]);
+        ran.code(1).stderr_has("is inside `.git`");
+        assert!(!ran.stdout.contains("[core]"), "{}", ran.stdout);
+        assert!(!Path::new("/tmp/never-git").exists());
+    }
+}
+
+#[test]
 fn toyc_role_local_applies_the_role_on_the_host_it_runs_on() {
     let Some(pool) = hosts::shared() else {
         return;
@@ -692,6 +732,8 @@ fn an_https_remote_with_a_token_in_the_url_is_fetched_and_the_token_is_never_sho
     let ran = role("s3cr3t-token");
     ran.code(0);
     assert!(out.join("conf/example.org.conf").is_file());
+    // A second sync fetches into the existing cache (reflogs, FETCH_HEAD).
+    role("s3cr3t-token").code(0);
     let record = std::fs::read_to_string(Path::new(&host_state).join("toyc/roles/web.json"))
         .expect("the local record");
     let config = std::fs::read_dir(Path::new(&state).join("roles"))
@@ -704,6 +746,17 @@ fn an_https_remote_with_a_token_in_the_url_is_fetched_and_the_token_is_never_sho
     for text in [&ran.stderr, &ran.stdout, &record, &config] {
         assert!(!text.contains("s3cr3t"), "the token leaked:\n{text}");
     }
+    // Not in any file of the cache either: the checkout is the role's sandbox.
+    let grep = Command::new("grep")
+        .args(["-rl", "s3cr3t"])
+        .arg(&state)
+        .output()
+        .expect("grep runs");
+    assert_eq!(
+        String::from_utf8_lossy(&grep.stdout),
+        "",
+        "files in the cache hold the token"
+    );
 
     let refused = role("wrong-token");
     refused

@@ -215,6 +215,9 @@ pub fn confined_path(root: &Path, relative: &str) -> Result<PathBuf, String> {
             "`{relative}` is an absolute path; scripts may only read files inside their own directory, give a path relative to it"
         ));
     }
+    if let Some(refusal) = crate::gitsync::git_metadata_refusal(candidate) {
+        return Err(refusal);
+    }
     let root = root.canonicalize().map_err(|e| {
         format!(
             "unable to resolve the script directory `{}`: {e}",
@@ -225,8 +228,12 @@ pub fn confined_path(root: &Path, relative: &str) -> Result<PathBuf, String> {
         .join(candidate)
         .canonicalize()
         .map_err(|e| format!("unable to read `{relative}` (in `{}`): {e}", root.display()))?;
-    if resolved.starts_with(&root) {
-        Ok(resolved)
+    if let Ok(inside) = resolved.strip_prefix(&root) {
+        // Also through a symlink that leads into `.git`.
+        match crate::gitsync::git_metadata_refusal(inside) {
+            Some(refusal) => Err(refusal),
+            None => Ok(resolved),
+        }
     } else {
         Err(format!(
             "`{relative}` leads outside the script's directory `{}` (through `..` or a symlink); scripts may only read their own files",

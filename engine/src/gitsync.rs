@@ -125,6 +125,22 @@ pub fn cache_path(base: &Path, name: &str, url: &str) -> PathBuf {
     base.join(format!("{name}-{}", &digest[..12]))
 }
 
+/// Why `relative` (a path below a checkout) may not be read by the checkout's own
+/// scripts and templates, if it is inside a `.git` directory: that is git's bookkeeping
+/// (remotes, reflogs, hooks), never a role's files, and the last place a credential
+/// could be left in.
+pub fn git_metadata_refusal(relative: &Path) -> Option<String> {
+    relative
+        .components()
+        .any(|part| part.as_os_str() == ".git")
+        .then(|| {
+            format!(
+                "`{}` is inside `.git`; scripts and templates may not read git's metadata, only the repo's files",
+                relative.display()
+            )
+        })
+}
+
 /// The commit checked out in `dest`, if it is a repository with one.
 pub fn head(dest: &Path) -> Option<String> {
     let repo = Repository::open(dest).ok()?;
@@ -303,19 +319,35 @@ fn fetch(
     deadline: Instant,
     trouble: &RefCell<Trouble>,
 ) -> Result<Option<String>, SyncError> {
-    let mut remote = repo.remote_anonymous(url).map_err(|e| SyncError::Cache {
+    let cache = |e: git2::Error| SyncError::Cache {
         path: repo.path().to_owned(),
         message: e.to_string(),
-    })?;
+    };
+    // The cache is the role's sandbox: nothing written into it may hold a password. So
+    // the remote is named without one (the credentials callback gives it from `url`),
+    // no FETCH_HEAD, and no reflogs (libgit2 would log the URL with every ref update;
+    // removing `logs/` also scrubs caches written before this was so).
+    repo.config()
+        .and_then(|mut config| config.set_bool("core.logAllRefUpdates", false))
+        .map_err(cache)?;
+    let logs = repo.path().join("logs");
+    if logs.exists() {
+        std::fs::remove_dir_all(&logs).map_err(|e| SyncError::Cache {
+            path: logs,
+            message: e.to_string(),
+        })?;
+    }
+    let mut remote = repo.remote_anonymous(&display_url(url)).map_err(cache)?;
     let mut fetch = FetchOptions::new();
     fetch
         .remote_callbacks(callbacks(url, options, deadline, trouble))
-        .download_tags(AutotagOption::All);
+        .download_tags(AutotagOption::All)
+        .update_fetchhead(false);
     let refspecs = [
         "+refs/heads/*:refs/remotes/origin/*",
         "+refs/tags/*:refs/tags/*",
     ];
-    let fetched = remote.fetch(&refspecs, Some(&mut fetch), None);
+    let fetched = remote.fetch(&refspecs, Some(&mut fetch), Some("fetch"));
     if let Err(e) = fetched {
         return Err(remote_error(url, options, &e, &trouble.borrow()));
     }
@@ -657,6 +689,22 @@ pub fn short(commit: &impl ToString) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_into_git_metadata_are_refused_wherever_the_component_is() {
+        for path in [
+            ".git",
+            ".git/config",
+            "files/../.git/HEAD",
+            "a/.git/x",
+            "./.git",
+        ] {
+            assert!(git_metadata_refusal(Path::new(path)).is_some(), "{path}");
+        }
+        for path in ["files/a.git", ".gitignore", "templates/.github/x"] {
+            assert!(git_metadata_refusal(Path::new(path)).is_none(), "{path}");
+        }
+    }
 
     #[test]
     fn passwords_never_reach_messages() {

@@ -52,10 +52,17 @@ fn write_file(
 ) -> Result<(), Fail> {
     let host = HostContext::of(ctx)?;
     let opts = Options::new("host::put", options, &["mode", "owner", "group", "sudo"])?;
+    let owner = opts.string("owner")?;
+    let group = opts.string("group")?;
+    for (key, value) in [("owner", &owner), ("group", &group)] {
+        if let Some(name) = value {
+            crate::ops::declare::option("host::put", key, crate::ops::owner_name(key, name))?;
+        }
+    }
     let put = PutOptions {
         mode: opts.string("mode")?,
-        owner: opts.string("owner")?,
-        group: opts.string("group")?,
+        owner,
+        group,
         sudo: opts.bool("sudo")?.unwrap_or(host.sudo),
         // Rewriting an existing file keeps its owner unless one is asked for.
         keep_owner: true,

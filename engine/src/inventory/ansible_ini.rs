@@ -50,6 +50,16 @@ struct Reader {
     /// Groups defined by `[g]` or `[g:children]` (`all` and `ungrouped` always are).
     defined: Vec<String>,
     pending: Vec<Pending>,
+    /// Each host's lines so far: (line, group).
+    lines: std::collections::HashMap<String, Vec<(usize, String)>>,
+}
+
+/// A variable's value as written, for messages.
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// Reads an Ansible INI inventory.
@@ -63,6 +73,7 @@ pub(super) fn read(text: &str) -> Result<Model, Issue> {
         kind: Kind::Hosts,
         defined: vec!["all".into(), "ungrouped".into()],
         pending: Vec::new(),
+        lines: std::collections::HashMap::new(),
     };
     for (index, line) in text.lines().enumerate() {
         reader.line(index + 1, line)?;
@@ -184,9 +195,53 @@ impl Reader {
             vars.insert(key.to_owned(), value);
         }
         for host in &expanded.names {
+            super::model::check_address("host", host)
+                .map_err(|why| Issue::new(At::Line(number, pattern.column), why))?;
+            self.repeat_check(host, number, pattern.column, &vars)?;
             self.model.host_mut(host).layer.vars.extend(vars.clone());
             if self.group != "all" {
                 self.model.add_member(&self.group, host);
+            }
+        }
+        Ok(())
+    }
+
+    /// A host on a second line: fine in another group (that is how a host joins two),
+    /// but not twice in one group, and not setting a variable to another value than an
+    /// earlier line did, which Ansible lets the last line win silently.
+    fn repeat_check(
+        &mut self,
+        host: &str,
+        number: usize,
+        column: usize,
+        vars: &Map<String, Value>,
+    ) -> Result<(), Issue> {
+        let at = At::Line(number, column);
+        let earlier = self.lines.entry(host.to_owned()).or_default();
+        if let Some((line, _)) = earlier.iter().find(|(_, group)| *group == self.group) {
+            return Err(Issue::new(
+                at,
+                format!(
+                    "host `{host}` is listed twice in `[{}]` (first on line {line}); remove one",
+                    self.group
+                ),
+            ));
+        }
+        earlier.push((number, self.group.clone()));
+        if let Some(def) = self.model.host_position(host).map(|i| &self.model.hosts[i]) {
+            for (key, value) in vars {
+                if let Some(before) = def.layer.vars.get(key).filter(|b| *b != value) {
+                    return Err(Issue::new(
+                        at,
+                        format!(
+                            "host `{host}` sets `{key}` to `{}` here and to `{}` on line {}; \
+                             give a host's variables once (or in `[group:vars]`)",
+                            value_text(value),
+                            value_text(before),
+                            earlier[0].0
+                        ),
+                    ));
+                }
             }
         }
         Ok(())
@@ -380,12 +435,48 @@ ansible_user=deploy
 
     #[test]
     fn a_host_in_several_groups_merges_its_vars_and_leaves_ungrouped() {
-        let m = model("h a=1\n[g1]\nh b=2\n[g2]\nh a=3\n");
+        let m = model("h a=1\n[g1]\nh b=2\n[g2]\nh a=1\n");
         assert_eq!(
             Value::Object(m.hosts[0].layer.vars.clone()),
-            json!({"a": 3, "b": 2})
+            json!({"a": 1, "b": 2})
         );
         assert!(group(&m, "ungrouped").hosts.is_empty());
+    }
+
+    #[test]
+    fn a_host_twice_in_a_group_or_with_two_values_of_a_variable_is_an_error() {
+        let err = read("[web]\nweb1\nweb2\nweb1 ansible_host=10.0.0.9\n").unwrap_err();
+        assert_eq!(err.at, At::Line(4, 1));
+        assert!(
+            err.message
+                .contains("listed twice in `[web]` (first on line 2)"),
+            "{}",
+            err.message
+        );
+        let err =
+            read("web1 ansible_host=10.0.0.1\n[db]\nweb1 ansible_host=10.0.0.2\n").unwrap_err();
+        assert_eq!(err.at, At::Line(3, 1));
+        assert!(
+            err.message
+                .contains("sets `ansible_host` to `10.0.0.2` here and to `10.0.0.1` on line 1"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_host_or_address_starting_with_a_dash_is_an_error() {
+        let err = read("[web]\n-oProxyCommand=x\n").unwrap_err();
+        assert_eq!(err.at, At::Line(2, 1));
+        assert!(err.message.contains("starts with `-`"), "{}", err.message);
+        let err = read("web1 ansible_host=-oProxyCommand=x\n").unwrap_err();
+        assert_eq!(err.at, At::Line(1, 6));
+        assert!(
+            err.message
+                .contains("`ansible_host` `-oProxyCommand=x` starts with `-`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

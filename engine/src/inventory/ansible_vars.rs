@@ -27,7 +27,12 @@ pub(super) fn check(key: &str, value: &Value) -> Result<(), String> {
         boolean(value).is_some()
     } else if CONNECTION.contains(&key) {
         return check_connection(value);
-    } else if ADDRESS.contains(&key) || USER.contains(&key) || KEY_FILE.contains(&key) {
+    } else if ADDRESS.contains(&key) {
+        let Some(address) = text(value) else {
+            return Err(format!("`{key}` must be a string, not `{}`", shown(value)));
+        };
+        return super::model::check_address(&format!("`{key}`"), &address);
+    } else if USER.contains(&key) || KEY_FILE.contains(&key) {
         text(value).is_some()
     } else {
         true

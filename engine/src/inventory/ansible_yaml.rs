@@ -103,6 +103,8 @@ fn read_hosts(model: &mut Model, group: &str, hosts: &Value, path: &YamlPath) ->
             vars.entry("ansible_port").or_insert(port.into());
         }
         for host in &expanded.names {
+            super::model::check_address("host", host)
+                .map_err(|why| Issue::yaml(path.key(&pattern), why))?;
             model.host_mut(host).layer.vars.extend(vars.clone());
             if group != "all" {
                 model.add_member(group, host);

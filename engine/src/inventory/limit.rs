@@ -253,7 +253,8 @@ mod tests {
     /// web1-3 in `web`, db1-2 in `db`, both in `prod`; `stage1` in `staging`.
     fn inventory() -> Inventory {
         Inventory::parse(
-            "groups:
+            "hosts: {web1: , web2: , web3: , db1: , db2: , stage1: }
+groups:
   web: {hosts: [web1, web2, web3]}
   db: {hosts: [db1, db2]}
   prod: {children: [web, db]}

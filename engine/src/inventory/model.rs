@@ -94,6 +94,25 @@ impl Issue {
     }
 }
 
+/// Check a host name or address (`what`, such as "`address` of host `web1`") that may
+/// become ssh's destination argument: one starting with `-` would be read as an option
+/// (`-oProxyCommand=...` runs a command on the controller), and whitespace would split it.
+pub(super) fn check_address(what: &str, address: &str) -> Result<(), String> {
+    if address.starts_with('-') {
+        return Err(format!(
+            "{what} `{address}` starts with `-`, which ssh would read as an option; \
+             give a host name or IP address"
+        ));
+    }
+    if address.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{what} `{}` contains whitespace; give a host name or IP address",
+            address.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
 /// How host connection settings are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Style {

@@ -14,9 +14,11 @@
 //!
 //! Every key is checked: a typo is an error naming the valid keys, never silently ignored.
 
+use std::collections::HashSet;
+
 use serde_yaml::{Mapping, Value};
 
-use super::model::{At, Issue, Layer, Model, Style};
+use super::model::{check_address, At, Issue, Layer, Model, Style};
 use super::suggest;
 use super::yaml_path::YamlPath;
 use super::yaml_read::{self, check_keys, entries, mapping};
@@ -37,6 +39,7 @@ pub(super) fn read(doc: &Value) -> Result<Model, Issue> {
     };
     check_keys(top, &TOP_KEYS, "the inventory's top level", &root)?;
     model.base = settings(top, &root, "the inventory's top level")?;
+    let defined = defined_hosts(top);
     if let Some(hosts) = top.get("hosts") {
         let path = root.value("hosts");
         if let Some(hosts) = mapping(hosts, &path, "`hosts`")? {
@@ -49,26 +52,45 @@ pub(super) fn read(doc: &Value) -> Result<Model, Issue> {
         let path = root.value("groups");
         if let Some(groups) = mapping(groups, &path, "`groups`")? {
             for (name, spec) in entries(groups) {
-                read_group(&mut model, &name, spec, &path)?;
+                read_group(&mut model, &name, spec, &path, &defined)?;
             }
         }
     }
     Ok(model)
 }
 
+/// Every host the inventory defines: under the top-level `hosts`, or in a group's
+/// `hosts` written as a mapping. A group's list of names refers to these.
+fn defined_hosts(top: &Mapping) -> HashSet<String> {
+    let keys = |hosts: Option<&Value>| -> Vec<String> {
+        match hosts {
+            Some(Value::Mapping(specs)) => entries(specs).map(|(name, _)| name).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut defined: HashSet<String> = keys(top.get("hosts")).into_iter().collect();
+    if let Some(Value::Mapping(groups)) = top.get("groups") {
+        for (_, spec) in entries(groups) {
+            defined.extend(keys(spec.as_mapping().and_then(|g| g.get("hosts"))));
+        }
+    }
+    defined
+}
+
 /// A host spec (`{address: .., ssh: .., ...}`, or empty), merged into any earlier one.
 fn read_host(model: &mut Model, name: &str, spec: &Value, path: &YamlPath) -> Result<(), Issue> {
     let owner = format!("host `{name}`");
+    check_address("host", name).map_err(|why| Issue::yaml(path.clone(), why))?;
     let mut layer = Layer::default();
     if let Some(spec) = mapping(spec, path, &owner)? {
         check_keys(spec, &HOST_KEYS, &owner, path)?;
         layer = settings(spec, path, &owner)?;
         if let Some(address) = spec.get("address") {
-            layer.address = Some(yaml_read::name(
-                address,
-                &path.value("address"),
-                &format!("`address` of {owner}"),
-            )?);
+            let at = path.value("address");
+            let what = format!("`address` of {owner}");
+            let address = yaml_read::name(address, &at, &what)?;
+            check_address(&what, &address).map_err(|why| Issue::yaml(at, why))?;
+            layer.address = Some(address);
         }
         if let Some(transport) = spec.get("transport") {
             layer.transport = Some(read_transport(transport, &path.value("transport"), &owner)?);
@@ -80,7 +102,13 @@ fn read_host(model: &mut Model, name: &str, spec: &Value, path: &YamlPath) -> Re
 
 /// A group: its settings, `hosts` (a list of names, or a mapping of host specs) and
 /// `children` (a list of group names).
-fn read_group(model: &mut Model, name: &str, spec: &Value, groups: &YamlPath) -> Result<(), Issue> {
+fn read_group(
+    model: &mut Model,
+    name: &str,
+    spec: &Value,
+    groups: &YamlPath,
+    defined: &HashSet<String>,
+) -> Result<(), Issue> {
     let path = groups.value(name);
     if name == "all" {
         return Err(Issue::yaml(
@@ -97,7 +125,7 @@ fn read_group(model: &mut Model, name: &str, spec: &Value, groups: &YamlPath) ->
     check_keys(spec, &GROUP_KEYS, &owner, &path)?;
     model.group_mut(name).layer = settings(spec, &path, &owner)?;
     if let Some(hosts) = spec.get("hosts") {
-        read_members(model, name, hosts, &path.value("hosts"))?;
+        read_members(model, name, hosts, &path.value("hosts"), defined)?;
     }
     if let Some(children) = spec.get("children") {
         let path = path.value("children");
@@ -120,6 +148,7 @@ fn read_members(
     group: &str,
     hosts: &Value,
     path: &YamlPath,
+    defined: &HashSet<String>,
 ) -> Result<(), Issue> {
     let what = format!("`hosts` of group `{group}`");
     match hosts {
@@ -132,6 +161,17 @@ fn read_members(
         other => {
             for (i, host) in yaml_read::sequence(other, path, &what)?.iter().enumerate() {
                 let host = yaml_read::name(host, &path.index(i), &format!("an entry of {what}"))?;
+                // Never a new host: a typo would become a machine to connect to.
+                if !defined.contains(&host) {
+                    let hint = suggest::did_you_mean(&host, defined.iter().map(String::as_str));
+                    return Err(Issue::yaml(
+                        path.index(i),
+                        format!(
+                            "group `{group}` lists host `{host}`, which is not defined; \
+                             define it under `hosts:` or fix the name{hint}"
+                        ),
+                    ));
+                }
                 model.add_member(group, &host);
             }
         }
@@ -251,6 +291,7 @@ hosts:
   web1: {address: 10.0.0.11, ssh: {user: root, port: 2222}, sudo: true, vars: {role: web}}
   db1: {}
   local1: {transport: local}
+  web2:
 groups:
   web: {hosts: [web1, web2], vars: {tier: front}, ssh: {port: 2200}, sudo: true}
   prod: {children: [web, db], vars: {env: prod}}
@@ -374,8 +415,23 @@ groups:
             "inventory.yml:2:19: `children` of group `web` must be a list, not a string `web2`"
         );
         assert_eq!(
-            error("groups:\n  web: {hosts: [a, [b]]}\n"),
-            "inventory.yml:2:20: an entry of `hosts` of group `web` must be a string, not a list"
+            error("hosts: {a: }\ngroups:\n  web: {hosts: [a, [b]]}\n"),
+            "inventory.yml:3:20: an entry of `hosts` of group `web` must be a string, not a list"
+        );
+        // A host a later group defines (as a mapping) may be listed before.
+        let m = model(
+            "hosts:\n  web1: {}\ngroups:\n  web: {hosts: [web1, web2]}\n  db: {hosts: {web2: }}\n",
+        );
+        assert_eq!(m.groups[0].hosts, ["web1", "web2"]);
+        assert_eq!(
+            error("hosts:\n  web1: {}\ngroups:\n  web: {hosts: [web1, web2]}\n"),
+            "inventory.yml:4:23: group `web` lists host `web2`, which is not defined; \
+             define it under `hosts:` or fix the name; did you mean `web1`?"
+        );
+        assert_eq!(
+            error("hosts:\n  a: {address: -oProxyCommand=x}\n"),
+            "inventory.yml:2:16: `address` of host `a` `-oProxyCommand=x` starts with `-`, \
+             which ssh would read as an option; give a host name or IP address"
         );
         assert_eq!(
             error("hosts:\n  a: {address: [10, 0]}\n"),

@@ -133,6 +133,24 @@ pub enum TaskListError {
         /// What is wrong.
         message: String,
     },
+    /// A saved plan's `root` or `releases` names a directory outside the plan file's
+    /// own: a hand-edited plan must not widen what local files its tasks may read.
+    /// Resolution: keep the plan file next to (or above) the generator's directory.
+    #[error(
+        "{}: `{key}` is `{}`, outside the plan's directory `{}`; a saved plan may only read \
+         local files below the directory it is in: move the plan there, or plan again",
+        .path.display(), .value.display(), .dir.display()
+    )]
+    Outside {
+        /// The plan file.
+        path: PathBuf,
+        /// `root` or `releases`.
+        key: &'static str,
+        /// What the plan says.
+        value: PathBuf,
+        /// The plan file's directory.
+        dir: PathBuf,
+    },
     /// A generator returned something that is not a plan.
     #[error("{origin}: `generate` returned no valid plan: {message}")]
     Generated {
@@ -150,7 +168,45 @@ impl TaskList {
             path: path.to_owned(),
             source,
         })?;
-        TaskList::parse(&text, path)
+        let mut list = TaskList::parse(&text, path)?;
+        list.confine_to(path)?;
+        Ok(list)
+    }
+
+    /// Hold a plan read from `path` to that file's directory: its `root` and `releases`
+    /// (where its tasks read local files) are resolved against it, and must be it or
+    /// below it, after symlinks. They are then absolute.
+    fn confine_to(&mut self, path: &Path) -> Result<(), TaskListError> {
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let dir = base.canonicalize().map_err(|source| TaskListError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        for (key, value) in [("root", &mut self.root), ("releases", &mut self.releases)] {
+            let Some(given) = value.as_ref() else {
+                continue;
+            };
+            let outside = || TaskListError::Outside {
+                path: path.to_owned(),
+                key,
+                value: given.clone(),
+                dir: dir.clone(),
+            };
+            // One that does not exist (it reads nothing) is checked as written.
+            let joined = dir.join(given);
+            let resolved = joined.canonicalize().unwrap_or(joined);
+            let climbs = resolved
+                .components()
+                .any(|c| c == std::path::Component::ParentDir);
+            if climbs || !resolved.starts_with(&dir) {
+                return Err(outside());
+            }
+            *value = Some(resolved);
+        }
+        Ok(())
     }
 
     /// Read a plan from JSON `text`; errors name `origin:line:column`.

@@ -53,9 +53,10 @@ impl Transport for LocalTransport {
         request: &ExecRequest,
         sink: Option<&OutputSink>,
     ) -> Result<ExecOutput, TransportError> {
+        let script = wrap(request, false).map_err(|e| e.on(&self.host))?;
         let mut child = Command::new("sh")
             .arg("-c")
-            .arg(wrap(request, false))
+            .arg(script)
             .stdin(if request.stdin.is_some() {
                 Stdio::piped()
             } else {

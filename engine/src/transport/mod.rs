@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub use local::LocalTransport;
-pub use remote_shell::{atomic_write, quote};
+pub use remote_shell::{atomic_write, is_env_name, quote};
 pub use ssh::{SshOptions, SshTransport};
 
 /// Which output stream a chunk of command output came from.
@@ -152,6 +152,18 @@ pub enum TransportError {
     SudoTty {
         /// The inventory name of the host.
         host: String,
+    },
+    /// A request set an environment variable whose name is not one (nothing was run).
+    /// Resolution: use letters, digits and `_`, not starting with a digit.
+    #[error(
+        "`{key}` is not a valid environment variable name (command for `{host}` not run); \
+         use letters, digits and `_`, not starting with a digit"
+    )]
+    BadEnvName {
+        /// The inventory name of the host.
+        host: String,
+        /// The refused name.
+        key: String,
     },
     /// A local I/O failure (spawning a process, reading its output).
     #[error("local I/O failed while talking to `{host}`")]

@@ -21,11 +21,38 @@ pub fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
+/// Whether `key` can name an environment variable in a POSIX shell: letters, digits and
+/// `_`, not starting with a digit. Every variable toyc sets on a host is checked with
+/// this, because a key lands unquoted in `export KEY=...`: `A=1;touch x;B` would run.
+pub fn is_env_name(key: &str) -> bool {
+    !key.is_empty()
+        && !key.starts_with(|c: char| c.is_ascii_digit())
+        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// An environment variable name that [`is_env_name`] refused.
+#[derive(Debug)]
+pub(crate) struct BadEnvName(pub String);
+
+impl BadEnvName {
+    /// The transport error for host `host`.
+    pub(crate) fn on(self, host: &str) -> super::TransportError {
+        super::TransportError::BadEnvName {
+            host: host.to_owned(),
+            key: self.0,
+        }
+    }
+}
+
 /// The script that runs `request` under `sh -c`: environment, directory, then the command
 /// itself (through `sudo -n` when asked). With `report_pid`, the shell first prints its
 /// pid on stderr for [`PID_MARKER`]. The prelude ends with a newline so that a syntax
-/// error in the user's command cannot stop it from running.
-pub(crate) fn wrap(request: &ExecRequest, report_pid: bool) -> String {
+/// error in the user's command cannot stop it from running. Every transport builds its
+/// command here, so this is where environment names are checked.
+pub(crate) fn wrap(request: &ExecRequest, report_pid: bool) -> Result<String, BadEnvName> {
+    if let Some((key, _)) = request.env.iter().find(|(key, _)| !is_env_name(key)) {
+        return Err(BadEnvName(key.clone()));
+    }
     let mut script = String::new();
     if report_pid {
         script.push_str("printf '");
@@ -48,7 +75,7 @@ pub(crate) fn wrap(request: &ExecRequest, report_pid: bool) -> String {
         }
         script.push_str(&request.command);
     }
-    script
+    Ok(script)
 }
 
 /// Kill a remote process group found through [`PID_MARKER`]: TERM now, KILL two seconds
@@ -167,14 +194,26 @@ mod tests {
         request.env = vec![("A".into(), "x y".into())];
         request.cwd = Some("/tmp".into());
         assert_eq!(
-            wrap(&request, false),
+            wrap(&request, false).unwrap(),
             "cd -- /tmp || exit 125\nexport A='x y'\necho $A"
         );
         request.sudo = true;
         assert_eq!(
-            wrap(&request, true),
+            wrap(&request, true).unwrap(),
             "printf 'toyc-pid %s\\n' $$ >&2\ncd -- /tmp || exit 125\nexec sudo -n -- env 'A=x y' sh -c 'echo $A'"
         );
+    }
+
+    #[test]
+    fn wrap_refuses_an_env_name_that_is_not_one() {
+        for key in ["A=1;touch x;B", "", "1A", "A B", "A-B"] {
+            let mut request = ExecRequest::new("true");
+            request.env = vec![(key.into(), "x".into())];
+            for sudo in [false, true] {
+                request.sudo = sudo;
+                assert!(wrap(&request, false).is_err(), "{key:?} refused");
+            }
+        }
     }
 
     /// Run `script` under `sh -c` with `stdin` fed to it.

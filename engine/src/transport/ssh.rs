@@ -164,7 +164,9 @@ impl SshTransport {
         sink: Option<&OutputSink>,
         pid: &PidSlot,
     ) -> Result<ExecOutput, TransportError> {
-        let script = format!("sh -c {}", quote(&wrap(request, true)));
+        let wrapped = wrap(request, true).map_err(|e| e.on(&self.host.name))?;
+        let script = format!("sh -c {}", quote(&wrapped));
+        drop(wrapped);
         let mut child = self
             .spawn(session, &script, request.stdin.is_some())
             .await?;
@@ -321,6 +323,17 @@ async fn open_session(host: &Host, options: &SshOptions) -> Result<Session, Tran
                 "control socket directory `{}` is {dir_len} bytes, more than the {MAX_CONTROL_DIR} a Unix socket path leaves room for; \
                  set TMPDIR to a shorter directory",
                 options.control_dir.display()
+            ),
+        });
+    }
+    // The last line of defence for addresses that did not come through the inventory's
+    // checks (a task list's or deploy config's host names): ssh reads `-...` as an option.
+    if host.address.starts_with('-') {
+        return Err(TransportError::Connect {
+            host: host.name.clone(),
+            reason: format!(
+                "the address `{}` starts with `-`, which ssh would read as an option; give a host name or IP address",
+                host.address
             ),
         });
     }

@@ -171,9 +171,14 @@ impl Builtin {
             }
             Builtin::Unpack => {
                 let a = Args::new(task, &["archive", "dest", "strip_components"])?;
+                let dest = a.path("dest")?;
+                // Unpacking replaces `dest` whole (`rm -rf` of the old one).
+                if dest == "/" {
+                    return Err("argument `dest`: refusing to replace `/`".into());
+                }
                 Checked::Unpack {
                     archive: a.path("archive")?,
-                    dest: a.path("dest")?,
+                    dest,
                     strip: a.number("strip_components")?.map_or(0, |n| n as u64),
                 }
             }

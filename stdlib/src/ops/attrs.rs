@@ -1,6 +1,7 @@
 //! Permission bits and ownership: what scripts ask for (`mode`, `owner`, `group`), how
 //! that compares with what `stat` found, and the shell that fixes the difference.
 
+use super::user::account_name;
 use toyc_engine::transport::quote;
 
 /// Written where an owner, group or mode is not known in advance (a file created by the
@@ -90,8 +91,24 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Check an owner or group (`what`) for `chown` and `chgrp`: a numeric id, or a name
+/// as `useradd` takes it ([`account_name`]). Nothing else reaches those commands, where
+/// `--reference=/etc/shadow` would be an option, not a name.
+pub fn owner_name(what: &str, name: &str) -> Result<(), String> {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(());
+    }
+    account_name(what, name).map_err(|_| {
+        format!(
+            "`{}` is not a valid {what} name: use a name (letters, digits, `.`, `_` and `-`, \
+             not first) or a numeric id",
+            name.escape_debug()
+        )
+    })
+}
+
 impl Attrs {
-    /// Attributes to ask for, with owner and group names checked ([`check_name`]).
+    /// Attributes to ask for, with owner and group names checked ([`owner_name`]).
     pub fn new(
         mode: Option<Mode>,
         owner: Option<String>,
@@ -99,7 +116,7 @@ impl Attrs {
     ) -> Result<Attrs, String> {
         for (what, name) in [("owner", &owner), ("group", &group)] {
             if let Some(name) = name {
-                check_name(what, name)?;
+                owner_name(what, name)?;
             }
         }
         Ok(Attrs { mode, owner, group })
@@ -140,12 +157,37 @@ impl Attrs {
     /// The `chown`/`chgrp` lines of [`Attrs::commands`] alone, for a change that gives
     /// the mode some other way.
     pub fn ownership_commands(&self, path_word: &str) -> String {
+        self.ownership_or_undo(path_word, None)
+    }
+
+    /// [`Attrs::commands`] for something the same script just created, which `undo`
+    /// removes when an attribute cannot be given: a file whose owner does not exist
+    /// must not be left behind, owned by whoever ran the step.
+    pub fn commands_for_new(&self, path_word: &str, undo: &str) -> String {
+        let mut script = String::new();
+        if let Some(mode) = self.mode {
+            script.push_str(&format!(
+                "chmod {} {path_word} || {{ {undo}; exit 1; }}\n",
+                mode.stat_form()
+            ));
+        }
+        script.push_str(&self.ownership_or_undo(path_word, Some(undo)));
+        script
+    }
+
+    /// The `chown`/`chgrp` lines of [`Attrs::commands_for_new`] alone.
+    pub fn ownership_for_new(&self, path_word: &str, undo: &str) -> String {
+        self.ownership_or_undo(path_word, Some(undo))
+    }
+
+    fn ownership_or_undo(&self, path_word: &str, undo: Option<&str>) -> String {
+        let on_failure = undo.map_or(String::new(), |undo| format!(" || {{ {undo}; exit 1; }}"));
         let mut script = String::new();
         if let Some(owner) = &self.owner {
-            script.push_str(&format!("chown {} {path_word}\n", quote(owner)));
+            script.push_str(&format!("chown {} {path_word}{on_failure}\n", quote(owner)));
         }
         if let Some(group) = &self.group {
-            script.push_str(&format!("chgrp {} {path_word}\n", quote(group)));
+            script.push_str(&format!("chgrp {} {path_word}{on_failure}\n", quote(group)));
         }
         script
     }
@@ -238,7 +280,11 @@ mod tests {
     #[test]
     fn bad_names_are_refused() {
         let err = Attrs::new(None, Some("a b".into()), None).unwrap_err();
-        assert_eq!(err, "`a b` is not a valid owner name");
+        assert!(err.starts_with("`a b` is not a valid owner name"), "{err}");
+        for bad in ["--reference=/etc/shadow", "-1", "", "a/b"] {
+            assert!(Attrs::new(None, Some(bad.into()), None).is_err(), "{bad:?}");
+        }
+        assert!(Attrs::new(None, Some("1000".into()), Some("www-data".into())).is_ok());
         assert!(Attrs::new(None, None, Some("x:y".into())).is_err());
     }
 }

@@ -8,7 +8,7 @@ use rhai::{EvalAltResult, NativeCallContext};
 use toyc_engine::context::HostContext;
 use toyc_engine::plan::Operation;
 
-use super::attrs::{check_name, Attrs, Mode};
+use super::attrs::{owner_name, Attrs, Mode};
 use crate::options::Options;
 
 pub(crate) type Fail = Box<EvalAltResult>;
@@ -44,7 +44,7 @@ pub(crate) fn attrs(function: &str, opts: &Options) -> Result<Attrs, Fail> {
     let group = opts.string("group")?;
     for (key, value) in [("owner", &owner), ("group", &group)] {
         if let Some(name) = value {
-            option(function, key, check_name(key, name))?;
+            option(function, key, owner_name(key, name))?;
         }
     }
     Ok(Attrs { mode, owner, group })

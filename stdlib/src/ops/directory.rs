@@ -55,15 +55,17 @@ impl Directory {
         let quoted = quote(path);
         let outcome = match fact {
             PathFact::Absent => {
+                // Only the directory itself: parents `mkdir -p` made stay, empty.
+                let undo = format!("rmdir -- {quoted}");
                 let script = match self.attrs.mode {
                     // One process: `mkdir -m` gives the new directory its mode. One that
                     // appeared since the facts were asked gets it from `chmod`.
                     Some(mode) => format!(
                         "if [ -d {quoted} ]; then chmod {m} {quoted}; else mkdir -p -m {m} {quoted}; fi\n{}",
-                        self.attrs.ownership_commands(&quoted),
+                        self.attrs.ownership_for_new(&quoted, &undo),
                         m = mode.stat_form()
                     ),
-                    None => format!("mkdir -p {quoted}\n{}", self.attrs.commands(&quoted)),
+                    None => format!("mkdir -p {quoted}\n{}", self.attrs.commands_for_new(&quoted, &undo)),
                 };
                 self.outcome(
                     ChangeKind::Create,

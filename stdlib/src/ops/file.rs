@@ -110,13 +110,14 @@ impl Operation for File {
                 // `>>` creates without truncating, should the file appear in between.
                 // Created under the umask that gives the asked mode, it costs no process;
                 // one that appeared in between gets the mode from `chmod`.
+                let undo = format!("rm -f -- {quoted}");
                 let script = match self.attrs.mode.and_then(|m| m.creation_umask().map(|u| (m, u))) {
                     Some((mode, umask)) => format!(
                         "if [ -e {quoted} ]; then chmod {} {quoted}; else umask {umask}; : >> {quoted}; fi\n{}",
                         mode.stat_form(),
-                        self.attrs.ownership_commands(&quoted)
+                        self.attrs.ownership_for_new(&quoted, &undo)
                     ),
-                    None => format!(": >> {quoted}\n{}", self.attrs.commands(&quoted)),
+                    None => format!(": >> {quoted}\n{}", self.attrs.commands_for_new(&quoted, &undo)),
                 };
                 Ok(self.change(
                     ChangeKind::Create,

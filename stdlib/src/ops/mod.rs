@@ -38,7 +38,7 @@ mod local_tests;
 #[cfg(test)]
 mod script_tests;
 
-pub use attrs::{check_name, Attrs, Current, Mode, UNKNOWN};
+pub use attrs::{check_name, owner_name, Attrs, Current, Mode, UNKNOWN};
 pub use content::Content;
 pub use directory::Directory;
 pub use file::{File, FileState};
@@ -53,8 +53,11 @@ use sha2::{Digest, Sha256};
 use toyc_engine::facts::{Fact, FactQuery, Facts, PathFact};
 use toyc_engine::plan::{Change, ChangeKind, NoChange, Outcome};
 
-/// `path` if it is absolute, without trailing slashes (`/etc/app/` and `/etc/app` are
-/// one fact), or why not.
+/// `path` if it is absolute, in its one normal form, or why not: no empty or `.`
+/// components (`/etc//app/.` is `/etc/app`, one fact), and no `..`. Every safety check
+/// (such as "never remove `/`") compares normal forms, so `/.` or `/tmp/..` cannot slip
+/// past one. `..` is refused rather than resolved: through a symlink, the host would
+/// resolve it somewhere else than the text says.
 pub fn absolute(path: &str) -> Result<String, String> {
     if !path.starts_with('/') {
         return Err(format!(
@@ -64,8 +67,25 @@ pub fn absolute(path: &str) -> Result<String, String> {
     if path.contains('\0') {
         return Err(format!("`{}` contains a NUL byte", path.escape_debug()));
     }
-    let trimmed = path.trim_end_matches('/');
-    Ok(if trimmed.is_empty() { "/" } else { trimmed }.to_owned())
+    let mut normal = String::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                return Err(format!(
+                    "`{path}` has a `..` component; write the path without it"
+                ))
+            }
+            part => {
+                normal.push('/');
+                normal.push_str(part);
+            }
+        }
+    }
+    if normal.is_empty() {
+        normal.push('/');
+    }
+    Ok(normal)
 }
 
 /// The fact that adds a diff to `change` when its operation is planned again with it:
@@ -196,6 +216,9 @@ mod tests {
     fn paths_must_be_absolute_and_lose_trailing_slashes() {
         assert_eq!(absolute("/etc/app/").unwrap(), "/etc/app");
         assert_eq!(absolute("///").unwrap(), "/");
+        assert_eq!(absolute("/.").unwrap(), "/");
+        assert_eq!(absolute("//etc/./app//").unwrap(), "/etc/app");
+        assert!(absolute("/tmp/..").unwrap_err().contains("`..` component"));
         let err = absolute("etc/app").unwrap_err();
         assert!(err.contains("not an absolute path"), "{err}");
         assert!(absolute("").is_err());

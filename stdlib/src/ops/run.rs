@@ -3,7 +3,7 @@
 
 use toyc_engine::facts::{FactQuery, Facts, PathFact};
 use toyc_engine::plan::{Change, ChangeKind, NoChange, Operation, Outcome};
-use toyc_engine::transport::quote;
+use toyc_engine::transport::{is_env_name, quote};
 
 use super::{absolute, path_fact};
 
@@ -56,10 +56,7 @@ impl Run {
             }
         }
         for (key, _) in &env {
-            let valid = !key.is_empty()
-                && !key.starts_with(|c: char| c.is_ascii_digit())
-                && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !valid {
+            if !is_env_name(key) {
                 return Err(format!("`{key}` is not a valid environment variable name"));
             }
         }

@@ -646,3 +646,56 @@ fn execute(ctx) {
     let ran = toyc.run_with(&["apply", "gen/plan.json"]);
     ran.code(1).stderr_has("leads outside");
 }
+
+#[test]
+fn a_custom_command_returning_false_fails_its_stage_and_an_initialize_returning_false_refuses_the_plan(
+) {
+    let plan = r#"{"name": "falsy", "stages": [
+        {"name": "first", "tasks": [
+            {"command": "x", "host": "localhost"},
+            {"command": "shell", "host": "localhost", "cmd": "touch first"}]},
+        {"name": "then", "tasks": [{"command": "shell", "host": "localhost", "cmd": "touch second"}]}]}"#;
+    let toyc = Toyc::new()
+        .file("commands/x.rhai", "fn initialize(a) {} fn execute(ctx) { false }")
+        .file("plan.json", plan);
+    let ran = toyc.run_with(&["apply", "plan.json"]);
+    ran.code(1)
+        .stderr_has("stage `first` task 1 (`x`)")
+        .stderr_has("`execute` returned `false`");
+    assert!(
+        !toyc.dir().join("second").exists(),
+        "the next stage never starts: {}",
+        ran.stderr
+    );
+
+    // Returning 0 (no changes) or nothing at all is success.
+    let toyc = Toyc::new()
+        .file("commands/x.rhai", "fn initialize(a) {} fn execute(ctx) { 0 }")
+        .file("commands/y.rhai", "fn initialize(a) {} fn execute(ctx) { ctx.log(\"y\"); }")
+        .file(
+            "plan.json",
+            &plan.replacen(
+                r#"{"command": "shell", "host": "localhost", "cmd": "touch first"}"#,
+                r#"{"command": "y", "host": "localhost"}"#,
+                1,
+            ),
+        );
+    toyc.run_with(&["apply", "plan.json"]).code(0);
+    assert!(toyc.dir().join("second").exists());
+
+    // `initialize` returning `false` refuses the task before anything runs.
+    let toyc = Toyc::new()
+        .file("commands/x.rhai", "fn initialize(a) { a.keep > 0 } fn execute(ctx) { 1 }")
+        .file(
+            "plan.json",
+            r#"{"name": "refused", "stages": [{"name": "s", "tasks": [
+                {"command": "shell", "host": "localhost", "cmd": "touch touched"},
+                {"command": "x", "host": "localhost", "keep": 0}]}]}"#,
+        );
+    let ran = toyc.run_with(&["apply", "plan.json"]);
+    ran.code(65)
+        .stderr_has("stage `s` task 2 (`x` on `localhost`)")
+        .stderr_has("`initialize` returned `false`")
+        .stderr_has("no host was touched");
+    assert!(!toyc.dir().join("touched").exists());
+}

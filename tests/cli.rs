@@ -167,6 +167,7 @@ enum Event {
     StageStart {
         stage: String,
         hosts: Vec<String>,
+        continues_on_failure: bool,
     },
     StageEnd {
         stage: String,

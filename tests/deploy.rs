@@ -699,3 +699,42 @@ fn a_custom_command_returning_false_fails_its_stage_and_an_initialize_returning_
         .stderr_has("no host was touched");
     assert!(!toyc.dir().join("touched").exists());
 }
+
+#[test]
+fn a_graphite_send_that_fails_is_a_warning_and_the_run_succeeds() {
+    // A port nobody listens on: bound, then closed.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let generator = r#"
+fn generate(config) {
+    #{ name: "notify", stages: [
+        #{ name: "work", tasks: [#{ command: "shell", host: "localhost", cmd: "true" }] },
+        graphite_stage("deployed")] }
+}
+"#;
+    let toyc = Toyc::new()
+        .file(
+            "deploy.yml",
+            &format!(
+                "{}graphite: {{host: 127.0.0.1, port: {port}}}\n",
+                config(&["localhost"])
+            ),
+        )
+        .file("gen.rhai", generator);
+    let ran = toyc.run_with(&["run", "gen.rhai", "--config", "deploy.yml", "-y"]);
+    ran.code(0)
+        .stderr_has("[WARN] [send_graphite] [localhost] [*] task 1 of stage `graphite deployed` failed")
+        .stderr_has("[WARN] [stage] [*] [*] stage `graphite deployed`: 0 ok, 1 failed and let pass (the stage continues on failure), 0 not started");
+    assert!(!ran.stderr.contains("[ERROR]"), "{}", ran.stderr);
+    let json = toyc.run_with(&["run", "gen.rhai", "--config", "deploy.yml", "-y", "--json"]);
+    json.code(0);
+    let stage_end = json
+        .json_lines()
+        .into_iter()
+        .find(|e| e["type"] == "stage_end" && e["data"]["stage"] == "graphite deployed")
+        .expect("a stage_end");
+    assert_eq!(stage_end["data"]["failed"], 1, "{stage_end}");
+}

@@ -13,7 +13,7 @@
 //! | `change` | `{"host": "h1", "operation": "files::file", "target": "/etc/motd", "kind": "create"\|"modify"\|"remove"\|"run", "summary": "...", "diff": "..."\|null}`: planned, not yet made |
 //! | `no_change` | `{"host": "h1", "operation": "...", "target": "...", "reason": "..."}` |
 //! | `step` | `{"host": "h1", "operation": "...", "target": "...", "status": 0, "output": "..."}`: a change was made (status 0) or failed |
-//! | `stage_start` | `{"stage": "deploy", "hosts": ["h1", "h2"]}`: a stage begins on the hosts with changes in it |
+//! | `stage_start` | `{"stage": "deploy", "hosts": ["h1", "h2"], "continues_on_failure": false}`: a stage begins on the hosts with changes in it; with `continues_on_failure` its failures are warnings that do not fail the run |
 //! | `stage_end` | `{"stage": "deploy", "ok": 1, "failed": 1, "skipped": 0, "aborted": true}`: hosts counted, or tasks for a task list |
 //! | `task_start` | `{"stage": "upload", "index": 1, "command": "upload", "host": "h1", "service": "web"\|null}`: a task of a task list starts (index from 1) |
 //! | `task_end` | `{"stage": "upload", "index": 1, "command": "upload", "host": "h1", "service": "web"\|null, "status": "ok"\|"failed"\|"skipped", "error": "..."\|null, "elapsed_ms": 310}` |
@@ -98,6 +98,9 @@ pub enum Event {
         stage: String,
         /// Its hosts, in inventory order.
         hosts: Vec<String>,
+        /// Whether its failures only warn (`on_failure: continue`): the run goes on and
+        /// does not fail because of them.
+        continues_on_failure: bool,
     },
     /// A stage ended.
     StageEnd {
@@ -407,7 +410,7 @@ impl EventSink for HumanSink {
                     .unwrap_or_else(|p| p.into_inner())
                     .push(result.clone());
             }
-            Event::StageStart { stage, hosts } if self.verbose => {
+            Event::StageStart { stage, hosts, .. } if self.verbose => {
                 err_line(&format!("--> stage `{stage}` on {} host(s)", hosts.len()));
             }
             Event::StageEnd {

@@ -271,6 +271,7 @@ pub async fn execute(
         events.emit(&Event::StageStart {
             stage: name.clone(),
             hosts: hosts.clone(),
+            continues_on_failure: options.on_failure == FailurePolicy::Continue,
         });
         progress.phase(&format!("stage {name}"), hosts.len());
         let progress = Arc::new(progress.clone());

@@ -10,6 +10,7 @@ mod plan;
 mod repl;
 mod role;
 mod run;
+mod shell;
 mod targets;
 
 use std::time::Duration;
@@ -130,6 +131,8 @@ async fn dispatch(command: Command) -> Outcome {
         Command::Apply(args) => apply::apply(args).await,
         Command::Role(args) => role::role(args).await,
         Command::Doc(args) => doc::doc(&args),
+        Command::Completions(args) => shell::completions(&args),
+        Command::Man(args) => shell::man(&args),
         // `main` runs the console itself, outside this future.
         Command::Repl(_) => Err(anyhow::anyhow!("toyc bug: the console reached dispatch").into()),
     }

@@ -136,7 +136,44 @@ fn doc_prints_every_host_function_with_an_example() {
         .args(["doc", "nope"])
         .run()
         .code(65)
-        .stderr_has("no module `nope`; modules: ");
+        .stderr_has("no module `nope` and no task command of that name; modules: ");
+}
+
+#[test]
+fn doc_documents_every_built_in_task_command_with_its_arguments() {
+    let commands: &[(&str, &[&str])] = &[
+        ("shell", &["cmd", "cwd"]),
+        ("upload", &["src", "dest", "mode"]),
+        ("unpack", &["archive", "dest", "strip_components"]),
+        ("symlink", &["target", "link"]),
+        ("wait_port", &["port", "address", "wait"]),
+        ("sleep", &["seconds"]),
+        ("service_restart", &["unit", "service"]),
+        ("send_graphite", &["metric", "value", "carbon_host", "carbon_port"]),
+        ("file_exists", &["path"]),
+    ];
+    let all = Toyc::new().args(["doc", "tasks"]).run();
+    all.code(0)
+        .stdout_has("`command` and `host` are required");
+    for (command, arguments) in commands {
+        let one = Toyc::new().args(["doc", command]).run();
+        one.code(0)
+            .stdout_has(&format!("command: \"{command}\""));
+        for argument in *arguments {
+            assert!(
+                one.stdout.contains(&format!("  {argument} ")),
+                "`toyc doc {command}` explains `{argument}`:\n{}",
+                one.stdout
+            );
+        }
+        assert!(all.stdout.contains(&format!("\n{command}\n")), "{command} in `toyc doc tasks`");
+    }
+    // The whole manual has them too.
+    Toyc::new()
+        .args(["doc"])
+        .run()
+        .code(0)
+        .stdout_has("\nwait_port\n");
 }
 
 /// Mirrors of the `--json` envelope: any field added or renamed fails this test, so the

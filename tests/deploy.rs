@@ -738,3 +738,47 @@ fn generate(config) {
         .expect("a stage_end");
     assert_eq!(stage_end["data"]["failed"], 1, "{stage_end}");
 }
+
+#[test]
+fn plan_listings_quote_odd_values_and_plan_json_prints_json() {
+    let generator = r#"
+fn generate(config) {
+    #{ name: "odd", stages: [#{ name: "s", tasks: [
+        #{ command: "shell", host: "localhost", cmd: "printf 'a\nb' > out\necho done" },
+        #{ command: "sleep", host: "localhost", seconds: 1, description: "two words" },
+        #{ command: "symlink", host: "localhost", target: "/srv/x", link: "/srv/current" }] }] }
+}
+"#;
+    let toyc = Toyc::new()
+        .file("deploy.yml", &config(&["localhost"]))
+        .file("gen.rhai", generator);
+    let ran = toyc.run_with(&["plan", "gen.rhai", "--config", "deploy.yml", "-v"]);
+    ran.code(0).stdout_has("syntax ok");
+    let listing: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("    "))
+        .collect();
+    assert_eq!(listing.len(), 3, "one line per task:\n{}", ran.stderr);
+    assert!(
+        listing[0].ends_with(r#"cmd="printf 'a\nb' > out\necho done""#),
+        "{}",
+        listing[0]
+    );
+    assert!(listing[1].contains(r#"description="two words""#), "{}", listing[1]);
+    // Plain words stay as they are.
+    assert!(listing[2].ends_with("link=/srv/current target=/srv/x"), "{}", listing[2]);
+
+    let ran = toyc.run_with(&["plan", "gen.rhai", "--config", "deploy.yml", "--json"]);
+    ran.code(0);
+    assert!(!ran.stdout.contains("syntax ok"), "{}", ran.stdout);
+    let lines = ran.json_lines();
+    assert_eq!(lines.len(), 1, "{}", ran.stdout);
+    assert_eq!(lines[0]["type"], "plan");
+    assert_eq!(lines[0]["data"]["name"], "odd");
+    assert_eq!(lines[0]["data"]["tasks"], 3);
+    assert_eq!(
+        lines[0]["data"]["plan"]["stages"][0]["tasks"][0]["cmd"],
+        "printf 'a\nb' > out\necho done"
+    );
+}

@@ -19,6 +19,7 @@
 //! | `task_end` | `{"stage": "upload", "index": 1, "command": "upload", "host": "h1", "service": "web"\|null, "status": "ok"\|"failed"\|"skipped", "error": "..."\|null, "elapsed_ms": 310}` |
 //! | `log` | `{"level": "info", "component": "prune_releases", "host": "h1"\|null, "service": "web"\|null, "text": "..."}`: a log line of a task-list run |
 //! | `host_end` | `{"host": "h1", "status": "ok"\|"failed"\|"unreachable"\|"skipped", "exit_code": 0\|null, "error": "..."\|null, "changed": 3, "elapsed_ms": 12}` |
+//! | `plan` | `{"name": "deploy", "stages": 2, "tasks": 12, "plan": {...}}`: `toyc plan --json`, a valid task list and the list itself |
 //! | `summary` | `{"ok": 9, "failed": 0, "unreachable": 1, "skipped": 0, "changed": 27, "elapsed_ms": 850}` |
 //!
 //! New fields may be added to `data`; existing ones keep their meaning.

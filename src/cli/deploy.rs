@@ -242,10 +242,7 @@ pub fn show(list: &TaskList) {
                 .args
                 .iter()
                 .filter(|(k, _)| k.as_str() != "service")
-                .map(|(k, v)| match v {
-                    Value::String(s) => format!("{k}={s}"),
-                    other => format!("{k}={other}"),
-                })
+                .map(|(k, v)| format!("{k}={}", super::plan::listed(v)))
                 .collect();
             let service = task
                 .service()

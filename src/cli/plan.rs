@@ -1,6 +1,10 @@
 //! `toyc plan`: run a generator over a deploy config and check the task list it returns,
 //! without touching a host (beyond the reads the generator asks for, such as
-//! `remote_versions`); `--dump` prints it, `--save` writes it for `toyc apply`.
+//! `remote_versions`); `--dump` prints it, `--save` writes it for `toyc apply`, `--json`
+//! prints it as one `plan` event.
+
+use serde_json::Value;
+use toyc_engine::secrets::redact;
 
 use super::args::PlanArgs;
 use super::deploy::{generate_checked, save, show};
@@ -13,9 +17,24 @@ pub async fn plan(args: PlanArgs) -> Outcome {
         generate_checked(args.generator.as_deref(), &args.deploy, &args.targets).await?;
     if args.dump {
         print!("{}", list.to_json());
-        eprintln!("syntax ok");
+        if !args.output.json {
+            eprintln!("syntax ok");
+        }
+    } else if args.output.json {
+        // One line in the `--json` envelope: a valid plan (an invalid one exits 65 with
+        // its errors on stderr), its size, and the plan itself.
+        let event = serde_json::json!({
+            "type": "plan",
+            "data": {
+                "name": list.name,
+                "stages": list.stages.len(),
+                "tasks": list.task_count(),
+                "plan": list,
+            },
+        });
+        println!("{}", redact(&event.to_string()));
     } else {
-        if !args.output.json && args.output.verbose > 0 {
+        if args.output.verbose > 0 {
             show(&list);
         }
         println!("syntax ok");
@@ -30,4 +49,40 @@ pub async fn plan(args: PlanArgs) -> Outcome {
         );
     }
     Ok(ExitCode::Success)
+}
+
+/// An argument's value in a plan listing, one task per line: a plain word as it is,
+/// anything else (white space, quotes, control characters such as a newline that would
+/// break the layout) as a JSON string. Secrets are masked before quoting, since an
+/// escaped secret would no longer match.
+pub fn listed(value: &Value) -> String {
+    match value {
+        Value::String(s) => {
+            let s = redact(s).into_owned();
+            let plain = !s.is_empty()
+                && s
+                    .chars()
+                    .all(|c| !c.is_whitespace() && !c.is_control() && !matches!(c, '"' | '\'' | '\\'));
+            if plain {
+                s
+            } else {
+                Value::String(s).to_string()
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_words_stay_and_the_rest_is_quoted_on_one_line() {
+        assert_eq!(listed(&Value::from("/srv/web")), "/srv/web");
+        assert_eq!(listed(&Value::from("a\nb")), r#""a\nb""#);
+        assert_eq!(listed(&Value::from("two words")), r#""two words""#);
+        assert_eq!(listed(&Value::from("")), r#""""#);
+        assert_eq!(listed(&Value::from(8080)), "8080");
+    }
 }

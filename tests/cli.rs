@@ -149,16 +149,17 @@ fn doc_documents_every_built_in_task_command_with_its_arguments() {
         ("wait_port", &["port", "address", "wait"]),
         ("sleep", &["seconds"]),
         ("service_restart", &["unit", "service"]),
-        ("send_graphite", &["metric", "value", "carbon_host", "carbon_port"]),
+        (
+            "send_graphite",
+            &["metric", "value", "carbon_host", "carbon_port"],
+        ),
         ("file_exists", &["path"]),
     ];
     let all = Toyc::new().args(["doc", "tasks"]).run();
-    all.code(0)
-        .stdout_has("`command` and `host` are required");
+    all.code(0).stdout_has("`command` and `host` are required");
     for (command, arguments) in commands {
         let one = Toyc::new().args(["doc", command]).run();
-        one.code(0)
-            .stdout_has(&format!("command: \"{command}\""));
+        one.code(0).stdout_has(&format!("command: \"{command}\""));
         for argument in *arguments {
             assert!(
                 one.stdout.contains(&format!("  {argument} ")),
@@ -166,7 +167,10 @@ fn doc_documents_every_built_in_task_command_with_its_arguments() {
                 one.stdout
             );
         }
-        assert!(all.stdout.contains(&format!("\n{command}\n")), "{command} in `toyc doc tasks`");
+        assert!(
+            all.stdout.contains(&format!("\n{command}\n")),
+            "{command} in `toyc doc tasks`"
+        );
     }
     // The whole manual has them too.
     Toyc::new()
@@ -521,7 +525,10 @@ fn completions_for_bash_zsh_and_fish_and_a_man_page_are_generated_from_the_cli()
         let ran = toyc.run_with(&["completions", shell]);
         ran.code(0);
         for subcommand in ["apply", "completions", "man", "run", "role"] {
-            assert!(ran.stdout.contains(subcommand), "{shell} completes `{subcommand}`");
+            assert!(
+                ran.stdout.contains(subcommand),
+                "{shell} completes `{subcommand}`"
+            );
         }
         std::fs::write(toyc.dir().join(format!("toyc.{shell}")), &ran.stdout).expect("write");
     }
@@ -562,12 +569,17 @@ fn completions_for_bash_zsh_and_fish_and_a_man_page_are_generated_from_the_cli()
     let man = toyc.run_with(&["man"]);
     man.code(0).stdout_has(".TH toyc 1");
     for subcommand in ["toyc\\-apply", "toyc\\-completions", "toyc\\-man"] {
-        assert!(man.stdout.contains(subcommand), "the man page lists {subcommand}");
+        assert!(
+            man.stdout.contains(subcommand),
+            "the man page lists {subcommand}"
+        );
     }
     std::fs::write(toyc.dir().join("toyc.1"), &man.stdout).expect("write");
     // The pages toyc(1) refers to exist.
     let run = toyc.run_with(&["man", "run"]);
-    run.code(0).stdout_has(".TH toyc-run 1").stdout_has("\\-\\-inventory");
+    run.code(0)
+        .stdout_has(".TH toyc-run 1")
+        .stdout_has("\\-\\-inventory");
     std::fs::write(toyc.dir().join("toyc-run.1"), &run.stdout).expect("write");
     toyc.run_with(&["man", "nope"])
         .code(65)
@@ -581,7 +593,10 @@ fn completions_for_bash_zsh_and_fish_and_a_man_page_are_generated_from_the_cli()
                 .output()
                 .expect("groff runs");
             let text = String::from_utf8_lossy(&rendered.stdout);
-            assert!(rendered.status.success() && text.contains("SYNOPSIS"), "{text}");
+            assert!(
+                rendered.status.success() && text.contains("SYNOPSIS"),
+                "{text}"
+            );
             assert!(
                 rendered.stderr.is_empty(),
                 "groff warns on {page}: {}",

@@ -656,7 +656,10 @@ fn a_custom_command_returning_false_fails_its_stage_and_an_initialize_returning_
             {"command": "shell", "host": "localhost", "cmd": "touch first"}]},
         {"name": "then", "tasks": [{"command": "shell", "host": "localhost", "cmd": "touch second"}]}]}"#;
     let toyc = Toyc::new()
-        .file("commands/x.rhai", "fn initialize(a) {} fn execute(ctx) { false }")
+        .file(
+            "commands/x.rhai",
+            "fn initialize(a) {} fn execute(ctx) { false }",
+        )
         .file("plan.json", plan);
     let ran = toyc.run_with(&["apply", "plan.json"]);
     ran.code(1)
@@ -670,8 +673,14 @@ fn a_custom_command_returning_false_fails_its_stage_and_an_initialize_returning_
 
     // Returning 0 (no changes) or nothing at all is success.
     let toyc = Toyc::new()
-        .file("commands/x.rhai", "fn initialize(a) {} fn execute(ctx) { 0 }")
-        .file("commands/y.rhai", "fn initialize(a) {} fn execute(ctx) { ctx.log(\"y\"); }")
+        .file(
+            "commands/x.rhai",
+            "fn initialize(a) {} fn execute(ctx) { 0 }",
+        )
+        .file(
+            "commands/y.rhai",
+            "fn initialize(a) {} fn execute(ctx) { ctx.log(\"y\"); }",
+        )
         .file(
             "plan.json",
             &plan.replacen(
@@ -685,7 +694,10 @@ fn a_custom_command_returning_false_fails_its_stage_and_an_initialize_returning_
 
     // `initialize` returning `false` refuses the task before anything runs.
     let toyc = Toyc::new()
-        .file("commands/x.rhai", "fn initialize(a) { a.keep > 0 } fn execute(ctx) { 1 }")
+        .file(
+            "commands/x.rhai",
+            "fn initialize(a) { a.keep > 0 } fn execute(ctx) { 1 }",
+        )
         .file(
             "plan.json",
             r#"{"name": "refused", "stages": [{"name": "s", "tasks": [
@@ -765,9 +777,17 @@ fn generate(config) {
         "{}",
         listing[0]
     );
-    assert!(listing[1].contains(r#"description="two words""#), "{}", listing[1]);
+    assert!(
+        listing[1].contains(r#"description="two words""#),
+        "{}",
+        listing[1]
+    );
     // Plain words stay as they are.
-    assert!(listing[2].ends_with("link=/srv/current target=/srv/x"), "{}", listing[2]);
+    assert!(
+        listing[2].ends_with("link=/srv/current target=/srv/x"),
+        "{}",
+        listing[2]
+    );
 
     let ran = toyc.run_with(&["plan", "gen.rhai", "--config", "deploy.yml", "--json"]);
     ran.code(0);

@@ -474,7 +474,10 @@ fn tab_with_nothing_to_offer_opens_no_menu_and_the_first_enter_runs_the_line() {
     assert!(!shown.contains("NO RECORDS FOUND"), "{shown}");
     console.send("\r");
     let out = console.settle();
-    assert!(out.lines().any(|l| l.trim() == "42"), "one Enter runs the line: {out}");
+    assert!(
+        out.lines().any(|l| l.trim() == "42"),
+        "one Enter runs the line: {out}"
+    );
     // A completion that exists still completes.
     console.run("let answer = 7");
     console.send("ans");

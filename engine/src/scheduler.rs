@@ -407,8 +407,11 @@ mod tests {
             for host in ["a", "b", "c", "d"] {
                 let mine = |t: usize| hosts[t] == host;
                 assert_eq!(most_at_once(&log, mine), 1, "host {host}");
-                let mut order: Vec<(u128, usize)> =
-                    log.iter().filter(|e| mine(e.0)).map(|e| (e.1, e.0)).collect();
+                let mut order: Vec<(u128, usize)> = log
+                    .iter()
+                    .filter(|e| mine(e.0))
+                    .map(|e| (e.1, e.0))
+                    .collect();
                 order.sort_unstable();
                 let tasks: Vec<usize> = order.iter().map(|e| e.1).collect();
                 let mut sorted = tasks.clone();

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use nu_ansi_term::{Color, Style};
 use reedline::{
-    ColumnarMenu, Completer, Editor, Highlighter, Menu, MenuEvent, Painter, Prompt,
-    PromptEditMode, PromptHistorySearch, PromptHistorySearchStatus, Span, StyledText, Suggestion,
-    ValidationResult, Validator,
+    ColumnarMenu, Completer, Editor, Highlighter, Menu, MenuEvent, Painter, Prompt, PromptEditMode,
+    PromptHistorySearch, PromptHistorySearchStatus, Span, StyledText, Suggestion, ValidationResult,
+    Validator,
 };
 use rhai::{Engine, ParseErrorType};
 

@@ -59,11 +59,7 @@ pub fn manual(name: Option<&str>, markdown: bool) -> Result<String, Failure> {
         Some(wanted) => match modules.get_key_value(wanted) {
             Some((name, _)) => vec![name],
             None => {
-                let known: Vec<&str> = modules
-                    .keys()
-                    .map(String::as_str)
-                    .chain([TASKS])
-                    .collect();
+                let known: Vec<&str> = modules.keys().map(String::as_str).chain([TASKS]).collect();
                 return Err(Failure::input(anyhow!(
                     "no module `{wanted}` and no task command of that name; modules: {}",
                     known.join(", ")
@@ -130,7 +126,12 @@ fn render_tasks(out: &mut String, markdown: bool, only: Option<&str>) {
             }
             out.push_str(&format!("\n```rhai\n{}\n```\n\n", doc.example));
         } else {
-            let width = doc.arguments.iter().map(|(a, _)| a.len()).max().unwrap_or(0);
+            let width = doc
+                .arguments
+                .iter()
+                .map(|(a, _)| a.len())
+                .max()
+                .unwrap_or(0);
             let mut text = format!("{}\n\nArguments:\n", doc.summary);
             for (argument, what) in doc.arguments {
                 text.push_str(&format!("  {argument:width$}  {what}\n"));

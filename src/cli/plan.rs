@@ -60,9 +60,9 @@ pub fn listed(value: &Value) -> String {
         Value::String(s) => {
             let s = redact(s).into_owned();
             let plain = !s.is_empty()
-                && s
-                    .chars()
-                    .all(|c| !c.is_whitespace() && !c.is_control() && !matches!(c, '"' | '\'' | '\\'));
+                && s.chars().all(|c| {
+                    !c.is_whitespace() && !c.is_control() && !matches!(c, '"' | '\'' | '\\')
+                });
             if plain {
                 s
             } else {

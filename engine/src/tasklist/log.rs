@@ -108,12 +108,14 @@ impl EventSink for TaskLogSink {
                 hosts,
                 continues_on_failure,
             } => {
+                let mut continuing = self.continuing.lock().unwrap_or_else(|p| p.into_inner());
+                // Two stages may share a name: the one starting now decides.
                 if *continues_on_failure {
-                    self.continuing
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(stage.clone());
+                    continuing.insert(stage.clone());
+                } else {
+                    continuing.remove(stage);
                 }
+                drop(continuing);
                 line(
                     Level::Info,
                     "stage",

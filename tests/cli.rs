@@ -136,7 +136,48 @@ fn doc_prints_every_host_function_with_an_example() {
         .args(["doc", "nope"])
         .run()
         .code(65)
-        .stderr_has("no module `nope`; modules: ");
+        .stderr_has("no module `nope` and no task command of that name; modules: ");
+}
+
+#[test]
+fn doc_documents_every_built_in_task_command_with_its_arguments() {
+    let commands: &[(&str, &[&str])] = &[
+        ("shell", &["cmd", "cwd"]),
+        ("upload", &["src", "dest", "mode"]),
+        ("unpack", &["archive", "dest", "strip_components"]),
+        ("symlink", &["target", "link"]),
+        ("wait_port", &["port", "address", "wait"]),
+        ("sleep", &["seconds"]),
+        ("service_restart", &["unit", "service"]),
+        (
+            "send_graphite",
+            &["metric", "value", "carbon_host", "carbon_port"],
+        ),
+        ("file_exists", &["path"]),
+    ];
+    let all = Toyc::new().args(["doc", "tasks"]).run();
+    all.code(0).stdout_has("`command` and `host` are required");
+    for (command, arguments) in commands {
+        let one = Toyc::new().args(["doc", command]).run();
+        one.code(0).stdout_has(&format!("command: \"{command}\""));
+        for argument in *arguments {
+            assert!(
+                one.stdout.contains(&format!("  {argument} ")),
+                "`toyc doc {command}` explains `{argument}`:\n{}",
+                one.stdout
+            );
+        }
+        assert!(
+            all.stdout.contains(&format!("\n{command}\n")),
+            "{command} in `toyc doc tasks`"
+        );
+    }
+    // The whole manual has them too.
+    Toyc::new()
+        .args(["doc"])
+        .run()
+        .code(0)
+        .stdout_has("\nwait_port\n");
 }
 
 /// Mirrors of the `--json` envelope: any field added or renamed fails this test, so the
@@ -167,6 +208,7 @@ enum Event {
     StageStart {
         stage: String,
         hosts: Vec<String>,
+        continues_on_failure: bool,
     },
     StageEnd {
         stage: String,
@@ -465,6 +507,102 @@ fn a_secret_never_appears_in_any_output() {
             ran.stderr_has("+password = ********");
         } else {
             ran.stderr_has("nosuchfilter");
+        }
+    }
+}
+
+/// Whether `program` runs here (zsh, fish and groff are optional on a test machine).
+fn have(program: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish_and_a_man_page_are_generated_from_the_cli() {
+    let toyc = Toyc::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let ran = toyc.run_with(&["completions", shell]);
+        ran.code(0);
+        for subcommand in ["apply", "completions", "man", "run", "role"] {
+            assert!(
+                ran.stdout.contains(subcommand),
+                "{shell} completes `{subcommand}`"
+            );
+        }
+        std::fs::write(toyc.dir().join(format!("toyc.{shell}")), &ran.stdout).expect("write");
+    }
+    // bash parses the script, and completing `toyc ap` offers `apply`.
+    let bash = std::process::Command::new("bash")
+        .current_dir(toyc.dir())
+        .args([
+            "-c",
+            "set -e; bash -n toyc.bash; source toyc.bash; COMP_WORDS=(toyc ap); COMP_CWORD=1; \
+             _toyc toyc ap toyc; echo \"${COMPREPLY[@]}\"",
+        ])
+        .output()
+        .expect("bash runs");
+    let words = String::from_utf8_lossy(&bash.stdout);
+    assert!(
+        bash.status.success() && words.split_whitespace().any(|w| w == "apply"),
+        "{words}{}",
+        String::from_utf8_lossy(&bash.stderr)
+    );
+    for shell in ["zsh", "fish"] {
+        if have(shell) {
+            let check = std::process::Command::new(shell)
+                .current_dir(toyc.dir())
+                .args(["-n", &format!("toyc.{shell}")])
+                .output()
+                .expect("the shell runs");
+            assert!(
+                check.status.success(),
+                "{shell} -n: {}",
+                String::from_utf8_lossy(&check.stderr)
+            );
+        }
+    }
+    toyc.run_with(&["completions", "powershell-2000"])
+        .code(64)
+        .stderr_has("possible values");
+
+    let man = toyc.run_with(&["man"]);
+    man.code(0).stdout_has(".TH toyc 1");
+    for subcommand in ["toyc\\-apply", "toyc\\-completions", "toyc\\-man"] {
+        assert!(
+            man.stdout.contains(subcommand),
+            "the man page lists {subcommand}"
+        );
+    }
+    std::fs::write(toyc.dir().join("toyc.1"), &man.stdout).expect("write");
+    // The pages toyc(1) refers to exist.
+    let run = toyc.run_with(&["man", "run"]);
+    run.code(0)
+        .stdout_has(".TH toyc-run 1")
+        .stdout_has("\\-\\-inventory");
+    std::fs::write(toyc.dir().join("toyc-run.1"), &run.stdout).expect("write");
+    toyc.run_with(&["man", "nope"])
+        .code(65)
+        .stderr_has("`nope` is not a toyc subcommand");
+    if have("groff") {
+        for page in ["toyc.1", "toyc-run.1"] {
+            // -P-bcou: plain text, no overstriking for bold and underline.
+            let rendered = std::process::Command::new("groff")
+                .current_dir(toyc.dir())
+                .args(["-man", "-Tutf8", "-ww", "-P-bcou", page])
+                .output()
+                .expect("groff runs");
+            let text = String::from_utf8_lossy(&rendered.stdout);
+            assert!(
+                rendered.status.success() && text.contains("SYNOPSIS"),
+                "{text}"
+            );
+            assert!(
+                rendered.stderr.is_empty(),
+                "groff warns on {page}: {}",
+                String::from_utf8_lossy(&rendered.stderr)
+            );
         }
     }
 }

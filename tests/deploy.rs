@@ -698,3 +698,159 @@ fn a_saved_plan_cannot_widen_the_local_files_it_reads() {
         .code(0);
     assert_eq!(on_host(pool, i, "cat /tmp/toyc-widen/ok.txt"), "shipped");
 }
+
+#[test]
+fn a_custom_command_returning_false_fails_its_stage_and_an_initialize_returning_false_refuses_the_plan(
+) {
+    let plan = r#"{"name": "falsy", "stages": [
+        {"name": "first", "tasks": [
+            {"command": "x", "host": "localhost"},
+            {"command": "shell", "host": "localhost", "cmd": "touch first"}]},
+        {"name": "then", "tasks": [{"command": "shell", "host": "localhost", "cmd": "touch second"}]}]}"#;
+    let toyc = Toyc::new()
+        .file(
+            "commands/x.rhai",
+            "fn initialize(a) {} fn execute(ctx) { false }",
+        )
+        .file("plan.json", plan);
+    let ran = toyc.run_with(&["apply", "plan.json"]);
+    ran.code(1)
+        .stderr_has("stage `first` task 1 (`x`)")
+        .stderr_has("`execute` returned `false`");
+    assert!(
+        !toyc.dir().join("second").exists(),
+        "the next stage never starts: {}",
+        ran.stderr
+    );
+
+    // Returning 0 (no changes) or nothing at all is success.
+    let toyc = Toyc::new()
+        .file(
+            "commands/x.rhai",
+            "fn initialize(a) {} fn execute(ctx) { 0 }",
+        )
+        .file(
+            "commands/y.rhai",
+            "fn initialize(a) {} fn execute(ctx) { ctx.log(\"y\"); }",
+        )
+        .file(
+            "plan.json",
+            &plan.replacen(
+                r#"{"command": "shell", "host": "localhost", "cmd": "touch first"}"#,
+                r#"{"command": "y", "host": "localhost"}"#,
+                1,
+            ),
+        );
+    toyc.run_with(&["apply", "plan.json"]).code(0);
+    assert!(toyc.dir().join("second").exists());
+
+    // `initialize` returning `false` refuses the task before anything runs.
+    let toyc = Toyc::new()
+        .file(
+            "commands/x.rhai",
+            "fn initialize(a) { a.keep > 0 } fn execute(ctx) { 1 }",
+        )
+        .file(
+            "plan.json",
+            r#"{"name": "refused", "stages": [{"name": "s", "tasks": [
+                {"command": "shell", "host": "localhost", "cmd": "touch touched"},
+                {"command": "x", "host": "localhost", "keep": 0}]}]}"#,
+        );
+    let ran = toyc.run_with(&["apply", "plan.json"]);
+    ran.code(65)
+        .stderr_has("stage `s` task 2 (`x` on `localhost`)")
+        .stderr_has("`initialize` returned `false`")
+        .stderr_has("no host was touched");
+    assert!(!toyc.dir().join("touched").exists());
+}
+
+#[test]
+fn a_graphite_send_that_fails_is_a_warning_and_the_run_succeeds() {
+    // A port nobody listens on: bound, then closed.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let generator = r#"
+fn generate(config) {
+    #{ name: "notify", stages: [
+        #{ name: "work", tasks: [#{ command: "shell", host: "localhost", cmd: "true" }] },
+        graphite_stage("deployed")] }
+}
+"#;
+    let toyc = Toyc::new()
+        .file(
+            "deploy.yml",
+            &format!(
+                "{}graphite: {{host: 127.0.0.1, port: {port}}}\n",
+                config(&["localhost"])
+            ),
+        )
+        .file("gen.rhai", generator);
+    let ran = toyc.run_with(&["run", "gen.rhai", "--config", "deploy.yml", "-y"]);
+    ran.code(0)
+        .stderr_has("[WARN] [send_graphite] [localhost] [*] task 1 of stage `graphite deployed` failed")
+        .stderr_has("[WARN] [stage] [*] [*] stage `graphite deployed`: 0 ok, 1 failed and let pass (the stage continues on failure), 0 not started");
+    assert!(!ran.stderr.contains("[ERROR]"), "{}", ran.stderr);
+    let json = toyc.run_with(&["run", "gen.rhai", "--config", "deploy.yml", "-y", "--json"]);
+    json.code(0);
+    let stage_end = json
+        .json_lines()
+        .into_iter()
+        .find(|e| e["type"] == "stage_end" && e["data"]["stage"] == "graphite deployed")
+        .expect("a stage_end");
+    assert_eq!(stage_end["data"]["failed"], 1, "{stage_end}");
+}
+
+#[test]
+fn plan_listings_quote_odd_values_and_plan_json_prints_json() {
+    let generator = r#"
+fn generate(config) {
+    #{ name: "odd", stages: [#{ name: "s", tasks: [
+        #{ command: "shell", host: "localhost", cmd: "printf 'a\nb' > out\necho done" },
+        #{ command: "sleep", host: "localhost", seconds: 1, description: "two words" },
+        #{ command: "symlink", host: "localhost", target: "/srv/x", link: "/srv/current" }] }] }
+}
+"#;
+    let toyc = Toyc::new()
+        .file("deploy.yml", &config(&["localhost"]))
+        .file("gen.rhai", generator);
+    let ran = toyc.run_with(&["plan", "gen.rhai", "--config", "deploy.yml", "-v"]);
+    ran.code(0).stdout_has("syntax ok");
+    let listing: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("    "))
+        .collect();
+    assert_eq!(listing.len(), 3, "one line per task:\n{}", ran.stderr);
+    assert!(
+        listing[0].ends_with(r#"cmd="printf 'a\nb' > out\necho done""#),
+        "{}",
+        listing[0]
+    );
+    assert!(
+        listing[1].contains(r#"description="two words""#),
+        "{}",
+        listing[1]
+    );
+    // Plain words stay as they are.
+    assert!(
+        listing[2].ends_with("link=/srv/current target=/srv/x"),
+        "{}",
+        listing[2]
+    );
+
+    let ran = toyc.run_with(&["plan", "gen.rhai", "--config", "deploy.yml", "--json"]);
+    ran.code(0);
+    assert!(!ran.stdout.contains("syntax ok"), "{}", ran.stdout);
+    let lines = ran.json_lines();
+    assert_eq!(lines.len(), 1, "{}", ran.stdout);
+    assert_eq!(lines[0]["type"], "plan");
+    assert_eq!(lines[0]["data"]["name"], "odd");
+    assert_eq!(lines[0]["data"]["tasks"], 3);
+    assert_eq!(
+        lines[0]["data"]["plan"]["stages"][0]["tasks"][0]["cmd"],
+        "printf 'a\nb' > out\necho done"
+    );
+}

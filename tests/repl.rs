@@ -460,3 +460,32 @@ fn without_a_terminal_the_console_says_what_to_do_instead() {
     let ran = crate::support::cli::Toyc::new().args(["repl"]).run();
     ran.code(65).stderr_has("`toyc repl` needs a terminal");
 }
+
+#[test]
+fn tab_with_nothing_to_offer_opens_no_menu_and_the_first_enter_runs_the_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut console = Console::start(dir.path(), &[]);
+    // `2` completes to nothing.
+    console.send("40 + 2");
+    console.send("\t");
+    console.expect("40 + 2");
+    std::thread::sleep(Duration::from_millis(500));
+    let shown = console.screen.text.lock().expect("screen").clone();
+    assert!(!shown.contains("NO RECORDS FOUND"), "{shown}");
+    console.send("\r");
+    let out = console.settle();
+    assert!(
+        out.lines().any(|l| l.trim() == "42"),
+        "one Enter runs the line: {out}"
+    );
+    // A completion that exists still completes.
+    console.run("let answer = 7");
+    console.send("ans");
+    console.send("\t");
+    console.expect("answer");
+    console.send("\r");
+    let out = console.settle();
+    assert!(out.lines().any(|l| l.trim() == "7"), "{out}");
+    let (code, _) = console.quit();
+    assert_eq!(code, 0);
+}

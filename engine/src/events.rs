@@ -13,12 +13,13 @@
 //! | `change` | `{"host": "h1", "operation": "files::file", "target": "/etc/motd", "kind": "create"\|"modify"\|"remove"\|"run", "summary": "...", "diff": "..."\|null}`: planned, not yet made |
 //! | `no_change` | `{"host": "h1", "operation": "...", "target": "...", "reason": "..."}` |
 //! | `step` | `{"host": "h1", "operation": "...", "target": "...", "status": 0, "output": "..."}`: a change was made (status 0) or failed |
-//! | `stage_start` | `{"stage": "deploy", "hosts": ["h1", "h2"]}`: a stage begins on the hosts with changes in it |
+//! | `stage_start` | `{"stage": "deploy", "hosts": ["h1", "h2"], "continues_on_failure": false}`: a stage begins on the hosts with changes in it; with `continues_on_failure` its failures are warnings that do not fail the run |
 //! | `stage_end` | `{"stage": "deploy", "ok": 1, "failed": 1, "skipped": 0, "aborted": true}`: hosts counted, or tasks for a task list |
 //! | `task_start` | `{"stage": "upload", "index": 1, "command": "upload", "host": "h1", "service": "web"\|null}`: a task of a task list starts (index from 1) |
 //! | `task_end` | `{"stage": "upload", "index": 1, "command": "upload", "host": "h1", "service": "web"\|null, "status": "ok"\|"failed"\|"skipped", "error": "..."\|null, "elapsed_ms": 310}` |
 //! | `log` | `{"level": "info", "component": "prune_releases", "host": "h1"\|null, "service": "web"\|null, "text": "..."}`: a log line of a task-list run |
 //! | `host_end` | `{"host": "h1", "status": "ok"\|"failed"\|"unreachable"\|"skipped", "kind": "unreachable"\|"script"\|"plan"\|"apply"\|"timeout"\|"cancelled"\|"command"\|null, "exit_code": 0\|null, "error": "..."\|null, "changed": 3, "elapsed_ms": 12}`: `kind` says what failed, when something did |
+//! | `plan` | `{"name": "deploy", "stages": 2, "tasks": 12, "plan": {...}}`: `toyc plan --json`, a valid task list and the list itself |
 //! | `summary` | `{"ok": 9, "failed": 0, "unreachable": 1, "skipped": 0, "changed": 27, "elapsed_ms": 850}` |
 //!
 //! New fields may be added to `data`; existing ones keep their meaning.
@@ -99,6 +100,9 @@ pub enum Event {
         stage: String,
         /// Its hosts, in inventory order.
         hosts: Vec<String>,
+        /// Whether its failures only warn (`on_failure: continue`): the run goes on and
+        /// does not fail because of them.
+        continues_on_failure: bool,
     },
     /// A stage ended.
     StageEnd {
@@ -539,7 +543,7 @@ impl EventSink for HumanSink {
                     .unwrap_or_else(|p| p.into_inner())
                     .push(result.clone());
             }
-            Event::StageStart { stage, hosts } if self.verbose => {
+            Event::StageStart { stage, hosts, .. } if self.verbose => {
                 self.printer.err_line(&format!("--> stage `{stage}` on {} host(s)", hosts.len()));
             }
             Event::StageEnd {

@@ -300,6 +300,7 @@ pub async fn execute_stages(
             events.emit(&Event::StageStart {
                 stage: name.clone(),
                 hosts: hosts.clone(),
+                continues_on_failure: options.on_failure == FailurePolicy::Continue,
             });
             progress.phase(&format!("stage {name}"), hosts.len());
         }

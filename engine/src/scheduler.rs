@@ -6,7 +6,7 @@
 //! and a function that runs task `i` (attempt `n`); runbooks (one task per host and
 //! stage) and generated task lists (many tasks per host) share it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::time::Duration;
 
@@ -166,6 +166,8 @@ pub struct Attempt {
 /// Run the tasks of one stage, whose hosts are `hosts[i]`, by calling `run` for each
 /// attempt. A task starts when the stage's limits leave room and every earlier task of
 /// its host has started (so with `concurrency_per_host: 1` a host's tasks run in order).
+/// No slot stays idle while a host with room has work, and a freed slot goes to the host
+/// with the most rounds of work left, then to the task earliest in the list.
 /// Once `cancel` fires, failed tasks are not retried.
 pub async fn run_stage<F, Fut>(
     options: &StageOptions,
@@ -179,41 +181,55 @@ where
 {
     let total_hosts = hosts.iter().collect::<BTreeSet<_>>().len().max(1);
     let mut reports: Vec<Option<TaskReport>> = vec![None; hosts.len()];
-    let mut waiting: Vec<usize> = (0..hosts.len()).collect();
+    // Each host's waiting tasks, in list order: only the head of a queue may start.
+    let mut queues: HashMap<&str, VecDeque<usize>> = HashMap::new();
+    for (index, host) in hosts.iter().enumerate() {
+        queues.entry(host.as_str()).or_default().push_back(index);
+    }
     let mut running_on: HashMap<&str, usize> = HashMap::new();
     let mut dropped: BTreeSet<String> = BTreeSet::new();
     let mut failed_hosts = BTreeSet::new();
     let mut aborted = false;
     let mut running = JoinSet::new();
+    let per_host = options.concurrency_per_host.map(|c| c.max(1));
 
     loop {
         if !aborted {
-            let mut blocked: BTreeSet<&str> = BTreeSet::new();
-            let mut still_waiting = Vec::with_capacity(waiting.len());
-            for index in waiting {
-                let host = hosts[index].as_str();
-                if dropped.contains(host) {
-                    reports[index] = Some(TaskReport::Skipped(format!(
-                        "host `{host}` was dropped after a failure"
-                    )));
-                    continue;
-                }
-                let room = options.concurrency.is_none_or(|c| running.len() < c.max(1))
-                    && options
-                        .concurrency_per_host
-                        .is_none_or(|c| running_on.get(host).copied().unwrap_or(0) < c.max(1));
-                // A task waits behind its host's earlier waiting tasks: a host's own
-                // tasks keep their order.
-                if room && !blocked.contains(host) {
-                    *running_on.entry(host).or_default() += 1;
-                    let attempts = attempts(options, index, cancel, &run);
-                    running.spawn(async move { (index, attempts.await) });
-                } else {
-                    blocked.insert(host);
-                    still_waiting.push(index);
+            for (host, queue) in queues.iter_mut() {
+                if dropped.contains(*host) {
+                    for index in queue.drain(..) {
+                        reports[index] = Some(TaskReport::Skipped(format!(
+                            "host `{host}` was dropped after a failure"
+                        )));
+                    }
                 }
             }
-            waiting = still_waiting;
+            while options.concurrency.is_none_or(|c| running.len() < c.max(1)) {
+                // A free slot goes to the host with the most rounds of work left (its
+                // waiting tasks over its per-host limit): it finishes last otherwise, and
+                // its tasks cannot run side by side to catch up. Ties go to the task
+                // earliest in the list, so without a per-host limit the list order holds.
+                let next = queues
+                    .iter()
+                    .filter(|(host, _)| {
+                        per_host.is_none_or(|c| running_on.get(*host).copied().unwrap_or(0) < c)
+                    })
+                    .filter_map(|(host, queue)| {
+                        let head = *queue.front()?;
+                        let rounds = per_host.map_or(1, |c| queue.len().div_ceil(c));
+                        Some((std::cmp::Reverse(rounds), head, *host))
+                    })
+                    .min();
+                let Some((_, index, host)) = next else {
+                    break;
+                };
+                if let Some(queue) = queues.get_mut(host) {
+                    queue.pop_front();
+                }
+                *running_on.entry(host).or_default() += 1;
+                let attempts = attempts(options, index, cancel, &run);
+                running.spawn(async move { (index, attempts.await) });
+            }
         }
         let Some(joined) = running.join_next().await else {
             break;
@@ -375,6 +391,43 @@ mod tests {
             let mut sorted = order.clone();
             sorted.sort_unstable();
             assert_eq!(order, sorted, "host {host} keeps its order");
+        }
+    }
+
+    /// 12 one-second tasks, 3 per host on 4 hosts, 3 at once and 1 per host: 12 task-seconds
+    /// over 3 slots can finish at 4 s whatever the list order, and must: a host whose
+    /// tasks come last in the list still gets a slot as soon as one frees.
+    #[tokio::test(start_paused = true)]
+    async fn a_free_slot_goes_to_a_host_with_work_left_so_the_stage_finishes_as_early_as_it_can() {
+        let grouped = names(&["a", "a", "a", "b", "b", "b", "c", "c", "c", "d", "d", "d"]);
+        let interleaved = names(&["a", "b", "c", "d", "a", "b", "c", "d", "a", "b", "c", "d"]);
+        for hosts in [grouped, interleaved] {
+            let (log, run) = probe(1000, |_, _| false);
+            let options = StageOptions {
+                concurrency: Some(3),
+                concurrency_per_host: Some(1),
+                ..StageOptions::default()
+            };
+            let report = run_stage(&options, &hosts, &Cancel::new(), run).await;
+            assert!(report.all_ok());
+            let log = log.lock().expect("log").clone();
+            let finished = log.iter().map(|e| e.2).max().unwrap_or(0);
+            assert_eq!(finished, 4000, "{hosts:?}: {log:?}");
+            assert_eq!(most_at_once(&log, |_| true), 3);
+            for host in ["a", "b", "c", "d"] {
+                let mine = |t: usize| hosts[t] == host;
+                assert_eq!(most_at_once(&log, mine), 1, "host {host}");
+                let mut order: Vec<(u128, usize)> = log
+                    .iter()
+                    .filter(|e| mine(e.0))
+                    .map(|e| (e.1, e.0))
+                    .collect();
+                order.sort_unstable();
+                let tasks: Vec<usize> = order.iter().map(|e| e.1).collect();
+                let mut sorted = tasks.clone();
+                sorted.sort_unstable();
+                assert_eq!(tasks, sorted, "host {host} keeps its order");
+            }
         }
     }
 

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use nu_ansi_term::{Color, Style};
 use reedline::{
-    Completer, Highlighter, Prompt, PromptEditMode, PromptHistorySearch, PromptHistorySearchStatus,
-    Span, StyledText, Suggestion, ValidationResult, Validator,
+    ColumnarMenu, Completer, Editor, Highlighter, Menu, MenuEvent, Painter, Prompt, PromptEditMode,
+    PromptHistorySearch, PromptHistorySearchStatus, Span, StyledText, Suggestion, ValidationResult,
+    Validator,
 };
 use rhai::{Engine, ParseErrorType};
 
@@ -216,6 +217,79 @@ impl Completer for ReplCompleter {
             .concat()
         };
         suggest(start, candidates, false)
+    }
+}
+
+/// The Tab menu: reedline's columnar menu, closed as soon as it has nothing to offer.
+/// Left open and empty it shows "NO RECORDS FOUND" and takes the next Enter only to
+/// close itself, so the line the user meant to run does not run.
+pub struct CompletionMenu(pub ColumnarMenu);
+
+impl CompletionMenu {
+    fn close_if_empty(&mut self) {
+        if self.0.is_active() && self.0.get_values().is_empty() {
+            self.0.menu_event(MenuEvent::Deactivate);
+        }
+    }
+}
+
+// `settings` keeps its default: reedline reaches a menu's settings only through `name`
+// and `indicator`, which are delegated (its settings type is not public).
+impl Menu for CompletionMenu {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn indicator(&self) -> &str {
+        self.0.indicator()
+    }
+    fn is_active(&self) -> bool {
+        self.0.is_active()
+    }
+    fn menu_event(&mut self, event: MenuEvent) {
+        self.0.menu_event(event);
+    }
+    fn can_quick_complete(&self) -> bool {
+        self.0.can_quick_complete()
+    }
+    fn can_partially_complete(
+        &mut self,
+        values_updated: bool,
+        editor: &mut Editor,
+        completer: &mut dyn Completer,
+    ) -> bool {
+        self.0
+            .can_partially_complete(values_updated, editor, completer)
+    }
+    fn update_values(&mut self, editor: &mut Editor, completer: &mut dyn Completer) {
+        self.0.update_values(editor, completer);
+        self.close_if_empty();
+    }
+    fn update_working_details(
+        &mut self,
+        editor: &mut Editor,
+        completer: &mut dyn Completer,
+        painter: &Painter,
+    ) {
+        self.0.update_working_details(editor, completer, painter);
+        self.close_if_empty();
+    }
+    fn replace_in_buffer(&self, editor: &mut Editor) {
+        self.0.replace_in_buffer(editor);
+    }
+    fn menu_required_lines(&self, terminal_columns: u16) -> u16 {
+        self.0.menu_required_lines(terminal_columns)
+    }
+    fn menu_string(&self, available_lines: u16, use_ansi_coloring: bool) -> String {
+        self.0.menu_string(available_lines, use_ansi_coloring)
+    }
+    fn min_rows(&self) -> u16 {
+        self.0.min_rows()
+    }
+    fn get_values(&self) -> &[Suggestion] {
+        self.0.get_values()
+    }
+    fn set_cursor_pos(&mut self, pos: (u16, u16)) {
+        self.0.set_cursor_pos(pos);
     }
 }
 

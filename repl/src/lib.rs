@@ -232,7 +232,9 @@ impl Session {
             .with_completer(Box::new(ReplCompleter {
                 words: Arc::clone(&self.words),
             }))
-            .with_menu(ReedlineMenu::EngineCompleter(Box::new(menu)))
+            .with_menu(ReedlineMenu::EngineCompleter(Box::new(
+                input::CompletionMenu(menu),
+            )))
             .with_quick_completions(true)
             .with_partial_completions(true)
             .with_hinter(Box::new(

@@ -87,6 +87,38 @@ pub enum Command {
     ///   toyc repl -i hosts.ini -l web
     #[command(verbatim_doc_comment)]
     Repl(ReplArgs),
+    /// Print a shell completion script for toyc.
+    ///
+    /// Examples:
+    ///   toyc completions bash > ~/.local/share/bash-completion/completions/toyc
+    ///   toyc completions zsh > ~/.zfunc/_toyc
+    ///   toyc completions fish > ~/.config/fish/completions/toyc.fish
+    #[command(verbatim_doc_comment)]
+    Completions(CompletionsArgs),
+    /// Print toyc's man page (roff), or a subcommand's.
+    ///
+    /// Examples:
+    ///   toyc man > ~/.local/share/man/man1/toyc.1
+    ///   toyc man run > ~/.local/share/man/man1/toyc-run.1
+    ///   toyc man | man -l -
+    #[command(verbatim_doc_comment)]
+    Man(ManArgs),
+}
+
+/// `toyc completions SHELL`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+/// `toyc man [SUBCOMMAND]`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The subcommand whose page to print (`toyc-SUBCOMMAND(1)`); toyc(1) without one.
+    #[arg(value_name = "SUBCOMMAND")]
+    pub subcommand: Option<String>,
 }
 
 /// Which hosts to act on and how to reach them.

@@ -257,10 +257,7 @@ pub fn show(list: &TaskList, secrets: &Secrets) {
                 .args
                 .iter()
                 .filter(|(k, _)| k.as_str() != "service")
-                .map(|(k, v)| match v {
-                    Value::String(s) => format!("{k}={s}"),
-                    other => format!("{k}={other}"),
-                })
+                .map(|(k, v)| format!("{k}={}", super::plan::listed(v, secrets)))
                 .collect();
             let service = task
                 .service()

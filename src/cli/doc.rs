@@ -3,6 +3,7 @@
 use anyhow::{anyhow, Context};
 use serde_json::Value;
 use toyc_engine::sandbox::{Limits, Sandbox};
+use toyc_stdlib::commands::builtin::{Builtin, BUILTINS, TASKS_DOC};
 
 use super::args::DocArgs;
 use super::{Failure, Outcome};
@@ -44,17 +45,23 @@ pub fn manual(name: Option<&str>, markdown: bool) -> Result<String, Failure> {
         );
     }
     let (module, function) = match name.map(|n| n.split_once("::").unwrap_or((n, ""))) {
+        // `toyc doc sleep`: a task command by its own name (`toyc doc shell` shows the
+        // module `shell`, then the task command `shell`).
+        Some((command, "")) if !modules.contains_key(command) && builtin(command).is_some() => {
+            (Some(TASKS), Some(command))
+        }
         Some((module, function)) => (Some(module), Some(function).filter(|f| !f.is_empty())),
         None => (None, None),
     };
     let names: Vec<&String> = match module {
         None => modules.keys().collect(),
+        Some(TASKS) => Vec::new(),
         Some(wanted) => match modules.get_key_value(wanted) {
             Some((name, _)) => vec![name],
             None => {
-                let known: Vec<&str> = modules.keys().map(String::as_str).collect();
+                let known: Vec<&str> = modules.keys().map(String::as_str).chain([TASKS]).collect();
                 return Err(Failure::input(anyhow!(
-                    "no module `{wanted}`; modules: {}",
+                    "no module `{wanted}` and no task command of that name; modules: {}",
                     known.join(", ")
                 )));
             }
@@ -63,6 +70,13 @@ pub fn manual(name: Option<&str>, markdown: bool) -> Result<String, Failure> {
     let mut out = String::new();
     for name in names {
         render_module(&mut out, name, &modules[name.as_str()], markdown, function);
+    }
+    match (module, function) {
+        (None, _) | (Some(TASKS), _) => render_tasks(&mut out, markdown, function),
+        (Some(both), None) if builtin(both).is_some() => {
+            render_tasks(&mut out, markdown, Some(both))
+        }
+        _ => {}
     }
     if let (Some(function), true) = (function, out.is_empty()) {
         return Err(Failure::input(anyhow!(
@@ -78,6 +92,54 @@ pub fn manual(name: Option<&str>, markdown: bool) -> Result<String, Failure> {
 pub fn manual_text(name: &str) -> Result<String, String> {
     let name = Some(name.trim()).filter(|n| !n.is_empty());
     manual(name, false).map_err(|f| f.error.to_string())
+}
+
+/// The pseudo-module of task-list commands (`toyc doc tasks`), after the script modules.
+const TASKS: &str = "tasks";
+
+fn builtin(name: &str) -> Option<Builtin> {
+    BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}
+
+/// The built-in task commands: what a task is, then each command with its arguments and
+/// an example task; or only the command `only`.
+fn render_tasks(out: &mut String, markdown: bool, only: Option<&str>) {
+    if only.is_none() {
+        if markdown {
+            out.push_str(&format!("## `{TASKS}`\n\n{TASKS_DOC}\n\n"));
+        } else {
+            out.push_str(&format!(
+                "{TASKS}\n{}\n{TASKS_DOC}\n\n",
+                "=".repeat(TASKS.len())
+            ));
+        }
+    }
+    for (name, command) in BUILTINS {
+        if only.is_some_and(|o| o != *name) {
+            continue;
+        }
+        let doc = command.doc();
+        if markdown {
+            out.push_str(&format!("### `{name}`\n\n{}\n\n", doc.summary));
+            for (argument, what) in doc.arguments {
+                out.push_str(&format!("- `{argument}`: {what}\n"));
+            }
+            out.push_str(&format!("\n```rhai\n{}\n```\n\n", doc.example));
+        } else {
+            let width = doc
+                .arguments
+                .iter()
+                .map(|(a, _)| a.len())
+                .max()
+                .unwrap_or(0);
+            let mut text = format!("{}\n\nArguments:\n", doc.summary);
+            for (argument, what) in doc.arguments {
+                text.push_str(&format!("  {argument:width$}  {what}\n"));
+            }
+            text.push_str(&format!("\nExample:\n  {}", doc.example));
+            out.push_str(&format!("{name}\n{}\n\n", indent(&text)));
+        }
+    }
 }
 
 fn render_module(out: &mut String, name: &str, module: &Value, markdown: bool, only: Option<&str>) {

@@ -10,6 +10,7 @@ mod plan;
 mod repl;
 mod role;
 mod run;
+mod shell;
 mod targets;
 
 use std::time::Duration;
@@ -146,6 +147,8 @@ async fn dispatch(command: Command, process: &Process) -> Outcome {
         Command::Apply(args) => apply::apply(args, process).await,
         Command::Role(args) => role::role(args, process).await,
         Command::Doc(args) => doc::doc(&args),
+        Command::Completions(args) => shell::completions(&args),
+        Command::Man(args) => shell::man(&args),
         // `main` runs the console itself, outside this future.
         Command::Repl(_) => Err(anyhow::anyhow!("toyc bug: the console reached dispatch").into()),
     }

@@ -7,9 +7,13 @@
 //! ```
 //!
 //! `time [LEVEL] [component] [host] [service] message`, UTC, `*` for a field that does
-//! not apply. The progress line, the per-host table and the summary come from the
+//! not apply. A failure in a stage that continues on failure is a WARN, not an ERROR:
+//! it does not fail the run (a Graphite metric that could not be sent, say).
+//! The progress line, the per-host table and the summary come from the
 //! [`HumanSink`] it wraps, so a task-list run ends like every other toyc run.
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::events::{seconds, Event, EventSink, HumanSink, Level, Printer, TaskStatus};
@@ -18,12 +22,25 @@ use crate::events::{seconds, Event, EventSink, HumanSink, Level, Printer, TaskSt
 pub struct TaskLogSink {
     inner: HumanSink,
     verbose: bool,
+    /// Stages whose failures only warn, from their `StageStart`.
+    continuing: Mutex<BTreeSet<String>>,
 }
 
 impl TaskLogSink {
     /// Wrap `inner` (made with its table); `verbose` also logs every task's start.
     pub fn new(inner: HumanSink, verbose: bool) -> TaskLogSink {
-        TaskLogSink { inner, verbose }
+        TaskLogSink {
+            inner,
+            verbose,
+            continuing: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    fn continues(&self, stage: &str) -> bool {
+        self.continuing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(stage)
     }
 }
 
@@ -57,7 +74,11 @@ impl EventSink for TaskLogSink {
                 let (level, text) = match status {
                     TaskStatus::Ok => (Level::Info, format!("done in {}", seconds(*elapsed_ms))),
                     TaskStatus::Failed => (
-                        Level::Error,
+                        if self.continues(stage) {
+                            Level::Warn
+                        } else {
+                            Level::Error
+                        },
                         format!(
                             "task {index} of stage `{stage}` failed after {}: {}",
                             seconds(*elapsed_ms),
@@ -106,14 +127,28 @@ impl EventSink for TaskLogSink {
                 &None,
                 text,
             ),
-            Event::StageStart { stage, hosts } => line(
-                self.inner.printer(),
-                Level::Info,
-                "stage",
-                None,
-                &None,
-                &format!("stage `{stage}` starts on {} host(s)", hosts.len()),
-            ),
+            Event::StageStart {
+                stage,
+                hosts,
+                continues_on_failure,
+            } => {
+                let mut continuing = self.continuing.lock().unwrap_or_else(|p| p.into_inner());
+                // Two stages may share a name: the one starting now decides.
+                if *continues_on_failure {
+                    continuing.insert(stage.clone());
+                } else {
+                    continuing.remove(stage);
+                }
+                drop(continuing);
+                line(
+                    self.inner.printer(),
+                    Level::Info,
+                    "stage",
+                    None,
+                    &None,
+                    &format!("stage `{stage}` starts on {} host(s)", hosts.len()),
+                );
+            }
             Event::StageEnd {
                 stage,
                 ok,
@@ -121,10 +156,18 @@ impl EventSink for TaskLogSink {
                 skipped,
                 aborted,
             } => {
-                let level = if *aborted || *failed > 0 {
+                let continues = self.continues(stage) && !*aborted;
+                let level = if *aborted || (*failed > 0 && !continues) {
                     Level::Error
+                } else if *failed > 0 {
+                    Level::Warn
                 } else {
                     Level::Info
+                };
+                let let_pass = if continues && *failed > 0 {
+                    " and let pass (the stage continues on failure)"
+                } else {
+                    ""
                 };
                 let end = if *aborted {
                     "; aborted: later tasks and stages do not start"
@@ -138,7 +181,7 @@ impl EventSink for TaskLogSink {
                     None,
                     &None,
                     &format!(
-                        "stage `{stage}`: {ok} ok, {failed} failed, {skipped} not started{end}"
+                        "stage `{stage}`: {ok} ok, {failed} failed{let_pass}, {skipped} not started{end}"
                     ),
                 );
             }

@@ -237,6 +237,7 @@ async fn run_one_stage(
     events.emit(&Event::StageStart {
         stage: stage.name.clone(),
         hosts: distinct,
+        continues_on_failure: stage.options().on_failure == FailurePolicy::Continue,
     });
     progress.phase_of(&format!("stage {}", stage.name), indices.len(), "tasks");
     let options = stage.options();

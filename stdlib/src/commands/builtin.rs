@@ -2,17 +2,8 @@
 //! (no I/O, except that `upload` finds its local file) and does its work in
 //! `execute` in one round trip to its host.
 //!
-//! | command | arguments | what it does |
-//! |---|---|---|
-//! | `shell` | `cmd`, `cwd` | runs `cmd` with `sh -c`; a non-zero exit fails the task |
-//! | `upload` | `src`, `dest`, `mode` | copies a local file (from the generator's directory or `--directory`) to `dest` atomically; `dest` ending in `/` is a directory |
-//! | `file_exists` | `path` | fails unless `path` exists on the host |
-//! | `symlink` | `target`, `link` | points `link` at `target`, atomically (a new link renamed over the old) |
-//! | `unpack` | `archive`, `dest`, `strip_components` | unpacks a `.tar.gz` on the host into `dest` (replaced whole: unpacked next to it, then renamed) |
-//! | `service_restart` | `service` (or `unit`) | `systemctl restart` under systemd, else `/etc/init.d/NAME restart` |
-//! | `wait_port` | `port`, `address` (127.0.0.1), `wait` (30 s) | waits on the host until something accepts connections on the port |
-//! | `send_graphite` | `metric`, `value` (1), `carbon_host`, `carbon_port` | sends `metric value timestamp` to a Carbon server over its plaintext protocol, from the controller |
-//! | `sleep` | `seconds` | waits, on the controller |
+//! [`Builtin::doc`] documents each one's arguments (`toyc doc tasks`, `toyc doc sleep`),
+//! and the same list is what its `initialize` accepts, so the manual cannot drift.
 //!
 //! Every task may also have `service` (shown in logs), `sudo` and `description`.
 
@@ -61,6 +52,119 @@ pub const BUILTINS: &[(&str, Builtin)] = &[
     ("send_graphite", Builtin::SendGraphite),
     ("sleep", Builtin::Sleep),
 ];
+
+/// What every task is, for `toyc doc tasks`.
+pub const TASKS_DOC: &str = "\
+A task is a map `#{ command: NAME, host: HOST, ...arguments }` in a stage's `tasks`.
+`command` and `host` are required: `host` is an inventory name (`localhost` is the
+controller). Every command also takes `service` (shown in logs), `sudo` (true or
+false) and `description`. Besides these built-ins, a task may name an operation
+(`files::copy`, `shell::run`, ...: `toyc doc files`) or a custom command,
+`commands/NAME.rhai` next to the generator.";
+
+/// What `toyc doc` says about a built-in.
+#[derive(Debug, Clone, Copy)]
+pub struct BuiltinDoc {
+    /// What it does, in a sentence or two.
+    pub summary: &'static str,
+    /// Its arguments as `(name, what it is)`: exactly the keys its `initialize` accepts
+    /// (besides `service`, `sudo` and `description`).
+    pub arguments: &'static [(&'static str, &'static str)],
+    /// A task using it, as a generator writes it (compiled by tests/docs.rs).
+    pub example: &'static str,
+}
+
+impl Builtin {
+    /// Its name in a task's `command`.
+    pub fn name(self) -> &'static str {
+        BUILTINS
+            .iter()
+            .find(|(_, b)| *b == self)
+            .map_or("?", |(n, _)| n)
+    }
+
+    /// Its manual.
+    pub fn doc(self) -> BuiltinDoc {
+        match self {
+            Builtin::Shell => BuiltinDoc {
+                summary: "Runs `cmd` with `sh -c` on the host; a non-zero exit fails the task.",
+                arguments: &[
+                    ("cmd", "the command line (required)"),
+                    ("cwd", "the directory it runs in"),
+                ],
+                example: r#"#{ command: "shell", host: "web1", cmd: "systemctl reload nginx" }"#,
+            },
+            Builtin::Upload => BuiltinDoc {
+                summary: "Copies a local file (from the generator's directory or `--directory`) to the host, written atomically.",
+                arguments: &[
+                    ("src", "the local file (required)"),
+                    ("dest", "an absolute path on the host; ending in `/`, a directory the file goes into (required)"),
+                    ("mode", "its mode, such as `0644`"),
+                ],
+                example: r#"#{ command: "upload", host: "web1", service: "web", src: "web-1.2.tar.gz", dest: "/srv/web/releases/" }"#,
+            },
+            Builtin::FileExists => BuiltinDoc {
+                summary: "Fails unless `path` exists on the host.",
+                arguments: &[("path", "an absolute path on the host (required)")],
+                example: r#"#{ command: "file_exists", host: "web1", path: "/srv/web/current/bin/ctl" }"#,
+            },
+            Builtin::Symlink => BuiltinDoc {
+                summary: "Points `link` at `target`, atomically: a new link is renamed over the old one.",
+                arguments: &[
+                    ("target", "what the link points at (required)"),
+                    ("link", "the link, an absolute path on the host (required)"),
+                ],
+                example: r#"#{ command: "symlink", host: "web1", target: "/srv/web/releases/1.2", link: "/srv/web/current" }"#,
+            },
+            Builtin::Unpack => BuiltinDoc {
+                summary: "Unpacks a `.tar.gz` on the host into `dest`, replaced whole (unpacked next to it, then renamed).",
+                arguments: &[
+                    ("archive", "the archive, an absolute path on the host (required)"),
+                    ("dest", "the directory it becomes, an absolute path (required)"),
+                    ("strip_components", "leading path components to drop (0)"),
+                ],
+                example: r#"#{ command: "unpack", host: "web1", archive: "/srv/web/releases/web-1.2.tar.gz", dest: "/srv/web/releases/1.2" }"#,
+            },
+            Builtin::ServiceRestart => BuiltinDoc {
+                summary: "Restarts a service: `systemctl restart` under systemd, else `/etc/init.d/NAME restart`.",
+                arguments: &[
+                    ("unit", "the unit or init script to restart (the task's `service` when absent)"),
+                    ("service", "the service, restarted when there is no `unit`"),
+                ],
+                example: r#"#{ command: "service_restart", host: "web1", service: "web" }"#,
+            },
+            Builtin::WaitPort => BuiltinDoc {
+                summary: "Waits on the host until something accepts connections on the port; fails when the wait is over.",
+                arguments: &[
+                    ("port", "a TCP port from 1 to 65535 (required)"),
+                    ("address", "the address to connect to (127.0.0.1)"),
+                    ("wait", "how long to wait, in seconds (30)"),
+                ],
+                example: r#"#{ command: "wait_port", host: "web1", port: 8080, wait: 60 }"#,
+            },
+            Builtin::SendGraphite => BuiltinDoc {
+                summary: "Sends `metric value timestamp` to a Carbon server over its plaintext protocol, from the controller (`graphite_stage` makes such a task).",
+                arguments: &[
+                    ("metric", "the metric's name, without white space (required)"),
+                    ("value", "a number (1)"),
+                    ("carbon_host", "the Carbon server (required)"),
+                    ("carbon_port", "its plaintext port, usually 2003 (required)"),
+                ],
+                example: r#"#{ command: "send_graphite", host: "localhost", metric: "deploy.web.done", carbon_host: "carbon.internal", carbon_port: 2003 }"#,
+            },
+            Builtin::Sleep => BuiltinDoc {
+                summary: "Waits, on the controller, without touching the host.",
+                arguments: &[("seconds", "how long, a number (required)")],
+                example: r#"#{ command: "sleep", host: "localhost", seconds: 5 }"#,
+            },
+        }
+    }
+
+    /// The argument names `initialize` accepts: those the manual lists.
+    fn known(self) -> Vec<&'static str> {
+        self.doc().arguments.iter().map(|(name, _)| *name).collect()
+    }
+}
 
 /// Where local files come from: the generator's directory, then `--directory`.
 #[derive(Debug, Clone)]
@@ -134,14 +238,14 @@ impl Builtin {
     fn check(self, task: &Task, roots: &LocalRoots) -> Result<Checked, String> {
         Ok(match self {
             Builtin::Shell => {
-                let a = Args::new(task, &["cmd", "cwd"])?;
+                let a = Args::new(task, &self.known())?;
                 Checked::Shell {
                     cmd: a.required("cmd")?,
                     cwd: a.string("cwd")?,
                 }
             }
             Builtin::Upload => {
-                let a = Args::new(task, &["src", "dest", "mode"])?;
+                let a = Args::new(task, &self.known())?;
                 let src = roots.resolve(&a.required("src")?)?;
                 let mut dest = a.required("dest")?;
                 if !dest.starts_with('/') {
@@ -160,17 +264,17 @@ impl Builtin {
                 Checked::Upload { src, dest, mode }
             }
             Builtin::FileExists => Checked::FileExists {
-                path: Args::new(task, &["path"])?.path("path")?,
+                path: Args::new(task, &self.known())?.path("path")?,
             },
             Builtin::Symlink => {
-                let a = Args::new(task, &["target", "link"])?;
+                let a = Args::new(task, &self.known())?;
                 Checked::Symlink {
                     target: a.required("target")?,
                     link: a.path("link")?,
                 }
             }
             Builtin::Unpack => {
-                let a = Args::new(task, &["archive", "dest", "strip_components"])?;
+                let a = Args::new(task, &self.known())?;
                 let dest = a.path("dest")?;
                 // Unpacking replaces `dest` whole (`rm -rf` of the old one).
                 if dest == "/" {
@@ -183,7 +287,7 @@ impl Builtin {
                 }
             }
             Builtin::ServiceRestart => {
-                let a = Args::new(task, &["unit"])?;
+                let a = Args::new(task, &self.known())?;
                 let unit = match a.string("unit")? {
                     Some(unit) => unit,
                     None => a.required("service")?,
@@ -195,7 +299,7 @@ impl Builtin {
                 Checked::ServiceRestart { unit }
             }
             Builtin::WaitPort => {
-                let a = Args::new(task, &["port", "address", "wait"])?;
+                let a = Args::new(task, &self.known())?;
                 Checked::WaitPort {
                     port: a.port("port")?,
                     address: a.string("address")?.unwrap_or_else(|| "127.0.0.1".into()),
@@ -203,7 +307,7 @@ impl Builtin {
                 }
             }
             Builtin::SendGraphite => {
-                let a = Args::new(task, &["metric", "value", "carbon_host", "carbon_port"])?;
+                let a = Args::new(task, &self.known())?;
                 let metric = a.required("metric")?;
                 if metric.contains(char::is_whitespace) {
                     return Err(format!(
@@ -217,7 +321,7 @@ impl Builtin {
                 }
             }
             Builtin::Sleep => {
-                let a = Args::new(task, &["seconds"])?;
+                let a = Args::new(task, &self.known())?;
                 Checked::Sleep {
                     seconds: a
                         .number("seconds")?

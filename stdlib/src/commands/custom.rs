@@ -11,13 +11,14 @@
 //! ```
 //!
 //! `initialize` runs in the sandbox with nothing but Rhai's standard functions: it
-//! refuses a task by throwing. `execute(ctx)` gets the task's `ctx.args`, `ctx.host`
+//! refuses a task by throwing or by returning `false`. `execute(ctx)` gets the task's `ctx.args`, `ctx.host`
 //! (name), `ctx.service`, `ctx.log(text)`, and `ctx.remote`: `exec(cmd)` /
 //! `exec(cmd, #{sudo, check, timeout})` returning `#{code, stdout, stderr}` (a non-zero
 //! exit throws unless `check: false`), `put(local, dir)` (a file of the generator's
 //! directory or `--directory` written atomically into `dir` on the host) and
-//! `file_exists(path)`. It returns the number of changes it made (1 when it returns
-//! anything else).
+//! `file_exists(path)`. It fails the task by throwing or by returning `false` (a
+//! check that came out false must not read as done); otherwise it returns the number of
+//! changes it made (1 when it returns anything else, `()` included).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -94,10 +95,16 @@ impl CustomCommand {
     pub fn initialize(&self, task: &Task) -> Result<(), String> {
         let engine = self.sandbox.engine(None, |_| {});
         let mut scope = Scope::new();
-        engine
+        let value = engine
             .call_fn::<Dynamic>(&mut scope, &self.ast, "initialize", (Self::args(task),))
-            .map(|_| ())
-            .map_err(|e| self.sandbox.describe(&e, &self.path).to_string())
+            .map_err(|e| self.sandbox.describe(&e, &self.path).to_string())?;
+        if is_false(&value) {
+            return Err(format!(
+                "`initialize` returned `false` in `{}`: the arguments are refused (throw a message to say why)",
+                self.path.display()
+            ));
+        }
+        Ok(())
     }
 
     /// `execute(ctx)` on a blocking thread (Rhai is synchronous; `ctx.remote` blocks on
@@ -142,6 +149,10 @@ impl CustomCommand {
         .await
         .map_err(|e| TaskFailure::new(format!("the command's thread failed: {e}")))?;
         match done {
+            Ok(value) if is_false(&value) => Err(TaskFailure::new(format!(
+                "`execute` returned `false` in `{}` (throw a message to say why)",
+                self.path.display()
+            ))),
             Ok(value) => Ok(value
                 .as_int()
                 .ok()
@@ -150,6 +161,12 @@ impl CustomCommand {
             Err(message) => Err(TaskFailure::new(message)),
         }
     }
+}
+
+/// A command says "failed" by returning `false`; `0` means "no changes" and `()` is
+/// what a body ending in a statement returns, so neither of those fails.
+fn is_false(value: &Dynamic) -> bool {
+    value.as_bool() == Ok(false)
 }
 
 /// What `ctx` reaches: one task on one host.

@@ -33,24 +33,22 @@ fn an_endless_loop_is_stopped_by_the_operation_limit() {
 }
 
 #[test]
-fn a_huge_string_is_refused() {
-    run_script("let s = \"x\";\nloop { s += s; }", &[])
+fn a_huge_string_is_stopped() {
+    run_script("let s = \"x\";\nloop { s += s; }", &["--max-memory", "100"])
         .code(1)
-        .stderr_has("length of string is over the limit of 16777216 bytes")
+        .stderr_has("memory passed 100 MiB while the script ran")
         .stderr_has("s.rhai:2:");
 }
 
 #[test]
-fn a_huge_array_is_refused() {
-    run_script("let a = [1];\nloop { a += a; }", &[])
+fn a_huge_array_is_stopped() {
+    run_script("let a = [1];\nloop { a += a; }", &["--max-memory", "100"])
         .code(1)
-        .stderr_has("over the limit of 1000000 items");
+        .stderr_has("memory passed 100 MiB while the script ran");
 }
 
 #[test]
-fn a_huge_map_is_refused() {
-    // Rhai checks a map's size when it grows with `+=` or `mixin`, not with `m[k] = v`:
-    // the memory backstop stops that one.
+fn a_huge_map_is_stopped() {
     let started = std::time::Instant::now();
     run_script(
         "let m = #{};\nlet i = 0;\nloop { m[`key number ${i}`] = `value ${i}`; i += 1; }",
@@ -59,6 +57,36 @@ fn a_huge_map_is_refused() {
     .code(1)
     .stderr_has("memory passed 100 MiB while the script ran");
     assert!(started.elapsed() < std::time::Duration::from_secs(120));
+}
+
+#[test]
+fn one_operation_growing_past_the_memory_limit_ends_toyc_cleanly() {
+    // One call, no operation boundary to stop at: the watcher ends the process.
+    Toyc::new()
+        .file("s.rhai", "let a = [];\na.pad(400_000_000, 0);\n")
+        .address_space(12 << 30)
+        .args(["run", "s.rhai", "--max-memory", "100"])
+        .run()
+        .code(1)
+        .stderr_has("memory passed 456 MiB while a script ran");
+}
+
+#[test]
+fn a_map_of_large_values_is_stopped_at_the_memory_limit() {
+    // Each entry is a fresh 8 MB string, a few operations apiece: counting operations
+    // alone lets it pass gigabytes. The address-space cap makes a failure an abort
+    // (exit 134), not a visit from the machine's OOM killer.
+    Toyc::new()
+        .file(
+            "s.rhai",
+            "let s = \"\";\ns.pad(8 * 1024 * 1024, \"x\");\nlet m = #{};\nlet i = 0;\nloop { m[`k${i}`] = s + i; i += 1; }\n",
+        )
+        .address_space(2 << 30)
+        .args(["run", "s.rhai", "--max-memory", "200"])
+        .run()
+        .code(1)
+        .stderr_has("memory passed 200 MiB while the script ran")
+        .stderr_has("s.rhai:5:");
 }
 
 #[test]

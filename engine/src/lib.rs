@@ -25,6 +25,7 @@ pub mod events;
 pub mod facts;
 pub mod gitsync;
 pub mod inventory;
+pub mod memory;
 pub mod plan;
 pub mod progress;
 pub mod rollout;

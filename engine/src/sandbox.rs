@@ -19,10 +19,6 @@ pub const CANCEL_TOKEN: &str = "toyc:cancelled";
 /// The token a progress callback returns when toyc's memory passed [`Limits::max_memory`].
 pub const MEMORY_TOKEN: &str = "toyc:memory";
 
-/// Operations between two looks at the process's memory (a read of /proc/self/statm,
-/// a few microseconds): often enough to stop a runaway map within a few megabytes.
-const MEMORY_CHECK_EVERY: u64 = 1 << 16;
-
 /// Resource limits of one script evaluation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -34,19 +30,15 @@ pub struct Limits {
     pub max_expr_depth: usize,
     /// Nesting of expressions inside function bodies.
     pub max_fn_expr_depth: usize,
-    /// Bytes in one string.
-    pub max_string_size: usize,
-    /// Items in one array.
-    pub max_array_size: usize,
-    /// Entries in one object map.
-    pub max_map_size: usize,
     /// Modules one script may import, directly or not.
     pub max_modules: usize,
     /// Wall-clock time for a whole evaluation, commands it waits on included.
     pub timeout: Duration,
-    /// Resident memory of the whole toyc process, in bytes, past which scripts are stopped.
-    /// A backstop: Rhai checks sizes on most growth, but not a map growing through
-    /// `m[key] = value` (its index assignment checks only the value assigned).
+    /// Resident memory of the whole toyc process, in bytes, past which scripts are stopped
+    /// (see [`crate::memory`]). It stands in for Rhai's limits on the size of one string,
+    /// array or map: those measure the whole value after every change to it, which makes
+    /// building an array with `push` quadratic, and miss a map growing through
+    /// `m[key] = value` anyway.
     pub max_memory: u64,
 }
 
@@ -57,9 +49,6 @@ impl Default for Limits {
             max_call_levels: 64,
             max_expr_depth: 64,
             max_fn_expr_depth: 64,
-            max_string_size: 16 * 1024 * 1024,
-            max_array_size: 1_000_000,
-            max_map_size: 100_000,
             max_modules: 100,
             timeout: Duration::from_secs(3600),
             max_memory: 4 * 1024 * 1024 * 1024,
@@ -143,9 +132,10 @@ impl Sandbox {
             .set_max_operations(limits.max_operations)
             .set_max_call_levels(limits.max_call_levels)
             .set_max_expr_depths(limits.max_expr_depth, limits.max_fn_expr_depth)
-            .set_max_string_size(limits.max_string_size)
-            .set_max_array_size(limits.max_array_size)
-            .set_max_map_size(limits.max_map_size)
+            // 0: none of Rhai's per-value size checks, see `Limits::max_memory`.
+            .set_max_string_size(0)
+            .set_max_array_size(0)
+            .set_max_map_size(0)
             .set_max_modules(limits.max_modules)
             .set_module_resolver(ConfinedResolver {
                 root: self.root.clone(),
@@ -154,14 +144,13 @@ impl Sandbox {
         engine.disable_symbol("eval");
         let deadline = Instant::now() + limits.timeout;
         let max_memory = limits.max_memory;
-        engine.on_progress(move |operations| {
+        crate::memory::watch(max_memory);
+        engine.on_progress(move |_| {
             if crate::cancel::is_cancelled() {
                 Some(CANCEL_TOKEN.into())
             } else if Instant::now() >= deadline {
                 Some(TIMEOUT_TOKEN.into())
-            } else if operations % MEMORY_CHECK_EVERY == 0
-                && resident_bytes().is_some_and(|b| b > max_memory)
-            {
+            } else if crate::memory::resident() > max_memory {
                 Some(MEMORY_TOKEN.into())
             } else {
                 None
@@ -197,13 +186,6 @@ impl Sandbox {
     pub fn describe(&self, error: &EvalAltResult, path: &Path) -> ScriptError {
         ScriptError::from_eval(error, path, &self.limits)
     }
-}
-
-/// Resident memory of this process, from /proc (Linux); `None` where unavailable.
-fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
 }
 
 /// `relative` with `.` and `..` resolved lexically, or `None` when it climbs above its start.
@@ -285,32 +267,32 @@ impl ModuleResolver for ConfinedResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::script_error::ScriptError;
 
-    fn fails_with(limits: Limits, script: &str) -> ScriptError {
-        let sandbox = Sandbox::new(".", limits);
+    /// Seconds to build an array of `n` items with `push`.
+    fn push_time(n: u64) -> f64 {
+        let sandbox = Sandbox::new(".", Limits::default());
+        let script = format!("let a = [];\nfor i in 0..{n} {{ a.push(#{{ name: `task ${{i}}` }}); }}\na.len()");
         let ast = sandbox
-            .compile_text(script, Path::new("t.rhai"))
+            .compile_text(&script, Path::new("t.rhai"))
             .expect("compiles");
-        let err = sandbox
+        let started = Instant::now();
+        let len = sandbox
             .engine(None, |_| {})
-            .run_ast(&ast)
-            .expect_err("stopped");
-        sandbox.describe(&err, Path::new("t.rhai"))
+            .eval_ast::<rhai::INT>(&ast)
+            .expect("runs");
+        assert_eq!(len as u64, n);
+        started.elapsed().as_secs_f64()
     }
 
     #[test]
-    fn a_map_growing_past_its_limit_is_stopped() {
-        let limits = Limits {
-            max_map_size: 10,
-            ..Limits::default()
-        };
-        let err = fails_with(limits, "let m = #{};\nlet i = 0;\nloop { let one = #{}; one[`k${i}`] = i; m.mixin(one); i += 1; }");
-        assert_eq!(
-            err.message,
-            "size of object map is over the limit of 10 entries"
+    fn building_a_large_array_with_push_takes_linear_time() {
+        // Linear: four times the items, about four times the time; quadratic: sixteen.
+        let small = push_time(25_000);
+        let large = push_time(100_000);
+        assert!(
+            large < 8.0 * small,
+            "100k pushes took {large:.3}s, 25k took {small:.3}s"
         );
-        assert_eq!(err.line, Some(3));
     }
 
     #[test]

@@ -531,3 +531,53 @@ print(`facts:${host::os()}:${host::arch()}:${host::hostname() == host.name}`);
         .stderr_has("--> s.rhai:1:7");
     assert!(!ran.stdout.contains("not reached"));
 }
+
+#[test]
+fn control_characters_from_a_host_are_shown_escaped_and_kept_in_json() {
+    let Some(pool) = hosts::shared() else { return };
+    let host = &pool.hosts()[0].name;
+    // A window title, a screen clear and a `\r` that would overwrite "FAILED".
+    let command = r"printf 'a\033]0;pwned\007b\033[2Jc FAILED\rok\n'; printf 'e\033[31mf\n' >&2";
+    let shown = r"a\x1b]0;pwned\x07b\x1b[2Jc FAILED\rok";
+    let toyc = |extra: &[&str]| {
+        let toyc = Toyc::new().file("inv.yml", &inventory(pool, "root", &[0], ""));
+        toyc.args(["exec", "-i", "inv.yml"])
+            .args(extra)
+            .args(["--", command])
+            .run()
+    };
+    let assert_no_escape = |ran: &crate::support::cli::Ran| {
+        assert!(
+            !ran.stdout.contains(['\x1b', '\r', '\x07']) && !ran.stderr.contains(['\x1b', '\r']),
+            "raw control characters printed:\n{:?}\n{:?}",
+            ran.stdout,
+            ran.stderr
+        );
+    };
+
+    let grouped = toyc(&[]);
+    grouped.code(0).stdout_has(shown).stderr_has(r"e\x1b[31mf");
+    assert_no_escape(&grouped);
+
+    let streamed = toyc(&["--stream"]);
+    streamed
+        .code(0)
+        .stdout_has(&format!("{host} | {shown}"))
+        .stderr_has(&format!(r"{host} ! e\x1b[31mf"));
+    assert_no_escape(&streamed);
+
+    let json = toyc(&["--json"]);
+    json.code(0);
+    let lines: Vec<String> = json
+        .json_lines()
+        .iter()
+        .filter(|e| e["type"] == "output")
+        .filter_map(|e| e["data"]["line"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "a\x1b]0;pwned\x07b\x1b[2Jc FAILED\rok"),
+        "{lines:?}"
+    );
+}

@@ -482,7 +482,7 @@ impl EventSink for HumanSink {
 fn out_line(text: &str) {
     crate::progress::print_above(|| {
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", redact(text));
+        let _ = writeln!(out, "{}", crate::terminal_text::escape(&redact(text)));
     });
 }
 
@@ -490,7 +490,7 @@ fn out_line(text: &str) {
 fn err_line(text: &str) {
     crate::progress::print_above(|| {
         let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{}", redact(text));
+        let _ = writeln!(err, "{}", crate::terminal_text::escape(&redact(text)));
     });
 }
 

@@ -37,4 +37,5 @@ pub mod script_error;
 pub mod secrets;
 pub mod state_dir;
 pub mod tasklist;
+pub mod terminal_text;
 pub mod transport;

@@ -30,14 +30,18 @@ static WATCHER: Once = Once::new();
 /// nothing else still stands between it and the kernel's OOM killer, which would end it
 /// with no message at all.
 pub fn watch(max_memory: u64) {
-    let hard = max_memory.saturating_mul(2).saturating_add(256 * 1024 * 1024);
+    let hard = max_memory
+        .saturating_mul(2)
+        .saturating_add(256 * 1024 * 1024);
     HARD_LIMIT.fetch_max(hard, Ordering::Relaxed);
     WATCHER.call_once(|| {
         let spawned = std::thread::Builder::new()
             .name("toyc-memory".into())
             .spawn(watcher);
         if let Err(e) = spawned {
-            tracing::warn!("cannot start the memory watcher, scripts run without a memory limit: {e}");
+            tracing::warn!(
+                "cannot start the memory watcher, scripts run without a memory limit: {e}"
+            );
         }
     });
 }

@@ -271,7 +271,9 @@ mod tests {
     /// Seconds to build an array of `n` items with `push`.
     fn push_time(n: u64) -> f64 {
         let sandbox = Sandbox::new(".", Limits::default());
-        let script = format!("let a = [];\nfor i in 0..{n} {{ a.push(#{{ name: `task ${{i}}` }}); }}\na.len()");
+        let script = format!(
+            "let a = [];\nfor i in 0..{n} {{ a.push(#{{ name: `task ${{i}}` }}); }}\na.len()"
+        );
         let ast = sandbox
             .compile_text(&script, Path::new("t.rhai"))
             .expect("compiles");

@@ -9,6 +9,7 @@ use toyc_engine::events::{
 };
 use toyc_engine::runner::{announce, connect, elapsed_ms, for_each_host};
 use toyc_engine::secrets::{redact, redact_bytes};
+use toyc_engine::terminal_text::{escape, escape_bytes};
 use toyc_engine::transport::{ExecOutput, ExecRequest};
 
 use super::args::ExecArgs;
@@ -136,18 +137,18 @@ fn print_grouped(results: &[(HostResult, Option<ExecOutput>)]) {
             result.host,
             seconds(result.elapsed_ms)
         );
-        if writeln!(stdout, "{}", redact(&header)).is_err() {
+        if writeln!(stdout, "{}", escape(&redact(&header))).is_err() {
             return;
         }
         if let Some(output) = output {
-            let _ = stdout.write_all(&redact_bytes(&output.stdout));
+            let _ = stdout.write_all(&escape_bytes(&redact_bytes(&output.stdout)));
             if !output.stdout.is_empty() && !output.stdout.ends_with(b"\n") {
                 let _ = stdout.write_all(b"\n");
             }
             let _ = stdout.flush();
             drop(stdout);
             let mut stderr = std::io::stderr().lock();
-            let _ = stderr.write_all(&redact_bytes(&output.stderr));
+            let _ = stderr.write_all(&escape_bytes(&redact_bytes(&output.stderr)));
             let _ = stderr.flush();
         }
     }

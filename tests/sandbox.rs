@@ -156,3 +156,36 @@ fn a_syntax_error_shows_file_line_column_and_a_caret() {
         ran.stderr
     );
 }
+
+#[test]
+fn a_syntax_error_in_an_imported_module_is_bad_input_like_one_in_the_script() {
+    Toyc::new()
+        .file("lib/inner.rhai", "fn ok() { 1 }\nfn broken() { let = ; }\n")
+        .file(
+            "lib/greet.rhai",
+            "import \"inner\" as inner;\nfn hello() { inner::ok() }\n",
+        )
+        .file(
+            "main.rhai",
+            "import \"lib/greet\" as g;\nprint(g::hello());\n",
+        )
+        .args(["run", "main.rhai"])
+        .run()
+        .code(65)
+        .stderr_has("inner.rhai:2:")
+        .stderr_has("2 | fn broken() { let = ; }");
+}
+
+#[test]
+fn a_byte_order_mark_at_the_start_of_a_script_or_module_is_accepted() {
+    Toyc::new()
+        .file("lib/greet.rhai", "\u{feff}fn hello() { \"hi\" }\n")
+        .file(
+            "main.rhai",
+            "\u{feff}import \"lib/greet\" as g;\nprint(g::hello());\n",
+        )
+        .args(["run", "main.rhai"])
+        .run()
+        .code(0)
+        .stdout_has("hi");
+}

@@ -172,20 +172,75 @@ impl Sandbox {
         self.compile_text(&source, path)
     }
 
-    /// Compile `source`, reporting errors as if it came from `path`.
+    /// Compile `source`, reporting errors as if it came from `path`. Modules it imports by a
+    /// literal path are compiled too, so a syntax error in one is bad input found before
+    /// any host is touched, like one in the script itself.
     pub fn compile_text(&self, source: &str, path: &Path) -> Result<AST, ScriptError> {
+        let source = without_bom(source);
         let engine = self.engine(None, |_| {});
         let mut ast = engine
             .compile(source)
             .map_err(|e| ScriptError::from_parse(&e, path, source))?;
         ast.set_source(path.to_string_lossy().as_ref());
+        let mut seen = Vec::new();
+        self.check_imports(&engine, &ast, path, &mut seen)?;
         Ok(ast)
+    }
+
+    /// Compile what `ast` (from `path`) imports, and what those import, each once. Paths
+    /// that are computed or that the resolver refuses are left to the run, which reports
+    /// them where they are evaluated.
+    fn check_imports(
+        &self,
+        engine: &Engine,
+        ast: &AST,
+        path: &Path,
+        seen: &mut Vec<PathBuf>,
+    ) -> Result<(), ScriptError> {
+        let mut imports = Vec::new();
+        ast.walk(&mut |nodes| {
+            if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(import, _))) = nodes.last() {
+                if let rhai::Expr::StringConstant(name, _) = &import.0 {
+                    imports.push(name.to_string());
+                }
+            }
+            true
+        });
+        let resolver = ConfinedResolver {
+            root: self.root.clone(),
+        };
+        let source = path.to_string_lossy();
+        for import in imports {
+            if seen.len() >= self.limits.max_modules {
+                break;
+            }
+            let Ok(file) = resolver.file(Some(source.as_ref()), &import) else {
+                continue;
+            };
+            if seen.contains(&file) {
+                continue;
+            }
+            seen.push(file.clone());
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            let module = engine
+                .compile(without_bom(&text))
+                .map_err(|e| ScriptError::from_parse(&e, &file, &text))?;
+            self.check_imports(engine, &module, &file, seen)?;
+        }
+        Ok(())
     }
 
     /// Render an evaluation error of a script compiled from `path`.
     pub fn describe(&self, error: &EvalAltResult, path: &Path) -> ScriptError {
         ScriptError::from_eval(error, path, &self.limits)
     }
+}
+
+/// `text` without the UTF-8 byte order mark some Windows editors start files with.
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
 /// `relative` with `.` and `..` resolved lexically, or `None` when it climbs above its start.
@@ -213,6 +268,39 @@ struct ConfinedResolver {
     root: PathBuf,
 }
 
+impl ConfinedResolver {
+    /// The file `import "path"` names, in a file whose path is `source`; why not, if it
+    /// leaves the script's directory.
+    fn file(&self, source: Option<&str>, path: &str) -> Result<PathBuf, String> {
+        if Path::new(path).is_absolute() {
+            return Err(
+                "an absolute path; scripts import only modules inside their own directory, by a path relative to the importing file".into(),
+            );
+        }
+        // Imports are relative to the importing file, like Rhai's own file resolver.
+        let base = source
+            .map(Path::new)
+            .and_then(Path::parent)
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(&self.root);
+        // A module's source is its canonical path, and the root may be relative (`.`).
+        let canonical_root = std::fs::canonicalize(&self.root).ok();
+        let relative_to_root = base
+            .strip_prefix(&self.root)
+            .ok()
+            .or_else(|| base.strip_prefix(canonical_root.as_deref()?).ok())
+            .unwrap_or(Path::new(""))
+            .join(format!("{path}.rhai"));
+        let inside = normalize_inside(&relative_to_root).ok_or_else(|| {
+            format!(
+                "it leads outside the script's directory `{}`; scripts may only import their own files",
+                self.root.display()
+            )
+        })?;
+        crate::context::confined_path(&self.root, &inside.to_string_lossy())
+    }
+}
+
 impl ModuleResolver for ConfinedResolver {
     fn resolve(
         &self,
@@ -225,32 +313,10 @@ impl ModuleResolver for ConfinedResolver {
         let refuse = |why: String| -> Box<EvalAltResult> {
             EvalAltResult::ErrorRuntime(format!("cannot import `{path}`: {why}").into(), pos).into()
         };
-        if Path::new(path).is_absolute() {
-            return Err(refuse(
-                "an absolute path; scripts import only modules inside their own directory, by a path relative to the importing file".into(),
-            ));
-        }
-        // Imports are relative to the importing file, like Rhai's own file resolver.
-        let base = source
-            .map(Path::new)
-            .and_then(Path::parent)
-            .filter(|dir| !dir.as_os_str().is_empty())
-            .unwrap_or(&self.root);
-        let relative_to_root = base
-            .strip_prefix(&self.root)
-            .unwrap_or(Path::new(""))
-            .join(format!("{path}.rhai"));
-        let inside = normalize_inside(&relative_to_root).ok_or_else(|| {
-            refuse(format!(
-                "it leads outside the script's directory `{}`; scripts may only import their own files",
-                self.root.display()
-            ))
-        })?;
-        let file =
-            crate::context::confined_path(&self.root, &inside.to_string_lossy()).map_err(refuse)?;
+        let file = self.file(source, path).map_err(refuse)?;
         let text = std::fs::read_to_string(&file).map_err(|e| refuse(e.to_string()))?;
         let file_name = file.to_string_lossy().into_owned();
-        let mut ast = engine.compile(&text).map_err(|e| {
+        let mut ast = engine.compile(without_bom(&text)).map_err(|e| {
             Box::new(EvalAltResult::ErrorInModule(
                 file_name.clone(),
                 EvalAltResult::ErrorParsing(e.0.as_ref().clone(), e.1).into(),

@@ -196,11 +196,19 @@ fn a_changed_host_key_is_refused_naming_the_host_and_the_known_hosts_line() {
             .chain(&["--", "true"])
             .copied()
             .collect();
-        toyc.run_with(&args).code(3).stdout_has(&format!(
-            "host key for `{}` has changed (known_hosts entry {}:1)",
-            h1.name,
-            known.display()
-        ));
+        toyc.run_with(&args)
+            .code(3)
+            .stdout_has(&format!(
+                "host key for `{}` has changed (known_hosts entry {}:1)",
+                h1.name,
+                known.display()
+            ))
+            // The hint fixes the file the inventory names, not ~/.ssh/known_hosts.
+            .stdout_has(&format!(
+                "`ssh-keygen -f {} -R {}`",
+                known.display(),
+                h1.address
+            ));
     }
 }
 
@@ -217,6 +225,11 @@ fn an_unknown_host_key_is_refused_unless_trust_on_first_use_is_asked_for() {
     toyc.run_with(&["exec", "-i", "inv.yml", "--", "true"])
         .code(3)
         .stdout_has("is not known")
+        .stdout_has(&format!(
+            "`ssh-keyscan {} >> {}`",
+            pool.hosts()[3].address,
+            known.display()
+        ))
         .stdout_has("--accept-new-host-keys");
     toyc.run_with(&[
         "exec",

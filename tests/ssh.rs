@@ -594,3 +594,55 @@ fn control_characters_from_a_host_are_shown_escaped_and_kept_in_json() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn a_killed_toyc_leaves_its_run_directory_in_the_state_directory_and_the_next_run_sweeps_it() {
+    let Some(pool) = hosts::shared() else { return };
+    let toyc = Toyc::new().file("inv.yml", &inventory(pool, "root", &[0], ""));
+    let state = toyc.dir().join("state");
+    let state_text = state.to_str().expect("utf-8").to_owned();
+    let toyc = toyc
+        .env("TOYC_STATE_DIR", &state_text)
+        .args(["exec", "-i", "inv.yml", "--", "sleep 5"]);
+    let mut child = toyc.spawn(&[]);
+    let prefix = format!("toyc-{}-", child.id());
+    // Its directory, once the ssh master's socket is in it.
+    let run_dir = || {
+        std::fs::read_dir(state.join("run"))
+            .ok()?
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .filter(|dir| {
+                std::fs::read_dir(dir).is_ok_and(|entries| {
+                    entries.flatten().any(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with(".ssh-connection")
+                    })
+                })
+            })
+    };
+    let started = Instant::now();
+    let dir = loop {
+        if let Some(dir) = run_dir() {
+            break dir;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no run directory with a control socket under {}",
+            state.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    assert!(dir.exists(), "a killed toyc cannot clean up after itself");
+
+    Toyc::new()
+        .env("TOYC_STATE_DIR", &state_text)
+        .args(["exec", "--", "true"])
+        .run()
+        .code(0);
+    assert!(!dir.exists(), "{} outlived its owner", dir.display());
+}

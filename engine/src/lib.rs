@@ -29,6 +29,7 @@ pub mod memory;
 pub mod plan;
 pub mod progress;
 pub mod rollout;
+pub mod run_dir;
 pub mod runbook;
 pub mod runner;
 pub mod sandbox;

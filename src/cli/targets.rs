@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use toyc_engine::events::{EventSink, HumanSink, JsonSink};
 use toyc_engine::inventory::{Host, Inventory};
-use toyc_engine::runner::run_directory;
+use toyc_engine::run_dir::run_directory;
 use toyc_engine::transport::SshOptions;
 
 use super::args::{OutputArgs, TargetArgs};

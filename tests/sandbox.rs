@@ -189,3 +189,23 @@ fn a_byte_order_mark_at_the_start_of_a_script_or_module_is_accepted() {
         .code(0)
         .stdout_has("hi");
 }
+
+#[test]
+fn a_syntax_error_in_a_template_the_script_names_is_bad_input_like_one_in_the_script() {
+    for script in [
+        "files::template(\"app.conf.j2\", \"/tmp/toyc-never-written.conf\");\n",
+        "let text = template::render_file(\"templates/app.conf.j2\", #{});\n",
+    ] {
+        Toyc::new()
+            .file(
+                "templates/app.conf.j2",
+                "port = 80\n{% if tls %}\nssl = on\n",
+            )
+            .file("s.rhai", script)
+            .args(["run", "s.rhai"])
+            .run()
+            .code(65)
+            .stderr_has("app.conf.j2`: unexpected end of input")
+            .stderr_has("app.conf.j2:3:");
+    }
+}

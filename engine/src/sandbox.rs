@@ -56,6 +56,11 @@ impl Default for Limits {
     }
 }
 
+/// A check [`Sandbox::compile`] runs on a compiled script, given the sandbox's root: bad
+/// input it can see before the script runs (a module registers one for the files its
+/// functions read).
+pub type Check = Arc<dyn Fn(&AST, &Path) -> Result<(), ScriptError> + Send + Sync>;
+
 /// A recipe for engines: limits, the directory scripts are confined to, and the modules
 /// every engine gets. Cheap to turn into an [`Engine`] per host.
 #[derive(Clone)]
@@ -65,6 +70,7 @@ pub struct Sandbox {
     standard: Shared<Module>,
     global: Vec<Shared<Module>>,
     modules: Vec<(String, Shared<Module>)>,
+    checks: Vec<Check>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -89,6 +95,7 @@ impl Sandbox {
             standard: StandardPackage::new().as_shared_module(),
             global: Vec::new(),
             modules: Vec::new(),
+            checks: Vec::new(),
         }
     }
 
@@ -105,6 +112,11 @@ impl Sandbox {
     /// Make `module` available to scripts as `name::function`.
     pub fn add_module(&mut self, name: &str, module: Shared<Module>) {
         self.modules.push((name.to_owned(), module));
+    }
+
+    /// Run `check` on every script this sandbox compiles.
+    pub fn add_check(&mut self, check: Check) {
+        self.checks.push(check);
     }
 
     /// Make `module`'s functions callable without a prefix (and as methods).
@@ -184,6 +196,9 @@ impl Sandbox {
         ast.set_source(path.to_string_lossy().as_ref());
         let mut seen = Vec::new();
         self.check_imports(&engine, &ast, path, &mut seen)?;
+        for check in &self.checks {
+            check(&ast, &self.root)?;
+        }
         Ok(ast)
     }
 

@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 
 use crate::state_dir::state_dir;
 
-/// Longest run directory that leaves room for a control socket path (see the module doc).
-pub const MAX_RUN_DIR: usize = 60;
+/// Longest run directory that leaves room for a control socket path (see the module doc):
+/// the control sockets go straight into it.
+pub const MAX_RUN_DIR: usize = crate::transport::MAX_CONTROL_DIR;
 
 /// Every run directory's name starts with this, then the owner's pid and a dash.
 const PREFIX: &str = "toyc-";

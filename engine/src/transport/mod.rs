@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 pub use local::LocalTransport;
 pub use remote_shell::{atomic_write, quote};
+pub(crate) use ssh::MAX_CONTROL_DIR;
 pub use ssh::{SshOptions, SshTransport};
 
 /// Which output stream a chunk of command output came from.

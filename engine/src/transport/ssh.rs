@@ -24,7 +24,7 @@ use crate::inventory::Host;
 
 /// Longest control directory that still leaves room for the crate's
 /// `/.ssh-connectionXXXXXX/master.<16 random chars>` under Linux's 108-byte sun_path.
-const MAX_CONTROL_DIR: usize = 60;
+pub(crate) const MAX_CONTROL_DIR: usize = 60;
 
 /// Retries of a session open that sshd refused (see [`SshTransport::spawn`]); with the
 /// growing pause that is about 1.5 s in all.

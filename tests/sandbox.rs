@@ -209,3 +209,27 @@ fn a_syntax_error_in_a_template_the_script_names_is_bad_input_like_one_in_the_sc
             .stderr_has("app.conf.j2:3:");
     }
 }
+
+#[test]
+fn one_call_asking_for_more_than_the_memory_limit_is_refused() {
+    // Allocated in one piece, these would abort toyc ("memory allocation failed").
+    for (script, what) in [
+        (
+            "let b = blob(1_000_000_000_000);",
+            "`blob` of 1000000000000 bytes",
+        ),
+        (
+            "let a = [];\na.pad(1_000_000_000_000, 0);",
+            "`pad` to 1000000000000 items",
+        ),
+        (
+            "let b = blob();\nb.pad(1_000_000_000_000, 0);",
+            "`pad` to 1000000000000 bytes",
+        ),
+    ] {
+        run_script(script, &["--max-memory", "100"])
+            .code(1)
+            .stderr_has(what)
+            .stderr_has("more than the 100 MiB toyc may use");
+    }
+}

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use rhai::module_resolvers::ModuleResolver;
 use rhai::packages::{Package, StandardPackage};
-use rhai::{Dynamic, Engine, EvalAltResult, Module, Position, Scope, Shared, AST};
+use rhai::{
+    Array, Blob, Dynamic, Engine, EvalAltResult, Module, Position, Scope, Shared, AST, INT,
+};
 
 use crate::script_error::ScriptError;
 
@@ -90,10 +92,10 @@ impl Sandbox {
     /// A sandbox for scripts living in `root` (imports and local files resolve below it).
     pub fn new(root: impl Into<PathBuf>, limits: Limits) -> Sandbox {
         Sandbox {
-            limits,
+            limits: limits.clone(),
             root: root.into(),
             standard: StandardPackage::new().as_shared_module(),
-            global: Vec::new(),
+            global: vec![sized_in_one_call(limits.max_memory)],
             modules: Vec::new(),
             checks: Vec::new(),
         }
@@ -251,6 +253,62 @@ impl Sandbox {
     pub fn describe(&self, error: &EvalAltResult, path: &Path) -> ScriptError {
         ScriptError::from_eval(error, path, &self.limits)
     }
+}
+
+/// The standard functions that allocate a size given as a number, in one piece, refusing
+/// sizes past `max_memory`: the memory watcher cannot stop an allocation that fails outright,
+/// and a failed allocation aborts toyc. They replace the standard package's (a global
+/// module registered later wins) and otherwise behave the same.
+fn sized_in_one_call(max_memory: u64) -> Shared<Module> {
+    type RhaiResultOf<T> = Result<T, Box<EvalAltResult>>;
+    let refuse = move |what: String, bytes: u64| -> RhaiResultOf<()> {
+        if bytes <= max_memory {
+            return Ok(());
+        }
+        Err(format!(
+            "{what} would take {} MiB, more than the {} MiB toyc may use (`--max-memory`)",
+            bytes / (1024 * 1024),
+            max_memory / (1024 * 1024)
+        )
+        .into())
+    };
+    let size = |len: INT| usize::try_from(len).unwrap_or(0);
+    let item_bytes = std::mem::size_of::<Dynamic>() as u64;
+    let mut module = Module::new();
+    module.set_native_fn("blob", move |len: INT| -> RhaiResultOf<Blob> {
+        refuse(format!("`blob` of {len} bytes"), size(len) as u64)?;
+        Ok(vec![0; size(len)])
+    });
+    module.set_native_fn("blob", move |len: INT, value: INT| -> RhaiResultOf<Blob> {
+        refuse(format!("`blob` of {len} bytes"), size(len) as u64)?;
+        Ok(vec![(value & 0xff) as u8; size(len)])
+    });
+    module.set_native_fn(
+        "pad",
+        move |array: &mut Array, len: INT, item: Dynamic| -> RhaiResultOf<()> {
+            let more = size(len).saturating_sub(array.len()) as u64;
+            refuse(
+                format!("`pad` to {len} items"),
+                more.saturating_mul(item_bytes),
+            )?;
+            if size(len) > array.len() {
+                array.resize(size(len), item);
+            }
+            Ok(())
+        },
+    );
+    module.set_native_fn(
+        "pad",
+        move |blob: &mut Blob, len: INT, value: INT| -> RhaiResultOf<()> {
+            let more = size(len).saturating_sub(blob.len()) as u64;
+            refuse(format!("`pad` to {len} bytes"), more)?;
+            if size(len) > blob.len() {
+                blob.resize(size(len), (value & 0xff) as u8);
+            }
+            Ok(())
+        },
+    );
+    module.into()
 }
 
 /// `text` without the UTF-8 byte order mark some Windows editors start files with.

@@ -91,11 +91,12 @@ impl std::fmt::Debug for Sandbox {
 impl Sandbox {
     /// A sandbox for scripts living in `root` (imports and local files resolve below it).
     pub fn new(root: impl Into<PathBuf>, limits: Limits) -> Sandbox {
+        let sized = sized_in_one_call(limits.max_memory);
         Sandbox {
-            limits: limits.clone(),
+            limits,
             root: root.into(),
             standard: StandardPackage::new().as_shared_module(),
-            global: vec![sized_in_one_call(limits.max_memory)],
+            global: vec![sized],
             modules: Vec::new(),
             checks: Vec::new(),
         }

@@ -61,7 +61,7 @@ fn watcher() {
         let hard = HARD_LIMIT.load(Ordering::Relaxed);
         if hard > 0 && bytes > hard {
             eprintln!(
-                "error: toyc's memory passed {} MiB while a script ran and one operation kept growing it, so toyc stopped (a huge `pad` or `blob`?)",
+                "error: toyc's memory passed {} MiB, twice `--max-memory` and more, so toyc stopped (one script operation building a huge value?)",
                 hard / (1024 * 1024)
             );
             std::process::exit(1);

@@ -33,24 +33,22 @@ fn an_endless_loop_is_stopped_by_the_operation_limit() {
 }
 
 #[test]
-fn a_huge_string_is_refused() {
-    run_script("let s = \"x\";\nloop { s += s; }", &[])
+fn a_huge_string_is_stopped() {
+    run_script("let s = \"x\";\nloop { s += s; }", &["--max-memory", "100"])
         .code(1)
-        .stderr_has("length of string is over the limit of 16777216 bytes")
+        .stderr_has("memory passed 100 MiB while the script ran")
         .stderr_has("s.rhai:2:");
 }
 
 #[test]
-fn a_huge_array_is_refused() {
-    run_script("let a = [1];\nloop { a += a; }", &[])
+fn a_huge_array_is_stopped() {
+    run_script("let a = [1];\nloop { a += a; }", &["--max-memory", "100"])
         .code(1)
-        .stderr_has("over the limit of 1000000 items");
+        .stderr_has("memory passed 100 MiB while the script ran");
 }
 
 #[test]
-fn a_huge_map_is_refused() {
-    // Rhai checks a map's size when it grows with `+=` or `mixin`, not with `m[k] = v`:
-    // the memory backstop stops that one.
+fn a_huge_map_is_stopped() {
     let started = std::time::Instant::now();
     run_script(
         "let m = #{};\nlet i = 0;\nloop { m[`key number ${i}`] = `value ${i}`; i += 1; }",
@@ -59,6 +57,40 @@ fn a_huge_map_is_refused() {
     .code(1)
     .stderr_has("memory passed 100 MiB while the script ran");
     assert!(started.elapsed() < std::time::Duration::from_secs(120));
+}
+
+#[test]
+fn one_operation_growing_past_the_memory_limit_ends_toyc_cleanly() {
+    // One call copying a 1 MB blob 100 000 times, no operation boundary to stop at: the
+    // watcher ends the process.
+    Toyc::new()
+        .file(
+            "s.rhai",
+            "let b = blob(1_000_000, 0x78);\nlet a = [];\na.pad(100_000, b);\n",
+        )
+        .address_space(12 << 30)
+        .args(["run", "s.rhai", "--max-memory", "100"])
+        .run()
+        .code(1)
+        .stderr_has("memory passed 456 MiB, twice `--max-memory` and more");
+}
+
+#[test]
+fn a_map_of_large_values_is_stopped_at_the_memory_limit() {
+    // Each entry is a fresh 8 MB string, a few operations apiece: counting operations
+    // alone lets it pass gigabytes. The address-space cap makes a failure an abort
+    // (exit 134), not a visit from the machine's OOM killer.
+    Toyc::new()
+        .file(
+            "s.rhai",
+            "let s = \"\";\ns.pad(8 * 1024 * 1024, \"x\");\nlet m = #{};\nlet i = 0;\nloop { m[`k${i}`] = s + i; i += 1; }\n",
+        )
+        .address_space(2 << 30)
+        .args(["run", "s.rhai", "--max-memory", "200"])
+        .run()
+        .code(1)
+        .stderr_has("memory passed 200 MiB while the script ran")
+        .stderr_has("s.rhai:5:");
 }
 
 #[test]
@@ -127,4 +159,81 @@ fn a_syntax_error_shows_file_line_column_and_a_caret() {
         "{}",
         ran.stderr
     );
+}
+
+#[test]
+fn a_syntax_error_in_an_imported_module_is_bad_input_like_one_in_the_script() {
+    Toyc::new()
+        .file("lib/inner.rhai", "fn ok() { 1 }\nfn broken() { let = ; }\n")
+        .file(
+            "lib/greet.rhai",
+            "import \"inner\" as inner;\nfn hello() { inner::ok() }\n",
+        )
+        .file(
+            "main.rhai",
+            "import \"lib/greet\" as g;\nprint(g::hello());\n",
+        )
+        .args(["run", "main.rhai"])
+        .run()
+        .code(65)
+        .stderr_has("inner.rhai:2:")
+        .stderr_has("2 | fn broken() { let = ; }");
+}
+
+#[test]
+fn a_byte_order_mark_at_the_start_of_a_script_or_module_is_accepted() {
+    Toyc::new()
+        .file("lib/greet.rhai", "\u{feff}fn hello() { \"hi\" }\n")
+        .file(
+            "main.rhai",
+            "\u{feff}import \"lib/greet\" as g;\nprint(g::hello());\n",
+        )
+        .args(["run", "main.rhai"])
+        .run()
+        .code(0)
+        .stdout_has("hi");
+}
+
+#[test]
+fn a_syntax_error_in_a_template_the_script_names_is_bad_input_like_one_in_the_script() {
+    for script in [
+        "files::template(\"app.conf.j2\", \"/tmp/toyc-never-written.conf\");\n",
+        "let text = template::render_file(\"templates/app.conf.j2\", #{});\n",
+    ] {
+        Toyc::new()
+            .file(
+                "templates/app.conf.j2",
+                "port = 80\n{% if tls %}\nssl = on\n",
+            )
+            .file("s.rhai", script)
+            .args(["run", "s.rhai"])
+            .run()
+            .code(65)
+            .stderr_has("app.conf.j2`: unexpected end of input")
+            .stderr_has("app.conf.j2:3:");
+    }
+}
+
+#[test]
+fn one_call_asking_for_more_than_the_memory_limit_is_refused() {
+    // Allocated in one piece, these would abort toyc ("memory allocation failed").
+    for (script, what) in [
+        (
+            "let b = blob(1_000_000_000_000);",
+            "`blob` of 1000000000000 bytes",
+        ),
+        (
+            "let a = [];\na.pad(1_000_000_000_000, 0);",
+            "`pad` to 1000000000000 items",
+        ),
+        (
+            "let b = blob();\nb.pad(1_000_000_000_000, 0);",
+            "`pad` to 1000000000000 bytes",
+        ),
+    ] {
+        run_script(script, &["--max-memory", "100"])
+            .code(1)
+            .stderr_has(what)
+            .stderr_has("more than the 100 MiB toyc may use");
+    }
 }

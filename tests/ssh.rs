@@ -196,11 +196,19 @@ fn a_changed_host_key_is_refused_naming_the_host_and_the_known_hosts_line() {
             .chain(&["--", "true"])
             .copied()
             .collect();
-        toyc.run_with(&args).code(3).stdout_has(&format!(
-            "host key for `{}` has changed (known_hosts entry {}:1)",
-            h1.name,
-            known.display()
-        ));
+        toyc.run_with(&args)
+            .code(3)
+            .stdout_has(&format!(
+                "host key for `{}` has changed (known_hosts entry {}:1)",
+                h1.name,
+                known.display()
+            ))
+            // The hint fixes the file the inventory names, not ~/.ssh/known_hosts.
+            .stdout_has(&format!(
+                "`ssh-keygen -f {} -R {}`",
+                known.display(),
+                h1.address
+            ));
     }
 }
 
@@ -217,6 +225,11 @@ fn an_unknown_host_key_is_refused_unless_trust_on_first_use_is_asked_for() {
     toyc.run_with(&["exec", "-i", "inv.yml", "--", "true"])
         .code(3)
         .stdout_has("is not known")
+        .stdout_has(&format!(
+            "`ssh-keyscan {} >> {}`",
+            pool.hosts()[3].address,
+            known.display()
+        ))
         .stdout_has("--accept-new-host-keys");
     toyc.run_with(&[
         "exec",
@@ -530,4 +543,106 @@ print(`facts:${host::os()}:${host::arch()}:${host::hostname() == host.name}`);
         ))
         .stderr_has("--> s.rhai:1:7");
     assert!(!ran.stdout.contains("not reached"));
+}
+
+#[test]
+fn control_characters_from_a_host_are_shown_escaped_and_kept_in_json() {
+    let Some(pool) = hosts::shared() else { return };
+    let host = &pool.hosts()[0].name;
+    // A window title, a screen clear and a `\r` that would overwrite "FAILED".
+    let command = r"printf 'a\033]0;pwned\007b\033[2Jc FAILED\rok\n'; printf 'e\033[31mf\n' >&2";
+    let shown = r"a\x1b]0;pwned\x07b\x1b[2Jc FAILED\rok";
+    let toyc = |extra: &[&str]| {
+        let toyc = Toyc::new().file("inv.yml", &inventory(pool, "root", &[0], ""));
+        toyc.args(["exec", "-i", "inv.yml"])
+            .args(extra)
+            .args(["--", command])
+            .run()
+    };
+    let assert_no_escape = |ran: &crate::support::cli::Ran| {
+        assert!(
+            !ran.stdout.contains(['\x1b', '\r', '\x07']) && !ran.stderr.contains(['\x1b', '\r']),
+            "raw control characters printed:\n{:?}\n{:?}",
+            ran.stdout,
+            ran.stderr
+        );
+    };
+
+    let grouped = toyc(&[]);
+    grouped.code(0).stdout_has(shown).stderr_has(r"e\x1b[31mf");
+    assert_no_escape(&grouped);
+
+    let streamed = toyc(&["--stream"]);
+    streamed
+        .code(0)
+        .stdout_has(&format!("{host} | {shown}"))
+        .stderr_has(&format!(r"{host} ! e\x1b[31mf"));
+    assert_no_escape(&streamed);
+
+    let json = toyc(&["--json"]);
+    json.code(0);
+    let lines: Vec<String> = json
+        .json_lines()
+        .iter()
+        .filter(|e| e["type"] == "output")
+        .filter_map(|e| e["data"]["line"].as_str().map(str::to_owned))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "a\x1b]0;pwned\x07b\x1b[2Jc FAILED\rok"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_killed_toyc_leaves_its_run_directory_in_the_state_directory_and_the_next_run_sweeps_it() {
+    let Some(pool) = hosts::shared() else { return };
+    let toyc = Toyc::new().file("inv.yml", &inventory(pool, "root", &[0], ""));
+    let state = toyc.dir().join("state");
+    let state_text = state.to_str().expect("utf-8").to_owned();
+    let toyc = toyc
+        .env("TOYC_STATE_DIR", &state_text)
+        .args(["exec", "-i", "inv.yml", "--", "sleep 5"]);
+    let mut child = toyc.spawn(&[]);
+    let prefix = format!("toyc-{}-", child.id());
+    // Its directory, once the ssh master's socket is in it.
+    let run_dir = || {
+        std::fs::read_dir(state.join("run"))
+            .ok()?
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .filter(|dir| {
+                std::fs::read_dir(dir).is_ok_and(|entries| {
+                    entries.flatten().any(|e| {
+                        e.file_name()
+                            .to_string_lossy()
+                            .starts_with(".ssh-connection")
+                    })
+                })
+            })
+    };
+    let started = Instant::now();
+    let dir = loop {
+        if let Some(dir) = run_dir() {
+            break dir;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no run directory with a control socket under {}",
+            state.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    assert!(dir.exists(), "a killed toyc cannot clean up after itself");
+
+    Toyc::new()
+        .env("TOYC_STATE_DIR", &state_text)
+        .args(["exec", "--", "true"])
+        .run()
+        .code(0);
+    assert!(!dir.exists(), "{} outlived its owner", dir.display());
 }

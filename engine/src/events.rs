@@ -387,7 +387,11 @@ impl Printer {
     pub fn out_line(&self, text: &str) {
         self.progress.print_above(|| {
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", self.secrets.redact(text));
+            let _ = writeln!(
+                out,
+                "{}",
+                crate::terminal_text::escape(&self.secrets.redact(text))
+            );
         });
     }
 
@@ -395,7 +399,11 @@ impl Printer {
     pub fn err_line(&self, text: &str) {
         self.progress.print_above(|| {
             let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "{}", self.secrets.redact(text));
+            let _ = writeln!(
+                err,
+                "{}",
+                crate::terminal_text::escape(&self.secrets.redact(text))
+            );
         });
     }
 }

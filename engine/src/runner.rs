@@ -19,22 +19,6 @@ use crate::runbook::Runbook;
 use crate::sandbox::{Sandbox, CANCEL_TOKEN, TIMEOUT_TOKEN};
 use crate::transport::Transport;
 
-/// A short private directory for this run's control sockets and generated ssh config,
-/// removed when dropped. Short because a Unix socket path holds at most 108 bytes.
-pub fn run_directory() -> std::io::Result<tempfile::TempDir> {
-    let candidates = [
-        std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
-        Some(std::env::temp_dir()),
-        Some(PathBuf::from("/tmp")),
-    ];
-    let base = candidates
-        .into_iter()
-        .flatten()
-        .find(|dir| dir.as_os_str().len() <= 24 && dir.is_dir())
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    tempfile::Builder::new().prefix("toyc-").tempdir_in(base)
-}
-
 /// Run `work` for every host, at most `parallel` at once, and return the results in the
 /// order of `hosts` (not of completion).
 pub async fn for_each_host<T, F, Fut>(hosts: &[Host], parallel: usize, work: F) -> Vec<T>

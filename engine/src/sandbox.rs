@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use rhai::module_resolvers::ModuleResolver;
 use rhai::packages::{Package, StandardPackage};
-use rhai::{Dynamic, Engine, EvalAltResult, Module, Position, Scope, Shared, AST};
+use rhai::{
+    Array, Blob, Dynamic, Engine, EvalAltResult, Module, Position, Scope, Shared, AST, INT,
+};
 
 use crate::cancel::Cancel;
 use crate::script_error::ScriptError;
@@ -21,10 +23,6 @@ pub const CANCEL_TOKEN: &str = "toyc:cancelled";
 /// The token a progress callback returns when toyc's memory passed [`Limits::max_memory`].
 pub const MEMORY_TOKEN: &str = "toyc:memory";
 
-/// Operations between two looks at the process's memory (a read of /proc/self/statm,
-/// a few microseconds): often enough to stop a runaway map within a few megabytes.
-const MEMORY_CHECK_EVERY: u64 = 1 << 16;
-
 /// Resource limits of one script evaluation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -36,19 +34,15 @@ pub struct Limits {
     pub max_expr_depth: usize,
     /// Nesting of expressions inside function bodies.
     pub max_fn_expr_depth: usize,
-    /// Bytes in one string.
-    pub max_string_size: usize,
-    /// Items in one array.
-    pub max_array_size: usize,
-    /// Entries in one object map.
-    pub max_map_size: usize,
     /// Modules one script may import, directly or not.
     pub max_modules: usize,
     /// Wall-clock time for a whole evaluation, commands it waits on included.
     pub timeout: Duration,
-    /// Resident memory of the whole toyc process, in bytes, past which scripts are stopped.
-    /// A backstop: Rhai checks sizes on most growth, but not a map growing through
-    /// `m[key] = value` (its index assignment checks only the value assigned).
+    /// Resident memory of the whole toyc process, in bytes, past which scripts are stopped
+    /// (see [`crate::memory`]). It stands in for Rhai's limits on the size of one string,
+    /// array or map: those measure the whole value after every change to it, which makes
+    /// building an array with `push` quadratic, and miss a map growing through
+    /// `m[key] = value` anyway.
     pub max_memory: u64,
 }
 
@@ -59,15 +53,17 @@ impl Default for Limits {
             max_call_levels: 64,
             max_expr_depth: 64,
             max_fn_expr_depth: 64,
-            max_string_size: 16 * 1024 * 1024,
-            max_array_size: 1_000_000,
-            max_map_size: 100_000,
             max_modules: 100,
             timeout: Duration::from_secs(3600),
             max_memory: 4 * 1024 * 1024 * 1024,
         }
     }
 }
+
+/// A check [`Sandbox::compile`] runs on a compiled script, given the sandbox's root: bad
+/// input it can see before the script runs (a module registers one for the files its
+/// functions read).
+pub type Check = Arc<dyn Fn(&AST, &Path) -> Result<(), ScriptError> + Send + Sync>;
 
 /// A recipe for engines: limits, the directory scripts are confined to, and the modules
 /// every engine gets. Cheap to turn into an [`Engine`] per host.
@@ -82,6 +78,7 @@ pub struct Sandbox {
     standard: Shared<Module>,
     global: Vec<Shared<Module>>,
     modules: Vec<(String, Shared<Module>)>,
+    checks: Vec<Check>,
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -112,14 +109,16 @@ impl Sandbox {
         cancel: Cancel,
         secrets: Secrets,
     ) -> Sandbox {
+        let sized = sized_in_one_call(limits.max_memory);
         Sandbox {
             limits,
             root: root.into(),
             cancel,
             secrets,
             standard: StandardPackage::new().as_shared_module(),
-            global: Vec::new(),
+            global: vec![sized],
             modules: Vec::new(),
+            checks: Vec::new(),
         }
     }
 
@@ -157,6 +156,11 @@ impl Sandbox {
         self.modules.push((name.to_owned(), module));
     }
 
+    /// Run `check` on every script this sandbox compiles.
+    pub fn add_check(&mut self, check: Check) {
+        self.checks.push(check);
+    }
+
     /// Make `module`'s functions callable without a prefix (and as methods).
     pub fn add_global(&mut self, module: Shared<Module>) {
         self.global.push(module);
@@ -182,9 +186,10 @@ impl Sandbox {
             .set_max_operations(limits.max_operations)
             .set_max_call_levels(limits.max_call_levels)
             .set_max_expr_depths(limits.max_expr_depth, limits.max_fn_expr_depth)
-            .set_max_string_size(limits.max_string_size)
-            .set_max_array_size(limits.max_array_size)
-            .set_max_map_size(limits.max_map_size)
+            // 0: none of Rhai's per-value size checks, see `Limits::max_memory`.
+            .set_max_string_size(0)
+            .set_max_array_size(0)
+            .set_max_map_size(0)
             .set_max_modules(limits.max_modules)
             .set_module_resolver(ConfinedResolver {
                 root: self.root.clone(),
@@ -194,14 +199,13 @@ impl Sandbox {
         let deadline = Instant::now() + limits.timeout;
         let max_memory = limits.max_memory;
         let cancel = self.cancel.clone();
-        engine.on_progress(move |operations| {
+        crate::memory::watch(max_memory);
+        engine.on_progress(move |_| {
             if cancel.is_cancelled() {
                 Some(CANCEL_TOKEN.into())
             } else if Instant::now() >= deadline {
                 Some(TIMEOUT_TOKEN.into())
-            } else if operations % MEMORY_CHECK_EVERY == 0
-                && resident_bytes().is_some_and(|b| b > max_memory)
-            {
+            } else if crate::memory::resident() > max_memory {
                 Some(MEMORY_TOKEN.into())
             } else {
                 None
@@ -221,14 +225,67 @@ impl Sandbox {
         self.compile_text(&source, path)
     }
 
-    /// Compile `source`, reporting errors as if it came from `path`.
+    /// Compile `source`, reporting errors as if it came from `path`. Modules it imports by a
+    /// literal path are compiled too, so a syntax error in one is bad input found before
+    /// any host is touched, like one in the script itself.
     pub fn compile_text(&self, source: &str, path: &Path) -> Result<AST, ScriptError> {
+        let source = without_bom(source);
         let engine = self.engine(None, |_| {});
         let mut ast = engine
             .compile(source)
             .map_err(|e| ScriptError::from_parse(&e, path, source))?;
         ast.set_source(path.to_string_lossy().as_ref());
+        let mut seen = Vec::new();
+        self.check_imports(&engine, &ast, path, &mut seen)?;
+        for check in &self.checks {
+            check(&ast, &self.root)?;
+        }
         Ok(ast)
+    }
+
+    /// Compile what `ast` (from `path`) imports, and what those import, each once. Paths
+    /// that are computed or that the resolver refuses are left to the run, which reports
+    /// them where they are evaluated.
+    fn check_imports(
+        &self,
+        engine: &Engine,
+        ast: &AST,
+        path: &Path,
+        seen: &mut Vec<PathBuf>,
+    ) -> Result<(), ScriptError> {
+        let mut imports = Vec::new();
+        ast.walk(&mut |nodes| {
+            if let Some(rhai::ASTNode::Stmt(rhai::Stmt::Import(import, _))) = nodes.last() {
+                if let rhai::Expr::StringConstant(name, _) = &import.0 {
+                    imports.push(name.to_string());
+                }
+            }
+            true
+        });
+        let resolver = ConfinedResolver {
+            root: self.root.clone(),
+        };
+        let source = path.to_string_lossy();
+        for import in imports {
+            if seen.len() >= self.limits.max_modules {
+                break;
+            }
+            let Ok(file) = resolver.file(Some(source.as_ref()), &import) else {
+                continue;
+            };
+            if seen.contains(&file) {
+                continue;
+            }
+            seen.push(file.clone());
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            let module = engine
+                .compile(without_bom(&text))
+                .map_err(|e| ScriptError::from_parse(&e, &file, &text))?;
+            self.check_imports(engine, &module, &file, seen)?;
+        }
+        Ok(())
     }
 
     /// Render an evaluation error of a script compiled from `path`.
@@ -259,11 +316,65 @@ pub fn tag_secrets(ctx: &rhai::NativeCallContext) -> Option<Secrets> {
         .map(|tag| tag.secrets)
 }
 
-/// Resident memory of this process, from /proc (Linux); `None` where unavailable.
-fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+/// The standard functions that allocate a size given as a number, in one piece, refusing
+/// sizes past `max_memory`: the memory watcher cannot stop an allocation that fails outright,
+/// and a failed allocation aborts toyc. They replace the standard package's (a global
+/// module registered later wins) and otherwise behave the same.
+fn sized_in_one_call(max_memory: u64) -> Shared<Module> {
+    type RhaiResultOf<T> = Result<T, Box<EvalAltResult>>;
+    let refuse = move |what: String, bytes: u64| -> RhaiResultOf<()> {
+        if bytes <= max_memory {
+            return Ok(());
+        }
+        Err(format!(
+            "{what} would take {} MiB, more than the {} MiB toyc may use (`--max-memory`)",
+            bytes / (1024 * 1024),
+            max_memory / (1024 * 1024)
+        )
+        .into())
+    };
+    let size = |len: INT| usize::try_from(len).unwrap_or(0);
+    let item_bytes = std::mem::size_of::<Dynamic>() as u64;
+    let mut module = Module::new();
+    module.set_native_fn("blob", move |len: INT| -> RhaiResultOf<Blob> {
+        refuse(format!("`blob` of {len} bytes"), size(len) as u64)?;
+        Ok(vec![0; size(len)])
+    });
+    module.set_native_fn("blob", move |len: INT, value: INT| -> RhaiResultOf<Blob> {
+        refuse(format!("`blob` of {len} bytes"), size(len) as u64)?;
+        Ok(vec![(value & 0xff) as u8; size(len)])
+    });
+    module.set_native_fn(
+        "pad",
+        move |array: &mut Array, len: INT, item: Dynamic| -> RhaiResultOf<()> {
+            let more = size(len).saturating_sub(array.len()) as u64;
+            refuse(
+                format!("`pad` to {len} items"),
+                more.saturating_mul(item_bytes),
+            )?;
+            if size(len) > array.len() {
+                array.resize(size(len), item);
+            }
+            Ok(())
+        },
+    );
+    module.set_native_fn(
+        "pad",
+        move |blob: &mut Blob, len: INT, value: INT| -> RhaiResultOf<()> {
+            let more = size(len).saturating_sub(blob.len()) as u64;
+            refuse(format!("`pad` to {len} bytes"), more)?;
+            if size(len) > blob.len() {
+                blob.resize(size(len), (value & 0xff) as u8);
+            }
+            Ok(())
+        },
+    );
+    module.into()
+}
+
+/// `text` without the UTF-8 byte order mark some Windows editors start files with.
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
 /// `relative` with `.` and `..` resolved lexically, or `None` when it climbs above its start.
@@ -291,6 +402,39 @@ struct ConfinedResolver {
     root: PathBuf,
 }
 
+impl ConfinedResolver {
+    /// The file `import "path"` names, in a file whose path is `source`; why not, if it
+    /// leaves the script's directory.
+    fn file(&self, source: Option<&str>, path: &str) -> Result<PathBuf, String> {
+        if Path::new(path).is_absolute() {
+            return Err(
+                "an absolute path; scripts import only modules inside their own directory, by a path relative to the importing file".into(),
+            );
+        }
+        // Imports are relative to the importing file, like Rhai's own file resolver.
+        let base = source
+            .map(Path::new)
+            .and_then(Path::parent)
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(&self.root);
+        // A module's source is its canonical path, and the root may be relative (`.`).
+        let canonical_root = std::fs::canonicalize(&self.root).ok();
+        let relative_to_root = base
+            .strip_prefix(&self.root)
+            .ok()
+            .or_else(|| base.strip_prefix(canonical_root.as_deref()?).ok())
+            .unwrap_or(Path::new(""))
+            .join(format!("{path}.rhai"));
+        let inside = normalize_inside(&relative_to_root).ok_or_else(|| {
+            format!(
+                "it leads outside the script's directory `{}`; scripts may only import their own files",
+                self.root.display()
+            )
+        })?;
+        crate::context::confined_path(&self.root, &inside.to_string_lossy())
+    }
+}
+
 impl ModuleResolver for ConfinedResolver {
     fn resolve(
         &self,
@@ -303,32 +447,10 @@ impl ModuleResolver for ConfinedResolver {
         let refuse = |why: String| -> Box<EvalAltResult> {
             EvalAltResult::ErrorRuntime(format!("cannot import `{path}`: {why}").into(), pos).into()
         };
-        if Path::new(path).is_absolute() {
-            return Err(refuse(
-                "an absolute path; scripts import only modules inside their own directory, by a path relative to the importing file".into(),
-            ));
-        }
-        // Imports are relative to the importing file, like Rhai's own file resolver.
-        let base = source
-            .map(Path::new)
-            .and_then(Path::parent)
-            .filter(|dir| !dir.as_os_str().is_empty())
-            .unwrap_or(&self.root);
-        let relative_to_root = base
-            .strip_prefix(&self.root)
-            .unwrap_or(Path::new(""))
-            .join(format!("{path}.rhai"));
-        let inside = normalize_inside(&relative_to_root).ok_or_else(|| {
-            refuse(format!(
-                "it leads outside the script's directory `{}`; scripts may only import their own files",
-                self.root.display()
-            ))
-        })?;
-        let file =
-            crate::context::confined_path(&self.root, &inside.to_string_lossy()).map_err(refuse)?;
+        let file = self.file(source, path).map_err(refuse)?;
         let text = std::fs::read_to_string(&file).map_err(|e| refuse(e.to_string()))?;
         let file_name = file.to_string_lossy().into_owned();
-        let mut ast = engine.compile(&text).map_err(|e| {
+        let mut ast = engine.compile(without_bom(&text)).map_err(|e| {
             Box::new(EvalAltResult::ErrorInModule(
                 file_name.clone(),
                 EvalAltResult::ErrorParsing(e.0.as_ref().clone(), e.1).into(),
@@ -345,32 +467,34 @@ impl ModuleResolver for ConfinedResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::script_error::ScriptError;
 
-    fn fails_with(limits: Limits, script: &str) -> ScriptError {
-        let sandbox = Sandbox::new(".", limits);
+    /// Seconds to build an array of `n` items with `push`.
+    fn push_time(n: u64) -> f64 {
+        let sandbox = Sandbox::new(".", Limits::default());
+        let script = format!(
+            "let a = [];\nfor i in 0..{n} {{ a.push(#{{ name: `task ${{i}}` }}); }}\na.len()"
+        );
         let ast = sandbox
-            .compile_text(script, Path::new("t.rhai"))
+            .compile_text(&script, Path::new("t.rhai"))
             .expect("compiles");
-        let err = sandbox
+        let started = Instant::now();
+        let len = sandbox
             .engine(None, |_| {})
-            .run_ast(&ast)
-            .expect_err("stopped");
-        sandbox.describe(&err, Path::new("t.rhai"))
+            .eval_ast::<rhai::INT>(&ast)
+            .expect("runs");
+        assert_eq!(len as u64, n);
+        started.elapsed().as_secs_f64()
     }
 
     #[test]
-    fn a_map_growing_past_its_limit_is_stopped() {
-        let limits = Limits {
-            max_map_size: 10,
-            ..Limits::default()
-        };
-        let err = fails_with(limits, "let m = #{};\nlet i = 0;\nloop { let one = #{}; one[`k${i}`] = i; m.mixin(one); i += 1; }");
-        assert_eq!(
-            err.message,
-            "size of object map is over the limit of 10 entries"
+    fn building_a_large_array_with_push_takes_linear_time() {
+        // Linear: four times the items, about four times the time; quadratic: sixteen.
+        let small = push_time(25_000);
+        let large = push_time(100_000);
+        assert!(
+            large < 8.0 * small,
+            "100k pushes took {large:.3}s, 25k took {small:.3}s"
         );
-        assert_eq!(err.line, Some(3));
     }
 
     #[test]

@@ -119,18 +119,10 @@ fn message_of(error: &EvalAltResult, limits: &Limits) -> String {
             "function calls nested deeper than {} levels (endless recursion?)",
             limits.max_call_levels
         ),
+        // Only a length that does not fit in memory at all (`pad` to 2^63): toyc sets
+        // no size limit in Rhai (see `Limits::max_memory`).
         EvalAltResult::ErrorDataTooLarge(what, _) => {
-            let what = what.to_lowercase();
-            let limit = if what.contains("string") {
-                format!("{} bytes", limits.max_string_size)
-            } else if what.contains("array") {
-                format!("{} items", limits.max_array_size)
-            } else if what.contains("map") {
-                format!("{} entries", limits.max_map_size)
-            } else {
-                "the sandbox's limit".to_owned()
-            };
-            format!("{what} is over the limit of {limit}")
+            format!("{} is too large", what.to_lowercase())
         }
         EvalAltResult::ErrorTooManyModules(_) => {
             format!("script imports more than {} modules", limits.max_modules)

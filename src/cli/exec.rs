@@ -11,6 +11,7 @@ use toyc_engine::run::RunContext;
 use toyc_engine::runner::{announce, elapsed_ms, for_each_host};
 use toyc_engine::sandbox::Limits;
 use toyc_engine::secrets::Secrets;
+use toyc_engine::terminal_text::{escape, escape_bytes};
 use toyc_engine::transport::{ExecOutput, ExecRequest};
 
 use super::args::ExecArgs;
@@ -150,18 +151,18 @@ fn print_grouped(results: &[(HostResult, Option<ExecOutput>)], secrets: &Secrets
             result.host,
             seconds(result.elapsed_ms)
         );
-        if writeln!(stdout, "{}", secrets.redact(&header)).is_err() {
+        if writeln!(stdout, "{}", escape(&secrets.redact(&header))).is_err() {
             return;
         }
         if let Some(output) = output {
-            let _ = stdout.write_all(&secrets.redact_bytes(&output.stdout));
+            let _ = stdout.write_all(&escape_bytes(&secrets.redact_bytes(&output.stdout)));
             if !output.stdout.is_empty() && !output.stdout.ends_with(b"\n") {
                 let _ = stdout.write_all(b"\n");
             }
             let _ = stdout.flush();
             drop(stdout);
             let mut stderr = std::io::stderr().lock();
-            let _ = stderr.write_all(&secrets.redact_bytes(&output.stderr));
+            let _ = stderr.write_all(&escape_bytes(&secrets.redact_bytes(&output.stderr)));
             let _ = stderr.flush();
         }
     }

@@ -9,7 +9,7 @@ use toyc_engine::events::{EventSink, HumanSink, JsonSink, Printer};
 use toyc_engine::inventory::{Host, Inventory};
 use toyc_engine::progress::Progress;
 use toyc_engine::run::RunContext;
-use toyc_engine::runner::run_directory;
+use toyc_engine::run_dir::run_directory;
 use toyc_engine::sandbox::Limits;
 use toyc_engine::transport::SshOptions;
 

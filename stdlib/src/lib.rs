@@ -89,6 +89,7 @@ pub fn modules() -> Vec<(&'static str, rhai::Shared<rhai::Module>)> {
 /// module prefix (`secret`, `stage`, `handler`, `notify`, and the generators' `packages`,
 /// `remote_versions`, `graphite_stage`).
 pub fn register(sandbox: &mut Sandbox) {
+    sandbox.add_check(std::sync::Arc::new(template::check_named_templates));
     sandbox.add_global(exported_module!(secret::secret_api).into());
     sandbox.add_global(exported_module!(flow::flow_api).into());
     sandbox.add_global(exported_module!(generator::generator_api).into());

@@ -36,6 +36,7 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use rhai::plugin::*;
 use serde_json::{Map, Value};
 use toyc_engine::context::confined_path;
+use toyc_engine::script_error::ScriptError;
 
 pub use error::{Location, TemplateError};
 use undefined::OffsetMap;
@@ -101,13 +102,18 @@ impl Templates {
         Templates { env, sources }
     }
 
-    /// Render the template file `name` (a path below the templates directory).
-    pub fn render_file(
+    /// Parse the template file `name` (and what it includes statically) without
+    /// rendering it: its syntax errors, before any host is touched.
+    pub fn check_file(&self, name: &str) -> Result<(), TemplateError> {
+        self.load(name, &Map::new()).map(|_| ())
+    }
+
+    fn load(
         &self,
         name: &str,
         vars: &Map<String, Value>,
-    ) -> Result<String, TemplateError> {
-        let template = self.env.get_template(name).map_err(|e| match e.kind() {
+    ) -> Result<minijinja::Template<'_, '_>, TemplateError> {
+        self.env.get_template(name).map_err(|e| match e.kind() {
             minijinja::ErrorKind::TemplateNotFound => TemplateError::Load {
                 name: name.to_owned(),
                 message: "no such file in the templates directory".to_owned(),
@@ -117,7 +123,16 @@ impl Templates {
                 message: e.detail().unwrap_or_default().to_owned(),
             },
             _ => self.describe(&e, vars),
-        })?;
+        })
+    }
+
+    /// Render the template file `name` (a path below the templates directory).
+    pub fn render_file(
+        &self,
+        name: &str,
+        vars: &Map<String, Value>,
+    ) -> Result<String, TemplateError> {
+        let template = self.load(name, vars)?;
         let output = template
             .render(context(vars))
             .map_err(|e| self.describe(&e, vars))?;
@@ -243,6 +258,49 @@ fn to_jinja(value: &Value) -> JinjaValue {
 type Fail = Box<EvalAltResult>;
 
 /// The directory templates are read from in a script: its own, or the current one.
+/// A [`toyc_engine::sandbox::Check`]: the templates a script names by a literal path
+/// (`files::template("app.j2", ...)` below `templates/`, `template::render_file(...)`
+/// below the script's directory) are parsed when it compiles, so a syntax error in one is
+/// bad input found before any host is touched, like one in the script.
+pub fn check_named_templates(ast: &rhai::AST, root: &Path) -> Result<(), ScriptError> {
+    use rhai::{ASTNode, Expr};
+    let mut named = Vec::new();
+    ast.walk(&mut |nodes| {
+        let call = match nodes.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, _))) => Some(call),
+            Some(ASTNode::Stmt(rhai::Stmt::FnCall(call, _))) => Some(call),
+            _ => None,
+        };
+        if let Some(call) = call {
+            let dir = match (call.namespace.to_string().as_str(), call.name.as_str()) {
+                ("files", "template") => Some("templates"),
+                ("template", "render_file") => Some(""),
+                _ => None,
+            };
+            if let (Some(dir), Some(Expr::StringConstant(name, _))) = (dir, call.args.first()) {
+                named.push((root.join(dir), name.to_string()));
+            }
+        }
+        true
+    });
+    for (dir, name) in named {
+        // Refusals and missing files are the call's to report, where it runs.
+        if confined_path(&dir, &name).is_err() {
+            continue;
+        }
+        if let Err(TemplateError::Syntax { message, at }) = Templates::new(&dir).check_file(&name) {
+            return Err(ScriptError {
+                message: format!("syntax error in template `{}`: {message}", at.template),
+                file: dir.join(&at.template),
+                line: at.line,
+                column: at.column,
+                source_line: at.source_line,
+            });
+        }
+    }
+    Ok(())
+}
+
 fn script_dir(ctx: &NativeCallContext) -> Result<PathBuf, Fail> {
     match toyc_engine::context::HostContext::of(ctx) {
         Ok(host) => Ok(host.script_root.clone()),

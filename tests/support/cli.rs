@@ -8,6 +8,7 @@ pub struct Toyc {
     dir: tempfile::TempDir,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    address_space: Option<u64>,
 }
 
 /// What an invocation left behind.
@@ -27,6 +28,7 @@ impl Toyc {
             dir: tempfile::tempdir().expect("temporary directory"),
             args: Vec::new(),
             env: Vec::new(),
+            address_space: None,
         }
     }
 
@@ -61,6 +63,14 @@ impl Toyc {
         self
     }
 
+    /// Cap the binary's address space at `bytes` (through `prlimit`), so a test of a
+    /// memory limit that fails ends in a failed allocation, not in the machine's OOM killer.
+    #[allow(dead_code)]
+    pub fn address_space(mut self, bytes: u64) -> Toyc {
+        self.address_space = Some(bytes);
+        self
+    }
+
     /// Run it and wait.
     pub fn run(&self) -> Ran {
         self.run_with(&[])
@@ -69,7 +79,14 @@ impl Toyc {
     /// The binary with the arguments so far and `extra`, in the working directory, with
     /// stdin closed and no inventory or limit from the environment.
     fn command(&self, extra: &[&str]) -> Command {
-        let mut command = Command::new(binary());
+        let mut command = match self.address_space {
+            Some(bytes) => {
+                let mut prlimit = Command::new("prlimit");
+                prlimit.arg(format!("--as={bytes}")).arg("--").arg(binary());
+                prlimit
+            }
+            None => Command::new(binary()),
+        };
         command
             .args(&self.args)
             .args(extra)

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 pub use local::LocalTransport;
 pub use remote_shell::{atomic_write, is_env_name, quote};
+pub(crate) use ssh::MAX_CONTROL_DIR;
 pub use ssh::{SshOptions, SshTransport};
 
 /// Which output stream a chunk of command output came from.
@@ -95,26 +96,30 @@ pub enum TransportError {
     /// The host's key differs from the one on record: possibly a man-in-the-middle.
     #[error(
         "host key for `{host}` has changed (known_hosts entry {entry}); toyc refuses to connect. \
-         If the host was reinstalled, remove the old key with `ssh-keygen -R {address}` and connect again"
+         If the host was reinstalled, remove the old key with `ssh-keygen -f {file} -R {address}` and connect again"
     )]
     HostKeyChanged {
         /// The inventory name of the host.
         host: String,
-        /// The address connected to.
+        /// The address connected to, as known_hosts spells it (`[address]:port` off port 22).
         address: String,
         /// `file:line` of the offending known_hosts entry, as ssh reported it.
         entry: String,
+        /// The known_hosts file holding that entry, quoted for a shell.
+        file: String,
     },
     /// The host's key is not in known_hosts and trust-on-first-use was not requested.
     #[error(
-        "host key for `{host}` is not known; add it to known_hosts (e.g. `ssh-keyscan {address} >> ~/.ssh/known_hosts` \
+        "host key for `{host}` is not known; add it to known_hosts (e.g. `ssh-keyscan {scan} >> {file}` \
          after checking its fingerprint) or pass `--accept-new-host-keys`"
     )]
     HostKeyUnknown {
         /// The inventory name of the host.
         host: String,
-        /// The address connected to.
-        address: String,
+        /// What `ssh-keyscan` needs to reach it (`-p PORT ADDRESS` off port 22).
+        scan: String,
+        /// The known_hosts file toyc checks for this host, quoted for a shell.
+        file: String,
     },
     /// The connection broke while a command was running or being started.
     #[error("lost the connection to `{host}`: {reason}")]

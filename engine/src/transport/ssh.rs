@@ -25,7 +25,7 @@ use crate::inventory::Host;
 
 /// Longest control directory that still leaves room for the crate's
 /// `/.ssh-connectionXXXXXX/master.<16 random chars>` under Linux's 108-byte sun_path.
-const MAX_CONTROL_DIR: usize = 60;
+pub(crate) const MAX_CONTROL_DIR: usize = 60;
 
 /// Retries of a session open that sshd refused (see [`SshTransport::spawn`]); with the
 /// growing pause that is about 1.5 s in all.
@@ -386,6 +386,14 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// The known_hosts file toyc checks `host` against, for a shell command in a hint.
+fn known_hosts_file(host: &Host) -> String {
+    match &host.ssh.known_hosts {
+        Some(file) => quote(&file.to_string_lossy()),
+        None => "~/.ssh/known_hosts".to_owned(),
+    }
+}
+
 /// Turn ssh's log output into the error a person can act on.
 fn interpret_connect_error(host: &Host, log: &str) -> TransportError {
     if log.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
@@ -399,16 +407,31 @@ fn interpret_connect_error(host: &Host, log: &str) -> TransportError {
                     .map(|(_, e)| e.trim().to_owned())
             })
             .unwrap_or_else(|| "unknown".to_owned());
+        // The file ssh named wins: `~/.ssh/config` may point elsewhere than the inventory.
+        let file = match entry.rsplit_once(':') {
+            Some((file, line)) if line.parse::<u32>().is_ok() => quote(file),
+            _ => known_hosts_file(host),
+        };
+        let address = match host.ssh.port {
+            Some(port) if port != 22 => format!("[{}]:{port}", host.address),
+            _ => host.address.clone(),
+        };
         return TransportError::HostKeyChanged {
             host: host.name.clone(),
-            address: host.address.clone(),
+            address,
             entry,
+            file,
         };
     }
     if log.contains("host key is known") || log.contains("Host key verification failed") {
+        let scan = match host.ssh.port {
+            Some(port) if port != 22 => format!("-p {port} {}", host.address),
+            _ => host.address.clone(),
+        };
         return TransportError::HostKeyUnknown {
             host: host.name.clone(),
-            address: host.address.clone(),
+            scan,
+            file: known_hosts_file(host),
         };
     }
     let reason = log

@@ -133,28 +133,18 @@ pub async fn apply_within(
         return Ok(Vec::new());
     }
     let mut script = ApplyScript::new(changes);
-    // Either way the host's shell holds the whole script before it runs any of it: a
-    // command line arrives whole or not at all, and a script on stdin is one brace
-    // group, which a cut-short transfer leaves unterminated (a syntax error, no change).
+    // Always on stdin, never the command line: file contents and environment values are
+    // in the script, and any user of the host reads command lines (`ps -eo args`). The
+    // script is one brace group, which the host's shell reads whole before it runs any
+    // of it, so a transfer cut short is a syntax error and changes nothing.
     // The text moves into the request: with every host applying at once, each copy of
     // the scripts (file contents inside) counts in the controller's memory.
-    let inline = fits_inline(script.script());
-    let text = script.take_script();
-    let request = if inline {
-        ExecRequest {
-            command: text,
-            sudo,
-            timeout,
-            ..ExecRequest::default()
-        }
-    } else {
-        ExecRequest {
-            command: "exec sh -s".to_owned(),
-            stdin: Some(text.into_bytes()),
-            sudo,
-            timeout,
-            ..ExecRequest::default()
-        }
+    let request = ExecRequest {
+        command: "exec sh -s".to_owned(),
+        stdin: Some(script.take_script().into_bytes()),
+        sudo,
+        timeout,
+        ..ExecRequest::default()
     };
     let output = transport.exec(&request, None).await?;
     Ok(script.parse(&output.stdout_text()))

@@ -5,7 +5,7 @@ use std::process::Stdio;
 use tokio::process::Command;
 
 use super::output::communicate;
-use super::remote_shell::wrap;
+use super::remote_shell::{stdin_of, wrap};
 use super::{
     bounded, sudo_refusal, Bounded, ExecOutput, ExecRequest, OutputSink, Transport, TransportError,
 };
@@ -41,10 +41,11 @@ impl Transport for LocalTransport {
         request: &ExecRequest,
         sink: Option<&OutputSink>,
     ) -> Result<ExecOutput, TransportError> {
+        let input = stdin_of(request);
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(wrap(request, false))
-            .stdin(if request.stdin.is_some() {
+            .stdin(if input.is_some() {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -60,7 +61,6 @@ impl Transport for LocalTransport {
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
-        let input = request.stdin.clone();
         let run = async {
             let (stdout, stderr) = communicate(stdin, input, stdout, stderr, sink, None).await?;
             let status = child.wait().await?;

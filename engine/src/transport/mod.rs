@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub use local::LocalTransport;
-pub use remote_shell::{atomic_write, quote};
+pub use remote_shell::{atomic_write, env_block, quote, sudo_with_env, ENV_READER};
 pub use ssh::{SshOptions, SshTransport};
 
 /// Which output stream a chunk of command output came from.

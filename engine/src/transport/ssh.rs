@@ -16,7 +16,7 @@ use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::sync::{Mutex, Semaphore};
 
 use super::output::{communicate, PidSlot};
-use super::remote_shell::{kill_group, quote, wrap};
+use super::remote_shell::{kill_group, quote, stdin_of, wrap};
 use super::{
     bounded, sudo_refusal, Bounded, ExecOutput, ExecRequest, OutputSink, Transport, TransportError,
 };
@@ -160,15 +160,13 @@ impl SshTransport {
         pid: &PidSlot,
     ) -> Result<ExecOutput, TransportError> {
         let script = format!("sh -c {}", quote(&wrap(request, true)));
-        let mut child = self
-            .spawn(session, &script, request.stdin.is_some())
-            .await?;
+        let input = stdin_of(request);
+        let mut child = self.spawn(session, &script, input.is_some()).await?;
         // Sent: not kept for the command's whole run (a copy per host adds up).
         drop(script);
         let stdin = child.stdin().take();
         let stdout = child.stdout().take();
         let stderr = child.stderr().take();
-        let input = request.stdin.clone();
         let collected = communicate(stdin, input, stdout, stderr, sink, Some(pid)).await;
         let status = child.wait().await.map_err(|e| self.map_error(e))?;
         let (stdout, stderr) = collected.map_err(|e| self.lost(e))?;

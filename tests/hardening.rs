@@ -1,0 +1,81 @@
+//! Issue 16 (security): what a local user of a host, a lost connection, a second
+//! controller and a big file can do to an apply, tried on real hosts.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::support::cli::Toyc;
+use crate::support::hosts::{self, HostPool};
+
+fn on_host(pool: &HostPool, i: usize, cmd: &str) -> String {
+    let out = pool.docker_exec(i, cmd);
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Issue 16, item 3: env values and file contents never reach a command line on the
+/// host, where any local user reads them with `ps`; the commands and files get them.
+#[test]
+fn secrets_stay_out_of_the_hosts_process_list_during_an_apply() {
+    let Some(pool) = hosts::shared() else { return };
+    let id = std::process::id();
+    let dir = format!("/tmp/secret-argv-{id}");
+    let secret = |what: &str| format!("{what}-s3cr3t-{id}");
+    let script = format!(
+        r#"
+host::exec("mkdir -p {dir}");
+host::exec("sleep 1; printf %s \"$TOKEN\" > {dir}/exec; cat > {dir}/stdin", #{{ env: #{{ TOKEN: "{exec}" }}, stdin: "fed on stdin" }});
+host::exec("sleep 1; printf %s \"$TOKEN\" > {dir}/exec-sudo", #{{ sudo: true, env: #{{ TOKEN: "{exec_sudo}" }} }});
+files::content("{dir}/db.conf", "password={file}\n", #{{ mode: "0600" }});
+shell::run("sleep 1; printf %s \"$DB_PASSWORD\" > {dir}/run", #{{ env: #{{ DB_PASSWORD: "{run}" }} }});
+shell::run("sleep 1; printf %s \"$DB_PASSWORD\" > {dir}/run-sudo", #{{ sudo: true, env: #{{ DB_PASSWORD: "{run_sudo}" }} }});
+"#,
+        exec = secret("exec"),
+        exec_sudo = secret("exec-sudo"),
+        file = secret("file"),
+        run = secret("run"),
+        run_sudo = secret("run-sudo"),
+    );
+    let toyc = Toyc::new()
+        .file("inv.yml", &pool.inventory_of("deploy", &[0]))
+        .file("s.rhai", &script);
+    let child = toyc.spawn(&["run", "s.rhai", "-i", "inv.yml", "-y"]);
+    // What any user of the host sees, sampled for as long as toyc runs.
+    let done = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let done = Arc::clone(&done);
+        let container = pool.hosts()[0].container.clone();
+        std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !done.load(Ordering::Acquire) {
+                let out = std::process::Command::new("docker")
+                    .args(["exec", "-u", "nobody", &container, "ps", "-eo", "args"])
+                    .output()
+                    .expect("docker exec ps");
+                samples.push(String::from_utf8_lossy(&out.stdout).into_owned());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            samples
+        })
+    };
+    let ran = Toyc::wait(child);
+    done.store(true, Ordering::Release);
+    let samples = sampler.join().expect("sampler");
+    ran.code(0);
+    let during = samples.iter().filter(|s| s.contains("sleep 1")).count();
+    assert!(during >= 4, "ps saw the commands run: {samples:?}");
+    for what in ["exec", "exec-sudo", "file", "run", "run-sudo"] {
+        let value = secret(what);
+        if let Some(sample) = samples.iter().find(|s| s.contains(&value)) {
+            panic!("`{value}` is in the host's process list:\n{sample}");
+        }
+    }
+    for what in ["exec", "exec-sudo", "run", "run-sudo"] {
+        assert_eq!(on_host(pool, 0, &format!("cat {dir}/{what}")), secret(what));
+    }
+    assert_eq!(on_host(pool, 0, &format!("cat {dir}/stdin")), "fed on stdin");
+    assert_eq!(
+        on_host(pool, 0, &format!("stat -c %a {dir}/db.conf; cat {dir}/db.conf")),
+        format!("600\npassword={}", secret("file"))
+    );
+}

@@ -73,9 +73,62 @@ shell::run("sleep 1; printf %s \"$DB_PASSWORD\" > {dir}/run-sudo", #{{ sudo: tru
     for what in ["exec", "exec-sudo", "run", "run-sudo"] {
         assert_eq!(on_host(pool, 0, &format!("cat {dir}/{what}")), secret(what));
     }
-    assert_eq!(on_host(pool, 0, &format!("cat {dir}/stdin")), "fed on stdin");
     assert_eq!(
-        on_host(pool, 0, &format!("stat -c %a {dir}/db.conf; cat {dir}/db.conf")),
+        on_host(pool, 0, &format!("cat {dir}/stdin")),
+        "fed on stdin"
+    );
+    assert_eq!(
+        on_host(
+            pool,
+            0,
+            &format!("stat -c %a {dir}/db.conf; cat {dir}/db.conf")
+        ),
         format!("600\npassword={}", secret("file"))
+    );
+}
+
+/// Issue 16, item 7: a host lost mid-apply reports the changes it made before it went,
+/// and the script left on it stops at once instead of making the rest unseen (the step
+/// in progress too: it writes nothing to its closed output that would stop it).
+#[test]
+fn a_host_lost_mid_apply_reports_what_it_changed_and_its_script_stops() {
+    let Some(pool) = hosts::dedicated(1) else {
+        return;
+    };
+    let script = r#"
+host::exec("mkdir -p /tmp/lost");
+files::content("/tmp/lost/f1", "one\n");
+shell::run("sleep 15; touch /tmp/lost/late");
+files::content("/tmp/lost/f2", "two\n");
+"#;
+    let toyc = Toyc::new()
+        .file("inv.yml", &pool.inventory_of("root", &[0]))
+        .file("s.rhai", script);
+    let child = toyc.spawn(&["run", "s.rhai", "-i", "inv.yml", "-y", "--json"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // `slee[p]`: the pattern must not match the shell that runs pgrep.
+    while on_host(&pool, 0, "pgrep -f 'slee[p] 15' || true").is_empty() {
+        assert!(Instant::now() < deadline, "the sleep never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let slept = Instant::now();
+    pool.pause(0);
+    let ran = Toyc::wait(child);
+    pool.unpause(0);
+    let end = ran
+        .json_lines()
+        .into_iter()
+        .find(|l| l["type"] == "host_end")
+        .unwrap_or_else(|| panic!("no host_end:\n{}\n{}", ran.stdout, ran.stderr));
+    assert_eq!(end["data"]["changed"], 1, "f1 was changed: {end}");
+    let error = end["data"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("lost the connection"), "{end}");
+    assert_eq!(on_host(&pool, 0, "cat /tmp/lost/f1"), "one");
+    // Past the time the script would have written f2, had it gone on.
+    std::thread::sleep((slept + Duration::from_secs(18)).saturating_duration_since(Instant::now()));
+    assert_eq!(
+        on_host(&pool, 0, "ls -A /tmp/lost; pgrep -f 'slee[p] 15' || true"),
+        "f1",
+        "the orphaned script stopped"
     );
 }

@@ -14,6 +14,16 @@ pub enum ApplyError {
     /// The host could not be asked or told.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// The host was lost (or the changes timed out or were cancelled) after it
+    /// reported some steps: those steps ran, the rest are unknown.
+    #[error("{source} (after {} step(s) reported)", .steps.len())]
+    Interrupted {
+        /// The steps the host reported before it went, in order.
+        steps: Vec<StepResult>,
+        /// How it went.
+        #[source]
+        source: TransportError,
+    },
     /// The facts script failed or answered nonsense.
     #[error("gathering facts failed: {0}")]
     Facts(String),
@@ -140,14 +150,35 @@ pub async fn apply_within(
     // The text moves into the request: with every host applying at once, each copy of
     // the scripts (file contents inside) counts in the controller's memory.
     let request = ExecRequest {
-        command: "exec sh -s".to_owned(),
-        stdin: Some(script.take_script().into_bytes()),
         sudo,
         timeout,
-        ..ExecRequest::default()
+        ..script.request()
     };
-    let output = transport.exec(&request, None).await?;
-    Ok(script.parse(&output.stdout_text()))
+    // The step markers as they arrive: when the connection is lost, the steps the host
+    // reported before it went are still known, and counted.
+    let (lines, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+    match transport.exec(&request, Some(&lines)).await {
+        Ok(output) => Ok(script.parse(&output.stdout_text())),
+        Err(source) => {
+            drop(lines);
+            let mut text = String::new();
+            while let Ok((_, line)) = arrived.try_recv() {
+                text.push_str(&line);
+                text.push('\n');
+            }
+            // A step that began but has no end did not finish: not reported as made.
+            let steps: Vec<StepResult> = script
+                .parse(&text)
+                .into_iter()
+                .filter(|step| step.status != -1)
+                .collect();
+            if steps.is_empty() {
+                Err(ApplyError::Transport(source))
+            } else {
+                Err(ApplyError::Interrupted { steps, source })
+            }
+        }
+    }
 }
 
 /// The longest script sent as the command itself: Linux caps one argument at 128 KiB,

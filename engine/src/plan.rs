@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::facts::{FactQuery, Facts};
-use crate::transport::quote;
+use crate::transport::{quote, ExecRequest};
 
 /// What kind of change an operation would make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +112,12 @@ pub struct StepResult {
 /// shell's message as its output. A step's payload is printed by the shell function
 /// [`PAYLOAD_FUNCTION`] (`printf` with octal escapes, a builtin; base64 only for mostly
 /// binary content); a step that does not call it gets the payload on standard input.
+///
+/// The script comes on the shell's standard input ([`ApplyScript::request`]), which toyc
+/// holds open until the script ends; a watchdog waits for its end-of-file and then
+/// kills the script's process group, so a script whose controller or connection is
+/// gone stops instead of making changes nobody will hear of. The process group must be
+/// the script's own (sshd and the local transport make it so).
 #[derive(Debug, Clone)]
 pub struct ApplyScript {
     script: String,
@@ -134,7 +140,13 @@ impl ApplyScript {
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let nonce = format!("{nanos:x}{:x}", std::process::id());
-        let mut script = String::from("{\nexec 2>&1\n");
+        // The watchdog reads a copy of stdin (fd 3: a background list's own stdin is
+        // /dev/null) and the script's commands get none of it.
+        let mut script = String::from(
+            "{\nexec 2>&1 3<&0 </dev/null\n\
+             { cat <&3; kill -TERM 0; } >/dev/null 2>&1 &\n\
+             toyc_watchdog=$!\nexec 3<&-\n",
+        );
         for (index, change) in changes.iter().enumerate() {
             script.push_str(&format!("printf '{STEP_MARKER}{nonce} {index} begin\\n'\n"));
             let step = format!("(\nset -e\neval {}\n)", quote(&change.script));
@@ -152,10 +164,10 @@ impl ApplyScript {
                 None => script.push_str(&format!("{step} </dev/null\nrc=$?\n")),
             }
             script.push_str(&format!(
-                "printf '\\n{STEP_MARKER}{nonce} {index} end %d\\n' $rc; [ $rc -eq 0 ] || exit 0\n"
+                "printf '\\n{STEP_MARKER}{nonce} {index} end %d\\n' $rc; [ $rc -eq 0 ] || {{ kill $toyc_watchdog; exit 0; }}\n"
             ));
         }
-        script.push_str("}\n");
+        script.push_str("kill $toyc_watchdog\n}\n");
         ApplyScript {
             script,
             nonce,
@@ -166,6 +178,17 @@ impl ApplyScript {
     /// The shell text to run on the host.
     pub fn script(&self) -> &str {
         &self.script
+    }
+
+    /// The request that runs the script: the script on standard input, held open for
+    /// the watchdog. The text moves into it ([`ApplyScript::parse`] still works).
+    pub fn request(&mut self) -> ExecRequest {
+        ExecRequest {
+            command: "exec sh -s".to_owned(),
+            stdin: Some(self.take_script().into_bytes()),
+            hold_stdin: true,
+            ..ExecRequest::default()
+        }
     }
 
     /// The shell text, moved out rather than copied ([`ApplyScript::parse`] still works;
@@ -292,7 +315,7 @@ pub fn encode_base64(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::{ExecRequest, LocalTransport, Transport};
+    use crate::transport::{LocalTransport, Transport};
 
     fn change(script: &str, payload: Option<&[u8]>) -> Change {
         Change {
@@ -308,15 +331,14 @@ mod tests {
 
     fn apply(changes: &[Change]) -> Vec<StepResult> {
         let refs: Vec<&Change> = changes.iter().collect();
-        let apply = ApplyScript::new(&refs);
+        let mut apply = ApplyScript::new(&refs);
+        let request = apply.request();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         let output = runtime
-            .block_on(
-                LocalTransport::new("localhost").exec(&ExecRequest::new(apply.script()), None),
-            )
+            .block_on(LocalTransport::new("localhost").exec(&request, None))
             .expect("one round trip");
         apply.parse(&output.stdout_text())
     }

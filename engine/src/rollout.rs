@@ -463,6 +463,17 @@ impl StageTask {
         .await
         {
             Ok(steps) => self.record(start, &pending, &steps, events),
+            // The steps the host reported before it went were made: counted, then the loss.
+            Err(ApplyError::Interrupted { steps, source }) => {
+                let made = steps.iter().filter(|s| s.status == 0).count();
+                match self.report(&pending, &steps, Some(start), events) {
+                    Err(failed) if made < steps.len() => TaskOutcome::Failed(failed),
+                    _ if source.is_unreachable() => TaskOutcome::Unreachable(format!(
+                        "while applying changes, after {made} made: {source}"
+                    )),
+                    _ => TaskOutcome::Failed(format!("after {made} change(s) made: {source}")),
+                }
+            }
             Err(ApplyError::Transport(e)) if e.is_unreachable() => {
                 TaskOutcome::Unreachable(format!("while applying changes: {e}"))
             }

@@ -140,6 +140,7 @@ pub mod host_api {
                     cwd: opts.string("cwd")?,
                     sudo: opts.bool("sudo")?.unwrap_or(host.sudo),
                     timeout: opts.seconds("timeout")?.or(host.timeout),
+                    hold_stdin: false,
                 };
                 let output = host.exec(&request).map_err(failed)?;
                 if output.status != 0 && opts.bool("check")?.unwrap_or(true) {

@@ -62,7 +62,8 @@ impl Transport for LocalTransport {
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let run = async {
-            let (stdout, stderr) = communicate(stdin, input, stdout, stderr, sink, None).await?;
+            let (stdout, stderr) =
+                communicate(stdin, input, request.hold_stdin, stdout, stderr, sink, None).await?;
             let status = child.wait().await?;
             Ok::<_, std::io::Error>(ExecOutput {
                 status: exit_code(status),

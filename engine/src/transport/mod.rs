@@ -44,6 +44,11 @@ pub struct ExecRequest {
     pub sudo: bool,
     /// Kill the command (on the host too) when it runs longer than this.
     pub timeout: Option<Duration>,
+    /// Keep standard input open after [`ExecRequest::stdin`] is written, until the
+    /// command's output ends: end-of-file on it then means toyc, or the connection, is
+    /// gone (the watchdog of an [`ApplyScript`](crate::plan::ApplyScript) stops the
+    /// script on it).
+    pub hold_stdin: bool,
 }
 
 impl ExecRequest {

@@ -27,10 +27,11 @@ impl PidSlot {
 
 /// Feed `input` to a command's stdin while reading its stdout and stderr to their ends,
 /// all at once (sequentially, a command filling one pipe while we wait on another would
-/// deadlock). Returns (stdout, stderr).
+/// deadlock). With `hold`, stdin stays open until stdout ends. Returns (stdout, stderr).
 pub(crate) async fn communicate<W, O, E>(
     stdin: Option<W>,
     input: Option<Vec<u8>>,
+    hold: bool,
     stdout: Option<O>,
     stderr: Option<E>,
     sink: Option<&OutputSink>,
@@ -41,18 +42,26 @@ where
     O: AsyncRead + Unpin,
     E: AsyncRead + Unpin,
 {
+    let (stdout_ended, stdout_end) = tokio::sync::oneshot::channel::<()>();
     let feed = async {
         if let (Some(mut pipe), Some(bytes)) = (stdin, input) {
             // The command may exit without reading its input: not an error here.
             let _ = pipe.write_all(&bytes).await;
+            drop(bytes);
+            if hold {
+                // Resolves (with an error) when the stdout reader drops its sender.
+                let _ = stdout_end.await;
+            }
             let _ = pipe.shutdown().await;
         }
     };
     let out = async {
-        match stdout {
+        let read = match stdout {
             Some(s) => read_stream(s, Stream::Stdout, sink, None).await,
             None => Ok(Vec::new()),
-        }
+        };
+        drop(stdout_ended);
+        read
     };
     let err = async {
         match stderr {

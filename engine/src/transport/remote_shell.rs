@@ -223,7 +223,9 @@ mod tests {
         request.sudo = true;
         let script = wrap(&request, true);
         assert!(
-            script.starts_with("printf 'toyc-pid %s\\n' $$ >&2\ncd -- /tmp || exit 125\nexec sudo -n -- sh -c "),
+            script.starts_with(
+                "printf 'toyc-pid %s\\n' $$ >&2\ncd -- /tmp || exit 125\nexec sudo -n -- sh -c "
+            ),
             "{script}"
         );
         assert!(!script.contains("x y"), "{script}");

@@ -167,7 +167,16 @@ impl SshTransport {
         let stdin = child.stdin().take();
         let stdout = child.stdout().take();
         let stderr = child.stderr().take();
-        let collected = communicate(stdin, input, stdout, stderr, sink, Some(pid)).await;
+        let collected = communicate(
+            stdin,
+            input,
+            request.hold_stdin,
+            stdout,
+            stderr,
+            sink,
+            Some(pid),
+        )
+        .await;
         let status = child.wait().await.map_err(|e| self.map_error(e))?;
         let (stdout, stderr) = collected.map_err(|e| self.lost(e))?;
         Ok(ExecOutput {

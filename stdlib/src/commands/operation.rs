@@ -165,6 +165,7 @@ impl OperationCommand {
         .map_err(TaskFailure::new)?;
         let failed = |e: ApplyError| match e {
             ApplyError::Transport(t) => TaskFailure::from(t),
+            ApplyError::Interrupted { source, .. } => TaskFailure::from(source),
             other => TaskFailure::new(other.to_string()),
         };
         let outcomes = plan_host(ctx.transport.as_ref(), &operations, false, ctx.sudo)

@@ -295,7 +295,9 @@ mod tests {
         };
         // The value is piped to the shell sudo starts: sudo's arguments are public.
         assert!(
-            c.script.starts_with("cd /srv\nprintf %s '1\nexport A='\\''x y'\\''\n' | exec sudo -n -- sh -c "),
+            c.script.starts_with(
+                "cd /srv\nprintf %s '1\nexport A='\\''x y'\\''\n' | exec sudo -n -- sh -c "
+            ),
             "{}",
             c.script
         );

@@ -132,3 +132,86 @@ files::content("/tmp/lost/f2", "two\n");
         "the orphaned script stopped"
     );
 }
+
+/// Issue 16, item 9: two runs editing one file on one host at the same time lose no
+/// update. Their applies take turns (the second says whose lock it waits for), and an
+/// edit planned on content that changed meanwhile is refused rather than undoing the
+/// other run's change.
+#[test]
+fn two_runs_editing_one_file_at_once_take_turns_and_lose_no_update() {
+    let Some(pool) = hosts::shared() else { return };
+    let dir = format!("/tmp/two-runs-{}", std::process::id());
+    let path = format!("{dir}/app.conf");
+    let setup = pool.docker_exec(1, &format!("mkdir -p {dir} && echo base > {path}"));
+    assert!(setup.status.success(), "{setup:?}");
+    let runs: Vec<(String, Toyc)> = ["alpha", "beta"]
+        .iter()
+        .map(|name| {
+            let script =
+                format!("shell::run(\"sleep 2\");\nfiles::line(\"{path}\", \"from {name}\");\n");
+            let toyc = Toyc::new()
+                .file("inv.yml", &pool.inventory_of("root", &[1]))
+                .file("s.rhai", &script);
+            ((*name).to_owned(), toyc)
+        })
+        .collect();
+    let children: Vec<_> = runs
+        .iter()
+        .map(|(_, toyc)| toyc.spawn(&["run", "s.rhai", "-i", "inv.yml", "-y"]))
+        .collect();
+    let ran: Vec<_> = children.into_iter().map(Toyc::wait).collect();
+    let file = on_host(pool, 1, &format!("cat {path}"));
+    let mut lines = vec!["base".to_owned()];
+    for ((name, _), ran) in runs.iter().zip(&ran) {
+        if ran.code == 0 {
+            lines.push(format!("from {name}"));
+        } else {
+            ran.stderr_has("changed after this run planned its edit");
+        }
+    }
+    assert_eq!(
+        file.lines().collect::<Vec<_>>(),
+        lines,
+        "every run that reported its line left it:\n{}\n{}",
+        ran[0].stderr,
+        ran[1].stderr
+    );
+    assert!(
+        ran.iter().any(|r| r
+            .stderr
+            .contains("waiting for the apply lock on `h2`, held by run ")),
+        "one run waited for the other:\n{}\n{}",
+        ran[0].stderr,
+        ran[1].stderr
+    );
+}
+
+/// Issue 16, item 9: a run waits for the host's apply lock no longer than
+/// `TOYC_LOCK_TIMEOUT`, then fails naming the holder, having changed nothing.
+#[test]
+fn a_run_gives_up_on_a_held_lock_after_its_timeout_and_changes_nothing() {
+    let Some(pool) = hosts::dedicated(1) else {
+        return;
+    };
+    let state = "/root/.local/state/toyc";
+    let hold = format!(
+        "mkdir -p {state} && echo 'run 1 from controller `elsewhere`' > {state}/apply.holder && \
+         (flock {state}/apply.lock sleep 30 >/dev/null 2>&1 &) && sleep 0.3"
+    );
+    let held = pool.docker_exec(0, &hold);
+    assert!(held.status.success(), "{held:?}");
+    let toyc = Toyc::new()
+        .file("inv.yml", &pool.inventory_of("root", &[0]))
+        .file("s.rhai", r#"files::content("/tmp/locked-out", "x\n");"#)
+        .env("TOYC_LOCK_TIMEOUT", "2");
+    let started = Instant::now();
+    let ran = toyc.run_with(&["run", "s.rhai", "-i", "inv.yml", "-y"]);
+    ran.code(1);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    ran.stderr_has("waiting for the apply lock on `h1`, held by run 1 from controller `elsewhere`")
+        .stderr_has("gave up after 2s waiting for the apply lock on `h1`");
+    assert_eq!(
+        on_host(&pool, 0, "ls /tmp/locked-out 2>&1 >/dev/null | wc -l"),
+        "1"
+    );
+}

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::facts::{FactBatch, FactQuery, Facts};
+use crate::host_lock::{HostLock, LockNews};
 use crate::plan::{ApplyScript, Change, Operation, Outcome, StepResult};
 use crate::transport::{ExecRequest, Transport, TransportError};
 
@@ -23,6 +24,20 @@ pub enum ApplyError {
         /// How it went.
         #[source]
         source: TransportError,
+    },
+    /// Another run held the host's apply lock for longer than this one would wait.
+    /// Resolution: let that run end, or wait longer (`TOYC_LOCK_TIMEOUT`, seconds).
+    #[error(
+        "gave up after {waited}s waiting for the apply lock on `{host}`, held by {holder}; \
+         nothing was changed. Let that run end, or wait longer with TOYC_LOCK_TIMEOUT=SECONDS"
+    )]
+    LockTimeout {
+        /// The host.
+        host: String,
+        /// Who held the lock, as it wrote itself down.
+        holder: String,
+        /// How long this run waited, in seconds.
+        waited: u64,
     },
     /// The facts script failed or answered nonsense.
     #[error("gathering facts failed: {0}")]
@@ -139,10 +154,23 @@ pub async fn apply_within(
     sudo: bool,
     timeout: Option<std::time::Duration>,
 ) -> Result<Vec<StepResult>, ApplyError> {
+    apply_telling(transport, changes, sudo, timeout, &|_| {}).await
+}
+
+/// [`apply_within`], calling `waiting` with the holder when another run holds the host's
+/// apply lock (see [`crate::host_lock`]) and this one waits for it.
+pub async fn apply_telling(
+    transport: &dyn Transport,
+    changes: &[&Change],
+    sudo: bool,
+    timeout: Option<std::time::Duration>,
+    waiting: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Vec<StepResult>, ApplyError> {
     if changes.is_empty() {
         return Ok(Vec::new());
     }
-    let mut script = ApplyScript::new(changes);
+    let lock = HostLock::for_this_run();
+    let mut script = ApplyScript::locked(changes, &lock);
     // Always on stdin, never the command line: file contents and environment values are
     // in the script, and any user of the host reads command lines (`ps -eo args`). The
     // script is one brace group, which the host's shell reads whole before it runs any
@@ -154,18 +182,44 @@ pub async fn apply_within(
         timeout,
         ..script.request()
     };
-    // The step markers as they arrive: when the connection is lost, the steps the host
-    // reported before it went are still known, and counted.
+    // The output as it arrives: the lock's news is told at once, and when the connection
+    // is lost, the steps the host reported before it went are still known, and counted.
     let (lines, mut arrived) = tokio::sync::mpsc::unbounded_channel();
-    match transport.exec(&request, Some(&lines)).await {
+    let mut text = String::new();
+    let mut timed_out = None;
+    let mut take = |line: &str, text: &mut String| {
+        match script.lock_news(line) {
+            Some(LockNews::Waiting(holder)) => waiting(&holder),
+            Some(LockNews::TimedOut(holder)) => timed_out = Some(holder),
+            None => {}
+        }
+        text.push_str(line);
+        text.push('\n');
+    };
+    let result = {
+        let exec = transport.exec(&request, Some(&lines));
+        tokio::pin!(exec);
+        loop {
+            tokio::select! {
+                result = &mut exec => break result,
+                Some((_, line)) = arrived.recv() => take(&line, &mut text),
+            }
+        }
+    };
+    drop(lines);
+    while let Ok((_, line)) = arrived.try_recv() {
+        take(&line, &mut text);
+    }
+    if let Some(holder) = timed_out {
+        return Err(ApplyError::LockTimeout {
+            host: transport.host().to_owned(),
+            holder,
+            waited: lock.wait.as_secs(),
+        });
+    }
+    match result {
         Ok(output) => Ok(script.parse(&output.stdout_text())),
         Err(source) => {
-            drop(lines);
-            let mut text = String::new();
-            while let Ok((_, line)) = arrived.try_recv() {
-                text.push_str(&line);
-                text.push('\n');
-            }
             // A step that began but has no end did not finish: not reported as made.
             let steps: Vec<StepResult> = script
                 .parse(&text)

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::facts::{FactQuery, Facts};
+use crate::host_lock::{HostLock, LockNews};
 use crate::transport::{quote, ExecRequest};
 
 /// What kind of change an operation would make.
@@ -133,8 +134,13 @@ const STEP_MARKER: &str = "@@toyc-step ";
 pub const PAYLOAD_FUNCTION: &str = "toyc_payload";
 
 impl ApplyScript {
-    /// The script for `changes`, in order.
+    /// The script for `changes`, in order, under this run's host lock.
     pub fn new(changes: &[&Change]) -> ApplyScript {
+        ApplyScript::locked(changes, &HostLock::for_this_run())
+    }
+
+    /// The script for `changes`, in order, taking `lock` before the first step.
+    pub fn locked(changes: &[&Change], lock: &HostLock) -> ApplyScript {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
@@ -147,6 +153,7 @@ impl ApplyScript {
              { cat <&3; kill -TERM 0; } >/dev/null 2>&1 &\n\
              toyc_watchdog=$!\nexec 3<&-\n",
         );
+        script.push_str(&lock.script(&nonce, "kill $toyc_watchdog; exit 0"));
         for (index, change) in changes.iter().enumerate() {
             script.push_str(&format!("printf '{STEP_MARKER}{nonce} {index} begin\\n'\n"));
             let step = format!("(\nset -e\neval {}\n)", quote(&change.script));
@@ -154,14 +161,14 @@ impl ApplyScript {
                 Some(bytes) => {
                     script.push_str(&payload_function(bytes, &nonce));
                     if change.script.contains(PAYLOAD_FUNCTION) {
-                        script.push_str(&format!("{step} </dev/null\n"));
+                        script.push_str(&format!("{step} </dev/null 9>&-\n"));
                     } else {
-                        script.push_str(&format!("{PAYLOAD_FUNCTION} | {step}\n"));
+                        script.push_str(&format!("{PAYLOAD_FUNCTION} | {step} 9>&-\n"));
                     }
                     // No later step may print this one's payload.
                     script.push_str(&format!("rc=$?; unset -f {PAYLOAD_FUNCTION}\n"));
                 }
-                None => script.push_str(&format!("{step} </dev/null\nrc=$?\n")),
+                None => script.push_str(&format!("{step} </dev/null 9>&-\nrc=$?\n")),
             }
             script.push_str(&format!(
                 "printf '\\n{STEP_MARKER}{nonce} {index} end %d\\n' $rc; [ $rc -eq 0 ] || {{ kill $toyc_watchdog; exit 0; }}\n"
@@ -173,6 +180,11 @@ impl ApplyScript {
             nonce,
             steps: changes.len(),
         }
+    }
+
+    /// What `line` of the script's output says about the host lock, if anything.
+    pub fn lock_news(&self, line: &str) -> Option<LockNews> {
+        crate::host_lock::news(line, &self.nonce)
     }
 
     /// The shell text to run on the host.

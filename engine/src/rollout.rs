@@ -10,8 +10,10 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::apply::{apply_within, changes, fact_queries, gather_facts, plan_operation, ApplyError};
-use crate::events::{Event, EventSink, HostResult, HostStatus};
+use crate::apply::{
+    apply_telling, apply_within, changes, fact_queries, gather_facts, plan_operation, ApplyError,
+};
+use crate::events::{Event, EventSink, HostResult, HostStatus, Level};
 use crate::inventory::Host;
 use crate::plan::{Change, Outcome, StepResult};
 use crate::progress::Progress;
@@ -454,11 +456,22 @@ impl StageTask {
     async fn attempt(&self, attempt: Attempt, events: &dyn EventSink) -> TaskOutcome {
         let start = self.lock().next;
         let pending: Vec<&Change> = self.changes[start..].iter().collect();
-        let outcome = match apply_within(
+        let waiting = |holder: &str| {
+            events.emit(&Event::Message {
+                host: Some(self.host.clone()),
+                level: Level::Warn,
+                text: format!(
+                    "waiting for the apply lock on `{}`, held by {holder}",
+                    self.host
+                ),
+            })
+        };
+        let outcome = match apply_telling(
             self.transport.as_ref(),
             &pending,
             self.sudo,
             attempt.timeout,
+            &waiting,
         )
         .await
         {

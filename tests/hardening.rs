@@ -215,3 +215,40 @@ fn a_run_gives_up_on_a_held_lock_after_its_timeout_and_changes_nothing() {
         "1"
     );
 }
+
+/// Issue 16, item 11: output longer than toyc keeps (64 MiB per stream, or
+/// `TOYC_MAX_OUTPUT` MiB) fails the command, saying so, instead of silently becoming
+/// a short marker in a run reported ok; within the limit it is whole.
+#[test]
+fn output_beyond_the_cap_fails_the_command_and_says_so() {
+    let Some(pool) = hosts::shared() else { return };
+    let inventory = pool.inventory_of("root", &[2]);
+    let run = |script: &str, max: Option<&str>| {
+        let mut toyc = Toyc::new()
+            .file("inv.yml", &inventory)
+            .file("s.rhai", script);
+        if let Some(max) = max {
+            toyc = toyc.env("TOYC_MAX_OUTPUT", max);
+        }
+        toyc.run_with(&["run", "s.rhai", "-i", "inv.yml", "-y"])
+    };
+    // 70 MB on stdout: more than the default 64 MiB.
+    run(r#"host::exec("head -c 70000000 /dev/zero");"#, None)
+        .code(1)
+        .stderr_has("wrote more than 64 MiB to stdout, more than toyc keeps");
+    let dir = format!("/tmp/big-output-{}", std::process::id());
+    run(
+        &format!(r#"shell::run("head -c 2000000 /dev/zero; mkdir -p {dir}");"#),
+        Some("1"),
+    )
+    .code(1)
+    .stderr_has("wrote more than 1 MiB to stdout");
+    // The command ran to its end; the run said it failed.
+    assert_eq!(on_host(pool, 2, &format!("ls -d {dir}")), dir);
+    run(
+        r#"let r = host::exec("head -c 900000 /dev/zero | tr '\\0' x"); print(r.stdout.len());"#,
+        Some("1"),
+    )
+    .code(0)
+    .stdout_has("900000");
+}

@@ -187,14 +187,19 @@ pub async fn apply_telling(
     let (lines, mut arrived) = tokio::sync::mpsc::unbounded_channel();
     let mut text = String::new();
     let mut timed_out = None;
+    // Beyond the output cap only the markers are kept: the exec fails then, and what
+    // counts is which steps ended.
+    let limit = crate::transport::max_output();
     let mut take = |line: &str, text: &mut String| {
         match script.lock_news(line) {
             Some(LockNews::Waiting(holder)) => waiting(&holder),
             Some(LockNews::TimedOut(holder)) => timed_out = Some(holder),
             None => {}
         }
-        text.push_str(line);
-        text.push('\n');
+        if text.len() < limit || line.starts_with("@@toyc-") {
+            text.push_str(line);
+            text.push('\n');
+        }
     };
     let result = {
         let exec = transport.exec(&request, Some(&lines));

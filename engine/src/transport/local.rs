@@ -62,17 +62,27 @@ impl Transport for LocalTransport {
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let run = async {
-            let (stdout, stderr) =
-                communicate(stdin, input, request.hold_stdin, stdout, stderr, sink, None).await?;
-            let status = child.wait().await?;
-            Ok::<_, std::io::Error>(ExecOutput {
-                status: exit_code(status),
+            let (stdout, stderr) = communicate(
+                stdin,
+                input.as_deref(),
+                request.hold_stdin,
                 stdout,
                 stderr,
-            })
+                sink,
+                None,
+            )
+            .await?;
+            let status = child.wait().await?;
+            Ok::<_, std::io::Error>((exit_code(status), stdout, stderr))
         };
         let stopped = match bounded(request.timeout, run).await {
-            Bounded::Done(result) => result.map_err(|e| self.io_error(e)),
+            Bounded::Done(result) => {
+                result
+                    .map_err(|e| self.io_error(e))
+                    .and_then(|(status, stdout, stderr)| {
+                        super::whole_output(&self.host, status, stdout, stderr)
+                    })
+            }
             Bounded::TimedOut(after) => Err(TransportError::Timeout {
                 host: self.host.clone(),
                 after,
@@ -84,7 +94,11 @@ impl Transport for LocalTransport {
         let output = match stopped {
             Ok(output) => output,
             Err(error) => {
-                if let (Some(pid), false) = (pid, matches!(error, TransportError::Io { .. })) {
+                let finished = matches!(
+                    error,
+                    TransportError::Io { .. } | TransportError::OutputTooLarge { .. }
+                );
+                if let (Some(pid), false) = (pid, finished) {
                     kill_group(pid, request.sudo).await;
                 }
                 return Err(error);

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub use local::LocalTransport;
+pub use output::{max_output, DEFAULT_MAX_OUTPUT_MIB};
 pub use remote_shell::{atomic_write, env_block, quote, sudo_with_env, ENV_READER};
 pub use ssh::{SshOptions, SshTransport};
 
@@ -142,6 +143,20 @@ pub enum TransportError {
     Cancelled {
         /// The inventory name of the host.
         host: String,
+    },
+    /// The command wrote more than toyc keeps of one stream ([`max_output`]); it ran
+    /// to its end, but its result is not known whole.
+    #[error(
+        "the command on `{host}` wrote more than {limit_mib} MiB to {stream}, more than toyc keeps; \
+         redirect its output to a file on the host, or raise TOYC_MAX_OUTPUT (MiB)"
+    )]
+    OutputTooLarge {
+        /// The inventory name of the host.
+        host: String,
+        /// `stdout` or `stderr`.
+        stream: &'static str,
+        /// The limit, in MiB.
+        limit_mib: usize,
     },
     /// `sudo -n` refused because it would have asked for a password.
     #[error(
@@ -318,4 +333,28 @@ pub(crate) fn sudo_refusal(
     } else {
         None
     }
+}
+
+/// The output of a finished command, or [`TransportError::OutputTooLarge`] when a stream
+/// was longer than toyc keeps.
+pub(crate) fn whole_output(
+    host: &str,
+    status: i32,
+    stdout: output::Captured,
+    stderr: output::Captured,
+) -> Result<ExecOutput, TransportError> {
+    for (captured, stream) in [(&stdout, "stdout"), (&stderr, "stderr")] {
+        if captured.truncated {
+            return Err(TransportError::OutputTooLarge {
+                host: host.to_owned(),
+                stream,
+                limit_mib: max_output() / (1024 * 1024),
+            });
+        }
+    }
+    Ok(ExecOutput {
+        status,
+        stdout: stdout.bytes,
+        stderr: stderr.bytes,
+    })
 }

@@ -1,6 +1,8 @@
 //! The POSIX shell text toyc sends to hosts: quoting, the wrapper that applies a
 //! request's environment, directory and sudo, and the atomic-write script.
 
+use std::borrow::Cow;
+
 use super::{ExecRequest, PutOptions};
 use crate::plan::PAYLOAD_FUNCTION;
 
@@ -56,13 +58,14 @@ pub(crate) fn wrap(request: &ExecRequest, report_pid: bool) -> String {
 /// What the command of `request` reads on standard input: the environment block for
 /// [`ENV_READER`] (when there are variables), then the request's own input. `None` (the
 /// command gets `/dev/null`) when there is neither.
-pub(crate) fn stdin_of(request: &ExecRequest) -> Option<Vec<u8>> {
+/// Borrowed when there is no environment block: a copy of a big upload per host adds up.
+pub(crate) fn stdin_of(request: &ExecRequest) -> Option<Cow<'_, [u8]>> {
     if request.env.is_empty() {
-        return request.stdin.clone();
+        return request.stdin.as_deref().map(Cow::Borrowed);
     }
     let mut bytes = env_block(&request.env).into_bytes();
     bytes.extend_from_slice(request.stdin.as_deref().unwrap_or_default());
-    Some(bytes)
+    Some(Cow::Owned(bytes))
 }
 
 /// Shell that reads an [`env_block`] from standard input and exports its variables.

@@ -169,7 +169,7 @@ impl SshTransport {
         let stderr = child.stderr().take();
         let collected = communicate(
             stdin,
-            input,
+            input.as_deref(),
             request.hold_stdin,
             stdout,
             stderr,
@@ -179,11 +179,12 @@ impl SshTransport {
         .await;
         let status = child.wait().await.map_err(|e| self.map_error(e))?;
         let (stdout, stderr) = collected.map_err(|e| self.lost(e))?;
-        Ok(ExecOutput {
-            status: super::local::exit_code(status),
+        super::whole_output(
+            &self.host.name,
+            super::local::exit_code(status),
             stdout,
             stderr,
-        })
+        )
     }
 
     /// Open a session for `script`. sshd frees a session slot a moment after the client

@@ -159,7 +159,7 @@ impl ApplyScript {
             let step = format!("(\nset -e\neval {}\n)", quote(&change.script));
             match &change.payload {
                 Some(bytes) => {
-                    script.push_str(&payload_function(bytes, &nonce));
+                    payload_function(&mut script, bytes, &nonce);
                     if change.script.contains(PAYLOAD_FUNCTION) {
                         script.push_str(&format!("{step} </dev/null 9>&-\n"));
                     } else {
@@ -254,13 +254,22 @@ impl ApplyScript {
 /// The definition of [`PAYLOAD_FUNCTION`] printing `bytes`: a `printf` of the bytes as
 /// they are (text) with octal escapes for the rest, or, when escapes would make that
 /// more than twice as long as the bytes, `base64 -d` of a here-document.
-fn payload_function(bytes: &[u8], nonce: &str) -> String {
+fn payload_function(script: &mut String, bytes: &[u8], nonce: &str) {
+    // Written into the script in place: for a big file, every transient copy counts,
+    // once per host applying at once.
     match printf_format(bytes) {
-        Some(format) => format!("{PAYLOAD_FUNCTION}() {{ printf '{format}'; }}\n"),
-        None => format!(
-            "{PAYLOAD_FUNCTION}() {{\nbase64 -d <<'TOYC_PAYLOAD_{nonce}'\n{}TOYC_PAYLOAD_{nonce}\n}}\n",
-            encode_base64(bytes)
-        ),
+        Some(format) => {
+            script.push_str(&format!("{PAYLOAD_FUNCTION}() {{ printf '"));
+            script.push_str(&format);
+            script.push_str("'; }\n");
+        }
+        None => {
+            script.push_str(&format!(
+                "{PAYLOAD_FUNCTION}() {{\nbase64 -d <<'TOYC_PAYLOAD_{nonce}'\n"
+            ));
+            push_base64(script, bytes);
+            script.push_str(&format!("TOYC_PAYLOAD_{nonce}\n}}\n"));
+        }
     }
 }
 
@@ -270,6 +279,12 @@ fn payload_function(bytes: &[u8], nonce: &str) -> String {
 /// busybox read alike). `None` when that is more than twice as long as `bytes`.
 pub fn printf_format(bytes: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(bytes).ok();
+    let limit = 2 * bytes.len() + 16;
+    // Checked as it grows, and binary content (mostly escapes from its first bytes on)
+    // gives up at once: not after building four times its size.
+    if text.is_none() && bytes.iter().take(4096).filter(|b| !b.is_ascii()).count() > 1024 {
+        return None;
+    }
     let mut out = String::with_capacity(bytes.len() + bytes.len() / 8 + 8);
     match text {
         Some(text) => {
@@ -287,6 +302,9 @@ pub fn printf_format(bytes: &[u8]) -> Option<String> {
                         }
                     }
                 }
+                if out.len() > limit {
+                    return None;
+                }
             }
         }
         None => {
@@ -298,10 +316,13 @@ pub fn printf_format(bytes: &[u8]) -> Option<String> {
                     b'\n' | b'\t' | b' '..=b'~' => out.push(char::from(b)),
                     b => push_octal(&mut out, b),
                 }
+                if out.len() > limit {
+                    return None;
+                }
             }
         }
     }
-    (out.len() <= 2 * bytes.len() + 16).then_some(out)
+    (out.len() <= limit).then_some(out)
 }
 
 fn push_octal(out: &mut String, byte: u8) {
@@ -311,17 +332,24 @@ fn push_octal(out: &mut String, byte: u8) {
 /// Standard base64, wrapped at 76 columns like coreutils prints it (short lines keep
 /// the heredoc it travels in friendly to any shell).
 pub fn encode_base64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
-    let mut out = String::with_capacity(encoded.len() + encoded.len() / 76 + 1);
-    for line in encoded.as_bytes().chunks(76) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    if encoded.is_empty() {
-        out.push('\n');
-    }
+    let mut out = String::new();
+    push_base64(&mut out, bytes);
     out
+}
+
+/// [`encode_base64`] of `bytes`, appended to `out` without an intermediate copy.
+fn push_base64(out: &mut String, bytes: &[u8]) {
+    use base64::Engine;
+    if bytes.is_empty() {
+        out.push('\n');
+        return;
+    }
+    out.reserve(bytes.len().div_ceil(57) * 77);
+    // 57 bytes make one 76-column line.
+    for line in bytes.chunks(57) {
+        base64::engine::general_purpose::STANDARD.encode_string(line, out);
+        out.push('\n');
+    }
 }
 
 #[cfg(test)]

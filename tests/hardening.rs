@@ -252,3 +252,64 @@ fn output_beyond_the_cap_fails_the_command_and_says_so() {
     .code(0)
     .stdout_has("900000");
 }
+
+/// Peak resident memory of a finished process, from GNU time's `-v` report (KiB).
+fn peak_rss_kib(time_report: &str) -> u64 {
+    time_report
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in:\n{time_report}"))
+}
+
+/// Issue 16, item 11: `host::upload` streams the file from disk: uploading 120 MB
+/// costs the controller far less than 120 MB of memory, and the host gets every byte.
+#[test]
+fn an_upload_streams_from_disk_instead_of_holding_the_file() {
+    let Some(pool) = hosts::shared() else { return };
+    let dest = format!("/tmp/streamed-{}.bin", std::process::id());
+    let toyc = Toyc::new()
+        .file("inv.yml", &pool.inventory_of("root", &[3]))
+        .file(
+            "s.rhai",
+            &format!(r#"host::upload("big.bin", "{dest}", #{{}});"#),
+        );
+    let big = toyc.dir().join("big.bin");
+    let made = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "head -c 120000000 /dev/urandom > '{}'",
+            big.display()
+        ))
+        .status()
+        .expect("sh");
+    assert!(made.success());
+    let out = std::process::Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(crate::support::cli::binary())
+        .args(["run", "s.rhai", "-i", "inv.yml", "-y"])
+        .current_dir(toyc.dir())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("/usr/bin/time runs toyc");
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{report}");
+    let sum = |text: &[u8]| {
+        String::from_utf8_lossy(text)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let local = std::process::Command::new("sha256sum")
+        .arg(&big)
+        .output()
+        .expect("sha256sum");
+    let remote = pool.docker_exec(3, &format!("sha256sum {dest}; rm -f {dest}"));
+    assert_eq!(sum(&remote.stdout), sum(&local.stdout));
+    let peak = peak_rss_kib(&report);
+    assert!(peak < 80 * 1024, "peak RSS {peak} KiB for a 120 MB upload");
+}

@@ -45,7 +45,7 @@ impl Transport for LocalTransport {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(wrap(request, false))
-            .stdin(if input.is_some() {
+            .stdin(if input.is_some() || request.stdin_file.is_some() {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -65,6 +65,7 @@ impl Transport for LocalTransport {
             let (stdout, stderr) = communicate(
                 stdin,
                 input.as_deref(),
+                request.stdin_file.as_deref(),
                 request.hold_stdin,
                 stdout,
                 stderr,

@@ -37,6 +37,9 @@ pub struct ExecRequest {
     pub command: String,
     /// Bytes written to the command's standard input (closed after them).
     pub stdin: Option<Vec<u8>>,
+    /// A local file streamed to the command's standard input after [`ExecRequest::stdin`],
+    /// read piece by piece: an upload costs the controller no memory of its size.
+    pub stdin_file: Option<std::path::PathBuf>,
     /// Environment variables set for the command.
     pub env: Vec<(String, String)>,
     /// Working directory; the login directory when `None`.

@@ -51,6 +51,7 @@ impl PidSlot {
 pub(crate) async fn communicate<W, O, E>(
     stdin: Option<W>,
     input: Option<&[u8]>,
+    file: Option<&std::path::Path>,
     hold: bool,
     stdout: Option<O>,
     stderr: Option<E>,
@@ -64,9 +65,22 @@ where
 {
     let (stdout_ended, stdout_end) = tokio::sync::oneshot::channel::<()>();
     let feed = async {
-        if let (Some(mut pipe), Some(bytes)) = (stdin, input) {
-            // The command may exit without reading its input: not an error here.
-            let _ = pipe.write_all(bytes).await;
+        if let Some(mut pipe) = stdin {
+            // The command may exit without reading its input: not an error here. A file
+            // that cannot be read arrives short, which the command is told to check.
+            if let Some(bytes) = input {
+                let _ = pipe.write_all(bytes).await;
+            }
+            if let Some(path) = file {
+                match tokio::fs::File::open(path).await {
+                    Ok(mut source) => {
+                        let _ = tokio::io::copy(&mut source, &mut pipe).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot read a file to upload")
+                    }
+                }
+            }
             if hold {
                 // Resolves (with an error) when the stdout reader drops its sender.
                 let _ = stdout_end.await;

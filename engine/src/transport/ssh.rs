@@ -161,7 +161,8 @@ impl SshTransport {
     ) -> Result<ExecOutput, TransportError> {
         let script = format!("sh -c {}", quote(&wrap(request, true)));
         let input = stdin_of(request);
-        let mut child = self.spawn(session, &script, input.is_some()).await?;
+        let with_stdin = input.is_some() || request.stdin_file.is_some();
+        let mut child = self.spawn(session, &script, with_stdin).await?;
         // Sent: not kept for the command's whole run (a copy per host adds up).
         drop(script);
         let stdin = child.stdin().take();
@@ -170,6 +171,7 @@ impl SshTransport {
         let collected = communicate(
             stdin,
             input.as_deref(),
+            request.stdin_file.as_deref(),
             request.hold_stdin,
             stdout,
             stderr,

@@ -4,7 +4,7 @@ use std::process::Stdio;
 
 use tokio::process::Command;
 
-use super::output::communicate;
+use super::output::{communicate, Feed};
 use super::remote_shell::{stdin_of, wrap};
 use super::{
     bounded, sudo_refusal, Bounded, ExecOutput, ExecRequest, OutputSink, Transport, TransportError,
@@ -63,10 +63,12 @@ impl Transport for LocalTransport {
         let stderr = child.stderr.take();
         let run = async {
             let (stdout, stderr) = communicate(
-                stdin,
-                input.as_deref(),
-                request.stdin_file.as_deref(),
-                request.hold_stdin,
+                Feed {
+                    pipe: stdin,
+                    bytes: input.as_deref(),
+                    file: request.stdin_file.as_deref(),
+                    hold: request.hold_stdin,
+                },
                 stdout,
                 stderr,
                 sink,

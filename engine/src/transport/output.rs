@@ -14,8 +14,9 @@ pub const DEFAULT_MAX_OUTPUT_MIB: usize = 64;
 
 /// The most output kept per stream, in bytes (`TOYC_MAX_OUTPUT` MiB, else
 /// [`DEFAULT_MAX_OUTPUT_MIB`]). Beyond it lines are still read (and shown live) but not
-/// stored, and the command's result is [`TransportError::OutputTooLarge`]
-/// (crate::transport::TransportError): never a silently shortened output.
+/// stored, and the command's result is
+/// [`TransportError::OutputTooLarge`](super::TransportError::OutputTooLarge): never a
+/// silently shortened output.
 pub fn max_output() -> usize {
     std::env::var("TOYC_MAX_OUTPUT")
         .ok()
@@ -44,15 +45,24 @@ impl PidSlot {
     }
 }
 
-/// Feed `input` to a command's stdin while reading its stdout and stderr to their ends,
-/// all at once (sequentially, a command filling one pipe while we wait on another would
-/// deadlock). With `hold`, stdin stays open until stdout ends. Returns (stdout, stderr).
-/// `input` is borrowed: a copy of a big upload per host would add up.
+/// What goes to a command's standard input, and for how long it stays open.
+pub(crate) struct Feed<'a, W> {
+    /// The pipe to the command's stdin (`None`: the command got `/dev/null`).
+    pub(crate) pipe: Option<W>,
+    /// Bytes written first.
+    pub(crate) bytes: Option<&'a [u8]>,
+    /// A local file streamed after them.
+    pub(crate) file: Option<&'a std::path::Path>,
+    /// Keep the pipe open until stdout ends ([`ExecRequest::hold_stdin`](super::ExecRequest)).
+    pub(crate) hold: bool,
+}
+
+/// Feed `stdin` to a command while reading its stdout and stderr to their ends, all at
+/// once (sequentially, a command filling one pipe while we wait on another would
+/// deadlock). Its bytes are borrowed: a copy of a big upload per host would add up.
+/// Returns (stdout, stderr).
 pub(crate) async fn communicate<W, O, E>(
-    stdin: Option<W>,
-    input: Option<&[u8]>,
-    file: Option<&std::path::Path>,
-    hold: bool,
+    stdin: Feed<'_, W>,
     stdout: Option<O>,
     stderr: Option<E>,
     sink: Option<&OutputSink>,
@@ -65,7 +75,13 @@ where
 {
     let (stdout_ended, stdout_end) = tokio::sync::oneshot::channel::<()>();
     let feed = async {
-        if let Some(mut pipe) = stdin {
+        let Feed {
+            pipe,
+            bytes: input,
+            file,
+            hold,
+        } = stdin;
+        if let Some(mut pipe) = pipe {
             // The command may exit without reading its input: not an error here. A file
             // that cannot be read arrives short, which the command is told to check.
             if let Some(bytes) = input {

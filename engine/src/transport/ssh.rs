@@ -15,7 +15,7 @@ use std::time::Duration;
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::sync::{Mutex, Semaphore};
 
-use super::output::{communicate, PidSlot};
+use super::output::{communicate, Feed, PidSlot};
 use super::remote_shell::{kill_group, quote, stdin_of, wrap};
 use super::{
     bounded, sudo_refusal, Bounded, ExecOutput, ExecRequest, OutputSink, Transport, TransportError,
@@ -169,10 +169,12 @@ impl SshTransport {
         let stdout = child.stdout().take();
         let stderr = child.stderr().take();
         let collected = communicate(
-            stdin,
-            input.as_deref(),
-            request.stdin_file.as_deref(),
-            request.hold_stdin,
+            Feed {
+                pipe: stdin,
+                bytes: input.as_deref(),
+                file: request.stdin_file.as_deref(),
+                hold: request.hold_stdin,
+            },
             stdout,
             stderr,
             sink,

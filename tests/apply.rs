@@ -149,7 +149,7 @@ fn an_apply_cut_short_by_a_dropped_connection_leaves_the_old_file() {
         summary: String::new(),
         diff: None,
         script: atomic_write(&path, None, &options),
-        payload: Some(b"new line\n".repeat(32 * 1024)),
+        payload: Some(b"new line\n".repeat(32 * 1024).into()),
     };
     // A first step that would run, were the script run as it arrives.
     let first = Change {

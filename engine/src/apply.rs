@@ -342,7 +342,7 @@ mod tests {
                 "cat > {}",
                 crate::transport::quote(&dest.display().to_string())
             ),
-            payload: Some(bytes.clone()),
+            payload: Some(bytes.clone().into()),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -53,9 +53,10 @@ pub struct Change {
     /// the shell function [`PAYLOAD_FUNCTION`], printed by it without a process.
     pub script: String,
     /// Bytes fed to `script`'s standard input (file content), or printed by
-    /// [`PAYLOAD_FUNCTION`] when `script` calls it.
+    /// [`PAYLOAD_FUNCTION`] when `script` calls it. Shared, not copied, by every clone of
+    /// the change: a big file's bytes count once per host, not once per copy.
     #[serde(skip)]
-    pub payload: Option<Vec<u8>>,
+    pub payload: Option<std::sync::Arc<[u8]>>,
 }
 
 /// An operation that needs no change, and why.
@@ -365,7 +366,7 @@ mod tests {
             summary: String::new(),
             diff: None,
             script: script.into(),
-            payload: payload.map(<[u8]>::to_vec),
+            payload: payload.map(std::sync::Arc::from),
         }
     }
 

@@ -257,7 +257,7 @@ impl Operation for Line {
                 unchanged_since_planned(path, keep.is_some().then_some(&old[..])),
                 upload.script()
             ),
-            payload: Some(new.clone()),
+            payload: Some(new.as_slice().into()),
         };
         let (owner, group) = keep.unwrap_or_else(|| (UNKNOWN.into(), UNKNOWN.into()));
         record_file(facts, path, (mode, owner, group), &new);
@@ -305,7 +305,7 @@ mod tests {
 
     fn new_content(outcome: &Outcome) -> String {
         match outcome {
-            Outcome::Change(c) => String::from_utf8(c.payload.clone().unwrap()).unwrap(),
+            Outcome::Change(c) => String::from_utf8(c.payload.clone().unwrap().to_vec()).unwrap(),
             Outcome::NoChange(n) => panic!("expected a change: {}", n.reason),
         }
     }

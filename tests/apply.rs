@@ -149,7 +149,7 @@ fn an_apply_cut_short_by_a_dropped_connection_leaves_the_old_file() {
         summary: String::new(),
         diff: None,
         script: atomic_write(&path, None, &options),
-        payload: Some(b"new line\n".repeat(32 * 1024)),
+        payload: Some(b"new line\n".repeat(32 * 1024).into()),
     };
     // A first step that would run, were the script run as it arrives.
     let first = Change {
@@ -179,6 +179,20 @@ fn an_apply_cut_short_by_a_dropped_connection_leaves_the_old_file() {
             // The script has reached the host's shell; the connection dies under it.
             std::thread::sleep(std::time::Duration::from_millis(500));
             ssh.kill().expect("ssh killed");
+        } else {
+            // As toyc does: stdin stays open until the script is done (its watchdog
+            // stops it at end-of-file).
+            let mut stdout = Vec::new();
+            use std::io::Read;
+            ssh.stdout
+                .take()
+                .expect("stdout")
+                .read_to_end(&mut stdout)
+                .expect("read");
+            drop(stdin);
+            let mut output = ssh.wait_with_output().expect("ssh ends");
+            output.stdout = stdout;
+            return output;
         }
         drop(stdin);
         ssh.wait_with_output().expect("ssh ends")

@@ -7,6 +7,7 @@ mod apply;
 mod cli;
 mod deploy;
 mod docs;
+mod hardening;
 mod harness;
 mod inputs;
 mod repl;

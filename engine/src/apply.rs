@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::facts::{FactBatch, FactQuery, Facts};
+use crate::host_lock::{HostLock, LockNews};
 use crate::plan::{ApplyScript, Change, Operation, Outcome, StepResult};
 use crate::transport::{ExecRequest, Transport, TransportError};
 
@@ -14,6 +15,30 @@ pub enum ApplyError {
     /// The host could not be asked or told.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// The host was lost (or the changes timed out or were cancelled) after it
+    /// reported some steps: those steps ran, the rest are unknown.
+    #[error("{source} (after {} step(s) reported)", .steps.len())]
+    Interrupted {
+        /// The steps the host reported before it went, in order.
+        steps: Vec<StepResult>,
+        /// How it went.
+        #[source]
+        source: TransportError,
+    },
+    /// Another run held the host's apply lock for longer than this one would wait.
+    /// Resolution: let that run end, or wait longer (`TOYC_LOCK_TIMEOUT`, seconds).
+    #[error(
+        "gave up after {waited}s waiting for the apply lock on `{host}`, held by {holder}; \
+         nothing was changed. Let that run end, or wait longer with TOYC_LOCK_TIMEOUT=SECONDS"
+    )]
+    LockTimeout {
+        /// The host.
+        host: String,
+        /// Who held the lock, as it wrote itself down.
+        holder: String,
+        /// How long this run waited, in seconds.
+        waited: u64,
+    },
     /// The facts script failed or answered nonsense.
     #[error("gathering facts failed: {0}")]
     Facts(String),
@@ -129,35 +154,90 @@ pub async fn apply_within(
     sudo: bool,
     timeout: Option<std::time::Duration>,
 ) -> Result<Vec<StepResult>, ApplyError> {
+    apply_telling(transport, changes, sudo, timeout, &|_| {}).await
+}
+
+/// [`apply_within`], calling `waiting` with the holder when another run holds the host's
+/// apply lock (see [`crate::host_lock`]) and this one waits for it.
+pub async fn apply_telling(
+    transport: &dyn Transport,
+    changes: &[&Change],
+    sudo: bool,
+    timeout: Option<std::time::Duration>,
+    waiting: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Vec<StepResult>, ApplyError> {
     if changes.is_empty() {
         return Ok(Vec::new());
     }
-    let mut script = ApplyScript::new(changes);
-    // Either way the host's shell holds the whole script before it runs any of it: a
-    // command line arrives whole or not at all, and a script on stdin is one brace
-    // group, which a cut-short transfer leaves unterminated (a syntax error, no change).
+    let lock = HostLock::for_this_run();
+    let mut script = ApplyScript::locked(changes, &lock);
+    // Always on stdin, never the command line: file contents and environment values are
+    // in the script, and any user of the host reads command lines (`ps -eo args`). The
+    // script is one brace group, which the host's shell reads whole before it runs any
+    // of it, so a transfer cut short is a syntax error and changes nothing.
     // The text moves into the request: with every host applying at once, each copy of
     // the scripts (file contents inside) counts in the controller's memory.
-    let inline = fits_inline(script.script());
-    let text = script.take_script();
-    let request = if inline {
-        ExecRequest {
-            command: text,
-            sudo,
-            timeout,
-            ..ExecRequest::default()
+    let request = ExecRequest {
+        sudo,
+        timeout,
+        ..script.request()
+    };
+    // The output as it arrives: the lock's news is told at once, and when the connection
+    // is lost, the steps the host reported before it went are still known, and counted.
+    let (lines, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+    let mut text = String::new();
+    let mut timed_out = None;
+    // Beyond the output cap only the markers are kept: the exec fails then, and what
+    // counts is which steps ended.
+    let limit = crate::transport::max_output();
+    let mut take = |line: &str, text: &mut String| {
+        match script.lock_news(line) {
+            Some(LockNews::Waiting(holder)) => waiting(&holder),
+            Some(LockNews::TimedOut(holder)) => timed_out = Some(holder),
+            None => {}
         }
-    } else {
-        ExecRequest {
-            command: "exec sh -s".to_owned(),
-            stdin: Some(text.into_bytes()),
-            sudo,
-            timeout,
-            ..ExecRequest::default()
+        if text.len() < limit || line.starts_with("@@toyc-") {
+            text.push_str(line);
+            text.push('\n');
         }
     };
-    let output = transport.exec(&request, None).await?;
-    Ok(script.parse(&output.stdout_text()))
+    let result = {
+        let exec = transport.exec(&request, Some(&lines));
+        tokio::pin!(exec);
+        loop {
+            tokio::select! {
+                result = &mut exec => break result,
+                Some((_, line)) = arrived.recv() => take(&line, &mut text),
+            }
+        }
+    };
+    drop(lines);
+    while let Ok((_, line)) = arrived.try_recv() {
+        take(&line, &mut text);
+    }
+    if let Some(holder) = timed_out {
+        return Err(ApplyError::LockTimeout {
+            host: transport.host().to_owned(),
+            holder,
+            waited: lock.wait.as_secs(),
+        });
+    }
+    match result {
+        Ok(output) => Ok(script.parse(&output.stdout_text())),
+        Err(source) => {
+            // A step that began but has no end did not finish: not reported as made.
+            let steps: Vec<StepResult> = script
+                .parse(&text)
+                .into_iter()
+                .filter(|step| step.status != -1)
+                .collect();
+            if steps.is_empty() {
+                Err(ApplyError::Transport(source))
+            } else {
+                Err(ApplyError::Interrupted { steps, source })
+            }
+        }
+    }
 }
 
 /// The longest script sent as the command itself: Linux caps one argument at 128 KiB,
@@ -262,7 +342,7 @@ mod tests {
                 "cat > {}",
                 crate::transport::quote(&dest.display().to_string())
             ),
-            payload: Some(bytes.clone()),
+            payload: Some(bytes.clone().into()),
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

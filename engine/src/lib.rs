@@ -24,6 +24,7 @@ pub mod context;
 pub mod events;
 pub mod facts;
 pub mod gitsync;
+pub mod host_lock;
 pub mod inventory;
 pub mod memory;
 pub mod plan;

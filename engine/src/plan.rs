@@ -6,7 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::facts::{FactQuery, Facts};
-use crate::transport::quote;
+use crate::host_lock::{HostLock, LockNews};
+use crate::transport::{quote, ExecRequest};
 
 /// What kind of change an operation would make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,9 +53,10 @@ pub struct Change {
     /// the shell function [`PAYLOAD_FUNCTION`], printed by it without a process.
     pub script: String,
     /// Bytes fed to `script`'s standard input (file content), or printed by
-    /// [`PAYLOAD_FUNCTION`] when `script` calls it.
+    /// [`PAYLOAD_FUNCTION`] when `script` calls it. Shared, not copied, by every clone of
+    /// the change: a big file's bytes count once per host, not once per copy.
     #[serde(skip)]
-    pub payload: Option<Vec<u8>>,
+    pub payload: Option<std::sync::Arc<[u8]>>,
 }
 
 /// An operation that needs no change, and why.
@@ -112,6 +114,12 @@ pub struct StepResult {
 /// shell's message as its output. A step's payload is printed by the shell function
 /// [`PAYLOAD_FUNCTION`] (`printf` with octal escapes, a builtin; base64 only for mostly
 /// binary content); a step that does not call it gets the payload on standard input.
+///
+/// The script comes on the shell's standard input ([`ApplyScript::request`]), which toyc
+/// holds open until the script ends; a watchdog waits for its end-of-file and then
+/// kills the script's process group, so a script whose controller or connection is
+/// gone stops instead of making changes nobody will hear of. The process group must be
+/// the script's own (sshd and the local transport make it so).
 #[derive(Debug, Clone)]
 pub struct ApplyScript {
     script: String,
@@ -127,35 +135,47 @@ const STEP_MARKER: &str = "@@toyc-step ";
 pub const PAYLOAD_FUNCTION: &str = "toyc_payload";
 
 impl ApplyScript {
-    /// The script for `changes`, in order.
+    /// The script for `changes`, in order, under this run's host lock.
     pub fn new(changes: &[&Change]) -> ApplyScript {
+        ApplyScript::locked(changes, &HostLock::for_this_run())
+    }
+
+    /// The script for `changes`, in order, taking `lock` before the first step.
+    pub fn locked(changes: &[&Change], lock: &HostLock) -> ApplyScript {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let nonce = format!("{nanos:x}{:x}", std::process::id());
-        let mut script = String::from("{\nexec 2>&1\n");
+        // The watchdog reads a copy of stdin (fd 3: a background list's own stdin is
+        // /dev/null) and the script's commands get none of it.
+        let mut script = String::from(
+            "{\nexec 2>&1 3<&0 </dev/null\n\
+             { cat <&3; kill -TERM 0; } >/dev/null 2>&1 &\n\
+             toyc_watchdog=$!\nexec 3<&-\n",
+        );
+        script.push_str(&lock.script(&nonce, "kill $toyc_watchdog; exit 0"));
         for (index, change) in changes.iter().enumerate() {
             script.push_str(&format!("printf '{STEP_MARKER}{nonce} {index} begin\\n'\n"));
             let step = format!("(\nset -e\neval {}\n)", quote(&change.script));
             match &change.payload {
                 Some(bytes) => {
-                    script.push_str(&payload_function(bytes, &nonce));
+                    payload_function(&mut script, bytes, &nonce);
                     if change.script.contains(PAYLOAD_FUNCTION) {
-                        script.push_str(&format!("{step} </dev/null\n"));
+                        script.push_str(&format!("{step} </dev/null 9>&-\n"));
                     } else {
-                        script.push_str(&format!("{PAYLOAD_FUNCTION} | {step}\n"));
+                        script.push_str(&format!("{PAYLOAD_FUNCTION} | {step} 9>&-\n"));
                     }
                     // No later step may print this one's payload.
                     script.push_str(&format!("rc=$?; unset -f {PAYLOAD_FUNCTION}\n"));
                 }
-                None => script.push_str(&format!("{step} </dev/null\nrc=$?\n")),
+                None => script.push_str(&format!("{step} </dev/null 9>&-\nrc=$?\n")),
             }
             script.push_str(&format!(
-                "printf '\\n{STEP_MARKER}{nonce} {index} end %d\\n' $rc; [ $rc -eq 0 ] || exit 0\n"
+                "printf '\\n{STEP_MARKER}{nonce} {index} end %d\\n' $rc; [ $rc -eq 0 ] || {{ kill $toyc_watchdog; exit 0; }}\n"
             ));
         }
-        script.push_str("}\n");
+        script.push_str("kill $toyc_watchdog\n}\n");
         ApplyScript {
             script,
             nonce,
@@ -163,9 +183,25 @@ impl ApplyScript {
         }
     }
 
+    /// What `line` of the script's output says about the host lock, if anything.
+    pub fn lock_news(&self, line: &str) -> Option<LockNews> {
+        crate::host_lock::news(line, &self.nonce)
+    }
+
     /// The shell text to run on the host.
     pub fn script(&self) -> &str {
         &self.script
+    }
+
+    /// The request that runs the script: the script on standard input, held open for
+    /// the watchdog. The text moves into it ([`ApplyScript::parse`] still works).
+    pub fn request(&mut self) -> ExecRequest {
+        ExecRequest {
+            command: "exec sh -s".to_owned(),
+            stdin: Some(self.take_script().into_bytes()),
+            hold_stdin: true,
+            ..ExecRequest::default()
+        }
     }
 
     /// The shell text, moved out rather than copied ([`ApplyScript::parse`] still works;
@@ -219,13 +255,22 @@ impl ApplyScript {
 /// The definition of [`PAYLOAD_FUNCTION`] printing `bytes`: a `printf` of the bytes as
 /// they are (text) with octal escapes for the rest, or, when escapes would make that
 /// more than twice as long as the bytes, `base64 -d` of a here-document.
-fn payload_function(bytes: &[u8], nonce: &str) -> String {
+fn payload_function(script: &mut String, bytes: &[u8], nonce: &str) {
+    // Written into the script in place: for a big file, every transient copy counts,
+    // once per host applying at once.
     match printf_format(bytes) {
-        Some(format) => format!("{PAYLOAD_FUNCTION}() {{ printf '{format}'; }}\n"),
-        None => format!(
-            "{PAYLOAD_FUNCTION}() {{\nbase64 -d <<'TOYC_PAYLOAD_{nonce}'\n{}TOYC_PAYLOAD_{nonce}\n}}\n",
-            encode_base64(bytes)
-        ),
+        Some(format) => {
+            script.push_str(&format!("{PAYLOAD_FUNCTION}() {{ printf '"));
+            script.push_str(&format);
+            script.push_str("'; }\n");
+        }
+        None => {
+            script.push_str(&format!(
+                "{PAYLOAD_FUNCTION}() {{\nbase64 -d <<'TOYC_PAYLOAD_{nonce}'\n"
+            ));
+            push_base64(script, bytes);
+            script.push_str(&format!("TOYC_PAYLOAD_{nonce}\n}}\n"));
+        }
     }
 }
 
@@ -235,6 +280,12 @@ fn payload_function(bytes: &[u8], nonce: &str) -> String {
 /// busybox read alike). `None` when that is more than twice as long as `bytes`.
 pub fn printf_format(bytes: &[u8]) -> Option<String> {
     let text = std::str::from_utf8(bytes).ok();
+    let limit = 2 * bytes.len() + 16;
+    // Checked as it grows, and binary content (mostly escapes from its first bytes on)
+    // gives up at once: not after building four times its size.
+    if text.is_none() && bytes.iter().take(4096).filter(|b| !b.is_ascii()).count() > 1024 {
+        return None;
+    }
     let mut out = String::with_capacity(bytes.len() + bytes.len() / 8 + 8);
     match text {
         Some(text) => {
@@ -252,6 +303,9 @@ pub fn printf_format(bytes: &[u8]) -> Option<String> {
                         }
                     }
                 }
+                if out.len() > limit {
+                    return None;
+                }
             }
         }
         None => {
@@ -263,10 +317,13 @@ pub fn printf_format(bytes: &[u8]) -> Option<String> {
                     b'\n' | b'\t' | b' '..=b'~' => out.push(char::from(b)),
                     b => push_octal(&mut out, b),
                 }
+                if out.len() > limit {
+                    return None;
+                }
             }
         }
     }
-    (out.len() <= 2 * bytes.len() + 16).then_some(out)
+    (out.len() <= limit).then_some(out)
 }
 
 fn push_octal(out: &mut String, byte: u8) {
@@ -276,23 +333,30 @@ fn push_octal(out: &mut String, byte: u8) {
 /// Standard base64, wrapped at 76 columns like coreutils prints it (short lines keep
 /// the heredoc it travels in friendly to any shell).
 pub fn encode_base64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
-    let mut out = String::with_capacity(encoded.len() + encoded.len() / 76 + 1);
-    for line in encoded.as_bytes().chunks(76) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    if encoded.is_empty() {
-        out.push('\n');
-    }
+    let mut out = String::new();
+    push_base64(&mut out, bytes);
     out
+}
+
+/// [`encode_base64`] of `bytes`, appended to `out` without an intermediate copy.
+fn push_base64(out: &mut String, bytes: &[u8]) {
+    use base64::Engine;
+    if bytes.is_empty() {
+        out.push('\n');
+        return;
+    }
+    out.reserve(bytes.len().div_ceil(57) * 77);
+    // 57 bytes make one 76-column line.
+    for line in bytes.chunks(57) {
+        base64::engine::general_purpose::STANDARD.encode_string(line, out);
+        out.push('\n');
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transport::{ExecRequest, LocalTransport, Transport};
+    use crate::transport::{LocalTransport, Transport};
 
     fn change(script: &str, payload: Option<&[u8]>) -> Change {
         Change {
@@ -302,21 +366,20 @@ mod tests {
             summary: String::new(),
             diff: None,
             script: script.into(),
-            payload: payload.map(<[u8]>::to_vec),
+            payload: payload.map(std::sync::Arc::from),
         }
     }
 
     fn apply(changes: &[Change]) -> Vec<StepResult> {
         let refs: Vec<&Change> = changes.iter().collect();
-        let apply = ApplyScript::new(&refs);
+        let mut apply = ApplyScript::new(&refs);
+        let request = apply.request();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         let output = runtime
-            .block_on(
-                LocalTransport::new("localhost").exec(&ExecRequest::new(apply.script()), None),
-            )
+            .block_on(LocalTransport::new("localhost").exec(&request, None))
             .expect("one round trip");
         apply.parse(&output.stdout_text())
     }

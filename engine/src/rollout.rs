@@ -10,8 +10,10 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::apply::{apply_within, changes, fact_queries, gather_facts, plan_operation, ApplyError};
-use crate::events::{Event, EventSink, FailureKind, HostResult, HostStatus};
+use crate::apply::{
+    apply_telling, apply_within, changes, fact_queries, gather_facts, plan_operation, ApplyError,
+};
+use crate::events::{Event, EventSink, FailureKind, HostResult, HostStatus, Level};
 use crate::inventory::Host;
 use crate::plan::{Change, Outcome, StepResult};
 use crate::run::RunContext;
@@ -493,15 +495,38 @@ impl StageTask {
     async fn attempt(&self, attempt: Attempt, events: &dyn EventSink) -> TaskOutcome {
         let start = self.lock().next;
         let pending: Vec<&Change> = self.changes[start..].iter().collect();
-        let outcome = match apply_within(
+        let waiting = |holder: &str| {
+            events.emit(&Event::Message {
+                host: Some(self.host.clone()),
+                level: Level::Warn,
+                text: format!(
+                    "waiting for the apply lock on `{}`, held by {holder}",
+                    self.host
+                ),
+            })
+        };
+        let outcome = match apply_telling(
             self.transport.as_ref(),
             &pending,
             self.sudo,
             attempt.timeout,
+            &waiting,
         )
         .await
         {
             Ok(steps) => self.record(start, &pending, &steps, events),
+            // The steps the host reported before it went were made: counted, then the loss.
+            Err(ApplyError::Interrupted { steps, source }) => {
+                self.lock().failure = Some(FailureKind::of(&source, FailureKind::Apply));
+                let made = steps.iter().filter(|s| s.status == 0).count();
+                match self.report(&pending, &steps, Some(start), events) {
+                    Err(failed) if made < steps.len() => TaskOutcome::Failed(failed),
+                    _ if source.is_unreachable() => TaskOutcome::Unreachable(format!(
+                        "while applying changes, after {made} made: {source}"
+                    )),
+                    _ => TaskOutcome::Failed(format!("after {made} change(s) made: {source}")),
+                }
+            }
             Err(ApplyError::Transport(e)) if e.is_unreachable() => {
                 self.lock().failure = Some(FailureKind::Unreachable);
                 TaskOutcome::Unreachable(format!("while applying changes: {e}"))

@@ -11,7 +11,7 @@
 use rhai::plugin::*;
 use rhai::Map;
 use toyc_engine::context::HostContext;
-use toyc_engine::transport::{PutOptions, TransportError};
+use toyc_engine::transport::{atomic_write, ExecOutput, ExecRequest, PutOptions, TransportError};
 
 use crate::options::Options;
 
@@ -43,14 +43,8 @@ fn chomp(mut text: String) -> String {
     text
 }
 
-/// The one path every upload takes: options checked, then one atomic write.
-fn write_file(
-    ctx: &NativeCallContext,
-    content: &[u8],
-    dest: &str,
-    options: &Map,
-) -> Result<(), Fail> {
-    let host = HostContext::of(ctx)?;
+/// The options of an upload, checked.
+fn put_options(host: &HostContext, options: &Map) -> Result<PutOptions, Fail> {
     let opts = Options::new("host::put", options, &["mode", "owner", "group", "sudo"])?;
     let owner = opts.string("owner")?;
     let group = opts.string("group")?;
@@ -59,15 +53,18 @@ fn write_file(
             crate::ops::declare::option("host::put", key, crate::ops::owner_name(key, name))?;
         }
     }
-    let put = PutOptions {
+    Ok(PutOptions {
         mode: opts.string("mode")?,
         owner,
         group,
         sudo: opts.bool("sudo")?.unwrap_or(host.sudo),
         // Rewriting an existing file keeps its owner unless one is asked for.
         keep_owner: true,
-    };
-    let output = host.put(content, dest, &put).map_err(failed)?;
+    })
+}
+
+/// What every upload does with the result of its one atomic write.
+fn written(host: &HostContext, dest: &str, output: ExecOutput) -> Result<(), Fail> {
     if output.status != 0 {
         return Err(format!(
             "unable to write `{dest}` on `{}`: {}",
@@ -77,6 +74,42 @@ fn write_file(
         .into());
     }
     Ok(())
+}
+
+/// The one path every upload of bytes takes: options checked, then one atomic write.
+fn write_file(
+    ctx: &NativeCallContext,
+    content: &[u8],
+    dest: &str,
+    options: &Map,
+) -> Result<(), Fail> {
+    let host = HostContext::of(ctx)?;
+    let put = put_options(&host, options)?;
+    let output = host.put(content, dest, &put).map_err(failed)?;
+    written(&host, dest, output)
+}
+
+/// An upload of a local file, streamed from disk (never whole in memory).
+fn upload_file(
+    ctx: &NativeCallContext,
+    local: &std::path::Path,
+    dest: &str,
+    options: &Map,
+) -> Result<(), Fail> {
+    let host = HostContext::of(ctx)?;
+    let put = put_options(&host, options)?;
+    let len = std::fs::File::open(local)
+        .and_then(|f| f.metadata())
+        .map_err(|e| format!("unable to read `{}`: {e}", local.display()))?
+        .len();
+    let request = ExecRequest {
+        command: atomic_write(dest, Some(usize::try_from(len).unwrap_or(usize::MAX)), &put),
+        stdin_file: Some(local.to_owned()),
+        sudo: put.sudo,
+        ..ExecRequest::default()
+    };
+    let output = host.exec(&request).map_err(failed)?;
+    written(&host, dest, output)
 }
 
 /// The host the script runs for: run commands, move files, ask basic facts.
@@ -96,7 +129,7 @@ pub mod host_api {
     use toyc_engine::events::Level;
     use toyc_engine::transport::{describe_failure, ExecRequest};
 
-    use super::{chomp, failed, located, write_file, Fail};
+    use super::{chomp, failed, located, upload_file, write_file, Fail};
     use crate::options::Options;
 
     /// Run a shell command on the host and return `#{ code, stdout, stderr }`.
@@ -147,6 +180,8 @@ pub mod host_api {
                     cwd: opts.string("cwd")?,
                     sudo: opts.bool("sudo")?.unwrap_or(host.sudo),
                     timeout: opts.seconds("timeout")?.or(host.timeout),
+                    hold_stdin: false,
+                    stdin_file: None,
                 };
                 let output = host.exec(&request).map_err(failed)?;
                 if output.status != 0 && opts.bool("check")?.unwrap_or(true) {
@@ -236,9 +271,7 @@ pub mod host_api {
             (|| {
                 let host = HostContext::of(&ctx)?;
                 let path = host.local_path(local)?;
-                let content = std::fs::read(&path)
-                    .map_err(|e| format!("unable to read `{}`: {e}", path.display()))?;
-                write_file(&ctx, &content, dest, &options)
+                upload_file(&ctx, &path, dest, &options)
             })(),
         )
     }

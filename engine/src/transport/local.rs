@@ -4,8 +4,8 @@ use std::process::Stdio;
 
 use tokio::process::Command;
 
-use super::output::communicate;
-use super::remote_shell::wrap;
+use super::output::{communicate, Feed};
+use super::remote_shell::{stdin_of, wrap};
 use crate::cancel::Cancel;
 
 use super::{
@@ -54,10 +54,11 @@ impl Transport for LocalTransport {
         sink: Option<&OutputSink>,
     ) -> Result<ExecOutput, TransportError> {
         let script = wrap(request, false).map_err(|e| e.on(&self.host))?;
+        let input = stdin_of(request);
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(script)
-            .stdin(if request.stdin.is_some() {
+            .stdin(if input.is_some() || request.stdin_file.is_some() {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -73,18 +74,31 @@ impl Transport for LocalTransport {
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
-        let input = request.stdin.clone();
         let run = async {
-            let (stdout, stderr) = communicate(stdin, input, stdout, stderr, sink, None).await?;
-            let status = child.wait().await?;
-            Ok::<_, std::io::Error>(ExecOutput {
-                status: exit_code(status),
+            let (stdout, stderr) = communicate(
+                Feed {
+                    pipe: stdin,
+                    bytes: input.as_deref(),
+                    file: request.stdin_file.as_deref(),
+                    hold: request.hold_stdin,
+                },
                 stdout,
                 stderr,
-            })
+                sink,
+                None,
+            )
+            .await?;
+            let status = child.wait().await?;
+            Ok::<_, std::io::Error>((exit_code(status), stdout, stderr))
         };
         let stopped = match bounded(request.timeout, &self.cancel, run).await {
-            Bounded::Done(result) => result.map_err(|e| self.io_error(e)),
+            Bounded::Done(result) => {
+                result
+                    .map_err(|e| self.io_error(e))
+                    .and_then(|(status, stdout, stderr)| {
+                        super::whole_output(&self.host, status, stdout, stderr)
+                    })
+            }
             Bounded::TimedOut(after) => Err(TransportError::Timeout {
                 host: self.host.clone(),
                 after,
@@ -96,7 +110,11 @@ impl Transport for LocalTransport {
         let output = match stopped {
             Ok(output) => output,
             Err(error) => {
-                if let (Some(pid), false) = (pid, matches!(error, TransportError::Io { .. })) {
+                let finished = matches!(
+                    error,
+                    TransportError::Io { .. } | TransportError::OutputTooLarge { .. }
+                );
+                if let (Some(pid), false) = (pid, finished) {
                     kill_group(pid, request.sudo).await;
                 }
                 return Err(error);

@@ -13,7 +13,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 pub use local::LocalTransport;
-pub use remote_shell::{atomic_write, is_env_name, quote};
+pub use output::{max_output, DEFAULT_MAX_OUTPUT_MIB};
+pub use remote_shell::{atomic_write, env_block, is_env_name, quote, sudo_with_env, ENV_READER};
 pub(crate) use ssh::MAX_CONTROL_DIR;
 pub use ssh::{SshOptions, SshTransport};
 
@@ -37,6 +38,9 @@ pub struct ExecRequest {
     pub command: String,
     /// Bytes written to the command's standard input (closed after them).
     pub stdin: Option<Vec<u8>>,
+    /// A local file streamed to the command's standard input after [`ExecRequest::stdin`],
+    /// read piece by piece: an upload costs the controller no memory of its size.
+    pub stdin_file: Option<std::path::PathBuf>,
     /// Environment variables set for the command.
     pub env: Vec<(String, String)>,
     /// Working directory; the login directory when `None`.
@@ -45,6 +49,11 @@ pub struct ExecRequest {
     pub sudo: bool,
     /// Kill the command (on the host too) when it runs longer than this.
     pub timeout: Option<Duration>,
+    /// Keep standard input open after [`ExecRequest::stdin`] is written, until the
+    /// command's output ends: end-of-file on it then means toyc, or the connection, is
+    /// gone (the watchdog of an [`ApplyScript`](crate::plan::ApplyScript) stops the
+    /// script on it).
+    pub hold_stdin: bool,
 }
 
 impl ExecRequest {
@@ -142,6 +151,20 @@ pub enum TransportError {
     Cancelled {
         /// The inventory name of the host.
         host: String,
+    },
+    /// The command wrote more than toyc keeps of one stream ([`max_output`]); it ran
+    /// to its end, but its result is not known whole.
+    #[error(
+        "the command on `{host}` wrote more than {limit_mib} MiB to {stream}, more than toyc keeps; \
+         redirect its output to a file on the host, or raise TOYC_MAX_OUTPUT (MiB)"
+    )]
+    OutputTooLarge {
+        /// The inventory name of the host.
+        host: String,
+        /// `stdout` or `stderr`.
+        stream: &'static str,
+        /// The limit, in MiB.
+        limit_mib: usize,
     },
     /// `sudo -n` refused because it would have asked for a password.
     #[error(
@@ -331,4 +354,28 @@ pub(crate) fn sudo_refusal(
     } else {
         None
     }
+}
+
+/// The output of a finished command, or [`TransportError::OutputTooLarge`] when a stream
+/// was longer than toyc keeps.
+pub(crate) fn whole_output(
+    host: &str,
+    status: i32,
+    stdout: output::Captured,
+    stderr: output::Captured,
+) -> Result<ExecOutput, TransportError> {
+    for (captured, stream) in [(&stdout, "stdout"), (&stderr, "stderr")] {
+        if captured.truncated {
+            return Err(TransportError::OutputTooLarge {
+                host: host.to_owned(),
+                stream,
+                limit_mib: max_output() / (1024 * 1024),
+            });
+        }
+    }
+    Ok(ExecOutput {
+        status,
+        stdout: stdout.bytes,
+        stderr: stderr.bytes,
+    })
 }

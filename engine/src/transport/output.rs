@@ -3,14 +3,34 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
 use super::remote_shell::PID_MARKER;
 use super::{OutputSink, Stream};
 
-/// The most output kept per stream; beyond it lines are still streamed but not stored,
-/// so a runaway `cat` cannot exhaust the controller's memory.
-const MAX_CAPTURE: usize = 64 * 1024 * 1024;
+/// The most output kept per stream and command, in MiB, unless `TOYC_MAX_OUTPUT` says
+/// otherwise: with every host answering at once, what each keeps adds up.
+pub const DEFAULT_MAX_OUTPUT_MIB: usize = 64;
+
+/// The most output kept per stream, in bytes (`TOYC_MAX_OUTPUT` MiB, else
+/// [`DEFAULT_MAX_OUTPUT_MIB`]). Beyond it lines are still read (and shown live) but not
+/// stored, and the command's result is
+/// [`TransportError::OutputTooLarge`](super::TransportError::OutputTooLarge): never a
+/// silently shortened output.
+pub fn max_output() -> usize {
+    std::env::var("TOYC_MAX_OUTPUT")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(DEFAULT_MAX_OUTPUT_MIB)
+        .saturating_mul(1024 * 1024)
+}
+
+/// A stream read to its end: what was kept, and whether more came than is kept.
+#[derive(Debug, Default)]
+pub(crate) struct Captured {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) truncated: bool,
+}
 
 /// Where the remote shell's pid lands once its marker line has been read (0 = not yet).
 #[derive(Debug, Default)]
@@ -25,39 +45,77 @@ impl PidSlot {
     }
 }
 
-/// Feed `input` to a command's stdin while reading its stdout and stderr to their ends,
-/// all at once (sequentially, a command filling one pipe while we wait on another would
-/// deadlock). Returns (stdout, stderr).
+/// What goes to a command's standard input, and for how long it stays open.
+pub(crate) struct Feed<'a, W> {
+    /// The pipe to the command's stdin (`None`: the command got `/dev/null`).
+    pub(crate) pipe: Option<W>,
+    /// Bytes written first.
+    pub(crate) bytes: Option<&'a [u8]>,
+    /// A local file streamed after them.
+    pub(crate) file: Option<&'a std::path::Path>,
+    /// Keep the pipe open until stdout ends ([`ExecRequest::hold_stdin`](super::ExecRequest)).
+    pub(crate) hold: bool,
+}
+
+/// Feed `stdin` to a command while reading its stdout and stderr to their ends, all at
+/// once (sequentially, a command filling one pipe while we wait on another would
+/// deadlock). Its bytes are borrowed: a copy of a big upload per host would add up.
+/// Returns (stdout, stderr).
 pub(crate) async fn communicate<W, O, E>(
-    stdin: Option<W>,
-    input: Option<Vec<u8>>,
+    stdin: Feed<'_, W>,
     stdout: Option<O>,
     stderr: Option<E>,
     sink: Option<&OutputSink>,
     pid: Option<&PidSlot>,
-) -> std::io::Result<(Vec<u8>, Vec<u8>)>
+) -> std::io::Result<(Captured, Captured)>
 where
     W: AsyncWrite + Unpin,
     O: AsyncRead + Unpin,
     E: AsyncRead + Unpin,
 {
+    let (stdout_ended, stdout_end) = tokio::sync::oneshot::channel::<()>();
     let feed = async {
-        if let (Some(mut pipe), Some(bytes)) = (stdin, input) {
-            // The command may exit without reading its input: not an error here.
-            let _ = pipe.write_all(&bytes).await;
+        let Feed {
+            pipe,
+            bytes: input,
+            file,
+            hold,
+        } = stdin;
+        if let Some(mut pipe) = pipe {
+            // The command may exit without reading its input: not an error here. A file
+            // that cannot be read arrives short, which the command is told to check.
+            if let Some(bytes) = input {
+                let _ = pipe.write_all(bytes).await;
+            }
+            if let Some(path) = file {
+                match tokio::fs::File::open(path).await {
+                    Ok(mut source) => {
+                        let _ = tokio::io::copy(&mut source, &mut pipe).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot read a file to upload")
+                    }
+                }
+            }
+            if hold {
+                // Resolves (with an error) when the stdout reader drops its sender.
+                let _ = stdout_end.await;
+            }
             let _ = pipe.shutdown().await;
         }
     };
     let out = async {
-        match stdout {
+        let read = match stdout {
             Some(s) => read_stream(s, Stream::Stdout, sink, None).await,
-            None => Ok(Vec::new()),
-        }
+            None => Ok(Captured::default()),
+        };
+        drop(stdout_ended);
+        read
     };
     let err = async {
         match stderr {
             Some(s) => read_stream(s, Stream::Stderr, sink, pid).await,
-            None => Ok(Vec::new()),
+            None => Ok(Captured::default()),
         }
     };
     let ((), out, err) = tokio::join!(feed, out, err);
@@ -71,7 +129,8 @@ pub(crate) async fn read_stream<R: AsyncRead + Unpin>(
     stream: Stream,
     sink: Option<&OutputSink>,
     pid: Option<&PidSlot>,
-) -> std::io::Result<Vec<u8>> {
+) -> std::io::Result<Captured> {
+    let limit = max_output();
     let mut reader = BufReader::new(reader);
     let mut captured = Vec::new();
     let mut line = Vec::new();
@@ -79,7 +138,7 @@ pub(crate) async fn read_stream<R: AsyncRead + Unpin>(
     let mut truncated = false;
     loop {
         line.clear();
-        if reader.read_until(b'\n', &mut line).await? == 0 {
+        if read_line_bounded(&mut reader, &mut line).await? == 0 {
             break;
         }
         if std::mem::take(&mut first) {
@@ -98,12 +157,42 @@ pub(crate) async fn read_stream<R: AsyncRead + Unpin>(
             // A closed receiver only means nobody watches live output any more.
             let _ = sink.send((stream, text.trim_end_matches(['\n', '\r']).to_owned()));
         }
-        if captured.len() + line.len() <= MAX_CAPTURE {
+        if !truncated && captured.len() + line.len() <= limit {
             captured.extend_from_slice(&line);
-        } else if !truncated {
+        } else {
             truncated = true;
-            captured.extend_from_slice(b"\n[toyc: output truncated at 64 MiB]\n");
         }
     }
-    Ok(captured)
+    Ok(Captured {
+        bytes: captured,
+        truncated,
+    })
+}
+
+/// The longest line read at once: a longer one (a binary blob without newlines) comes
+/// in pieces, so reading it never holds more than this.
+const MAX_LINE: usize = 1024 * 1024;
+
+/// Read up to and including the next `\n`, or [`MAX_LINE`] bytes, into `line`.
+/// Returns how many bytes were read (0 at the end).
+async fn read_line_bounded<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    line: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(line.len());
+        }
+        let room = &available[..available.len().min(MAX_LINE - line.len())];
+        let (take, ended) = match room.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (room.len(), false),
+        };
+        line.extend_from_slice(&room[..take]);
+        reader.consume(take);
+        if ended || line.len() >= MAX_LINE {
+            return Ok(line.len());
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! The POSIX shell text toyc sends to hosts: quoting, the wrapper that applies a
 //! request's environment, directory and sudo, and the atomic-write script.
 
+use std::borrow::Cow;
+
 use super::{ExecRequest, PutOptions};
 use crate::plan::PAYLOAD_FUNCTION;
 
@@ -49,6 +51,10 @@ impl BadEnvName {
 /// pid on stderr for [`PID_MARKER`]. The prelude ends with a newline so that a syntax
 /// error in the user's command cannot stop it from running. Every transport builds its
 /// command here, so this is where environment names are checked.
+///
+/// The script is a command line, which every user of the host can read (`ps -eo args`),
+/// so environment values are not in it: they arrive first on standard input (see
+/// [`stdin_of`]) and [`ENV_READER`] takes them from there.
 pub(crate) fn wrap(request: &ExecRequest, report_pid: bool) -> Result<String, BadEnvName> {
     if let Some((key, _)) = request.env.iter().find(|(key, _)| !is_env_name(key)) {
         return Err(BadEnvName(key.clone()));
@@ -62,20 +68,63 @@ pub(crate) fn wrap(request: &ExecRequest, report_pid: bool) -> Result<String, Ba
     if let Some(cwd) = &request.cwd {
         script.push_str(&format!("cd -- {} || exit 125\n", quote(cwd)));
     }
-    if request.sudo {
-        // sudo resets the environment, so variables travel as `env` arguments.
-        script.push_str("exec sudo -n -- env");
-        for (key, value) in &request.env {
-            script.push_str(&format!(" {}", quote(&format!("{key}={value}"))));
-        }
-        script.push_str(&format!(" sh -c {}", quote(&request.command)));
+    let command = if request.env.is_empty() {
+        request.command.clone()
     } else {
-        for (key, value) in &request.env {
-            script.push_str(&format!("export {key}={}\n", quote(value)));
-        }
-        script.push_str(&request.command);
+        format!("{ENV_READER}\n{}", request.command)
+    };
+    if request.sudo {
+        // sudo resets the environment: the variables are read by the shell it starts.
+        script.push_str(&format!("exec sudo -n -- sh -c {}", quote(&command)));
+    } else {
+        script.push_str(&command);
     }
     Ok(script)
+}
+
+/// What the command of `request` reads on standard input: the environment block for
+/// [`ENV_READER`] (when there are variables), then the request's own input. `None` (the
+/// command gets `/dev/null`) when there is neither.
+/// Borrowed when there is no environment block: a copy of a big upload per host adds up.
+pub(crate) fn stdin_of(request: &ExecRequest) -> Option<Cow<'_, [u8]>> {
+    if request.env.is_empty() {
+        return request.stdin.as_deref().map(Cow::Borrowed);
+    }
+    let mut bytes = env_block(&request.env).into_bytes();
+    bytes.extend_from_slice(request.stdin.as_deref().unwrap_or_default());
+    Some(Cow::Owned(bytes))
+}
+
+/// Shell that reads an [`env_block`] from standard input and exports its variables.
+/// `read` takes one byte at a time from a pipe, so whatever follows the block stays
+/// unread for the command.
+pub const ENV_READER: &str = "IFS= read -r toyc_n; toyc_s=; \
+while [ \"$toyc_n\" -gt 0 ] 2>/dev/null; do IFS= read -r toyc_l; toyc_s=\"$toyc_s$toyc_l\n\"; toyc_n=$((toyc_n-1)); done; \
+eval \"$toyc_s\"; unset toyc_n toyc_s toyc_l";
+
+/// `env` as [`ENV_READER`] reads it: the number of lines, then one `export` per variable
+/// (a value with newlines spans lines; quoting keeps it whole).
+pub fn env_block(env: &[(String, String)]) -> String {
+    let exports: String = env
+        .iter()
+        .map(|(key, value)| format!("export {key}={}\n", quote(value)))
+        .collect();
+    format!("{}\n{exports}", exports.matches('\n').count())
+}
+
+/// `command` under `sh -c` through `sudo -n`, with `env` set, as a step of a script the
+/// host reads on standard input. sudo resets the environment and its arguments are
+/// public (`ps`), so the variables are piped to the shell it starts (`printf` is a
+/// builtin: no command line shows them either).
+pub fn sudo_with_env(env: &[(String, String)], command: &str) -> String {
+    if env.is_empty() {
+        return format!("exec sudo -n -- sh -c {}", quote(command));
+    }
+    format!(
+        "printf %s {} | exec sudo -n -- sh -c {}",
+        quote(&env_block(env)),
+        quote(&format!("{ENV_READER}\nexec </dev/null\n{command}"))
+    )
 }
 
 /// Kill a remote process group found through [`PID_MARKER`]: TERM now, KILL two seconds
@@ -194,14 +243,22 @@ mod tests {
         request.env = vec![("A".into(), "x y".into())];
         request.cwd = Some("/tmp".into());
         assert_eq!(
-            wrap(&request, false).unwrap(),
-            "cd -- /tmp || exit 125\nexport A='x y'\necho $A"
+            wrap(&request, false).expect("valid names"),
+            format!("cd -- /tmp || exit 125\n{ENV_READER}\necho $A")
+        );
+        assert_eq!(
+            stdin_of(&request).as_deref(),
+            Some(&b"1\nexport A='x y'\n"[..])
         );
         request.sudo = true;
-        assert_eq!(
-            wrap(&request, true).unwrap(),
-            "printf 'toyc-pid %s\\n' $$ >&2\ncd -- /tmp || exit 125\nexec sudo -n -- env 'A=x y' sh -c 'echo $A'"
+        let script = wrap(&request, true).expect("valid names");
+        assert!(
+            script.starts_with(
+                "printf 'toyc-pid %s\\n' $$ >&2\ncd -- /tmp || exit 125\nexec sudo -n -- sh -c "
+            ),
+            "{script}"
         );
+        assert!(!script.contains("x y"), "{script}");
     }
 
     #[test]

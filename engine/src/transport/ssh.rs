@@ -15,8 +15,8 @@ use std::time::Duration;
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::sync::{Mutex, Semaphore};
 
-use super::output::{communicate, PidSlot};
-use super::remote_shell::{kill_group, quote, wrap};
+use super::output::{communicate, Feed, PidSlot};
+use super::remote_shell::{kill_group, quote, stdin_of, wrap};
 use super::{
     bounded, sudo_refusal, Bounded, ExecOutput, ExecRequest, OutputSink, Transport, TransportError,
 };
@@ -167,23 +167,35 @@ impl SshTransport {
         let wrapped = wrap(request, true).map_err(|e| e.on(&self.host.name))?;
         let script = format!("sh -c {}", quote(&wrapped));
         drop(wrapped);
-        let mut child = self
-            .spawn(session, &script, request.stdin.is_some())
-            .await?;
+        let input = stdin_of(request);
+        let with_stdin = input.is_some() || request.stdin_file.is_some();
+        let mut child = self.spawn(session, &script, with_stdin).await?;
         // Sent: not kept for the command's whole run (a copy per host adds up).
         drop(script);
         let stdin = child.stdin().take();
         let stdout = child.stdout().take();
         let stderr = child.stderr().take();
-        let input = request.stdin.clone();
-        let collected = communicate(stdin, input, stdout, stderr, sink, Some(pid)).await;
-        let status = child.wait().await.map_err(|e| self.map_error(e))?;
-        let (stdout, stderr) = collected.map_err(|e| self.lost(e))?;
-        Ok(ExecOutput {
-            status: super::local::exit_code(status),
+        let collected = communicate(
+            Feed {
+                pipe: stdin,
+                bytes: input.as_deref(),
+                file: request.stdin_file.as_deref(),
+                hold: request.hold_stdin,
+            },
             stdout,
             stderr,
-        })
+            sink,
+            Some(pid),
+        )
+        .await;
+        let status = child.wait().await.map_err(|e| self.map_error(e))?;
+        let (stdout, stderr) = collected.map_err(|e| self.lost(e))?;
+        super::whole_output(
+            &self.host.name,
+            super::local::exit_code(status),
+            stdout,
+            stderr,
+        )
     }
 
     /// Open a session for `script`. sshd frees a session slot a moment after the client

@@ -1,6 +1,8 @@
 //! A file with exact content: `files::content`, `files::copy` and `files::template` are
 //! this one operation with the bytes coming from the script, a local file or a template.
 
+use std::sync::Arc;
+
 use toyc_engine::facts::{FactQuery, Facts, PathFact};
 use toyc_engine::plan::{Change, ChangeKind, NoChange, Operation, Outcome};
 use toyc_engine::transport::quote;
@@ -14,7 +16,8 @@ use super::{absolute, current, path_fact, record_file, sha256_hex, what_is};
 pub struct Content {
     operation: &'static str,
     dest: String,
-    bytes: Vec<u8>,
+    /// Shared with the change's payload rather than copied into it.
+    bytes: Arc<[u8]>,
     sha256: String,
     attrs: Attrs,
     force: bool,
@@ -39,7 +42,7 @@ impl Content {
             operation,
             sha256: sha256_hex(&bytes),
             dest,
-            bytes,
+            bytes: bytes.into(),
             attrs,
             force,
         })
@@ -73,7 +76,7 @@ impl Content {
             summary,
             diff,
             script,
-            payload: upload.then(|| self.bytes.clone()),
+            payload: upload.then(|| Arc::clone(&self.bytes)),
         })
     }
 }

@@ -4,7 +4,7 @@ use regex::bytes::Regex;
 use toyc_engine::facts::{FactQuery, Facts, PathFact};
 use toyc_engine::plan::{Change, ChangeKind, NoChange, Operation, Outcome};
 
-use super::upload::{diff, Upload, NEW_FILE_MODE};
+use super::upload::{diff, unchanged_since_planned, Upload, NEW_FILE_MODE};
 use super::{absolute, path_fact, record_file, what_is, Mode, UNKNOWN};
 
 /// What `files::line` ensures.
@@ -252,8 +252,12 @@ impl Operation for Line {
             },
             summary,
             diff: diff(path, &old, &new),
-            script: upload.script(),
-            payload: Some(new.clone()),
+            script: format!(
+                "{}{}",
+                unchanged_since_planned(path, keep.is_some().then_some(&old[..])),
+                upload.script()
+            ),
+            payload: Some(new.as_slice().into()),
         };
         let (owner, group) = keep.unwrap_or_else(|| (UNKNOWN.into(), UNKNOWN.into()));
         record_file(facts, path, (mode, owner, group), &new);
@@ -301,7 +305,7 @@ mod tests {
 
     fn new_content(outcome: &Outcome) -> String {
         match outcome {
-            Outcome::Change(c) => String::from_utf8(c.payload.clone().unwrap()).unwrap(),
+            Outcome::Change(c) => String::from_utf8(c.payload.clone().unwrap().to_vec()).unwrap(),
             Outcome::NoChange(n) => panic!("expected a change: {}", n.reason),
         }
     }
@@ -322,7 +326,13 @@ mod tests {
         };
         assert_eq!(c.summary, "append `max_conn = 100`");
         assert_eq!(c.kind, ChangeKind::Modify);
-        assert!(c.script.starts_with("umask 0137\n"), "{}", c.script);
+        // The edit is refused if the file is no longer what it was planned on.
+        let guard = format!(
+            "case $(sha256sum < /etc/app/app.conf) in {}*)",
+            crate::ops::sha256_hex(b"a = 1\nb = 2")
+        );
+        assert!(c.script.starts_with(&guard), "{}", c.script);
+        assert!(c.script.contains("esac\numask 0137\n"), "{}", c.script);
         assert!(
             c.script
                 .contains("chown --reference=/etc/app/app.conf \"$tmp\" 2>/dev/null || :"),

@@ -15,12 +15,16 @@ use super::*;
 pub(super) type Ops = Vec<Arc<dyn Operation>>;
 
 fn exec(script: &str) -> String {
+    exec_request(&ExecRequest::new(script))
+}
+
+fn exec_request(request: &ExecRequest) -> String {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let output = runtime
-        .block_on(LocalTransport::new("localhost").exec(&ExecRequest::new(script), None))
+        .block_on(LocalTransport::new("localhost").exec(request, None))
         .unwrap();
     assert_eq!(output.status, 0, "{}", output.stderr_text());
     output.stdout_text()
@@ -57,8 +61,12 @@ pub(super) fn changes(outcomes: &[Outcome]) -> Vec<&Change> {
 /// Send `changes` as one apply script (under umask 022, so modes that nothing sets are
 /// the usual ones) and check that every step succeeded.
 pub(super) fn apply(changes: &[&Change]) {
-    let script = ApplyScript::new(changes);
-    let results = script.parse(&exec(&format!("umask 022\n{}", script.script())));
+    let mut script = ApplyScript::new(changes);
+    let request = script.request();
+    let results = script.parse(&exec_request(&ExecRequest {
+        command: format!("umask 022\n{}", request.command),
+        ..request
+    }));
     assert_eq!(results.len(), changes.len(), "{results:?}");
     for (result, change) in results.iter().zip(changes) {
         assert_eq!(
@@ -375,8 +383,9 @@ fn a_guarded_command_that_fails_stops_the_apply() {
     let mut facts = gather(&ops, &[]);
     let outcomes = plan(&ops, &mut facts);
     let planned = changes(&outcomes);
-    let script = ApplyScript::new(&planned);
-    let results = script.parse(&exec(script.script()));
+    let mut script = ApplyScript::new(&planned);
+    let request = script.request();
+    let results = script.parse(&exec_request(&request));
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].status, 3);
     assert!(!dir.path().join("after").exists());

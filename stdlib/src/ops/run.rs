@@ -3,7 +3,7 @@
 
 use toyc_engine::facts::{FactQuery, Facts, PathFact};
 use toyc_engine::plan::{Change, ChangeKind, NoChange, Operation, Outcome};
-use toyc_engine::transport::{is_env_name, quote};
+use toyc_engine::transport::{is_env_name, quote, sudo_with_env};
 
 use super::{absolute, path_fact};
 
@@ -109,12 +109,8 @@ impl Run {
             script.push_str(&format!("cd {}\n", quote(cwd)));
         }
         if self.sudo {
-            // sudo resets the environment, so variables travel as `env` arguments.
-            script.push_str("exec sudo -n -- env");
-            for (key, value) in &self.env {
-                script.push_str(&format!(" {}", quote(&format!("{key}={value}"))));
-            }
-            script.push_str(&format!(" sh -c {}\n", quote(&self.command)));
+            script.push_str(&sudo_with_env(&self.env, &self.command));
+            script.push('\n');
         } else {
             for (key, value) in &self.env {
                 script.push_str(&format!("export {key}={}\n", quote(value)));
@@ -294,10 +290,15 @@ mod tests {
         let Outcome::Change(c) = op.plan(&mut Facts::default()).unwrap() else {
             panic!("a change")
         };
-        assert_eq!(
-            c.script,
-            "cd /srv\nexec sudo -n -- env 'A=x y' sh -c 'echo $A'\n"
+        // The value is piped to the shell sudo starts: sudo's arguments are public.
+        assert!(
+            c.script.starts_with(
+                "cd /srv\nprintf %s '1\nexport A='\\''x y'\\''\n' | exec sudo -n -- sh -c "
+            ),
+            "{}",
+            c.script
         );
+        assert!(c.script.ends_with("echo $A'\n"), "{}", c.script);
         let op = Run::new("echo $A", Guards::default(), false, None, env).unwrap();
         let Outcome::Change(c) = op.plan(&mut Facts::default()).unwrap() else {
             panic!("a change")

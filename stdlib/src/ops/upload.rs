@@ -1,7 +1,7 @@
 //! How new file content reaches a host, and how it is shown before it does: the step
 //! script that writes its standard input atomically, and the unified diff.
 
-use toyc_engine::transport::{atomic_write, PutOptions};
+use toyc_engine::transport::{atomic_write, quote, PutOptions};
 
 use super::attrs::Mode;
 
@@ -35,6 +35,27 @@ impl Upload<'_> {
             keep_owner: self.keep.is_some(),
         };
         atomic_write(self.dest, None, &options)
+    }
+}
+
+/// A step prelude for an edit of what the file held at planning (`old`, `None`: it was
+/// absent): the step fails, writing nothing, when the file is no longer that. Another
+/// run may have changed it since, and an edit planned on the old content would undo
+/// that change unseen (applies take turns on a host, plans do not).
+pub(crate) fn unchanged_since_planned(dest: &str, old: Option<&[u8]>) -> String {
+    let d = quote(dest);
+    let refuse = format!(
+        "{{ echo {} >&2; exit 1; }}",
+        quote(&format!(
+            "toyc: `{dest}` changed after this run planned its edit (another run?); nothing written, run again"
+        ))
+    );
+    match old {
+        Some(old) => format!(
+            "case $(sha256sum < {d}) in {}*) ;; *) {refuse};; esac\n",
+            super::sha256_hex(old)
+        ),
+        None => format!("[ ! -e {d} ] || {refuse}\n"),
     }
 }
 

@@ -22,27 +22,32 @@ use toyc_stdlib::commands::builtin::LocalRoots;
 use toyc_stdlib::commands::Commands;
 use toyc_stdlib::generator::Generator;
 
-use super::args::{DeployArgs, OutputArgs, RunArgs, TargetArgs};
-use super::targets::ssh_options;
+use super::args::{DeployArgs, OutputArgs, RunArgs, ScriptLimitArgs, TargetArgs};
+use super::targets::{script_limits, ssh_options};
 use super::{Failure, Outcome};
 use crate::exit::ExitCode;
 
 /// The top-level entry point for `toyc run GENERATOR --config F`: generate, validate,
 /// show, confirm (`-y` skips), run.
 pub async fn run(args: RunArgs) -> Outcome {
-    let (list, hosts, commands) =
-        generate_checked(Some(&args.script), &args.deploy, &args.targets).await?;
+    let (list, hosts, commands) = generate_checked(
+        Some(&args.script),
+        &args.deploy,
+        &args.targets,
+        &args.limits,
+    )
+    .await?;
     if !args.output.json {
         show(&list);
     }
-    if args.check {
+    if args.changes.check {
         return Ok(if list.task_count() > 0 {
             ExitCode::ChangesPending
         } else {
             ExitCode::Success
         });
     }
-    if !args.yes && !confirm(&list)? {
+    if !args.changes.yes && !confirm(&list)? {
         eprintln!("nothing was run");
         return Ok(ExitCode::Failed);
     }
@@ -55,10 +60,20 @@ pub async fn generate_checked(
     script: Option<&Path>,
     deploy: &DeployArgs,
     targets: &TargetArgs,
+    limits: &ScriptLimitArgs,
 ) -> Result<(TaskList, Vec<Host>, Arc<Commands>), Failure> {
     let inventory = inventory(targets)?;
     let config = load_config(deploy)?;
-    let list = generate(script, config.clone(), deploy, targets, inventory.as_ref()).await?;
+    let limits = script_limits(limits)?;
+    let list = generate(
+        script,
+        config.clone(),
+        deploy,
+        targets,
+        inventory.as_ref(),
+        limits,
+    )
+    .await?;
     let hosts = plan_hosts(&list, inventory.as_ref(), Some(&config));
     let commands = commands(&list, None, &hosts);
     check(&list, &commands)?;
@@ -132,6 +147,7 @@ pub async fn generate(
     deploy: &DeployArgs,
     targets: &TargetArgs,
     inventory: Option<&Inventory>,
+    limits: Limits,
 ) -> Result<TaskList, Failure> {
     // A generator chosen by platform works from the config's directory, which holds
     // `generators/` and `commands/`.
@@ -163,7 +179,7 @@ pub async fn generate(
         directory: deploy.directory.clone(),
         hosts,
         ssh: ssh_options(targets)?,
-        limits: Limits::default(),
+        limits,
         root,
         config,
     };

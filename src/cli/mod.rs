@@ -121,10 +121,10 @@ fn exit_status(outcome: Outcome) -> i32 {
 async fn dispatch(command: Command) -> Outcome {
     match command {
         Command::Run(args) => run::run(args).await,
-        Command::Up(args) if args.run.deploy.config.is_some() => Err(Failure::input(
-            anyhow::anyhow!("`toyc up` converges runbooks; run a generator with `toyc run SCRIPT --config FILE`"),
-        )),
-        Command::Up(args) => run::converge(&args.run, "up", Some(args.max_cycles.max(1))).await,
+        Command::Up(args) => {
+            let (run, max_cycles) = args.into_run();
+            run::converge(&run, "up", Some(max_cycles)).await
+        }
         Command::Exec(args) => exec::exec(args).await,
         Command::Plan(args) => plan::plan(args).await,
         Command::Apply(args) => apply::apply(args).await,

@@ -9,8 +9,13 @@ use crate::exit::ExitCode;
 
 /// The top-level entry point for `toyc plan`.
 pub async fn plan(args: PlanArgs) -> Outcome {
-    let (list, _, _) =
-        generate_checked(args.generator.as_deref(), &args.deploy, &args.targets).await?;
+    let (list, _, _) = generate_checked(
+        args.generator.as_deref(),
+        &args.deploy,
+        &args.targets,
+        &args.limits,
+    )
+    .await?;
     if args.dump {
         print!("{}", list.to_json());
         eprintln!("syntax ok");

@@ -17,14 +17,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use clap::Parser;
 use serde_json::{Map, Value};
 use toyc_engine::gitsync::{self, short, SyncOptions, Synced};
 use toyc_engine::inventory::{Host, Inventory, TransportKind};
 use toyc_engine::runner::{connect, for_each_host};
 use toyc_engine::transport::{atomic_write, quote, ExecRequest, PutOptions, Transport};
 
-use super::args::{RoleArgs, RunArgs};
+use super::args::{DeployArgs, RoleArgs, RunArgs};
 use super::run::{converge_with, extra_vars, AfterApply, RunExtras};
 use super::targets::{seconds, ssh_options};
 use super::{Failure, Outcome};
@@ -102,7 +101,7 @@ pub async fn role(args: RoleArgs) -> Outcome {
         root: Some(cache),
         after_apply: Some(record.hook()),
     };
-    let check = args.check;
+    let check = args.changes.check;
     let outcome = converge_with(&run_args(&args, &repo.script)?, "role", None, extras).await;
     if matches!(outcome, Ok(ExitCode::Success)) && !check {
         note_applied(&applied_here, &synced.new)?;
@@ -353,30 +352,18 @@ fn hosts_file_entry(
         .collect()
 }
 
-/// The `toyc run` arguments for the role's runbook: `toyc run`'s defaults (and their
-/// environment variables), with what `toyc role` was given.
+/// The `toyc run` arguments for the role's runbook: every flag group `toyc role` shares
+/// with `toyc run`, as given.
 fn run_args(args: &RoleArgs, script: &Path) -> Result<RunArgs, Failure> {
-    #[derive(Parser)]
-    struct RunOnly {
-        #[command(flatten)]
-        run: RunArgs,
-    }
-    let mut run = RunOnly::try_parse_from([Path::new("toyc-role"), script])
-        .map_err(|e| anyhow!("unable to prepare the run: {e}"))?
-        .run;
-    run.variables.clone_from(&args.variables);
-    run.timeout = args.timeout;
-    run.check = args.check;
-    run.diff = args.diff;
-    run.yes = args.yes;
-    run.output.json = args.output.json;
-    run.output.verbose = args.output.verbose;
-    run.targets.forks = args.targets.forks;
-    run.targets.sudo = args.targets.sudo;
-    run.targets.connect_timeout = args.targets.connect_timeout;
-    run.targets.accept_new_host_keys = args.targets.accept_new_host_keys;
-    run.targets.ssh_config.clone_from(&args.targets.ssh_config);
-    Ok(run)
+    Ok(RunArgs {
+        script: script.to_owned(),
+        targets: args.targets.clone(),
+        output: args.output.clone(),
+        changes: args.changes.clone(),
+        limits: args.limits.clone(),
+        variables: args.variables.clone(),
+        deploy: DeployArgs::default(),
+    })
 }
 
 /// `--show-attributes HOST`: each attribute, its value, and the layer it came from.

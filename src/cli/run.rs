@@ -20,12 +20,12 @@ use toyc_engine::plan::Outcome;
 use toyc_engine::progress::Progress;
 use toyc_engine::rollout::{execute, prepare, Prepared};
 use toyc_engine::runner::{announce, elapsed_ms, for_each_host, ScriptJob};
-use toyc_engine::sandbox::{Limits, Sandbox};
+use toyc_engine::sandbox::Sandbox;
 use toyc_engine::scheduler::{FailurePolicy, StageOptions};
 use toyc_engine::transport::Transport;
 
 use super::args::RunArgs;
-use super::targets::{event_sink, seconds, select_hosts, ssh_options};
+use super::targets::{event_sink, script_limits, seconds, select_hosts, ssh_options};
 use super::{Failure, Outcome as CliOutcome};
 use crate::exit::ExitCode;
 
@@ -114,10 +114,10 @@ pub async fn converge_with(
         let mut prepared =
             prepare_all(args, &job, &ssh, &progress, std::mem::take(&mut active)).await;
         progress.finish();
-        show(events.as_ref(), &prepared, args.diff);
+        show(events.as_ref(), &prepared, args.changes.diff);
         let pending: usize = prepared.iter().map(Prepared::pending).sum();
-        let apply = pending > 0 && !args.check && cycle <= max_cycles;
-        if pending > 0 && !args.check && cycle > max_cycles {
+        let apply = pending > 0 && !args.changes.check && cycle <= max_cycles;
+        if pending > 0 && !args.changes.check && cycle > max_cycles {
             eprintln!(
                 "{pending} change(s) still pending after {max_cycles} cycle(s); not converged"
             );
@@ -134,14 +134,14 @@ pub async fn converge_with(
                 code = Some(ExitCode::Failed);
             }
         }
-        if args.check && pending > 0 {
+        if args.changes.check && pending > 0 {
             code = Some(ExitCode::ChangesPending);
         }
         // A host that failed drops out; the others go round again if anything changed.
         let again = apply && code.is_none() && converging;
         if let Some(hook) = &extras.after_apply {
             // This pass is the hosts' last, and it left nothing undone.
-            if !again && !args.check && code.is_none() && (apply || pending == 0) {
+            if !again && !args.changes.check && code.is_none() && (apply || pending == 0) {
                 after_apply_all(hook, &mut prepared).await;
             }
         }
@@ -207,7 +207,7 @@ async fn prepare_all(
         .collect();
     let connections = Arc::new(connections);
     let list: Vec<Host> = hosts.into_iter().map(|(h, _)| h).collect();
-    let diff = args.diff;
+    let diff = args.changes.diff;
     for_each_host(&list, args.targets.forks, |host| {
         let (job, ssh, progress) = (Arc::clone(job), Arc::clone(ssh), progress.clone());
         let open = connections.get(&host.name).map(Arc::clone);
@@ -251,13 +251,7 @@ fn script_job(args: &RunArgs, hosts: &[Host], root: Option<PathBuf>) -> Result<S
             .unwrap_or(Path::new("."))
             .to_owned()
     });
-    let limits = Limits {
-        timeout: seconds(args.script_timeout, "--script-timeout")?,
-        max_operations: args.max_operations,
-        max_memory: args.max_memory.saturating_mul(1024 * 1024),
-        ..Limits::default()
-    };
-    let mut sandbox = Sandbox::new(root, limits);
+    let mut sandbox = Sandbox::new(root, script_limits(&args.limits)?);
     toyc_stdlib::register(&mut sandbox);
     let ast = sandbox.compile(&args.script).map_err(Failure::input)?;
     Ok(ScriptJob {
@@ -267,7 +261,11 @@ fn script_job(args: &RunArgs, hosts: &[Host], root: Option<PathBuf>) -> Result<S
         events: event_sink(&args.output, false, hosts, true),
         extra_vars: extra_vars(args)?,
         sudo: args.targets.sudo,
-        command_timeout: args.timeout.map(|t| seconds(t, "--timeout")).transpose()?,
+        command_timeout: args
+            .changes
+            .timeout
+            .map(|t| seconds(t, "--timeout"))
+            .transpose()?,
     })
 }
 
@@ -318,7 +316,7 @@ fn show(events: &dyn EventSink, prepared: &[Prepared], diff: bool) {
 /// Ask before changing hosts: `-y` skips the question, and without a terminal to ask on
 /// toyc refuses rather than guessing.
 fn confirm(args: &RunArgs, prepared: &[Prepared], changes: usize) -> Result<bool, Failure> {
-    if args.yes {
+    if args.changes.yes {
         return Ok(true);
     }
     let hosts = prepared.iter().filter(|p| p.pending() > 0).count();

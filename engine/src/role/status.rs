@@ -1,0 +1,99 @@
+//! A role's status: each host's [`Record`] read back (one round trip per host, all hosts
+//! at once) and compared with the commit the remote is at now.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::record::Record;
+use crate::gitsync;
+use crate::inventory::Host;
+use crate::runner::{connect, for_each_host};
+use crate::transport::SshOptions;
+
+/// One host's state for a role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostState {
+    /// The host could not be reached or its record not read; the error says why.
+    Unreachable(String),
+    /// The host holds no record of the role.
+    NeverApplied,
+    /// The host applied the role: `commit`, at `applied_at` by its clock.
+    Applied {
+        /// The commit it applied.
+        commit: String,
+        /// When, by the host's clock.
+        applied_at: Option<String>,
+        /// How that commit stands against the remote's.
+        behind: Behind,
+    },
+}
+
+/// How an applied commit stands against the remote's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behind {
+    /// It is the remote's commit.
+    UpToDate,
+    /// The remote is this many commits ahead of it.
+    By(usize),
+    /// It is not an ancestor of the remote's commit (history was rewritten, or the cache
+    /// does not hold it).
+    Diverged,
+}
+
+/// One host's row of `toyc role --status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// The host's name.
+    pub host: String,
+    /// Its state.
+    pub state: HostState,
+}
+
+/// Every host's record of `role`, at most `forks` hosts at once, in `hosts` order; each
+/// applied commit compared with `remote` in the role's cached checkout `cache`.
+pub async fn status(
+    role: &str,
+    hosts: &[Host],
+    ssh: Arc<SshOptions>,
+    forks: usize,
+    cache: &Path,
+    remote: &str,
+) -> Vec<Row> {
+    let read = for_each_host(hosts, forks, |host| {
+        let ssh = Arc::clone(&ssh);
+        let role = role.to_owned();
+        async move {
+            let transport = match connect(&host, &ssh).await {
+                Ok(t) => t,
+                Err(e) => return (host.name, Err(e.to_string())),
+            };
+            let record = Record::read(&role, transport.as_ref()).await;
+            transport.close().await;
+            (host.name, record.map_err(|e| e.to_string()))
+        }
+    })
+    .await;
+    read.into_iter()
+        .map(|(host, record)| Row {
+            host,
+            state: match record {
+                Err(e) => HostState::Unreachable(e),
+                Ok(None) => HostState::NeverApplied,
+                Ok(Some(record)) => HostState::Applied {
+                    behind: behind(cache, &record.commit, remote),
+                    commit: record.commit,
+                    applied_at: record.applied_at,
+                },
+            },
+        })
+        .collect()
+}
+
+/// How `commit` stands against `remote` in the repo at `cache`.
+fn behind(cache: &Path, commit: &str, remote: &str) -> Behind {
+    match gitsync::commits_between(cache, commit, remote) {
+        Some(0) => Behind::UpToDate,
+        Some(n) => Behind::By(n),
+        None => Behind::Diverged,
+    }
+}

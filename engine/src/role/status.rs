@@ -97,3 +97,47 @@ fn behind(cache: &Path, commit: &str, remote: &str) -> Behind {
         None => Behind::Diverged,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `git` in `dir`, with a fixed identity and no user config; its stdout.
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let output = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@t")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@t")
+            .output()
+            .expect("git runs");
+        assert!(output.status.success(), "git {args:?}");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    #[test]
+    fn an_applied_commit_is_up_to_date_behind_or_diverged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path();
+        git(repo, &["init", "-q", "-b", "main"]);
+        let mut commits = Vec::new();
+        for n in 0..3 {
+            git(
+                repo,
+                &["commit", "-q", "--allow-empty", "-m", &format!("c{n}")],
+            );
+            commits.push(git(repo, &["rev-parse", "HEAD"]));
+        }
+        git(repo, &["checkout", "-q", "--orphan", "other"]);
+        git(repo, &["commit", "-q", "--allow-empty", "-m", "elsewhere"]);
+        let elsewhere = git(repo, &["rev-parse", "HEAD"]);
+        let remote = &commits[2];
+        assert_eq!(behind(repo, remote, remote), Behind::UpToDate);
+        assert_eq!(behind(repo, &commits[0], remote), Behind::By(2));
+        assert_eq!(behind(repo, &elsewhere, remote), Behind::Diverged);
+    }
+}

@@ -606,3 +606,79 @@ fn completions_for_bash_zsh_and_fish_and_a_man_page_are_generated_from_the_cli()
         }
     }
 }
+
+/// A command's `-h` as its headings, each with the long flags listed under it.
+fn flag_groups(command: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+    let help = Toyc::new().args([command, "-h"]).run();
+    help.code(0);
+    let flag = regex::Regex::new(r"^  (?:-\w, |    )(--[\w-]+)").expect("regex");
+    let mut groups = std::collections::BTreeMap::<String, Vec<String>>::new();
+    let mut heading = String::new();
+    for line in help.stdout.lines() {
+        if let Some(name) = line.strip_suffix(':').filter(|_| !line.starts_with(' ')) {
+            name.clone_into(&mut heading);
+        } else if let Some(found) = flag.captures(line) {
+            groups
+                .entry(heading.clone())
+                .or_default()
+                .push(found[1].to_owned());
+        }
+    }
+    groups
+}
+
+#[test]
+fn up_takes_no_deploy_flags() {
+    let help = Toyc::new().args(["up", "--help"]).run();
+    help.code(0);
+    for flag in ["--config", "--set", "--component", "--directory"] {
+        assert!(
+            !help.stdout.contains(flag),
+            "`toyc up --help` lists {flag}:\n{}",
+            help.stdout
+        );
+    }
+    Toyc::new()
+        .args(["up", "site.rhai", "--config", "prod.yml"])
+        .run()
+        .code(64)
+        .stderr_has("--config");
+}
+
+#[test]
+fn every_command_lists_the_same_flag_group_where_it_applies() {
+    // Which groups each command takes: a group is one set of flags, shared whole.
+    let expected: &[(&str, &[&str])] = &[
+        ("Targets", &["run", "up", "role", "plan", "apply"]),
+        ("Output", &["run", "up", "role", "plan", "apply"]),
+        ("Changes", &["run", "up", "role"]),
+        ("Script limits", &["run", "up", "role", "plan"]),
+        ("Variables", &["run", "up", "role"]),
+        ("Deploy", &["run", "plan"]),
+    ];
+    let commands = ["run", "up", "role", "plan", "apply"];
+    let helps: Vec<_> = commands.iter().map(|c| (*c, flag_groups(c))).collect();
+    for (group, takers) in expected {
+        let mut seen: Option<(&str, &Vec<String>)> = None;
+        for (command, groups) in &helps {
+            match (groups.get(*group), takers.contains(command)) {
+                (None, false) => {}
+                (None, true) => panic!("`toyc {command} -h` has no {group} group: {groups:?}"),
+                (Some(flags), false) => {
+                    panic!("`toyc {command} -h` has a {group} group it does not apply: {flags:?}")
+                }
+                (Some(flags), true) => match seen {
+                    None => seen = Some((command, flags)),
+                    Some((first, theirs)) => assert_eq!(
+                        flags, theirs,
+                        "the {group} flags of `toyc {command}` differ from `toyc {first}`'s"
+                    ),
+                },
+            }
+        }
+    }
+    assert_eq!(
+        flag_groups("role")["Script limits"],
+        ["--script-timeout", "--max-operations", "--max-memory"]
+    );
+}

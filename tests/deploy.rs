@@ -854,3 +854,28 @@ fn generate(config) {
         "printf 'a\nb' > out\necho done"
     );
 }
+
+#[test]
+fn a_generator_is_held_to_the_script_limits_given() {
+    let toyc = Toyc::new()
+        .file(
+            "deploy.yml",
+            "platform: p\nhostgroup:\n  front: [a]\nservice:\n  web: {hosts: [front]}\n",
+        )
+        .file(
+            "gen.rhai",
+            "fn generate(config) {\n  let i = 0;\n  while true { i += 1; }\n}",
+        );
+    for command in ["plan", "run"] {
+        toyc.run_with(&[
+            command,
+            "gen.rhai",
+            "--config",
+            "deploy.yml",
+            "--max-operations",
+            "1000",
+        ])
+        .code(65)
+        .stderr_has("limit of 1000 operations");
+    }
+}

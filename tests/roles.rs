@@ -772,3 +772,24 @@ fn an_https_remote_with_a_token_in_the_url_is_fetched_and_the_token_is_never_sho
         refused.stderr
     );
 }
+
+#[test]
+fn a_role_takes_the_script_limits_of_toyc_run() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let source = scratch.path().join("source");
+    std::fs::create_dir(&source).expect("mkdir");
+    std::fs::write(
+        source.join("runbook.rhai"),
+        "let i = 0;\nwhile true { i += 1; }\n",
+    )
+    .expect("write the runbook");
+    let (_, url) = file_repo(&source, scratch.path(), "looping");
+    let toyc = Toyc::new();
+    let state = toyc.dir().join("state");
+    toyc.env("TOYC_STATE_DIR", state.to_str().expect("utf-8"))
+        .args(["role", "looping", "--local", "--repo", url.as_str()])
+        .args(["--max-operations", "10"])
+        .run()
+        .code(1)
+        .stderr_has("limit of 10 operations");
+}

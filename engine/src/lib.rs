@@ -15,6 +15,10 @@
 //! tasks, every task is validated before any host is touched, then the stages run
 //! under the same [`scheduler`] with one event per task.
 //!
+//! A [`role`] is a git repo synced by [`gitsync`] into toyc's cache: the engine chooses
+//! its hosts, layers its attributes under their vars, and keeps on each host a record of
+//! the commit it applied; its runbook then runs like any script.
+//!
 //! The engine knows no particular operation: those live in `toyc-stdlib`.
 #![deny(missing_docs)]
 
@@ -29,6 +33,7 @@ pub mod inventory;
 pub mod memory;
 pub mod plan;
 pub mod progress;
+pub mod role;
 pub mod rollout;
 pub mod run;
 pub mod run_dir;

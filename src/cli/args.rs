@@ -1,4 +1,9 @@
 //! The command line as clap sees it: raw arguments, validated later by each subcommand.
+//!
+//! Flags shared by several commands live in one flattened group each (targets, output,
+//! changes, script limits, variables, deploy), so a flag added to a group reaches every
+//! command that takes the group. A command's own arguments come before its groups: clap
+//! files an argument declared after a group under that group's help heading.
 
 // The doc comments here are `--help` text, where a URL in an example stays plain.
 #![allow(rustdoc::bare_urls)]
@@ -122,7 +127,7 @@ pub struct ManArgs {
 }
 
 /// Which hosts to act on and how to reach them.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Targets")]
 pub struct TargetArgs {
     /// Inventory file: toyc YAML, or Ansible YAML/INI. Without one, the target is localhost.
@@ -154,7 +159,7 @@ pub struct TargetArgs {
 }
 
 /// How results are shown.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Output")]
 pub struct OutputArgs {
     /// JSON Lines events on stdout (one `{"type", "data"}` object per line).
@@ -181,23 +186,29 @@ pub struct VarArgs {
     pub secrets_files: Vec<PathBuf>,
 }
 
-/// `toyc run`.
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// The script to run.
-    #[arg(value_name = "SCRIPT")]
-    pub script: PathBuf,
-    #[command(flatten)]
-    pub targets: TargetArgs,
-    #[command(flatten)]
-    pub output: OutputArgs,
-    #[command(flatten)]
-    pub deploy: DeployArgs,
-    #[command(flatten)]
-    pub variables: VarArgs,
+/// How a run shows and applies its changes: `run`, `up` and `role`.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Changes")]
+pub struct ChangeArgs {
+    /// Only show what would change; exit 2 if anything would (0 if nothing).
+    #[arg(long, env = "TOYC_CHECK")]
+    pub check: bool,
+    /// Show a unified diff of every file whose content would change.
+    #[arg(long, env = "TOYC_DIFF")]
+    pub diff: bool,
+    /// Apply changes without asking (needed when stdin is not a terminal).
+    #[arg(short = 'y', long, env = "TOYC_YES")]
+    pub yes: bool,
     /// Default timeout of each command the script runs, in seconds.
     #[arg(long, env = "TOYC_TIMEOUT", value_name = "SECONDS")]
     pub timeout: Option<f64>,
+}
+
+/// Guards on the scripts toyc runs itself: runbooks, and the generators of `plan` and
+/// `run --config`.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Script limits")]
+pub struct ScriptLimitArgs {
     /// Stop a script that runs longer than this, in seconds.
     #[arg(
         long,
@@ -214,15 +225,6 @@ pub struct RunArgs {
         value_name = "N"
     )]
     pub max_operations: u64,
-    /// Only show what would change; exit 2 if anything would (0 if nothing).
-    #[arg(long, env = "TOYC_CHECK")]
-    pub check: bool,
-    /// Show a unified diff of every file whose content would change.
-    #[arg(long, env = "TOYC_DIFF")]
-    pub diff: bool,
-    /// Apply changes without asking (needed when stdin is not a terminal).
-    #[arg(short = 'y', long, env = "TOYC_YES")]
-    pub yes: bool,
     /// Stop scripts when toyc's resident memory passes this many MiB.
     #[arg(
         long,
@@ -233,8 +235,28 @@ pub struct RunArgs {
     pub max_memory: u64,
 }
 
-/// A deploy config and what the command line adds to it.
+/// `toyc run`.
 #[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The script to run.
+    #[arg(value_name = "SCRIPT")]
+    pub script: PathBuf,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub changes: ChangeArgs,
+    #[command(flatten)]
+    pub limits: ScriptLimitArgs,
+    #[command(flatten)]
+    pub variables: VarArgs,
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+}
+
+/// A deploy config and what the command line adds to it.
+#[derive(Debug, Default, Args)]
 #[command(next_help_heading = "Deploy")]
 pub struct DeployArgs {
     /// A deploy config (YAML with `platform`, `hostgroup`, `service`): the script is then
@@ -259,18 +281,20 @@ pub struct PlanArgs {
     /// The generator script; `generators/PLATFORM.rhai` next to the config when left out.
     #[arg(value_name = "GENERATOR")]
     pub generator: Option<PathBuf>,
-    #[command(flatten)]
-    pub deploy: DeployArgs,
-    #[command(flatten)]
-    pub targets: TargetArgs,
-    #[command(flatten)]
-    pub output: OutputArgs,
     /// Print the task list as JSON on stdout.
     #[arg(long)]
     pub dump: bool,
     /// Write the task list as JSON to this file (to review, edit and `toyc apply` later).
     #[arg(long, value_name = "FILE")]
     pub save: Option<PathBuf>,
+    #[command(flatten)]
+    pub deploy: DeployArgs,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub limits: ScriptLimitArgs,
 }
 
 /// `toyc apply`.
@@ -335,38 +359,54 @@ pub struct RoleArgs {
     #[command(flatten)]
     pub output: OutputArgs,
     #[command(flatten)]
+    pub changes: ChangeArgs,
+    #[command(flatten)]
+    pub limits: ScriptLimitArgs,
+    #[command(flatten)]
     pub variables: VarArgs,
-    /// Default timeout of each command the runbook runs, in seconds.
-    #[arg(long, env = "TOYC_TIMEOUT", value_name = "SECONDS")]
-    pub timeout: Option<f64>,
-    /// Only show what would change; exit 2 if anything would (0 if nothing).
-    #[arg(long, env = "TOYC_CHECK")]
-    pub check: bool,
-    /// Show a unified diff of every file whose content would change.
-    #[arg(long, env = "TOYC_DIFF")]
-    pub diff: bool,
-    /// Apply changes without asking (needed when stdin is not a terminal).
-    #[arg(short = 'y', long, env = "TOYC_YES")]
-    pub yes: bool,
 }
 
-/// `toyc up`.
+/// `toyc up`: what `toyc run` takes but a deploy config (`up` converges runbooks, not
+/// task lists).
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    #[command(flatten)]
-    pub run: RunArgs,
+    /// The script to converge.
+    #[arg(value_name = "SCRIPT")]
+    pub script: PathBuf,
     /// Apply passes at most; still something to change after them fails the run.
     #[arg(long, env = "TOYC_MAX_CYCLES", default_value_t = 5, value_name = "N")]
     pub max_cycles: usize,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub changes: ChangeArgs,
+    #[command(flatten)]
+    pub limits: ScriptLimitArgs,
+    #[command(flatten)]
+    pub variables: VarArgs,
+}
+
+impl UpArgs {
+    /// The run each cycle does, and the most cycles.
+    pub fn into_run(self) -> (RunArgs, usize) {
+        let run = RunArgs {
+            script: self.script,
+            targets: self.targets,
+            output: self.output,
+            changes: self.changes,
+            limits: self.limits,
+            variables: self.variables,
+            deploy: DeployArgs::default(),
+        };
+        (run, self.max_cycles.max(1))
+    }
 }
 
 /// `toyc exec`.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    #[command(flatten)]
-    pub targets: TargetArgs,
-    #[command(flatten)]
-    pub output: OutputArgs,
     /// Kill the command (on the host too) after this many seconds.
     #[arg(long, env = "TOYC_TIMEOUT", value_name = "SECONDS")]
     pub timeout: Option<f64>,
@@ -376,6 +416,10 @@ pub struct ExecArgs {
     /// The command, run by `sh -c` on each host.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// `toyc doc`.

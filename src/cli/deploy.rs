@@ -19,8 +19,8 @@ use toyc_stdlib::generator::Generator;
 use toyc_stdlib::Library;
 
 use super::args::{DeployArgs, OutputArgs, RunArgs, TargetArgs};
-use super::run::{exit_code, script_limits, TerminalGate};
-use super::targets::run_context;
+use super::run::{exit_code, TerminalGate};
+use super::targets::{run_context, script_limits};
 use super::{Failure, Outcome, Process};
 
 /// The top-level entry point for `toyc run GENERATOR --config F`: generate, validate,
@@ -31,7 +31,7 @@ pub async fn run(args: RunArgs, process: &Process) -> Outcome {
         "run",
         &args.targets,
         &args.output,
-        script_limits(&args)?,
+        script_limits(&args.limits)?,
     )?;
     let (list, hosts) =
         generate_checked(Some(&args.script), &args.deploy, &args.targets, &run).await?;
@@ -43,10 +43,10 @@ pub async fn run(args: RunArgs, process: &Process) -> Outcome {
         hosts,
         sudo: args.targets.sudo,
         forks: args.targets.forks,
-        check: args.check,
+        check: args.changes.check,
         base: PathBuf::from("."),
     };
-    let gate: Box<dyn Gate> = if args.yes {
+    let gate: Box<dyn Gate> = if args.changes.yes {
         Box::new(Approve)
     } else {
         Box::new(TerminalGate)

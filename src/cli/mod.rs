@@ -136,11 +136,9 @@ fn exit_status(outcome: Outcome, process: &Process) -> i32 {
 async fn dispatch(command: Command, process: &Process) -> Outcome {
     match command {
         Command::Run(args) => run::run(args, process).await,
-        Command::Up(args) if args.run.deploy.config.is_some() => Err(Failure::input(
-            anyhow::anyhow!("`toyc up` converges runbooks; run a generator with `toyc run SCRIPT --config FILE`"),
-        )),
         Command::Up(args) => {
-            run::converge(&args.run, "up", Some(args.max_cycles.max(1)), process).await
+            let (run, max_cycles) = args.into_run();
+            run::converge(&run, "up", Some(max_cycles), process).await
         }
         Command::Exec(args) => exec::exec(args, process).await,
         Command::Plan(args) => plan::plan(args, process).await,

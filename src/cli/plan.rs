@@ -6,10 +6,9 @@
 use serde_json::Value;
 use toyc_engine::secrets::Secrets;
 
-use toyc_engine::sandbox::Limits;
-
 use super::args::PlanArgs;
 use super::deploy::{deploy_run, generate_checked, save, show};
+use super::targets::script_limits;
 use super::{Outcome, Process};
 use crate::exit::ExitCode;
 
@@ -20,7 +19,7 @@ pub async fn plan(args: PlanArgs, process: &Process) -> Outcome {
         "plan",
         &args.targets,
         &args.output,
-        Limits::default(),
+        script_limits(&args.limits)?,
     )?;
     let (list, _) =
         generate_checked(args.generator.as_deref(), &args.deploy, &args.targets, &run).await?;

@@ -12,12 +12,11 @@ use serde_json::{Map, Value};
 use toyc_engine::inventory::Host;
 pub use toyc_engine::run::AfterApply;
 use toyc_engine::run::{Approve, Gate, Job, Pending, Report, RunbookJob, RunbookSource, Verdict};
-use toyc_engine::sandbox::Limits;
 use toyc_engine::secrets::Secrets;
 use toyc_stdlib::Library;
 
 use super::args::RunArgs;
-use super::targets::{event_sink, run_context, seconds, select_hosts};
+use super::targets::{event_sink, run_context, script_limits, seconds, select_hosts};
 use super::{Failure, Outcome as CliOutcome, Process};
 use crate::exit::ExitCode;
 
@@ -78,7 +77,7 @@ pub async fn converge_with(
             .unwrap_or(Path::new("."))
             .to_owned()
     });
-    let limits = script_limits(args)?;
+    let limits = script_limits(&args.limits)?;
     let run = run_context(
         process,
         command,
@@ -95,14 +94,18 @@ pub async fn converge_with(
         },
         vars: extra_vars(args, &run.secrets)?,
         sudo: args.targets.sudo,
-        command_timeout: args.timeout.map(|t| seconds(t, "--timeout")).transpose()?,
-        check: args.check,
-        diff: args.diff,
+        command_timeout: args
+            .changes
+            .timeout
+            .map(|t| seconds(t, "--timeout"))
+            .transpose()?,
+        check: args.changes.check,
+        diff: args.changes.diff,
         forks: args.targets.forks,
         max_cycles,
         after_apply: extras.after_apply,
     });
-    let gate: Box<dyn Gate> = if args.yes {
+    let gate: Box<dyn Gate> = if args.changes.yes {
         Box::new(Approve)
     } else {
         Box::new(TerminalGate)
@@ -111,17 +114,6 @@ pub async fn converge_with(
         .await
         .map_err(Failure::input)?;
     exit_code(&report)
-}
-
-/// The limits of every script of the run, from `--script-timeout`, `--max-operations`
-/// and `--max-memory`.
-pub(super) fn script_limits(args: &RunArgs) -> Result<Limits, Failure> {
-    Ok(Limits {
-        timeout: seconds(args.script_timeout, "--script-timeout")?,
-        max_operations: args.max_operations,
-        max_memory: args.max_memory.saturating_mul(1024 * 1024),
-        ..Limits::default()
-    })
 }
 
 /// The exit code a run's report calls for; prints what people need to know about how

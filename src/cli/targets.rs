@@ -1,4 +1,5 @@
-//! What `run` and `exec` share: the selected hosts, the event sink, the SSH settings.
+//! What the subcommands share: the selected hosts, the event sink, the SSH settings, the
+//! script limits.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use toyc_engine::run_dir::run_directory;
 use toyc_engine::sandbox::Limits;
 use toyc_engine::transport::SshOptions;
 
-use super::args::{OutputArgs, TargetArgs};
+use super::args::{OutputArgs, ScriptLimitArgs, TargetArgs};
 use super::{Failure, Process};
 
 /// The run this process makes: its connections from `targets`, its scripts under
@@ -93,5 +94,15 @@ pub fn seconds(value: f64, flag: &str) -> Result<Duration, Failure> {
         Failure::input(anyhow::anyhow!(
             "`{flag}` must be a positive number of seconds, not `{value}`"
         ))
+    })
+}
+
+/// The sandbox limits `--script-timeout`, `--max-operations` and `--max-memory` ask for.
+pub fn script_limits(limits: &ScriptLimitArgs) -> Result<Limits, Failure> {
+    Ok(Limits {
+        timeout: seconds(limits.script_timeout, "--script-timeout")?,
+        max_operations: limits.max_operations,
+        max_memory: limits.max_memory.saturating_mul(1024 * 1024),
+        ..Limits::default()
     })
 }

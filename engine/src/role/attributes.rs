@@ -1,0 +1,212 @@
+//! A role's attributes: its own layers (`runbook.yml`'s `attributes`, then
+//! `attributes.yml`) under a host's inventory vars, under `--var`. [`Attributes::layered`]
+//! is what a host's script sees; [`Attributes::explain`] says where each value came from
+//! (`toyc role --show-attributes`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use super::RoleError;
+use crate::inventory::{Host, Inventory};
+
+/// The role's own attribute layers, lowest first, each with the file it came from.
+#[derive(Debug, Default, Clone)]
+pub struct Attributes {
+    layers: Vec<(&'static str, Map<String, Value>)>,
+}
+
+/// Where an attribute's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A file of the role (`runbook.yml`, `attributes.yml`).
+    Role(&'static str),
+    /// The inventory-wide vars (group `all`).
+    InventoryVars,
+    /// An inventory group's vars.
+    Group(String),
+    /// The host's own vars.
+    Host(String),
+    /// `--var`, `--vars-file` or `--secrets-file`.
+    CommandLine,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Role(file) => f.write_str(file),
+            Origin::InventoryVars => f.write_str("inventory vars"),
+            Origin::Group(name) => write!(f, "group {name}"),
+            Origin::Host(name) => write!(f, "host {name}"),
+            Origin::CommandLine => f.write_str("--var/--vars-file"),
+        }
+    }
+}
+
+/// One merged attribute and the layer its value came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attribute {
+    /// The attribute's name.
+    pub name: String,
+    /// Its value after layering.
+    pub value: Value,
+    /// The layer that value came from.
+    pub origin: Origin,
+}
+
+impl Attributes {
+    /// Add a layer over the ones before it.
+    pub fn push(&mut self, origin: &'static str, layer: Map<String, Value>) {
+        self.layers.push((origin, layer));
+    }
+
+    /// Add the YAML map `text` (of role `role`'s file `origin`) as a layer; an empty file
+    /// adds nothing.
+    pub fn push_yaml(
+        &mut self,
+        origin: &'static str,
+        text: &str,
+        role: &str,
+    ) -> Result<(), RoleError> {
+        let error = |message: String| RoleError::Attributes {
+            role: role.to_owned(),
+            message,
+        };
+        match serde_yaml::from_str(text).map_err(|e| error(e.to_string()))? {
+            Value::Object(map) => self.push(origin, map),
+            Value::Null => {}
+            _ => return Err(error("it must hold a map of names to values".to_owned())),
+        }
+        Ok(())
+    }
+
+    /// The role's attributes with `inventory` (a host's merged inventory vars) over them.
+    pub fn layered(&self, inventory: &Map<String, Value>) -> Map<String, Value> {
+        let mut vars = Map::new();
+        for (_, layer) in &self.layers {
+            vars.extend(layer.clone());
+        }
+        vars.extend(inventory.clone());
+        vars
+    }
+
+    /// Every attribute `host` would see, by name, with `extra` (`--var` and friends) on
+    /// top, each with the layer its value came from.
+    pub fn explain(
+        &self,
+        inventory: &Inventory,
+        host: &Host,
+        extra: &Map<String, Value>,
+    ) -> Vec<Attribute> {
+        let mut merged: BTreeMap<String, (Value, Origin)> = BTreeMap::new();
+        for (origin, layer) in &self.layers {
+            for (key, value) in layer {
+                merged.insert(key.clone(), (value.clone(), Origin::Role(origin)));
+            }
+        }
+        for (key, value) in &host.vars {
+            merged.insert(
+                key.clone(),
+                (value.clone(), inventory_origin(inventory, host, key)),
+            );
+        }
+        for (key, value) in extra {
+            merged.insert(key.clone(), (value.clone(), Origin::CommandLine));
+        }
+        merged
+            .into_iter()
+            .map(|(name, (value, origin))| Attribute {
+                name,
+                value,
+                origin,
+            })
+            .collect()
+    }
+}
+
+/// Which inventory layer gave `host` its value of `key`: the host's own, else the last of
+/// the inventory-wide vars and its groups (in definition order) holding that same value.
+fn inventory_origin(inventory: &Inventory, host: &Host, key: &str) -> Origin {
+    let value = host.vars.get(key);
+    let mut origin = Origin::Host(host.name.clone());
+    for group in inventory.groups() {
+        let member = group.name == "all" || host.groups.contains(&group.name);
+        if member && group.vars.get(key) == value {
+            origin = if group.name == "all" {
+                Origin::InventoryVars
+            } else {
+                Origin::Group(group.name.clone())
+            };
+        }
+    }
+    origin
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn role_attributes() -> Attributes {
+        let mut attributes = Attributes::default();
+        attributes
+            .push_yaml("runbook.yml", "{port: 80, name: yml}", "web")
+            .expect("yaml");
+        attributes
+            .push_yaml("attributes.yml", "port: 8080\nroot: /srv\n", "web")
+            .expect("yaml");
+        attributes
+    }
+
+    #[test]
+    fn inventory_vars_win_over_the_role_and_later_role_files_over_earlier() {
+        let mut inventory = Map::new();
+        inventory.insert("root".into(), Value::from("/var/www"));
+        let vars = role_attributes().layered(&inventory);
+        assert_eq!(vars["port"], 8080);
+        assert_eq!(vars["name"], "yml");
+        assert_eq!(vars["root"], "/var/www");
+    }
+
+    #[test]
+    fn each_value_names_the_layer_it_came_from() {
+        let inventory = Inventory::parse(
+            "vars: {tz: UTC}\nhosts:\n  h1: {address: 10.0.0.1, vars: {name: h1}}\n  h2: {address: 10.0.0.2}\ngroups:\n  web: {hosts: [h1], vars: {port: 9000}}\n",
+            Path::new("inv.yml"),
+        )
+        .expect("inventory");
+        let host = inventory.host("h1").expect("h1");
+        let mut extra = Map::new();
+        extra.insert("root".into(), Value::from("/tmp"));
+        let shown = role_attributes().explain(&inventory, host, &extra);
+        let origin = |name: &str| {
+            shown
+                .iter()
+                .find(|a| a.name == name)
+                .map(|a| a.origin.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(origin("port"), "group web");
+        assert_eq!(origin("name"), "host h1");
+        assert_eq!(origin("tz"), "inventory vars");
+        assert_eq!(origin("root"), "--var/--vars-file");
+        let names: Vec<&str> = shown.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["name", "port", "root", "tz"]);
+    }
+
+    #[test]
+    fn attributes_yml_must_be_a_map() {
+        let err = Attributes::default()
+            .push_yaml("attributes.yml", "[1, 2]", "web")
+            .expect_err("a list");
+        assert!(
+            err.to_string().starts_with("role `web`: attributes.yml: "),
+            "{err}"
+        );
+        Attributes::default()
+            .push_yaml("attributes.yml", "", "web")
+            .expect("empty is fine");
+    }
+}

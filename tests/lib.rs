@@ -12,6 +12,7 @@ mod harness;
 mod inputs;
 mod repl;
 mod roles;
+mod runs;
 mod sandbox;
 mod ssh;
 mod stages;

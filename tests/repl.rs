@@ -489,3 +489,31 @@ fn tab_with_nothing_to_offer_opens_no_menu_and_the_first_enter_runs_the_line() {
     let (code, _) = console.quit();
     assert_eq!(code, 0);
 }
+
+#[test]
+fn the_console_applies_handlers_and_stages_as_a_script_does() {
+    let Some(pool) = hosts::shared() else {
+        return;
+    };
+    let dir = format!("/tmp/toyc-repl-handler-{}", std::process::id());
+    let (_dir, mut console) = console(pool);
+    // A stage, an operation that notifies a handler, all declared at the prompt.
+    let out = console.run(&format!(
+        r#"on("web", || {{ handler("restart", || shell::run("echo restarted >> {dir}/restarts")); stage("conf", #{{ concurrency: 1 }}, || {{ files::directory("{dir}"); files::content("{dir}/app.conf", "v1\n"); notify("restart"); }}); }})"#
+    ));
+    assert!(out.contains("(handler `restart`, when notified)"), "{out}");
+    console.line(".apply");
+    console.expect("[y/N]");
+    console.line("y");
+    console.expect("applied");
+    for i in [0, 1] {
+        let restarts = pool.docker_exec(i, &format!("cat {dir}/restarts"));
+        assert_eq!(
+            String::from_utf8_lossy(&restarts.stdout),
+            "restarted\n",
+            "the handler ran once on host {i}"
+        );
+        pool.docker_exec(i, &format!("rm -rf {dir}"));
+    }
+    assert_eq!(console.quit().0, 0);
+}

@@ -1,5 +1,6 @@
 //! A host's operations, planned and applied in the fewest round trips: one to ask every
-//! fact the operations need ([`plan_host`]), one to make every change ([`apply_host`]).
+//! fact the operations need ([`gather_facts`], then [`plan_operation`] for each), one to
+//! make every change ([`apply_within`]). [`crate::rollout`] is their one caller.
 
 use std::sync::Arc;
 
@@ -52,23 +53,6 @@ pub enum ApplyError {
         /// Why.
         reason: String,
     },
-}
-
-/// Ask the facts of every operation in one round trip, then plan them in order, each
-/// against the state the ones before it leave. With `contents`, also fetch the current
-/// content of every target, so changes can show diffs (more bytes, no extra round trip).
-pub async fn plan_host(
-    transport: &dyn Transport,
-    operations: &[Arc<dyn Operation>],
-    contents: bool,
-    sudo: bool,
-) -> Result<Vec<Outcome>, ApplyError> {
-    let mut facts =
-        gather_facts(transport, &fact_queries(operations.iter(), contents), sudo).await?;
-    operations
-        .iter()
-        .map(|op| plan_operation(op.as_ref(), &mut facts))
-        .collect()
 }
 
 /// Every fact `operations` need; with `contents`, also each target's content (for diffs).
@@ -138,16 +122,7 @@ pub async fn gather_facts(
         .map_err(ApplyError::Facts)
 }
 
-/// Make `changes` in one round trip; each step's result comes back.
-pub async fn apply_host(
-    transport: &dyn Transport,
-    changes: &[&Change],
-    sudo: bool,
-) -> Result<Vec<StepResult>, ApplyError> {
-    apply_within(transport, changes, sudo, None).await
-}
-
-/// [`apply_host`], killing the changes on the host when they take longer than `timeout`.
+/// Make `changes` in one round trip (each step's result comes back), killing them on the host when they take longer than `timeout`.
 pub async fn apply_within(
     transport: &dyn Transport,
     changes: &[&Change],
@@ -276,6 +251,30 @@ pub fn changes(outcomes: &[Outcome]) -> Vec<&Change> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Plan `operations` in order against facts asked in one round trip.
+    async fn plan_host(
+        transport: &dyn Transport,
+        operations: &[Arc<dyn Operation>],
+        contents: bool,
+        sudo: bool,
+    ) -> Result<Vec<Outcome>, ApplyError> {
+        let queries = fact_queries(operations.iter(), contents);
+        let mut facts = gather_facts(transport, &queries, sudo).await?;
+        operations
+            .iter()
+            .map(|op| plan_operation(op.as_ref(), &mut facts))
+            .collect()
+    }
+
+    /// Make `changes` in one round trip, with no timeout.
+    async fn apply_host(
+        transport: &dyn Transport,
+        changes: &[&Change],
+        sudo: bool,
+    ) -> Result<Vec<StepResult>, ApplyError> {
+        apply_within(transport, changes, sudo, None).await
+    }
     use crate::facts::{Fact, PathFact};
     use crate::plan::{ChangeKind, NoChange};
     use crate::transport::LocalTransport;

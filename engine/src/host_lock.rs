@@ -53,7 +53,8 @@ impl HostLock {
     /// releases an `flock` when its holder dies, however it dies. A host without `flock`
     /// (util-linux, busybox) applies unlocked. The holder is written next to the lock for
     /// whoever waits; fd 9 must be closed for the steps (a daemon a step starts would
-    /// otherwise hold the lock for good).
+    /// otherwise hold the lock for good). The holder writes its name just after it takes
+    /// the lock: a waiter that finds no name yet looks once more a second later.
     pub(crate) fn script(&self, nonce: &str, stop: &str) -> String {
         let secs = self.wait.as_secs().max(1);
         format!(
@@ -63,6 +64,7 @@ impl HostLock {
              if {{ command exec 9>>\"$toyc_d/apply.lock\"; }} 2>/dev/null; then\n\
              if ! flock -n 9; then\n\
              toyc_h=; {{ IFS= read -r toyc_h <\"$toyc_d/apply.holder\"; }} 2>/dev/null\n\
+             [ -n \"$toyc_h\" ] || {{ sleep 1; IFS= read -r toyc_h <\"$toyc_d/apply.holder\"; }} 2>/dev/null\n\
              printf '{LOCK_MARKER}{nonce} waiting %s\\n' \"${{toyc_h:-another run}}\"\n\
              flock -w {secs} 9 || {{ printf '{LOCK_MARKER}{nonce} timeout %s\\n' \"${{toyc_h:-another run}}\"; {stop}; }}\n\
              fi\n\

@@ -109,10 +109,14 @@ impl ScriptJob {
             let mut scope = script_scope(&context.host);
             let result = engine.run_ast_with_scope(&mut scope, &job.ast);
             let result = result.map_err(|e| {
-                (
-                    script_failure_kind(&e),
-                    job.sandbox.describe(&e, &job.path).to_string(),
-                )
+                // A command killed by the run's cancellation fails the script with the
+                // transport's error: the run was cancelled all the same.
+                let kind = if job.run.cancel.is_cancelled() {
+                    FailureKind::Cancelled
+                } else {
+                    script_failure_kind(&e)
+                };
+                (kind, job.sandbox.describe(&e, &job.path).to_string())
             });
             let runbook = context.take_runbook();
             // What only the whole script can tell (a notify naming no handler) fails the

@@ -314,3 +314,79 @@ fn an_upload_streams_from_disk_instead_of_holding_the_file() {
     eprintln!("peak RSS of a 120 MB host::upload: {peak} KiB");
     assert!(peak < 80 * 1024, "peak RSS {peak} KiB for a 120 MB upload");
 }
+
+/// Issue 16, item 2: a secret is masked however it is printed: a multi-line key in a
+/// `--check --diff` and in `--json`, the same key read back through `host::exec` (its
+/// final newline gone), and a failing command holding a secret past its 80th character.
+#[test]
+fn a_secret_is_masked_line_by_line_trimmed_and_before_a_command_is_cut_short() {
+    let Some(pool) = hosts::shared() else { return };
+    let id = std::process::id();
+    let key_lines = [
+        "-----BEGIN OPENSSH PRIVATE KEY-----".to_owned(),
+        format!("b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ{id}"),
+        format!("QyNTUxOQAAACDo8Xv2kZq0mZ1ZlG9ja2Vkc2VjcmV0{id}"),
+        "-----END OPENSSH PRIVATE KEY-----".to_owned(),
+    ];
+    let key = format!("{}\n", key_lines.join("\n"));
+    let token = format!("tok-{id}-abcdefghij");
+    let secrets = serde_json::json!({ "deploy_key": key, "token": token }).to_string();
+    let path = format!("/tmp/toyc-masked-{id}");
+    let script = format!(
+        r#"
+let back = host::exec("cat", #{{ stdin: vars.deploy_key }}).stdout;
+print(`read back: ${{back}}`);
+files::content("{path}", vars.deploy_key, #{{ mode: "0600" }});
+"#
+    );
+    let toyc = Toyc::new()
+        .file("inv.yml", &pool.inventory_of("root", &[2]))
+        .file("secrets.json", &secrets)
+        .file("s.rhai", &script);
+    let shown = |text: &str| {
+        key_lines[1..3]
+            .iter()
+            .chain([&token])
+            .find(|line| text.contains(line.as_str()))
+            .cloned()
+    };
+    for extra in [
+        &["--check", "--diff"][..],
+        &["--check", "--diff", "--json"][..],
+    ] {
+        let mut args = vec![
+            "run",
+            "s.rhai",
+            "-i",
+            "inv.yml",
+            "--secrets-file",
+            "secrets.json",
+        ];
+        args.extend(extra);
+        let ran = toyc.run_with(&args);
+        ran.code(2);
+        assert!(ran.stdout.contains("read back: ********"), "{}", ran.stdout);
+        let all = format!("{}{}", ran.stdout, ran.stderr);
+        assert_eq!(shown(&all), None, "{extra:?} shows a secret line:\n{all}");
+        assert!(all.contains("********"), "{all}");
+    }
+    // A failing command whose secret starts past where the command is cut short.
+    let failing = format!(
+        "host::exec(`true {pad} && printf '%s' 'Authorization: ${{vars.token}}' >/dev/null && exit 3`);",
+        pad = "x".repeat(30)
+    );
+    let toyc = toyc.file("fail.rhai", &failing);
+    let ran = toyc.run_with(&[
+        "run",
+        "fail.rhai",
+        "-i",
+        "inv.yml",
+        "--secrets-file",
+        "secrets.json",
+    ]);
+    ran.code(1);
+    let all = format!("{}{}", ran.stdout, ran.stderr);
+    let cut = &token[..8];
+    assert!(!all.contains(cut), "a cut-off secret is shown:\n{all}");
+    assert!(all.contains("exited with status"), "{all}");
+}

@@ -1,6 +1,6 @@
 //! The live progress line on a terminal: which phase or stage, how many hosts are done
 //! of how many, and which are still working. Lines printed meanwhile (changes, errors,
-//! script output) go above it, through [`print_above`], so it never garbles them.
+//! script output) go above it, through [`Progress::print_above`], so it never garbles them.
 //!
 //! Hidden when stderr is not a terminal or under `--json`: logs and pipes get plain lines.
 //! A [`Progress`] belongs to one run (see [`crate::run::RunContext`]); a run in a service

@@ -17,7 +17,7 @@
 //!
 //! The engine knows no command: a [`CommandSet`] (the stdlib's built-ins and a
 //! generator's `commands/NAME.rhai`) gives each name its [`TaskCommand`]; [`validate`]
-//! runs every task's `initialize`, and [`run::run_list`] runs the stages under the
+//! runs every task's `initialize`, and a task-list job of [`crate::run::run`] runs the stages under the
 //! [`scheduler`](crate::scheduler).
 
 pub mod log;

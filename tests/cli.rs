@@ -652,7 +652,7 @@ fn every_command_lists_the_same_flag_group_where_it_applies() {
         ("Targets", &["run", "up", "role", "plan", "apply"]),
         ("Output", &["run", "up", "role", "plan", "apply"]),
         ("Changes", &["run", "up", "role"]),
-        ("Script limits", &["run", "up", "role", "plan"]),
+        ("Script limits", &["run", "up", "role", "plan", "apply"]),
         ("Variables", &["run", "up", "role"]),
         ("Deploy", &["run", "plan"]),
     ];

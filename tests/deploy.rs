@@ -879,3 +879,17 @@ fn a_generator_is_held_to_the_script_limits_given() {
         .stderr_has("limit of 1000 operations");
     }
 }
+
+#[test]
+fn a_saved_task_list_runs_its_custom_commands_under_the_script_limits_given() {
+    let plan = r#"{"name": "spin", "stages": [{"name": "s", "tasks": [
+        {"command": "spin", "host": "localhost"}]}]}"#;
+    let toyc = Toyc::new()
+        .file(
+            "commands/spin.rhai",
+            "fn initialize(a) {}\nfn execute(ctx) { let i = 0; loop { i += 1; } }",
+        )
+        .file("plan.json", plan);
+    let ran = toyc.run_with(&["apply", "plan.json", "--max-operations", "1000"]);
+    ran.code(1).stderr_has("limit of 1000 operations");
+}

@@ -318,6 +318,15 @@ impl HostResult {
         self.error = Some(error.into());
     }
 
+    /// The host's work was not done because the run stopped elsewhere (unless something
+    /// worse happened to it already).
+    pub fn skip(&mut self, why: impl Into<String>) {
+        if self.status == HostStatus::Ok {
+            self.status = HostStatus::Skipped;
+            self.error = Some(why.into());
+        }
+    }
+
     /// The host could not be reached.
     pub fn unreachable(&mut self, error: impl Into<String>) {
         self.status = HostStatus::Unreachable;

@@ -19,7 +19,7 @@ use crate::plan::{Change, Outcome, StepResult};
 use crate::run::RunContext;
 use crate::runbook::Runbook;
 use crate::runner::{elapsed_ms, ScriptJob};
-use crate::scheduler::{run_stage, Attempt, FailurePolicy, StageOptions, TaskOutcome, TaskReport};
+use crate::scheduler::{run_stage, Attempt, FailurePolicy, StageOptions, TaskEnd, TaskOutcome};
 use crate::transport::Transport;
 
 /// One host after the prepare phase: its connection (kept open for execute), how it went
@@ -286,10 +286,9 @@ pub async fn execute_stages(
         }
         if aborted {
             for &i in &participants {
-                skip(
-                    &mut prepared[i],
-                    &format!("the run aborted before stage `{name}`"),
-                );
+                prepared[i]
+                    .result
+                    .skip(format!("the run aborted before stage `{name}`"));
             }
             continue;
         }
@@ -319,55 +318,38 @@ pub async fn execute_stages(
             }
         };
         let report = run_stage(&options, &hosts, &run.cancel, attempt_task).await;
-        let (mut ok, mut failed, mut skipped) = (0, 0, 0);
-        for ((&i, task), outcome) in participants.iter().zip(&tasks).zip(&report.tasks) {
-            let host = &mut prepared[i];
+        let tally = report.tally(&options, |n, end| {
+            let (task, host) = (&tasks[n], &mut prepared[participants[n]]);
             host.result.changed += task.changed();
-            match outcome {
-                TaskReport::Ran {
-                    outcome: TaskOutcome::Ok,
-                    ..
-                } => ok += 1,
-                TaskReport::Ran { .. } => {
-                    failed += 1;
-                    let e = outcome.failure().unwrap_or_default();
-                    let message = format!("stage `{name}`: {e}");
-                    if options.on_failure == FailurePolicy::Continue {
-                        events.emit(&Event::Message {
-                            host: Some(host.result.host.clone()),
-                            level: crate::events::Level::Warn,
-                            text: format!("{message}; the stage continues on failure"),
-                        });
-                    } else {
-                        host.result.fail(task.failure_kind(), message);
-                    }
+            match end {
+                TaskEnd::Ok => {}
+                TaskEnd::Failed {
+                    why,
+                    continues: true,
+                } => events.emit(&Event::Message {
+                    host: Some(host.result.host.clone()),
+                    level: crate::events::Level::Warn,
+                    text: format!("stage `{name}`: {why}; the stage continues on failure"),
+                }),
+                TaskEnd::Failed { why, .. } => {
+                    host.result
+                        .fail(task.failure_kind(), format!("stage `{name}`: {why}"));
                 }
-                TaskReport::Skipped(why) => {
-                    skipped += 1;
-                    skip(host, &format!("stage `{name}`: {why}"));
-                }
+                TaskEnd::Skipped(why) => host.result.skip(format!("stage `{name}`: {why}")),
             }
-        }
+        });
         aborted |= report.aborted;
         if announce {
             events.emit(&Event::StageEnd {
                 stage: name,
-                ok,
-                failed,
-                skipped,
+                ok: tally.ok,
+                failed: tally.failed,
+                skipped: tally.skipped,
                 aborted: report.aborted,
             });
         }
     }
     Executed { aborted }
-}
-
-/// Mark a host whose changes were not made because the run stopped elsewhere.
-fn skip(host: &mut Prepared, why: &str) {
-    if host.result.status == HostStatus::Ok {
-        host.result.status = HostStatus::Skipped;
-        host.result.error = Some(why.to_owned());
-    }
 }
 
 /// Stage names in an order every host agrees with: each host's stages keep their

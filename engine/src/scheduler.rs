@@ -136,7 +136,65 @@ pub struct StageReport {
     pub failed_hosts: BTreeSet<String>,
 }
 
+/// How one task of a finished stage ended, as the driver that owns its host sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskEnd<'a> {
+    /// It succeeded.
+    Ok,
+    /// It failed (or its host was lost): `why`, with the attempts made; under
+    /// `continue` (`continues`) the failure is only reported, the host goes on.
+    Failed {
+        /// What went wrong.
+        why: String,
+        /// The stage continues on failure: the host is not failed for it.
+        continues: bool,
+    },
+    /// It never started.
+    Skipped(&'a str),
+}
+
+/// The counts a stage ends with: tasks (or hosts) that succeeded, failed, never started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Succeeded.
+    pub ok: usize,
+    /// Failed.
+    pub failed: usize,
+    /// Never started.
+    pub skipped: usize,
+}
+
 impl StageReport {
+    /// Hand each task's end to `each` (with its index), in task order, and count them:
+    /// the one reading of a stage's report that the runbook and task-list drivers share.
+    pub fn tally(&self, options: &StageOptions, mut each: impl FnMut(usize, TaskEnd)) -> Tally {
+        let mut tally = Tally::default();
+        for (index, report) in self.tasks.iter().enumerate() {
+            let end = match report {
+                TaskReport::Ran {
+                    outcome: TaskOutcome::Ok,
+                    ..
+                } => {
+                    tally.ok += 1;
+                    TaskEnd::Ok
+                }
+                TaskReport::Ran { .. } => {
+                    tally.failed += 1;
+                    TaskEnd::Failed {
+                        why: report.failure().unwrap_or_default(),
+                        continues: options.on_failure == FailurePolicy::Continue,
+                    }
+                }
+                TaskReport::Skipped(why) => {
+                    tally.skipped += 1;
+                    TaskEnd::Skipped(why)
+                }
+            };
+            each(index, end);
+        }
+        tally
+    }
+
     /// Whether every task ran and succeeded.
     pub fn all_ok(&self) -> bool {
         self.tasks.iter().all(|t| {

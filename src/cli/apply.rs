@@ -6,11 +6,11 @@ use std::path::Path;
 
 use anyhow::anyhow;
 use toyc_engine::run::{Approve, TaskListJob};
-use toyc_engine::sandbox::Limits;
 use toyc_engine::tasklist::TaskList;
 
 use super::args::ApplyArgs;
 use super::deploy::{deploy_run, execute, inventory, plan_hosts};
+use super::targets::script_limits;
 use super::{Failure, Outcome, Process};
 
 /// The top-level entry point for `toyc apply`.
@@ -30,7 +30,7 @@ pub async fn apply(args: ApplyArgs, process: &Process) -> Outcome {
         "apply",
         &args.targets,
         &args.output,
-        Limits::default(),
+        script_limits(&args.limits)?,
     )?;
     let job = TaskListJob {
         list,

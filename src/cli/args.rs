@@ -307,6 +307,9 @@ pub struct ApplyArgs {
     pub targets: TargetArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+    /// The limits of its custom commands' scripts.
+    #[command(flatten)]
+    pub limits: ScriptLimitArgs,
 }
 
 /// `toyc role`.

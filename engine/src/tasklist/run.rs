@@ -16,7 +16,7 @@ use crate::events::{
 use crate::inventory::Host;
 use crate::run::{Gate, Library, Pending, Report, RunContext, RunError, TaskListJob, Verdict};
 use crate::runner::{elapsed_ms, for_each_host};
-use crate::scheduler::{run_stage, Attempt, FailurePolicy, TaskOutcome, TaskReport};
+use crate::scheduler::{run_stage, Attempt, FailurePolicy, TaskEnd, TaskOutcome};
 use crate::transport::Transport;
 
 /// Run a task-list job (see [`crate::run::run`]): validate every task, stop under
@@ -312,60 +312,53 @@ async fn run_one_stage(
     let changed = changed.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let kinds = kinds.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let ends = ends.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let (mut ok, mut failed, mut not_started) = (0, 0, 0);
-    for (n, ((index, task), outcome)) in tasks.iter().zip(&report.tasks).enumerate() {
+    let tally = report.tally(&options, |n, end| {
+        let (index, task) = &tasks[n];
         let Some(state) = states.iter_mut().find(|s| s.host.name == task.host) else {
-            continue;
+            return;
         };
         state.result.changed += changed[n];
         if let Some(end) = ends[n] {
             state.last = state.last.max(end);
         }
-        match outcome {
-            TaskReport::Ran {
-                outcome: TaskOutcome::Ok,
-                ..
-            } => ok += 1,
-            TaskReport::Ran { .. } => {
-                failed += 1;
-                let e = outcome.failure().unwrap_or_default();
-                let message = format!(
-                    "stage `{}` task {index} (`{}`): {e}",
-                    stage.name, task.command
-                );
-                if options.on_failure == FailurePolicy::Continue {
-                    events.emit(&Event::Log {
-                        level: Level::Warn,
-                        component: "stage".into(),
-                        host: Some(task.host.clone()),
-                        service: task.service().map(str::to_owned),
-                        text: format!("{message}; the stage continues on failure"),
-                    });
-                } else if state.result.status != HostStatus::Unreachable {
-                    if state.result.error.is_none() {
-                        state
-                            .result
-                            .fail(kinds[n].unwrap_or(FailureKind::Command), message);
-                    } else {
-                        state.result.status = HostStatus::Failed;
-                    }
-                }
+        let message = |why: &str| {
+            format!(
+                "stage `{}` task {index} (`{}`): {why}",
+                stage.name, task.command
+            )
+        };
+        match end {
+            TaskEnd::Ok => {}
+            TaskEnd::Failed {
+                why,
+                continues: true,
+            } => events.emit(&Event::Log {
+                level: Level::Warn,
+                component: "stage".into(),
+                host: Some(task.host.clone()),
+                service: task.service().map(str::to_owned),
+                text: format!("{}; the stage continues on failure", message(&why)),
+            }),
+            // A host keeps its first failure; a lost host stays unreachable.
+            TaskEnd::Failed { .. } if state.result.status == HostStatus::Unreachable => {}
+            TaskEnd::Failed { .. } if state.result.error.is_some() => {
+                state.result.status = HostStatus::Failed;
             }
-            TaskReport::Skipped(why) => {
-                not_started += 1;
+            TaskEnd::Failed { why, .. } => {
+                let kind = kinds[n].unwrap_or(FailureKind::Command);
+                state.result.fail(kind, message(&why));
+            }
+            TaskEnd::Skipped(why) => {
                 skipped(events.as_ref(), stage, index - 1, task, why);
-                if state.result.status == HostStatus::Ok {
-                    state.result.status = HostStatus::Skipped;
-                    state.result.error = Some(format!("stage `{}`: {why}", stage.name));
-                }
+                state.result.skip(format!("stage `{}`: {why}", stage.name));
             }
         }
-    }
+    });
     events.emit(&Event::StageEnd {
         stage: stage.name.clone(),
-        ok,
-        failed,
-        skipped: not_started,
+        ok: tally.ok,
+        failed: tally.failed,
+        skipped: tally.skipped,
         aborted: report.aborted,
     });
     StageRan {
@@ -449,9 +442,6 @@ fn skipped(events: &dyn EventSink, stage: &StagePlan, i: usize, task: &Task, why
 /// A host whose task never started is `skipped`, unless something worse happened to it.
 fn mark_skipped(states: &mut [HostState], host: &str, why: &str) {
     for state in states.iter_mut().filter(|s| s.host.name == host) {
-        if state.result.status == HostStatus::Ok {
-            state.result.status = HostStatus::Skipped;
-            state.result.error = Some(why.to_owned());
-        }
+        state.result.skip(why);
     }
 }

@@ -47,6 +47,7 @@ pub mod facts;
 pub mod gitsync;
 pub mod host_lock;
 pub mod inventory;
+pub mod limits;
 pub mod memory;
 pub mod plan;
 pub mod progress;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::facts::{FactQuery, Facts};
 use crate::host_lock::{HostLock, LockNews};
+pub use crate::transport::PAYLOAD_FUNCTION;
 use crate::transport::{quote, ExecRequest};
 
 /// What kind of change an operation would make.
@@ -128,11 +129,6 @@ pub struct ApplyScript {
 }
 
 const STEP_MARKER: &str = "@@toyc-step ";
-
-/// The shell function that prints the current step's payload inside an apply script,
-/// without starting a process for text. A step whose script names it gets `/dev/null`
-/// on standard input; other steps read the payload from standard input.
-pub const PAYLOAD_FUNCTION: &str = "toyc_payload";
 
 impl ApplyScript {
     /// The script for `changes`, in order, under this run's host lock.

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rhai::{EvalAltResult, ParseError, Position};
 
-use crate::sandbox::{Limits, CANCEL_TOKEN, MEMORY_TOKEN, TIMEOUT_TOKEN};
+use crate::limits::{Limits, CANCEL_TOKEN, MEMORY_TOKEN, TIMEOUT_TOKEN};
 
 /// A script failed to compile or to run.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,9 @@ use tokio::sync::mpsc;
 
 pub use local::LocalTransport;
 pub use output::{max_output, DEFAULT_MAX_OUTPUT_MIB};
-pub use remote_shell::{atomic_write, env_block, is_env_name, quote, sudo_with_env, ENV_READER};
+pub use remote_shell::{
+    atomic_write, env_block, is_env_name, quote, sudo_with_env, ENV_READER, PAYLOAD_FUNCTION,
+};
 pub(crate) use ssh::MAX_CONTROL_DIR;
 pub use ssh::{SshOptions, SshTransport};
 

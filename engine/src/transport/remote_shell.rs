@@ -4,7 +4,11 @@
 use std::borrow::Cow;
 
 use super::{ExecRequest, PutOptions};
-use crate::plan::PAYLOAD_FUNCTION;
+
+/// The shell function that prints the current step's payload inside an apply script,
+/// without starting a process for text. A step whose script names it gets `/dev/null`
+/// on standard input; other steps read the payload from standard input.
+pub const PAYLOAD_FUNCTION: &str = "toyc_payload";
 
 /// Marks the first stderr line of an SSH command: the remote shell's pid, which is also
 /// its process group (sshd makes each session's shell a session leader), so a timed-out

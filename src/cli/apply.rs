@@ -1,5 +1,5 @@
 //! `toyc apply PLAN`: read a saved, possibly hand-edited task list, validate every task
-//! before any host is touched, then run it. A saved plan was reviewed already, so it
+//! before any host is touched, then run it. A saved task list was reviewed already, so it
 //! runs without asking (like `terraform apply plan.tfplan`).
 
 use std::path::Path;

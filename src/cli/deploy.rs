@@ -191,7 +191,7 @@ pub async fn generate(
         .map_err(|e| Failure::input(anyhow!(e)))
 }
 
-/// Every host the plan names: from the config's host groups (which take the
+/// Every host the task list names: from the config's host groups (which take the
 /// inventory's settings), else the inventory, else the name as address.
 pub fn plan_hosts(
     list: &TaskList,
@@ -239,9 +239,9 @@ pub fn invalid_list(error: RunError) -> Failure {
     Failure::input(error)
 }
 
-/// The plan for people, stage by stage, secrets masked.
+/// The task list for people, stage by stage, secrets masked.
 pub fn show(list: &TaskList, secrets: &Secrets) {
-    eprintln!("plan `{}`: {} task(s)", list.name, list.task_count());
+    eprintln!("task list `{}`: {} task(s)", list.name, list.task_count());
     for stage in &list.stages {
         let mut limits = Vec::new();
         if let Some(c) = stage.concurrency {

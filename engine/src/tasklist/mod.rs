@@ -36,14 +36,14 @@ use crate::run::RunContext;
 use crate::scheduler::{FailurePolicy, StageOptions};
 use crate::transport::{Transport, TransportError};
 
-/// A plan: stages run in order.
+/// A task list: stages run in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskList {
-    /// What the plan does, for people.
+    /// What the task list does, for people.
     pub name: String,
     /// The directory of the generator that made it: `commands/NAME.rhai` and local files
-    /// (`upload`'s `src`) come from there. Relative to the plan file; the plan file's
+    /// (`upload`'s `src`) come from there. Relative to the task list file; the task list file's
     /// directory when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root: Option<PathBuf>,
@@ -54,7 +54,7 @@ pub struct TaskList {
     pub stages: Vec<StagePlan>,
 }
 
-/// One stage of a plan: tasks that run concurrently under its limits.
+/// One stage of a task list: tasks that run concurrently under its limits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StagePlan {
@@ -108,7 +108,7 @@ impl Task {
     }
 }
 
-/// Why a plan could not be read.
+/// Why a task list could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TaskListError {
@@ -121,7 +121,7 @@ pub enum TaskListError {
         #[source]
         source: std::io::Error,
     },
-    /// The file is not a plan; the message says where and why.
+    /// The file is not a task list; the message says where and why.
     #[error("{}:{line}:{column}: {message}", .path.display())]
     Parse {
         /// The file.
@@ -133,25 +133,25 @@ pub enum TaskListError {
         /// What is wrong.
         message: String,
     },
-    /// A saved plan's `root` or `releases` names a directory outside the plan file's
-    /// own: a hand-edited plan must not widen what local files its tasks may read.
-    /// Resolution: keep the plan file next to (or above) the generator's directory.
+    /// A saved task list's `root` or `releases` names a directory outside the task list file's
+    /// own: a hand-edited task list must not widen what local files its tasks may read.
+    /// Resolution: keep the task list file next to (or above) the generator's directory.
     #[error(
         "{}: `{key}` is `{}`, outside the plan's directory `{}`; a saved plan may only read \
          local files below the directory it is in: move the plan there, or plan again",
         .path.display(), .value.display(), .dir.display()
     )]
     Outside {
-        /// The plan file.
+        /// The task list file.
         path: PathBuf,
         /// `root` or `releases`.
         key: &'static str,
-        /// What the plan says.
+        /// What the task list says.
         value: PathBuf,
-        /// The plan file's directory.
+        /// The task list file's directory.
         dir: PathBuf,
     },
-    /// A generator returned something that is not a plan.
+    /// A generator returned something that is not a task list.
     #[error("{origin}: `generate` returned no valid plan: {message}")]
     Generated {
         /// The generator.
@@ -162,7 +162,7 @@ pub enum TaskListError {
 }
 
 impl TaskList {
-    /// Read a plan file.
+    /// Read a task list file.
     pub fn load(path: &Path) -> Result<TaskList, TaskListError> {
         let text = std::fs::read_to_string(path).map_err(|source| TaskListError::Read {
             path: path.to_owned(),
@@ -173,7 +173,7 @@ impl TaskList {
         Ok(list)
     }
 
-    /// Hold a plan read from `path` to that file's directory: its `root` and `releases`
+    /// Hold a task list read from `path` to that file's directory: its `root` and `releases`
     /// (where its tasks read local files) are resolved against it, and must be it or
     /// below it, after symlinks. They are then absolute.
     fn confine_to(&mut self, path: &Path) -> Result<(), TaskListError> {
@@ -209,7 +209,7 @@ impl TaskList {
         Ok(())
     }
 
-    /// Read a plan from JSON `text`; errors name `origin:line:column`.
+    /// Read a task list from JSON `text`; errors name `origin:line:column`.
     pub fn parse(text: &str, origin: &Path) -> Result<TaskList, TaskListError> {
         serde_json::from_str(text).map_err(|e| TaskListError::Parse {
             path: origin.to_owned(),
@@ -219,7 +219,7 @@ impl TaskList {
         })
     }
 
-    /// A plan from the JSON value a generator returned.
+    /// A task list from the JSON value a generator returned.
     pub fn from_value(value: Value, origin: &str) -> Result<TaskList, TaskListError> {
         serde_json::from_value(value).map_err(|e| TaskListError::Generated {
             origin: origin.to_owned(),
@@ -227,7 +227,7 @@ impl TaskList {
         })
     }
 
-    /// The plan as pretty JSON, for `--dump` and `--save`.
+    /// The task list as pretty JSON, for `--dump` and `--save`.
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default() + "\n"
     }
@@ -243,7 +243,7 @@ impl TaskList {
         hosts
     }
 
-    /// How many tasks the plan has.
+    /// How many tasks the task list has.
     pub fn task_count(&self) -> usize {
         self.stages.iter().map(|s| s.tasks.len()).sum()
     }
@@ -331,7 +331,7 @@ impl std::fmt::Display for Invalid {
     }
 }
 
-/// Check the whole plan without touching a host: every stage's settings, and every
+/// Check the whole task list without touching a host: every stage's settings, and every
 /// task's `initialize`. Lists every problem, not just the first.
 pub fn validate(list: &TaskList, commands: &dyn CommandSet) -> Vec<Invalid> {
     let mut invalid = Vec::new();
@@ -445,7 +445,7 @@ pub trait TaskCommand: Send + Sync {
     async fn execute(&self, task: &Task, ctx: &TaskContext) -> Result<usize, TaskFailure>;
 }
 
-/// The commands a plan may name.
+/// The commands a task list may name.
 pub trait CommandSet: Send + Sync {
     /// The command called `name`, or why there is none (with close matches).
     fn command(&self, name: &str) -> Result<Arc<dyn TaskCommand>, String>;

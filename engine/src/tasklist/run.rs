@@ -1,8 +1,8 @@
-//! Running a validated plan: connect every host it names (in parallel), then each stage
+//! Running a validated task list: connect every host it names (in parallel), then each stage
 //! under the [`scheduler`](crate::scheduler): tasks start while `concurrency` and
 //! `concurrency_per_host` leave room, a host's tasks in their order; on a failure under
 //! `abort` nothing new starts, running tasks finish, later stages are skipped and the
-//! run fails. `isolate` drops the failed host from the rest of the plan; `continue`
+//! run fails. `isolate` drops the failed host from the rest of the task list; `continue`
 //! goes on (the failure is logged, the run does not fail for it).
 
 use std::collections::{BTreeSet, HashMap};
@@ -91,11 +91,11 @@ pub(crate) async fn run(
     })
 }
 
-/// What a task-list run needs besides the plan.
+/// What a task-list run needs besides the task list.
 struct RunSetup {
-    /// Every host the plan names, resolved (inventory, deploy config, or name as address).
+    /// Every host the task list names, resolved (inventory, deploy config, or name as address).
     hosts: Vec<Host>,
-    /// The commands tasks may name (already validated against the plan).
+    /// The commands tasks may name (already validated against the task list).
     commands: Arc<dyn CommandSet>,
     /// `--sudo`.
     sudo: bool,
@@ -106,7 +106,7 @@ struct RunSetup {
 /// How the run went.
 #[derive(Debug, Clone, PartialEq)]
 struct RunReport {
-    /// One result per host, in the order the plan first names them.
+    /// One result per host, in the order the task list first names them.
     pub results: Vec<HostResult>,
     /// A stage aborted the run.
     pub aborted: bool,

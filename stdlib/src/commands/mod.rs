@@ -21,7 +21,7 @@ use builtin::{Builtin, LocalRoots, BUILTINS};
 use custom::CustomCommand;
 use operation::{OperationCommand, OPERATIONS};
 
-/// Every command a plan may name, for one generator directory.
+/// Every command a task list may name, for one generator directory.
 pub struct Commands {
     roots: LocalRoots,
     hosts: Arc<HashMap<String, Host>>,
@@ -31,7 +31,7 @@ pub struct Commands {
 }
 
 impl Commands {
-    /// The commands of a generator in `roots.root`; `hosts` are the plan's hosts as the
+    /// The commands of a generator in `roots.root`; `hosts` are the task list's hosts as the
     /// inventory describes them (operations check templates against their vars).
     pub fn new(roots: LocalRoots, hosts: &[Host], run: &RunContext) -> Commands {
         Commands {

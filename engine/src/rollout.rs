@@ -103,7 +103,7 @@ pub async fn prepare(
 ) -> Prepared {
     let started = Instant::now();
     match run.session.connect(&host).await {
-        Ok(transport) => prepare_on(host, runbook, run, diff, sudo, transport).await,
+        Ok(transport) => prepare_on(host, runbook, diff, sudo, transport).await,
         Err(e) => {
             let mut result = HostResult::ok(host.name);
             result.unreachable(e.to_string());
@@ -123,7 +123,6 @@ pub async fn prepare(
 pub async fn prepare_on(
     host: Host,
     runbook: HostRunbook,
-    run: &RunContext,
     diff: bool,
     sudo: bool,
     transport: Arc<dyn Transport>,
@@ -148,7 +147,6 @@ pub async fn prepare_on(
             },
         }
     }
-    let _ = run;
     Prepared {
         transport: Some(transport),
         result,

@@ -103,10 +103,7 @@ impl Sandbox {
     /// `state` (what the stdlib's functions look for, such as a host's context) as the tag
     /// of an engine of this sandbox, beside the run's secrets: see [`tag_state`].
     pub fn tag(&self, state: Dynamic) -> Dynamic {
-        Dynamic::from(ScriptTag {
-            secrets: self.secrets.clone(),
-            state,
-        })
+        script_tag(&self.secrets, state)
     }
 
     /// Make `module` available to scripts as `name::function`.
@@ -258,6 +255,15 @@ impl Sandbox {
 struct ScriptTag {
     secrets: Secrets,
     state: Dynamic,
+}
+
+/// `state` as the tag of an engine of a run with `secrets`: what [`Sandbox::tag`] makes,
+/// for a caller that has the run's secrets but no sandbox at hand (the console's `on`).
+pub fn script_tag(secrets: &Secrets, state: Dynamic) -> Dynamic {
+    Dynamic::from(ScriptTag {
+        secrets: secrets.clone(),
+        state,
+    })
 }
 
 /// The state of type `T` that the engine making this call carries (see [`Sandbox::tag`]).

@@ -4,7 +4,7 @@
 //! and applying are jobs of the engine's one entry point, so the console honours stages,
 //! handlers, `notify`, timeouts and retries as `toyc run` does.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -233,16 +233,21 @@ impl Fleet {
         failures
     }
 
-    /// The open connection of every host in `hosts` (connecting those without one), or why not.
+    /// The open connection of every host in `hosts` (connecting those without one, all
+    /// at once), or why not.
     async fn transports(&self, hosts: &[Host]) -> Vec<(Host, Result<Arc<dyn Transport>, String>)> {
+        let failures: HashMap<String, String> = self.connect(hosts).await.into_iter().collect();
         let mut connected = Vec::with_capacity(hosts.len());
         for host in hosts {
-            let transport = match self.run.session.connect(host).await {
-                Ok(t) => Ok(t),
-                Err(e) => {
-                    self.run.session.forget(&host.name).await;
-                    Err(e.to_string())
-                }
+            // Connected by now, or failed: the session answers at once either way.
+            let transport = match failures.get(&host.name) {
+                Some(why) => Err(why.clone()),
+                None => self
+                    .run
+                    .session
+                    .connect(host)
+                    .await
+                    .map_err(|e| e.to_string()),
             };
             connected.push((host.clone(), transport));
         }
@@ -314,9 +319,7 @@ impl Fleet {
     /// `context` as the state of a tag of the session's engines: what `on(...)` gives
     /// its closure, so `host::` functions and operations act on that host.
     pub fn tag(&self, context: &Arc<HostContext>) -> Dynamic {
-        self.run
-            .sandbox(&self.root)
-            .tag(Arc::clone(context).into_tag())
+        toyc_engine::sandbox::script_tag(&self.run.secrets, Arc::clone(context).into_tag())
     }
 
     /// Move the runbook `context` collected into its host's pending runbook.

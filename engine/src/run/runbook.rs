@@ -292,15 +292,9 @@ pub async fn apply_runbook(
     sudo: bool,
     timeout: Option<std::time::Duration>,
 ) -> Result<usize, HostResult> {
-    let prepared = crate::rollout::prepare_on(
-        host,
-        HostRunbook::Declared(runbook),
-        run,
-        false,
-        sudo,
-        transport,
-    )
-    .await;
+    let prepared =
+        crate::rollout::prepare_on(host, HostRunbook::Declared(runbook), false, sudo, transport)
+            .await;
     if prepared.result.status != HostStatus::Ok {
         return Err(prepared.result);
     }

@@ -1,0 +1,304 @@
+//! toyc's state store: what the long-lived services (the daemon first) keep between
+//! runs and share between processes.
+//!
+//! - **deliveries**: every webhook delivery the daemon answered, with what became of it
+//!   (queued, merged into a queued job, ignored, duplicate). The delivery id is unique:
+//!   a delivery seen before queues nothing.
+//! - **jobs and their queue**: a job is an opaque JSON payload (the daemon's job
+//!   description) under a *key* (the role): at most one job per key runs at a time, and
+//!   a job queued for a key that already has a queued job is merged into it by a
+//!   function the caller passes.
+//! - **leases**: a worker that claims a job holds a lease it renews; a job whose lease
+//!   expired is claimed again by another worker, which is told so ([`Claim::taken_over`]).
+//!   Only the holder of the lease can finish a job, so none completes twice.
+//! - **events**: each job's event log (the engine's JSON events), in order.
+//! - **hosts**: bootstrap state, host key and last applied commit per host.
+//!
+//! Two implementations behind one trait, [`Store`]: SQLite (one file in the state
+//! directory, WAL, the default) and PostgreSQL (several daemons on several machines
+//! share one queue: `FOR UPDATE SKIP LOCKED`, leases, `LISTEN/NOTIFY`). `open` picks
+//! one from a location: a path, or a `postgres://` URL.
+#![deny(missing_docs)]
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A job's id, unique in its store.
+pub type JobId = i64;
+
+/// Why the store could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store could not be opened or created (bad path, bad URL, server down).
+    #[error("unable to open the store `{location}`: {reason}")]
+    Open {
+        /// The path or URL (with any password removed).
+        location: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A query failed (the database is gone, the disk is full, ...).
+    #[error("the store failed: {0}")]
+    Backend(String),
+    /// No job has this id.
+    #[error("no job #{0}")]
+    NoSuchJob(JobId),
+}
+
+/// A webhook delivery as the daemon received it, before any git or SSH work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewDelivery {
+    /// The git host's delivery id (`X-GitHub-Delivery`, `X-Gitea-Delivery`, GitLab's
+    /// `Idempotency-Key` or a hash of the body): unique per store.
+    pub id: String,
+    /// `github`, `gitea` or `gitlab`.
+    pub provider: String,
+    /// The repository's full name as the git host sent it (`owner/name`).
+    pub repo: String,
+    /// The event (`push`, `ping`, ...).
+    pub event: String,
+    /// Why the delivery queues nothing when it is not a job (`"branch dev is not
+    /// tracked"`); `None` when it is queued.
+    pub ignored: Option<String>,
+}
+
+/// A job to queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewJob {
+    /// At most one job per key runs at a time, and queued jobs with the same key merge
+    /// (the daemon uses the role's name).
+    pub key: String,
+    /// What to run: opaque to the store.
+    pub payload: Value,
+}
+
+/// What became of a delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Accepted {
+    /// A new job was queued.
+    Queued {
+        /// The new job.
+        job: JobId,
+    },
+    /// A job with the same key was already queued (not yet running); the new payload
+    /// was merged into it.
+    Merged {
+        /// The queued job it joined.
+        job: JobId,
+    },
+    /// The delivery id was seen before: nothing was queued or recorded.
+    Duplicate {
+        /// The job the first delivery queued or joined, if any.
+        job: Option<JobId>,
+    },
+    /// Recorded as ignored; nothing queued.
+    Ignored,
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for a worker.
+    Queued,
+    /// A worker holds its lease.
+    Running,
+    /// Finished, every host ok or changed.
+    Succeeded,
+    /// Finished with a failure.
+    Failed,
+    /// Cancelled before or while running.
+    Cancelled,
+}
+
+impl JobState {
+    /// Whether the job is over.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+/// How a worker ended a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every host ok or changed.
+    Succeeded,
+    /// Something failed.
+    Failed,
+    /// Stopped by a cancel request.
+    Cancelled,
+}
+
+/// A job as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Its id.
+    pub id: JobId,
+    /// Its key (the role).
+    pub key: String,
+    /// What to run.
+    pub payload: Value,
+    /// Where it is.
+    pub state: JobState,
+    /// Unix milliseconds: queued, started (last claim), finished.
+    pub created_ms: i64,
+    /// When the last claim started it.
+    pub started_ms: Option<i64>,
+    /// When it ended.
+    pub finished_ms: Option<i64>,
+    /// The worker holding (or that last held) its lease.
+    pub worker: Option<String>,
+    /// How many times it was claimed (2 and more: taken up again after a worker died).
+    pub attempts: i64,
+    /// Whether a cancel was asked for while it ran.
+    pub cancel_requested: bool,
+    /// What the worker recorded when it finished (the run's report, or an error).
+    pub result: Option<Value>,
+    /// The deliveries that queued or joined it, oldest first.
+    pub deliveries: Vec<String>,
+}
+
+/// A job a worker claimed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    /// The job, now running under the claiming worker.
+    pub job: Job,
+    /// When the job was running under another worker whose lease expired: that worker.
+    pub taken_over: Option<String>,
+}
+
+/// What renewing a lease found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// Still held, renewed.
+    Held,
+    /// Held, and a cancel was asked for: stop the run, then finish as cancelled.
+    CancelRequested,
+    /// Lost: another worker took the job over (this one was too slow to renew); stop
+    /// without finishing.
+    Lost,
+}
+
+/// A job's event, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredEvent {
+    /// 1, 2, 3, ... within the job.
+    pub seq: i64,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    /// The event (one of the engine's JSON event lines).
+    pub event: Value,
+}
+
+/// A delivery as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The delivery as received.
+    #[serde(flatten)]
+    pub delivery: NewDelivery,
+    /// Unix milliseconds.
+    pub received_ms: i64,
+    /// The job it queued or joined.
+    pub job: Option<JobId>,
+}
+
+/// What the store knows of a host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostRecord {
+    /// The host's inventory name.
+    pub name: String,
+    /// When it was bootstrapped (Unix milliseconds); `None`: never.
+    pub bootstrapped_ms: Option<i64>,
+    /// Its SSH host key as recorded at bootstrap (`ssh-ed25519 AAAA...`).
+    pub host_key: Option<String>,
+    /// The last role applied, and its commit.
+    pub role: Option<String>,
+    /// The last applied commit.
+    pub applied_commit: Option<String>,
+    /// When it was applied (Unix milliseconds).
+    pub applied_ms: Option<i64>,
+}
+
+/// Merges a new payload into a queued one with the same key; returns the merged payload.
+pub type Merge<'a> = &'a (dyn Fn(&Value, &Value) -> Value + Send + Sync);
+
+/// The state store. Every method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Records a delivery and, with `job`, queues it, merging it into a queued job with
+    /// the same key (`merge(queued, new)`) when there is one, all in one transaction,
+    /// committed before this returns. A delivery id seen before records nothing.
+    async fn accept(
+        &self,
+        delivery: NewDelivery,
+        job: Option<NewJob>,
+        merge: Merge<'_>,
+    ) -> Result<Accepted, StoreError>;
+
+    /// Queues a job with no delivery (a deliberate re-run): never merged, never
+    /// deduplicated.
+    async fn enqueue(&self, job: NewJob) -> Result<JobId, StoreError>;
+
+    /// Claims the oldest job that may run now for `lease`: a queued job whose key has
+    /// no running job with a live lease, or a running job whose lease expired (then
+    /// [`Claim::taken_over`] names the worker that lost it). `None` when there is none.
+    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Claim>, StoreError>;
+
+    /// Renews `worker`'s lease on `job` for `lease` from now.
+    async fn renew(&self, job: JobId, worker: &str, lease: Duration) -> Result<Lease, StoreError>;
+
+    /// Ends a job `worker` holds, with its result. `false` (and nothing written) when the
+    /// worker no longer holds it.
+    async fn finish(
+        &self,
+        job: JobId,
+        worker: &str,
+        outcome: Outcome,
+        result: Value,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives a running job back to the queue (shutdown before it could finish), so
+    /// another worker takes it up at once. `false` when `worker` does not hold it.
+    async fn release(&self, job: JobId, worker: &str) -> Result<bool, StoreError>;
+
+    /// Cancels a job: a queued one at once, a running one by flagging it (its worker
+    /// sees [`Lease::CancelRequested`] at its next renewal). Returns its state after.
+    async fn cancel(&self, job: JobId) -> Result<JobState, StoreError>;
+
+    /// Appends an event to a job's log.
+    async fn append_event(&self, job: JobId, event: Value) -> Result<(), StoreError>;
+
+    /// A job's events with `seq > after`, in order.
+    async fn events(&self, job: JobId, after: i64) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// One job.
+    async fn job(&self, job: JobId) -> Result<Option<Job>, StoreError>;
+
+    /// The newest `limit` jobs, newest first.
+    async fn jobs(&self, limit: usize) -> Result<Vec<Job>, StoreError>;
+
+    /// The newest `limit` deliveries, newest first.
+    async fn deliveries(&self, limit: usize) -> Result<Vec<Delivery>, StoreError>;
+
+    /// One host.
+    async fn host(&self, name: &str) -> Result<Option<HostRecord>, StoreError>;
+
+    /// Every host the store knows, by name.
+    async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError>;
+
+    /// Records that a host was bootstrapped, with its host key.
+    async fn record_bootstrap(&self, host: &str, host_key: Option<&str>) -> Result<(), StoreError>;
+
+    /// Records the commit of `role` a host now runs.
+    async fn record_applied(&self, host: &str, role: &str, commit: &str) -> Result<(), StoreError>;
+
+    /// Waits until a job may be claimable (a job was queued, finished or released, in
+    /// this process or, on PostgreSQL, any other), or `timeout` passes.
+    async fn wait_for_work(&self, timeout: Duration);
+}

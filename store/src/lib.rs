@@ -16,15 +16,57 @@
 //!
 //! Two implementations behind one trait, [`Store`]: SQLite (one file in the state
 //! directory, WAL, the default) and PostgreSQL (several daemons on several machines
-//! share one queue: `FOR UPDATE SKIP LOCKED`, leases, `LISTEN/NOTIFY`). `open` picks
-//! one from a location: a path, or a `postgres://` URL.
+//! share one queue: `FOR UPDATE SKIP LOCKED`, leases, `LISTEN/NOTIFY`). [`open`] picks
+//! one from a location: a `postgres://` (or `postgresql://`) URL, or else a file path.
+//!
+//! Times are Unix milliseconds. On PostgreSQL leases are measured by the server's
+//! clock, so the machines sharing it need not agree on the time.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), toyc_store::StoreError> {
+//! use std::time::Duration;
+//! use toyc_store::{NewJob, Outcome};
+//!
+//! let store = toyc_store::open("/var/lib/toyc/state.db").await?;
+//! let job = store.enqueue(NewJob { key: "web".into(), payload: "main".into() }).await?;
+//! if let Some(claim) = store.claim("worker-1", Duration::from_secs(30)).await? {
+//!     assert_eq!(claim.job.id, job);
+//!     store.finish(job, "worker-1", Outcome::Succeeded, "ok".into()).await?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
 #![deny(missing_docs)]
+
+mod postgres;
+mod sqlite;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// Opens the store at `location`: a `postgres://` or `postgresql://` URL connects to
+/// PostgreSQL, anything else is the path of an SQLite file (created, with its parent
+/// directories, when missing).
+pub async fn open(location: &str) -> Result<Box<dyn Store>, StoreError> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        Ok(Box::new(PostgresStore::connect(location).await?))
+    } else {
+        Ok(Box::new(SqliteStore::open(location).await?))
+    }
+}
+
+/// Now, in Unix milliseconds.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// A job's id, unique in its store.
 pub type JobId = i64;
@@ -146,7 +188,7 @@ pub struct Job {
     pub payload: Value,
     /// Where it is.
     pub state: JobState,
-    /// Unix milliseconds: queued, started (last claim), finished.
+    /// When it was queued (Unix milliseconds).
     pub created_ms: i64,
     /// When the last claim started it.
     pub started_ms: Option<i64>,
@@ -246,8 +288,9 @@ pub trait Store: Send + Sync {
     async fn enqueue(&self, job: NewJob) -> Result<JobId, StoreError>;
 
     /// Claims the oldest job that may run now for `lease`: a queued job whose key has
-    /// no running job with a live lease, or a running job whose lease expired (then
-    /// [`Claim::taken_over`] names the worker that lost it). `None` when there is none.
+    /// no running job, or a running job whose lease expired (then [`Claim::taken_over`]
+    /// names the worker that lost it; a queued job of that key waits until the taken
+    /// over one ends). `None` when there is none.
     async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Claim>, StoreError>;
 
     /// Renews `worker`'s lease on `job` for `lease` from now.

@@ -1,0 +1,907 @@
+//! The PostgreSQL store: several daemons, on several machines, share one queue.
+//!
+//! - claiming locks the candidate row with `FOR UPDATE SKIP LOCKED`, so two daemons
+//!   never wait on each other nor take the same job; a partial unique index
+//!   (`jobs_one_running_per_key`) makes "one running job per key" hold even when two
+//!   of them start two queued jobs of one key at the same moment (the loser retries);
+//! - `accept` takes transaction-scoped advisory locks on the delivery id and on the key,
+//!   so two deliveries of one key merge instead of queueing two jobs;
+//! - leases are measured by the server's clock (`clock_timestamp()`), so the daemons'
+//!   machines need not agree on the time;
+//! - every change that may make a job claimable sends `NOTIFY toyc_jobs` (delivered at
+//!   commit), which a listening connection of every store turns into a wake-up of its
+//!   `wait_for_work`.
+
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_postgres::error::SqlState;
+use deadpool_postgres::GenericClient;
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Row};
+
+use crate::sqlite::parse_state;
+use crate::{
+    Accepted, Claim, Delivery, HostRecord, Job, JobId, JobState, Lease, Merge, NewDelivery,
+    NewJob, Outcome, Store, StoreError, StoredEvent,
+};
+
+/// The schema this build writes; [`PostgresStore::connect`] refuses a newer one.
+const SCHEMA_VERSION: i64 = 1;
+
+/// Version 1.
+const SCHEMA: &str = "
+CREATE TABLE schema_version (version BIGINT NOT NULL);
+CREATE TABLE jobs (
+    id BIGSERIAL PRIMARY KEY,
+    key TEXT NOT NULL,
+    payload JSONB NOT NULL,
+    state TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    started_ms BIGINT,
+    finished_ms BIGINT,
+    worker TEXT,
+    lease_until_ms BIGINT,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    cancel_requested BOOLEAN NOT NULL DEFAULT false,
+    result JSONB
+);
+CREATE INDEX jobs_state_key ON jobs (state, key);
+CREATE UNIQUE INDEX jobs_one_running_per_key ON jobs (key) WHERE state = 'running';
+CREATE TABLE deliveries (
+    n BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    provider TEXT NOT NULL,
+    repo TEXT NOT NULL,
+    event TEXT NOT NULL,
+    ignored TEXT,
+    received_ms BIGINT NOT NULL,
+    job BIGINT REFERENCES jobs (id)
+);
+CREATE INDEX deliveries_job ON deliveries (job);
+CREATE TABLE events (
+    job BIGINT NOT NULL REFERENCES jobs (id),
+    seq BIGINT NOT NULL,
+    at_ms BIGINT NOT NULL,
+    event JSONB NOT NULL,
+    PRIMARY KEY (job, seq)
+);
+CREATE TABLE hosts (
+    name TEXT PRIMARY KEY,
+    bootstrapped_ms BIGINT,
+    host_key TEXT,
+    role TEXT,
+    applied_commit TEXT,
+    applied_ms BIGINT
+);
+";
+
+/// The channel of the wake-ups.
+const CHANNEL: &str = "toyc_jobs";
+
+/// The columns [`job_from_row`] reads.
+const JOB_COLUMNS: &str = "id, key, payload, state, created_ms, started_ms, finished_ms, \
+     worker, attempts, cancel_requested, result";
+
+/// Now by the server's clock, in Unix milliseconds.
+const NOW_MS: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+
+/// Advisory lock classes (the first key of `pg_advisory_xact_lock(int, int)`).
+const LOCK_SCHEMA: i32 = 0x746f_7900;
+const LOCK_KEY: i32 = 0x746f_7901;
+const LOCK_EVENTS: i32 = 0x746f_7902;
+const LOCK_DELIVERY: i32 = 0x746f_7903;
+
+/// How often a claim that lost a race for a key (see the module's doc) tries again.
+const CLAIM_ATTEMPTS: usize = 8;
+
+/// The PostgreSQL store: a pool of connections, and one more that listens for the
+/// other stores' wake-ups.
+pub struct PostgresStore {
+    pool: Pool,
+    /// The URL without its password, for messages.
+    location: String,
+    /// Poked by this store's changes and by `NOTIFY toyc_jobs` from any store.
+    work: Arc<Notify>,
+    /// The task that keeps the listening connection (reconnecting when it drops).
+    listener: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+fn backend(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(error.to_string())
+}
+
+/// `url` with its password (the `user:PASSWORD@` of a URL, any `password=` parameter)
+/// replaced by `***`, for messages.
+pub(crate) fn redact(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        if let Some((userinfo, host)) = authority.rsplit_once('@') {
+            if let Some((user, _)) = userinfo.split_once(':') {
+                out = format!("{scheme}://{user}:***@{host}{tail}");
+            }
+        }
+    }
+    let mut redacted = String::with_capacity(out.len());
+    let mut rest = out.as_str();
+    while let Some(at) = rest.find("password=") {
+        let value = at + "password=".len();
+        redacted.push_str(&rest[..value]);
+        redacted.push_str("***");
+        let end = rest[value..]
+            .find(['&', ' '])
+            .map_or(rest.len(), |end| value + end);
+        rest = &rest[end..];
+    }
+    redacted.push_str(rest);
+    redacted
+}
+
+/// `reason` without `password` (a driver message could quote the URL).
+fn scrub(reason: String, password: Option<&[u8]>) -> String {
+    match password.and_then(|p| std::str::from_utf8(p).ok()) {
+        Some(password) if !password.is_empty() => reason.replace(password, "***"),
+        _ => reason,
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the server at `url` (`postgres://user:password@host:port/db`; a
+    /// Unix socket's directory goes percent-encoded in the host:
+    /// `postgresql://toyc@%2Frun%2Fpostgresql/toyc`), creates or checks the schema, and
+    /// starts listening for wake-ups.
+    pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        let location = redact(url);
+        let mut config: Config = url.parse().map_err(|error| StoreError::Open {
+            location: location.clone(),
+            reason: format!("not a PostgreSQL URL ({error}): write it as postgres://user:password@host:port/database"),
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        let failed = |reason: String| StoreError::Open {
+            location: location.clone(),
+            reason: scrub(reason, config.get_password()),
+        };
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(16)
+            .build()
+            .map_err(|error| failed(error.to_string()))?;
+        {
+            let mut client = pool.get().await.map_err(|error| failed(error.to_string()))?;
+            create_schema(&mut client).await.map_err(failed)?;
+        }
+        let work = Arc::new(Notify::new());
+        let (client, driver) = listen(&config, work.clone())
+            .await
+            .map_err(|error| failed(error.to_string()))?;
+        let listener = tokio::spawn(keep_listening(config, work.clone(), client, driver));
+        Ok(PostgresStore {
+            pool,
+            location,
+            work,
+            listener,
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(backend)
+    }
+
+    /// Wakes this process's `wait_for_work` at once (the `NOTIFY` comes back a moment
+    /// later, and wakes the other processes).
+    fn poke(&self) {
+        poke(&self.work);
+    }
+}
+
+/// Wakes the waiting ones now, and leaves a permit for a worker that is between a
+/// fruitless claim and its wait.
+fn poke(work: &Notify) {
+    work.notify_waiters();
+    work.notify_one();
+}
+
+async fn create_schema(client: &mut Client) -> Result<(), String> {
+    let tx = client.transaction().await.map_err(|e| e.to_string())?;
+    // Two daemons starting on an empty database: one creates, the other waits and sees.
+    tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&LOCK_SCHEMA])
+        .await
+        .map_err(|e| e.to_string())?;
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
+        .await
+        .map_err(|e| e.to_string())?
+        .get(0);
+    if !exists {
+        tx.batch_execute(SCHEMA).await.map_err(|e| e.to_string())?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES ($1)",
+            &[&SCHEMA_VERSION],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    } else {
+        let version: Option<i64> = tx
+            .query_one("SELECT max(version) FROM schema_version", &[])
+            .await
+            .map_err(|e| e.to_string())?
+            .get(0);
+        let version = version.unwrap_or(0);
+        if version > SCHEMA_VERSION {
+            return Err(format!(
+                "it has schema version {version}, this toyc knows up to {SCHEMA_VERSION}: run a newer toyc"
+            ));
+        }
+    }
+    tx.commit().await.map_err(|e| e.to_string())
+}
+
+/// Opens the listening connection: its messages are driven by a task that pokes `work`
+/// on every notification and ends when the connection does.
+async fn listen(
+    config: &Config,
+    work: Arc<Notify>,
+) -> Result<(Client, JoinHandle<()>), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let driver = tokio::spawn(async move {
+        while let Some(message) = poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(AsyncMessage::Notification(_)) => poke(&work),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await?;
+    Ok((client, driver))
+}
+
+/// Keeps a listening connection open: when it drops (server restart), reconnects, and
+/// wakes the waiting ones, who may have missed a notification meanwhile.
+async fn keep_listening(config: Config, work: Arc<Notify>, client: Client, driver: JoinHandle<()>) {
+    let mut current = Some((client, driver));
+    loop {
+        if let Some((client, driver)) = current.take() {
+            let _ = driver.await;
+            drop(client);
+            poke(&work);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        current = listen(&config, work.clone()).await.ok();
+    }
+}
+
+/// Now by the server's clock.
+async fn now(client: &impl GenericClient) -> Result<i64, StoreError> {
+    Ok(client.query_one(NOW_MS, &[]).await.map_err(backend)?.get(0))
+}
+
+/// Wakes every store's `wait_for_work` when the transaction commits.
+async fn notify(client: &impl GenericClient) -> Result<(), StoreError> {
+    client
+        .execute("SELECT pg_notify($1, '')", &[&CHANNEL])
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
+fn state_name(state: JobState) -> &'static str {
+    match state {
+        JobState::Queued => "queued",
+        JobState::Running => "running",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+        JobState::Cancelled => "cancelled",
+    }
+}
+
+fn parse(id: JobId, state: &str) -> Result<JobState, StoreError> {
+    parse_state(state)
+        .ok_or_else(|| StoreError::Backend(format!("job #{id} has an unknown state `{state}`")))
+}
+
+fn job_from_row(row: &Row) -> Result<Job, StoreError> {
+    let id: JobId = row.try_get(0).map_err(backend)?;
+    let state: String = row.try_get(3).map_err(backend)?;
+    Ok(Job {
+        id,
+        key: row.try_get(1).map_err(backend)?,
+        payload: row.try_get(2).map_err(backend)?,
+        state: parse(id, &state)?,
+        created_ms: row.try_get(4).map_err(backend)?,
+        started_ms: row.try_get(5).map_err(backend)?,
+        finished_ms: row.try_get(6).map_err(backend)?,
+        worker: row.try_get(7).map_err(backend)?,
+        attempts: row.try_get(8).map_err(backend)?,
+        cancel_requested: row.try_get(9).map_err(backend)?,
+        result: row.try_get(10).map_err(backend)?,
+        deliveries: Vec::new(),
+    })
+}
+
+async fn with_deliveries(client: &impl GenericClient, mut job: Job) -> Result<Job, StoreError> {
+    job.deliveries = client
+        .query(
+            "SELECT id FROM deliveries WHERE job = $1 ORDER BY n",
+            &[&job.id],
+        )
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|row| row.try_get(0).map_err(backend))
+        .collect::<Result<_, _>>()?;
+    Ok(job)
+}
+
+async fn load_job(client: &impl GenericClient, id: JobId) -> Result<Option<Job>, StoreError> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"),
+            &[&id],
+        )
+        .await
+        .map_err(backend)?;
+    match row {
+        Some(row) => Ok(Some(with_deliveries(client, job_from_row(&row)?).await?)),
+        None => Ok(None),
+    }
+}
+
+/// The job's state, worker and cancel flag, its row locked until the transaction
+/// ends; `NoSuchJob` when there is no job.
+async fn lease_row(
+    client: &impl GenericClient,
+    id: JobId,
+) -> Result<(JobState, Option<String>, bool), StoreError> {
+    let row = client
+        .query_opt(
+            "SELECT state, worker, cancel_requested FROM jobs WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await
+        .map_err(backend)?
+        .ok_or(StoreError::NoSuchJob(id))?;
+    let state: String = row.try_get(0).map_err(backend)?;
+    Ok((
+        parse(id, &state)?,
+        row.try_get(1).map_err(backend)?,
+        row.try_get(2).map_err(backend)?,
+    ))
+}
+
+fn holds(state: JobState, holder: Option<&str>, worker: &str) -> bool {
+    state == JobState::Running && holder == Some(worker)
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+async fn insert_delivery(
+    client: &impl GenericClient,
+    delivery: &NewDelivery,
+    now: i64,
+    job: Option<JobId>,
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            "INSERT INTO deliveries (id, provider, repo, event, ignored, received_ms, job)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &delivery.id,
+                &delivery.provider,
+                &delivery.repo,
+                &delivery.event,
+                &delivery.ignored,
+                &now,
+                &job,
+            ],
+        )
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
+async fn insert_job(client: &impl GenericClient, job: &NewJob, now: i64) -> Result<JobId, StoreError> {
+    Ok(client
+        .query_one(
+            "INSERT INTO jobs (key, payload, state, created_ms) VALUES ($1, $2, 'queued', $3)
+             RETURNING id",
+            &[&job.key, &job.payload, &now],
+        )
+        .await
+        .map_err(backend)?
+        .get(0))
+}
+
+fn host_from_row(row: &Row) -> Result<HostRecord, StoreError> {
+    Ok(HostRecord {
+        name: row.try_get(0).map_err(backend)?,
+        bootstrapped_ms: row.try_get(1).map_err(backend)?,
+        host_key: row.try_get(2).map_err(backend)?,
+        role: row.try_get(3).map_err(backend)?,
+        applied_commit: row.try_get(4).map_err(backend)?,
+        applied_ms: row.try_get(5).map_err(backend)?,
+    })
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn accept(
+        &self,
+        delivery: NewDelivery,
+        job: Option<NewJob>,
+        merge: Merge<'_>,
+    ) -> Result<Accepted, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        // The delivery's lock first, then the key's: always in this order.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+            &[&LOCK_DELIVERY, &delivery.id],
+        )
+        .await
+        .map_err(backend)?;
+        if let Some(row) = tx
+            .query_opt("SELECT job FROM deliveries WHERE id = $1", &[&delivery.id])
+            .await
+            .map_err(backend)?
+        {
+            return Ok(Accepted::Duplicate {
+                job: row.try_get(0).map_err(backend)?,
+            });
+        }
+        let now = now(&tx).await?;
+        let accepted = match job {
+            None => {
+                insert_delivery(&tx, &delivery, now, None).await?;
+                Accepted::Ignored
+            }
+            Some(job) => {
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                    &[&LOCK_KEY, &job.key],
+                )
+                .await
+                .map_err(backend)?;
+                let queued = tx
+                    .query_opt(
+                        "SELECT id, payload FROM jobs WHERE key = $1 AND state = 'queued'
+                         ORDER BY id LIMIT 1 FOR UPDATE",
+                        &[&job.key],
+                    )
+                    .await
+                    .map_err(backend)?;
+                match queued {
+                    Some(row) => {
+                        let id: JobId = row.try_get(0).map_err(backend)?;
+                        let payload: Value = row.try_get(1).map_err(backend)?;
+                        let merged = merge(&payload, &job.payload);
+                        tx.execute(
+                            "UPDATE jobs SET payload = $1 WHERE id = $2",
+                            &[&merged, &id],
+                        )
+                        .await
+                        .map_err(backend)?;
+                        insert_delivery(&tx, &delivery, now, Some(id)).await?;
+                        Accepted::Merged { job: id }
+                    }
+                    None => {
+                        let id = insert_job(&tx, &job, now).await?;
+                        insert_delivery(&tx, &delivery, now, Some(id)).await?;
+                        notify(&tx).await?;
+                        Accepted::Queued { job: id }
+                    }
+                }
+            }
+        };
+        tx.commit().await.map_err(backend)?;
+        if matches!(accepted, Accepted::Queued { .. }) {
+            self.poke();
+        }
+        Ok(accepted)
+    }
+
+    async fn enqueue(&self, job: NewJob) -> Result<JobId, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let now = now(&tx).await?;
+        let id = insert_job(&tx, &job, now).await?;
+        notify(&tx).await?;
+        tx.commit().await.map_err(backend)?;
+        self.poke();
+        Ok(id)
+    }
+
+    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Claim>, StoreError> {
+        let mut client = self.client().await?;
+        for _ in 0..CLAIM_ATTEMPTS {
+            let tx = client.transaction().await.map_err(backend)?;
+            let now = now(&tx).await?;
+            // A queued job waits while its key has a running job, live or not: a dead
+            // worker's job is taken over (the second arm) before the next one starts.
+            let Some(row) = tx
+                .query_opt(
+                    "SELECT id, state, worker FROM jobs AS j
+                     WHERE (state = 'queued' AND NOT EXISTS (
+                                SELECT 1 FROM jobs AS r WHERE r.key = j.key AND r.state = 'running'))
+                        OR (state = 'running' AND lease_until_ms <= $1)
+                     ORDER BY id LIMIT 1
+                     FOR UPDATE SKIP LOCKED",
+                    &[&now],
+                )
+                .await
+                .map_err(backend)?
+            else {
+                return Ok(None);
+            };
+            let id: JobId = row.try_get(0).map_err(backend)?;
+            let state: String = row.try_get(1).map_err(backend)?;
+            let previous: Option<String> = row.try_get(2).map_err(backend)?;
+            let updated = tx
+                .execute(
+                    "UPDATE jobs SET state = 'running', worker = $1, lease_until_ms = $2,
+                         started_ms = $3, attempts = attempts + 1
+                     WHERE id = $4",
+                    &[&worker, &now.saturating_add(millis(lease)), &now, &id],
+                )
+                .await;
+            match updated {
+                // Another store started a job of this key since this one looked: look
+                // again (that key is now skipped).
+                Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => continue,
+                Err(error) => return Err(backend(error)),
+                Ok(_) => {}
+            }
+            let job = load_job(&tx, id).await?.ok_or(StoreError::NoSuchJob(id))?;
+            tx.commit().await.map_err(backend)?;
+            let taken_over = if state == "running" { previous } else { None };
+            return Ok(Some(Claim { job, taken_over }));
+        }
+        Ok(None)
+    }
+
+    async fn renew(&self, job: JobId, worker: &str, lease: Duration) -> Result<Lease, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let (state, holder, cancel) = lease_row(&tx, job).await?;
+        if !holds(state, holder.as_deref(), worker) {
+            return Ok(Lease::Lost);
+        }
+        let now = now(&tx).await?;
+        tx.execute(
+            "UPDATE jobs SET lease_until_ms = $1 WHERE id = $2",
+            &[&now.saturating_add(millis(lease)), &job],
+        )
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(if cancel {
+            Lease::CancelRequested
+        } else {
+            Lease::Held
+        })
+    }
+
+    async fn finish(
+        &self,
+        job: JobId,
+        worker: &str,
+        outcome: Outcome,
+        result: Value,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let (state, holder, _) = lease_row(&tx, job).await?;
+        if !holds(state, holder.as_deref(), worker) {
+            return Ok(false);
+        }
+        let now = now(&tx).await?;
+        let state = match outcome {
+            Outcome::Succeeded => JobState::Succeeded,
+            Outcome::Failed => JobState::Failed,
+            Outcome::Cancelled => JobState::Cancelled,
+        };
+        tx.execute(
+            "UPDATE jobs SET state = $1, finished_ms = $2, result = $3, lease_until_ms = NULL
+             WHERE id = $4",
+            &[&state_name(state), &now, &result, &job],
+        )
+        .await
+        .map_err(backend)?;
+        notify(&tx).await?;
+        tx.commit().await.map_err(backend)?;
+        self.poke();
+        Ok(true)
+    }
+
+    async fn release(&self, job: JobId, worker: &str) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let (state, holder, cancel) = lease_row(&tx, job).await?;
+        if !holds(state, holder.as_deref(), worker) {
+            return Ok(false);
+        }
+        let now = now(&tx).await?;
+        // A job whose cancel was asked for is not worth running again.
+        if cancel {
+            tx.execute(
+                "UPDATE jobs SET state = 'cancelled', finished_ms = $1, lease_until_ms = NULL
+                 WHERE id = $2",
+                &[&now, &job],
+            )
+            .await
+        } else {
+            tx.execute(
+                "UPDATE jobs SET state = 'queued', lease_until_ms = NULL WHERE id = $1",
+                &[&job],
+            )
+            .await
+        }
+        .map_err(backend)?;
+        notify(&tx).await?;
+        tx.commit().await.map_err(backend)?;
+        self.poke();
+        Ok(true)
+    }
+
+    async fn cancel(&self, job: JobId) -> Result<JobState, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        let (state, _, _) = lease_row(&tx, job).await?;
+        let after = match state {
+            JobState::Queued => {
+                let now = now(&tx).await?;
+                tx.execute(
+                    "UPDATE jobs SET state = 'cancelled', finished_ms = $1 WHERE id = $2",
+                    &[&now, &job],
+                )
+                .await
+                .map_err(backend)?;
+                JobState::Cancelled
+            }
+            JobState::Running => {
+                tx.execute(
+                    "UPDATE jobs SET cancel_requested = true WHERE id = $1",
+                    &[&job],
+                )
+                .await
+                .map_err(backend)?;
+                JobState::Running
+            }
+            done => done,
+        };
+        notify(&tx).await?;
+        tx.commit().await.map_err(backend)?;
+        self.poke();
+        Ok(after)
+    }
+
+    async fn append_event(&self, job: JobId, event: Value) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(backend)?;
+        // Events of one job in order, without locking the job's row (which a claim
+        // would then skip): a lock per job, folded into an int.
+        let folded = i32::try_from(job.rem_euclid(i64::from(i32::MAX)))
+            .expect("a remainder of i32::MAX fits in an i32");
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1, $2)",
+            &[&LOCK_EVENTS, &folded],
+        )
+        .await
+        .map_err(backend)?;
+        let exists = tx
+            .query_opt("SELECT 1 FROM jobs WHERE id = $1", &[&job])
+            .await
+            .map_err(backend)?;
+        if exists.is_none() {
+            return Err(StoreError::NoSuchJob(job));
+        }
+        let now = now(&tx).await?;
+        tx.execute(
+            "INSERT INTO events (job, seq, at_ms, event)
+             VALUES ($1, (SELECT coalesce(max(seq), 0) + 1 FROM events WHERE job = $1), $2, $3)",
+            &[&job, &now, &event],
+        )
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn events(&self, job: JobId, after: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        let client = self.client().await?;
+        let exists = client
+            .query_opt("SELECT 1 FROM jobs WHERE id = $1", &[&job])
+            .await
+            .map_err(backend)?;
+        if exists.is_none() {
+            return Err(StoreError::NoSuchJob(job));
+        }
+        client
+            .query(
+                "SELECT seq, at_ms, event FROM events WHERE job = $1 AND seq > $2 ORDER BY seq",
+                &[&job, &after],
+            )
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|row| {
+                Ok(StoredEvent {
+                    seq: row.try_get(0).map_err(backend)?,
+                    at_ms: row.try_get(1).map_err(backend)?,
+                    event: row.try_get(2).map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn job(&self, job: JobId) -> Result<Option<Job>, StoreError> {
+        let client = self.client().await?;
+        load_job(&client, job).await
+    }
+
+    async fn jobs(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let client = self.client().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT $1"),
+                &[&limit],
+            )
+            .await
+            .map_err(backend)?;
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            jobs.push(with_deliveries(&client, job_from_row(row)?).await?);
+        }
+        Ok(jobs)
+    }
+
+    async fn deliveries(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        let client = self.client().await?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        client
+            .query(
+                "SELECT id, provider, repo, event, ignored, received_ms, job
+                 FROM deliveries ORDER BY n DESC LIMIT $1",
+                &[&limit],
+            )
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(|row| {
+                Ok(Delivery {
+                    delivery: NewDelivery {
+                        id: row.try_get(0).map_err(backend)?,
+                        provider: row.try_get(1).map_err(backend)?,
+                        repo: row.try_get(2).map_err(backend)?,
+                        event: row.try_get(3).map_err(backend)?,
+                        ignored: row.try_get(4).map_err(backend)?,
+                    },
+                    received_ms: row.try_get(5).map_err(backend)?,
+                    job: row.try_get(6).map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn host(&self, name: &str) -> Result<Option<HostRecord>, StoreError> {
+        let client = self.client().await?;
+        client
+            .query_opt(
+                "SELECT name, bootstrapped_ms, host_key, role, applied_commit, applied_ms
+                 FROM hosts WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(backend)?
+            .as_ref()
+            .map(host_from_row)
+            .transpose()
+    }
+
+    async fn hosts(&self) -> Result<Vec<HostRecord>, StoreError> {
+        let client = self.client().await?;
+        client
+            .query(
+                "SELECT name, bootstrapped_ms, host_key, role, applied_commit, applied_ms
+                 FROM hosts ORDER BY name",
+                &[],
+            )
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(host_from_row)
+            .collect()
+    }
+
+    async fn record_bootstrap(&self, host: &str, host_key: Option<&str>) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let now = now(&client).await?;
+        client
+            .execute(
+                "INSERT INTO hosts (name, bootstrapped_ms, host_key) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE
+                 SET bootstrapped_ms = excluded.bootstrapped_ms, host_key = excluded.host_key",
+                &[&host, &now, &host_key],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn record_applied(&self, host: &str, role: &str, commit: &str) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let now = now(&client).await?;
+        client
+            .execute(
+                "INSERT INTO hosts (name, role, applied_commit, applied_ms) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (name) DO UPDATE
+                 SET role = excluded.role, applied_commit = excluded.applied_commit,
+                     applied_ms = excluded.applied_ms",
+                &[&host, &role, &commit, &now],
+            )
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.work.notified()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn redact_removes_passwords() {
+        assert_eq!(
+            redact("postgres://toyc:s3cr@t@db.example:5432/toyc"),
+            "postgres://toyc:***@db.example:5432/toyc"
+        );
+        assert_eq!(
+            redact("postgresql://toyc@%2Ftmp%2Fpg:5432/toyc?password=hunter2&sslmode=disable"),
+            "postgresql://toyc@%2Ftmp%2Fpg:5432/toyc?password=***&sslmode=disable"
+        );
+        assert_eq!(
+            redact("host=db user=toyc password=hunter2 dbname=toyc"),
+            "host=db user=toyc password=*** dbname=toyc"
+        );
+        assert_eq!(
+            redact("postgres://toyc@db/toyc"),
+            "postgres://toyc@db/toyc"
+        );
+    }
+}

@@ -36,10 +36,21 @@ impl RoleRepo {
         let bare = scratch.join(format!("{name}.git"));
         git(
             scratch,
-            &["init", "-q", "--bare", "-b", "main", bare.to_str().expect("utf-8")],
+            &[
+                "init",
+                "-q",
+                "--bare",
+                "-b",
+                "main",
+                bare.to_str().expect("utf-8"),
+            ],
             &[],
         );
-        git(&work, &["remote", "add", "origin", bare.to_str().expect("utf-8")], &[]);
+        git(
+            &work,
+            &["remote", "add", "origin", bare.to_str().expect("utf-8")],
+            &[],
+        );
         let repo = RoleRepo {
             work,
             url: format!("file://{}", bare.display()),
@@ -57,7 +68,11 @@ impl RoleRepo {
             std::fs::write(&path, content).expect("write");
         }
         git(&self.work, &["add", "-A"], &[]);
-        git(&self.work, &["commit", "-qm", message], &[]);
+        git(
+            &self.work,
+            &["commit", "-q", "--allow-empty", "-m", message],
+            &[],
+        );
         git(&self.work, &["push", "-q", "origin", "main"], &[]);
         (before, self.head().expect("a commit"))
     }
@@ -209,13 +224,20 @@ impl Daemon {
         let response = request.send().expect("the daemon answers");
         let status = response.status().as_u16();
         let text = response.text().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// GET an API path, as JSON.
     pub fn get(&self, path: &str) -> Value {
         let response = reqwest::blocking::get(format!("{}{path}", self.url)).expect("answers");
-        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "GET {path}: {}",
+            response.status()
+        );
         response.json().expect("JSON")
     }
 
@@ -275,7 +297,9 @@ pub(crate) fn write_config(
     config.push_str(extra);
     config.push_str("repos:\n");
     for (name, url, role) in repos {
-        config.push_str(&format!("  {name}:\n    url: \"{url}\"\n    role: {role}\n"));
+        config.push_str(&format!(
+            "  {name}:\n    url: \"{url}\"\n    role: {role}\n"
+        ));
     }
     let path = dir.join("daemon.yml");
     std::fs::write(&path, config).expect("config");
@@ -321,59 +345,103 @@ fn a_push_bootstraps_new_hosts_then_applies_only_what_it_changed_on_every_host()
         &[
             ("runbook.rhai", &runbook),
             ("bootstrap.rhai", &bootstrap),
-            ("templates/a.j2", "a1 on {{ inventory_hostname }}\n"),
+            ("templates/a.j2", "a1 for {{ role }}\n"),
             ("templates/b.j2", "b1\n"),
         ],
     );
     for i in [2, 3] {
         pool.docker_exec(i, &format!("rm -rf {dir}"));
     }
-    let config = write_config(scratch.path(), pool, &[2, 3], &[("acme/dinc", &repo.url, "dinc")], "");
+    let config = write_config(
+        scratch.path(),
+        pool,
+        &[2, 3],
+        &[("acme/dinc", &repo.url, "dinc")],
+        "",
+    );
     let state = scratch.path().join("state");
     let daemon = Daemon::start(&config, &state, &[]);
 
     // The first push: a new branch, so a full run, after bootstrapping both hosts.
     let (before, after) = ("0".repeat(40), repo.commit(&[], "nothing").1);
     let started = Instant::now();
-    let answer = daemon.github(&push_body("acme/dinc", "main", &before, &after), "d-1", Some(SECRET));
-    assert!(started.elapsed() < Duration::from_secs(1), "answered in {:?}", started.elapsed());
+    let answer = daemon.github(
+        &push_body("acme/dinc", "main", &before, &after),
+        "d-1",
+        Some(SECRET),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered in {:?}",
+        started.elapsed()
+    );
     let first = daemon.wait_job(queued(&answer), Duration::from_secs(90));
-    assert_eq!(first["job"]["state"], "succeeded", "{first:#}\n{}", daemon.log());
+    assert_eq!(
+        first["job"]["state"],
+        "succeeded",
+        "{first:#}\n{}",
+        daemon.log()
+    );
     let log = messages(&first);
-    assert!(log.iter().any(|m| m.contains("bootstrapping 2 new host(s)")), "{log:?}");
-    assert!(log.iter().any(|m| m.contains("full run: a new branch")), "{log:?}");
+    assert!(
+        log.iter()
+            .any(|m| m.contains("bootstrapping 2 new host(s)")),
+        "{log:?}"
+    );
+    assert!(
+        log.iter().any(|m| m.contains("full run: a new branch")),
+        "{log:?}"
+    );
     for i in [2, 3] {
-        let name = &pool.hosts()[i].name;
         assert_eq!(host_file(pool, i, &format!("{dir}/bootstrapped")), "yes");
-        assert_eq!(host_file(pool, i, &format!("{dir}/a.conf")), format!("a1 on {name}"));
+        assert_eq!(host_file(pool, i, &format!("{dir}/a.conf")), "a1 for dinc");
         assert_eq!(host_file(pool, i, &format!("{dir}/b.conf")), "b1");
     }
     let hosts = daemon.get("/api/hosts");
     for host in hosts.as_array().expect("hosts") {
         assert!(host["bootstrapped_ms"].is_i64(), "{hosts:#}");
-        assert!(host["host_key"].as_str().is_some_and(|k| k.starts_with("ssh-ed25519 ")), "{hosts:#}");
-        assert_eq!(host["applied_commit"].as_str(), Some(after.as_str()), "{hosts:#}");
+        assert!(
+            host["host_key"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("ssh-ed25519 ")),
+            "{hosts:#}"
+        );
+        assert_eq!(
+            host["applied_commit"].as_str(),
+            Some(after.as_str()),
+            "{hosts:#}"
+        );
     }
 
     // A host's b.conf drifts; a push that changes only a.j2 leaves b.conf alone and does
     // not bootstrap again.
-    pool.docker_exec(2, &format!("echo drifted > {dir}/b.conf; rm {dir}/bootstrapped"));
-    let (before, after) = repo.commit(&[("templates/a.j2", "a2 on {{ inventory_hostname }}\n")], "a2");
-    let answer = daemon.github(&push_body("acme/dinc", "main", &before, &after), "d-2", Some(SECRET));
+    pool.docker_exec(
+        2,
+        &format!("echo drifted > {dir}/b.conf; rm {dir}/bootstrapped"),
+    );
+    let (before, after) = repo.commit(&[("templates/a.j2", "a2 for {{ role }}\n")], "a2");
+    let answer = daemon.github(
+        &push_body("acme/dinc", "main", &before, &after),
+        "d-2",
+        Some(SECRET),
+    );
     let second = daemon.wait_job(queued(&answer), Duration::from_secs(60));
     assert_eq!(second["job"]["state"], "succeeded", "{second:#}");
     let log = messages(&second);
     assert!(
-        log.iter().any(|m| m.contains("1 file(s) changed: templates/a.j2")),
+        log.iter()
+            .any(|m| m.contains("1 file(s) changed: templates/a.j2")),
         "the header names the files: {log:?}"
     );
     assert!(!log.iter().any(|m| m.contains("bootstrapping")), "{log:?}");
     for i in [2, 3] {
-        let name = &pool.hosts()[i].name;
-        assert_eq!(host_file(pool, i, &format!("{dir}/a.conf")), format!("a2 on {name}"));
+        assert_eq!(host_file(pool, i, &format!("{dir}/a.conf")), "a2 for dinc");
     }
     assert_eq!(host_file(pool, 2, &format!("{dir}/b.conf")), "drifted");
-    assert_eq!(host_file(pool, 2, &format!("{dir}/bootstrapped")), "MISSING");
+    assert_eq!(
+        host_file(pool, 2, &format!("{dir}/bootstrapped")),
+        "MISSING"
+    );
     let summary = &second["job"]["result"]["summary"];
     assert_eq!(summary["changed"], 2, "one file on each host: {second:#}");
 }
@@ -391,7 +459,10 @@ fn forged_replayed_oversized_malformed_and_unknown_deliveries_are_refused_and_qu
         scratch.path(),
         pool,
         &[4],
-        &[("acme/drefuse", &repo.url, "drefuse"), ("acme/other", &repo.url, "dother")],
+        &[
+            ("acme/drefuse", &repo.url, "drefuse"),
+            ("acme/other", &repo.url, "dother"),
+        ],
         "body_limit: 4096\n",
     );
     let daemon = Daemon::start(&config, &scratch.path().join("state"), &[]);
@@ -402,9 +473,17 @@ fn forged_replayed_oversized_malformed_and_unknown_deliveries_are_refused_and_qu
         assert_eq!(answer.0, status, "{what}: {answer:?}");
     };
     refused(daemon.github(&body, "r-1", None), 401, "unsigned");
-    refused(daemon.github(&body, "r-2", Some("wrong")), 401, "wrong secret");
+    refused(
+        daemon.github(&body, "r-2", Some("wrong")),
+        401,
+        "wrong secret",
+    );
     // Signed with acme/other's own secret, for acme/drefuse: refused.
-    refused(daemon.github(&body, "r-3", Some("other-secret")), 401, "another repo's secret");
+    refused(
+        daemon.github(&body, "r-3", Some("other-secret")),
+        401,
+        "another repo's secret",
+    );
     let mut tampered = body.clone();
     let signature = format!("sha256={}", hmac_hex(SECRET, &body));
     tampered.extend_from_slice(b" ");
@@ -412,25 +491,51 @@ fn forged_replayed_oversized_malformed_and_unknown_deliveries_are_refused_and_qu
         daemon.post(
             "/hooks/github",
             &tampered,
-            &[("X-GitHub-Event", "push".into()), ("X-Hub-Signature-256", signature)],
+            &[
+                ("X-GitHub-Event", "push".into()),
+                ("X-Hub-Signature-256", signature),
+            ],
         ),
         401,
         "a body changed after signing",
     );
     let big = push_body("acme/drefuse", "main", &"1".repeat(40), &"2".repeat(5000));
-    refused(daemon.github(&big, "r-4", Some(SECRET)), 413, "over the body limit");
-    refused(daemon.github(b"{\"ref\": ", "r-5", Some(SECRET)), 400, "malformed JSON");
+    refused(
+        daemon.github(&big, "r-4", Some(SECRET)),
+        413,
+        "over the body limit",
+    );
+    refused(
+        daemon.github(b"{\"ref\": ", "r-5", Some(SECRET)),
+        400,
+        "malformed JSON",
+    );
     let unknown = push_body("acme/nope", "main", &"1".repeat(40), &head);
-    refused(daemon.github(&unknown, "r-6", Some(SECRET)), 404, "unknown repo");
-    let (status, answer) =
-        daemon.github(&push_body("acme/drefuse", "dev", &"1".repeat(40), &head), "r-7", Some(SECRET));
-    assert_eq!((status, &answer["ignored"]), (200, &json!(true)), "untracked branch: {answer}");
+    refused(
+        daemon.github(&unknown, "r-6", Some(SECRET)),
+        404,
+        "unknown repo",
+    );
+    let (status, answer) = daemon.github(
+        &push_body("acme/drefuse", "dev", &"1".repeat(40), &head),
+        "r-7",
+        Some(SECRET),
+    );
+    assert_eq!(
+        (status, &answer["ignored"]),
+        (200, &json!(true)),
+        "untracked branch: {answer}"
+    );
     assert!(daemon.get("/api/jobs").as_array().expect("jobs").is_empty());
 
     // Accepted once; the same delivery again is a duplicate.
     let job = queued(&daemon.github(&body, "r-8", Some(SECRET)));
     let (status, answer) = daemon.github(&body, "r-8", Some(SECRET));
-    assert_eq!((status, &answer["duplicate"]), (200, &json!(true)), "{answer}");
+    assert_eq!(
+        (status, &answer["duplicate"]),
+        (200, &json!(true)),
+        "{answer}"
+    );
     // Gitea and GitLab deliveries, signed their way.
     let gitea = daemon.post(
         "/hooks/gitea",
@@ -457,14 +562,22 @@ fn forged_replayed_oversized_malformed_and_unknown_deliveries_are_refused_and_qu
     let wrong_token = daemon.post(
         "/hooks/gitlab",
         &gitlab_body,
-        &[("X-Gitlab-Event", "Push Hook".into()), ("X-Gitlab-Token", "nope".into())],
+        &[
+            ("X-Gitlab-Event", "Push Hook".into()),
+            ("X-Gitlab-Token", "nope".into()),
+        ],
     );
     assert_eq!(wrong_token.0, 401, "{wrong_token:?}");
     for answer in [&gitea, &gitlab] {
         assert!(answer.0 == 202, "{answer:?}");
     }
     let jobs = daemon.get("/api/jobs");
-    let ids: Vec<i64> = jobs.as_array().expect("jobs").iter().filter_map(|j| j["id"].as_i64()).collect();
+    let ids: Vec<i64> = jobs
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter_map(|j| j["id"].as_i64())
+        .collect();
     assert!(ids.contains(&job), "{jobs:#}");
     let deliveries = daemon.get("/api/deliveries");
     let recorded: Vec<&str> = deliveries
@@ -473,7 +586,11 @@ fn forged_replayed_oversized_malformed_and_unknown_deliveries_are_refused_and_qu
         .iter()
         .filter_map(|d| d["id"].as_str())
         .collect();
-    assert_eq!(recorded.len(), 4, "r-7 (ignored), r-8, g-1 and l-1 only: {deliveries:#}");
+    assert_eq!(
+        recorded.len(),
+        4,
+        "r-7 (ignored), r-8, g-1 and l-1 only: {deliveries:#}"
+    );
 }
 
 #[test]
@@ -487,11 +604,21 @@ fn a_daemon_killed_right_after_the_2xx_runs_the_job_exactly_once_after_restart()
     );
     let repo = RoleRepo::new(scratch.path(), "donce", &[("runbook.rhai", &runbook)]);
     pool.docker_exec(5, &format!("rm -rf {dir}"));
-    let config = write_config(scratch.path(), pool, &[5], &[("acme/donce", &repo.url, "donce")], "");
+    let config = write_config(
+        scratch.path(),
+        pool,
+        &[5],
+        &[("acme/donce", &repo.url, "donce")],
+        "",
+    );
     let state = scratch.path().join("state");
     let mut daemon = Daemon::start(&config, &state, &[]);
     let (before, after) = repo.commit(&[("x", "1")], "x");
-    let job = queued(&daemon.github(&push_body("acme/donce", "main", &before, &after), "k-1", Some(SECRET)));
+    let job = queued(&daemon.github(
+        &push_body("acme/donce", "main", &before, &after),
+        "k-1",
+        Some(SECRET),
+    ));
     daemon.kill9();
 
     let daemon = Daemon::start(&config, &state, &[]);
@@ -499,7 +626,11 @@ fn a_daemon_killed_right_after_the_2xx_runs_the_job_exactly_once_after_restart()
     assert_eq!(done["job"]["state"], "succeeded", "{done:#}");
     // Idle a lease and more: nothing runs it again.
     std::thread::sleep(Duration::from_secs(4));
-    assert_eq!(host_file(pool, 5, &format!("{dir}/count")), "run", "ran exactly once");
+    assert_eq!(
+        host_file(pool, 5, &format!("{dir}/count")),
+        "run",
+        "ran exactly once"
+    );
     assert_eq!(daemon.get("/api/jobs").as_array().expect("jobs").len(), 1);
 }
 
@@ -519,10 +650,20 @@ fn pushes_queued_while_a_role_runs_merge_into_one_run_of_the_newest_commit() {
         &[("runbook.rhai", &runbook), ("files/version", "1\n")],
     );
     pool.docker_exec(6, &format!("rm -rf {dir}"));
-    let config = write_config(scratch.path(), pool, &[6], &[("acme/dmerge", &repo.url, "dmerge")], "");
+    let config = write_config(
+        scratch.path(),
+        pool,
+        &[6],
+        &[("acme/dmerge", &repo.url, "dmerge")],
+        "",
+    );
     let daemon = Daemon::start(&config, &scratch.path().join("state"), &[]);
     let (b1, a1) = repo.commit(&[("files/version", "1\n")], "v1");
-    let first = queued(&daemon.github(&push_body("acme/dmerge", "main", &b1, &a1), "m-1", Some(SECRET)));
+    let first = queued(&daemon.github(
+        &push_body("acme/dmerge", "main", &b1, &a1),
+        "m-1",
+        Some(SECRET),
+    ));
     // Wait until it runs, then push twice.
     let deadline = Instant::now() + Duration::from_secs(30);
     while daemon.get(&format!("/api/jobs/{first}"))["job"]["state"] != "running" {
@@ -531,17 +672,36 @@ fn pushes_queued_while_a_role_runs_merge_into_one_run_of_the_newest_commit() {
     }
     let (b2, a2) = repo.commit(&[("files/version", "2\n")], "v2");
     let (b3, a3) = repo.commit(&[("files/version", "3\n")], "v3");
-    let second = queued(&daemon.github(&push_body("acme/dmerge", "main", &b2, &a2), "m-2", Some(SECRET)));
-    let (status, merged) = daemon.github(&push_body("acme/dmerge", "main", &b3, &a3), "m-3", Some(SECRET));
-    assert_eq!((status, merged["merged"].as_i64()), (202, Some(second)), "{merged}");
+    let second = queued(&daemon.github(
+        &push_body("acme/dmerge", "main", &b2, &a2),
+        "m-2",
+        Some(SECRET),
+    ));
+    let (status, merged) = daemon.github(
+        &push_body("acme/dmerge", "main", &b3, &a3),
+        "m-3",
+        Some(SECRET),
+    );
+    assert_eq!(
+        (status, merged["merged"].as_i64()),
+        (202, Some(second)),
+        "{merged}"
+    );
 
-    assert_eq!(daemon.wait_job(first, Duration::from_secs(60))["job"]["state"], "succeeded");
+    assert_eq!(
+        daemon.wait_job(first, Duration::from_secs(60))["job"]["state"],
+        "succeeded"
+    );
     let done = daemon.wait_job(second, Duration::from_secs(60));
     assert_eq!(done["job"]["state"], "succeeded", "{done:#}");
     assert_eq!(done["job"]["payload"]["commit"].as_str(), Some(a3.as_str()));
     assert_eq!(done["job"]["result"]["changes"], json!(["files/version"]));
     assert_eq!(host_file(pool, 6, &format!("{dir}/version")), "3");
-    assert_eq!(host_file(pool, 6, &format!("{dir}/count")), "run\nrun", "two runs for three pushes");
+    assert_eq!(
+        host_file(pool, 6, &format!("{dir}/count")),
+        "run\nrun",
+        "two runs for three pushes"
+    );
     assert_eq!(daemon.get("/api/jobs").as_array().expect("jobs").len(), 2);
 }
 
@@ -554,9 +714,18 @@ fn jobs_can_be_listed_shown_cancelled_on_every_host_and_retried() {
         "shell::run(\"if [ -e {dir}/slow ]; then sleep 301; fi; echo done >> {dir}/log\");\n"
     );
     let repo = RoleRepo::new(scratch.path(), "dcancel", &[("runbook.rhai", &runbook)]);
-    pool.docker_exec(7, &format!("rm -rf {dir}; mkdir -p {dir}; touch {dir}/slow"));
+    pool.docker_exec(
+        7,
+        &format!("rm -rf {dir}; mkdir -p {dir}; touch {dir}/slow"),
+    );
     let (b1, slow) = repo.commit(&[("x", "1")], "slow");
-    let config = write_config(scratch.path(), pool, &[7], &[("acme/dcancel", &repo.url, "dcancel")], "");
+    let config = write_config(
+        scratch.path(),
+        pool,
+        &[7],
+        &[("acme/dcancel", &repo.url, "dcancel")],
+        "",
+    );
     let daemon = Daemon::start(&config, &scratch.path().join("state"), &[]);
     let toyc = |args: &[&str]| {
         let out = Command::new(binary())
@@ -564,29 +733,57 @@ fn jobs_can_be_listed_shown_cancelled_on_every_host_and_retried() {
             .args(args)
             .output()
             .expect("toyc jobs runs");
-        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
-    let job = queued(&daemon.github(&push_body("acme/dcancel", "main", &b1, &slow), "c-1", Some(SECRET)));
+    let job = queued(&daemon.github(
+        &push_body("acme/dcancel", "main", &b1, &slow),
+        "c-1",
+        Some(SECRET),
+    ));
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !pool.docker_exec(7, "pgrep -f '[s]leep 301'").status.success() {
-        assert!(Instant::now() < deadline, "the slow command never started:\n{}", daemon.log());
+    while !pool
+        .docker_exec(7, "pgrep -f '[s]leep 301'")
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the slow command never started:\n{}",
+            daemon.log()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let (code, out, err) = toyc(&["list"]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains(&format!("#{job}")) && out.contains("running"), "{out}");
+    assert!(
+        out.contains(&format!("#{job}")) && out.contains("running"),
+        "{out}"
+    );
     let (code, out, err) = toyc(&["cancel", &job.to_string()]);
     assert_eq!(code, Some(0), "{err}");
-    assert!(out.contains("running") || out.contains("cancelled"), "{out}");
+    assert!(
+        out.contains("running") || out.contains("cancelled"),
+        "{out}"
+    );
     let cancelled = daemon.wait_job(job, Duration::from_secs(20));
     assert_eq!(cancelled["job"]["state"], "cancelled", "{cancelled:#}");
     assert!(
-        !pool.docker_exec(7, "pgrep -f '[s]leep 301'").status.success(),
+        !pool
+            .docker_exec(7, "pgrep -f '[s]leep 301'")
+            .status
+            .success(),
         "the remote command was killed"
     );
     let (code, out, _) = toyc(&["show", &job.to_string()]);
     assert_eq!(code, Some(0));
-    assert!(out.contains("cancelled") && out.contains("cancel requested"), "{out}");
+    assert!(
+        out.contains("cancelled") && out.contains("cancel requested"),
+        "{out}"
+    );
 
     // A retry of the same commit is a new job, never a duplicate: with the host no
     // longer slow, it completes.
@@ -600,7 +797,11 @@ fn jobs_can_be_listed_shown_cancelled_on_every_host_and_retried() {
         .unwrap_or_else(|| panic!("no new job in {out}"));
     let done = daemon.wait_job(retried, Duration::from_secs(60));
     assert_eq!(done["job"]["state"], "succeeded", "{done:#}");
-    assert_eq!(host_file(pool, 7, &format!("{dir}/log")), "done", "the cancelled run never got past its sleep");
+    assert_eq!(
+        host_file(pool, 7, &format!("{dir}/log")),
+        "done",
+        "the cancelled run never got past its sleep"
+    );
     let (code, _, err) = toyc(&["show", "999"]);
     assert_eq!(code, Some(65), "an unknown job is bad input: {err}");
     assert!(err.contains("no job #999"), "{err}");
@@ -610,18 +811,32 @@ fn jobs_can_be_listed_shown_cancelled_on_every_host_and_retried() {
 fn rendered_page(url: &str) -> String {
     let chromium = ["chromium", "chromium-browser"]
         .into_iter()
-        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
         .expect("chromium is installed (tests/run installs it)");
     let profile = tempfile::tempdir().expect("tempdir");
     let out = hosts::run_with_timeout(
         Command::new(chromium)
-            .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+            ])
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .args(["--virtual-time-budget=4000", "--dump-dom"])
             .arg(url),
         Duration::from_secs(60),
     );
-    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -639,10 +854,20 @@ fn the_status_page_in_a_headless_browser_shows_a_job_appear_and_finish() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let runbook = "shell::run(\"sleep 8\");\n";
     let repo = RoleRepo::new(scratch.path(), "dpage", &[("runbook.rhai", runbook)]);
-    let config = write_config(scratch.path(), pool, &[8], &[("acme/dpage", &repo.url, "dpage")], "");
+    let config = write_config(
+        scratch.path(),
+        pool,
+        &[8],
+        &[("acme/dpage", &repo.url, "dpage")],
+        "",
+    );
     let daemon = Daemon::start(&config, &scratch.path().join("state"), &[]);
     let (before, after) = repo.commit(&[("x", "1")], "x");
-    let job = queued(&daemon.github(&push_body("acme/dpage", "main", &before, &after), "p-1", Some(SECRET)));
+    let job = queued(&daemon.github(
+        &push_body("acme/dpage", "main", &before, &after),
+        "p-1",
+        Some(SECRET),
+    ));
     let dom = rendered_page(&format!("{}/", daemon.url));
     let state = page_state(&dom, job);
     assert!(
@@ -653,5 +878,8 @@ fn the_status_page_in_a_headless_browser_shows_a_job_appear_and_finish() {
     daemon.wait_job(job, Duration::from_secs(60));
     let dom = rendered_page(&format!("{}/", daemon.url));
     assert_eq!(page_state(&dom, job).as_deref(), Some("succeeded"), "{dom}");
-    assert!(dom.contains("1 ok, 1 changed"), "per-host totals are shown:\n{dom}");
+    assert!(
+        dom.contains("1 ok, 1 changed"),
+        "per-host totals are shown:\n{dom}"
+    );
 }

@@ -336,7 +336,9 @@ mod tests {
             "d.yml",
             "secrets_file: s.yml\nrepos:\n  o/web:\n    url: file:///r\n    brnach: main\n",
         );
-        let error = Daemon::load(&path).expect_err("a typo is refused").to_string();
+        let error = Daemon::load(&path)
+            .expect_err("a typo is refused")
+            .to_string();
         assert!(error.contains("d.yml:5:5"), "{error}");
         assert!(error.contains("brnach"), "{error}");
     }
@@ -350,8 +352,13 @@ mod tests {
             "d.yml",
             "secrets_file: s.yml\nrepos:\n  o/web: {url: file:///w}\n  o/db: {url: file:///d}\n",
         );
-        let error = Daemon::load(&path).expect_err("o/db has no secret").to_string();
-        assert!(error.contains("repo `o/db` has no webhook secret"), "{error}");
+        let error = Daemon::load(&path)
+            .expect_err("o/db has no secret")
+            .to_string();
+        assert!(
+            error.contains("repo `o/db` has no webhook secret"),
+            "{error}"
+        );
         write(dir.path(), "s.yml", "webhook: all\nrepos:\n  o/web: s1\n");
         let daemon = Daemon::load(&path).expect("loads");
         assert_eq!(daemon.repos["o/web"].secret, "s1");

@@ -75,7 +75,10 @@ fn refuse(status: StatusCode, why: &str) -> Response {
 
 fn store_failed(error: &StoreError) -> Response {
     tracing::error!(error = %error, "the store failed");
-    refuse(StatusCode::SERVICE_UNAVAILABLE, "the store failed; try again")
+    refuse(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the store failed; try again",
+    )
 }
 
 struct HeaderView<'a>(&'a HeaderMap);
@@ -151,8 +154,14 @@ async fn hook(
     };
     let job = ignored.is_none().then(|| NewJob {
         key: repo.role.clone(),
-        payload: RoleRun::of_push(&repo.name, &repo.role, &push.before, &push.after, push.forced)
-            .to_value(),
+        payload: RoleRun::of_push(
+            &repo.name,
+            &repo.role,
+            &push.before,
+            &push.after,
+            push.forced,
+        )
+        .to_value(),
     });
     accepted(&app, record(&repo.name, ignored), job).await
 }
@@ -187,10 +196,10 @@ async fn authorize(State(app): State<Arc<App>>, request: Request, next: Next) ->
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let query = request.uri().query().and_then(|q| {
-        q.split('&')
-            .find_map(|pair| pair.strip_prefix("token="))
-    });
+    let query = request
+        .uri()
+        .query()
+        .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")));
     let given = bearer.or(query).unwrap_or("");
     if bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
         next.run(request).await
@@ -217,7 +226,9 @@ async fn jobs(State(app): State<Arc<App>>, Query(q): Query<Limit>) -> Response {
 async fn job(State(app): State<Arc<App>>, Path(id): Path<JobId>) -> Response {
     let store = &app.workers.store;
     match (store.job(id).await, store.events(id, 0).await) {
-        (Ok(Some(job)), Ok(events)) => answer(StatusCode::OK, json!({"job": job, "events": events})),
+        (Ok(Some(job)), Ok(events)) => {
+            answer(StatusCode::OK, json!({"job": job, "events": events}))
+        }
         (Ok(None), _) => refuse(StatusCode::NOT_FOUND, &format!("no job #{id}")),
         (Err(e), _) | (_, Err(e)) => store_failed(&e),
     }

@@ -99,7 +99,11 @@ pub fn delivery_id(provider: Provider, headers: &dyn Headers, body: &[u8]) -> St
     };
     match own.map(str::trim).filter(|id| !id.is_empty()) {
         Some(id) => format!("{}:{id}", provider.name()),
-        None => format!("{}:sha256:{}", provider.name(), hex::encode(Sha256::digest(body))),
+        None => format!(
+            "{}:sha256:{}",
+            provider.name(),
+            hex::encode(Sha256::digest(body))
+        ),
     }
 }
 
@@ -218,7 +222,10 @@ mod tests {
         assert!(!verify(Provider::GitHub, &github, body, "other"));
         assert!(!verify(Provider::GitHub, &github, b"{}", "s3cret"));
         let bare = HashMap::from([("x-hub-signature-256", good.clone())]);
-        assert!(!verify(Provider::GitHub, &bare, body, "s3cret"), "needs sha256=");
+        assert!(
+            !verify(Provider::GitHub, &bare, body, "s3cret"),
+            "needs sha256="
+        );
         let gitea = HashMap::from([("x-gitea-signature", good)]);
         assert!(verify(Provider::Gitea, &gitea, body, "s3cret"));
         let gitlab = HashMap::from([("x-gitlab-token", "s3cret".to_owned())]);

@@ -152,19 +152,16 @@ async fn run_claim(
                 }
                 match store.renew(job.id, &id, lease).await {
                     Ok(Lease::Held) => {}
-                    Ok(Lease::CancelRequested) => {
-                        if !cancel.is_cancelled() {
-                            log.note("cancel requested: stopping the run on every host");
-                        }
-                        cancel.cancel();
-                    }
+                    Ok(Lease::CancelRequested) => cancel.cancel(),
                     Ok(Lease::Lost) => {
                         tracing::warn!(job = job.id, "lease lost to another worker; stopping");
                         *ending.lock().unwrap_or_else(|p| p.into_inner()) = Ending::Lost;
                         cancel.cancel();
                         return;
                     }
-                    Err(e) => tracing::error!(job = job.id, error = %e, "unable to renew the lease"),
+                    Err(e) => {
+                        tracing::error!(job = job.id, error = %e, "unable to renew the lease")
+                    }
                 }
             }
         })
@@ -172,7 +169,10 @@ async fn run_claim(
 
     let result = match RoleRun::from_value(&job.payload) {
         Some(run) => execute(workers, &run, &cancel, &log).await,
-        None => Err(format!("job #{} is not a role run: {}", job.id, job.payload)),
+        None => Err(format!(
+            "job #{} is not a role run: {}",
+            job.id, job.payload
+        )),
     };
     keeper.abort();
     let ending = *ending.lock().unwrap_or_else(|p| p.into_inner());
@@ -189,6 +189,7 @@ async fn run_claim(
         }
     };
     let outcome = if cancel.is_cancelled() && ending == Ending::Finish {
+        log.note("cancel requested: the run was stopped on every host");
         Outcome::Cancelled
     } else {
         outcome
@@ -303,6 +304,7 @@ async fn execute(
         ));
     }
     let mut vars = Map::new();
+    vars.insert("role".into(), json!(run.role));
     vars.insert("commit".into(), json!(run.commit));
     if let Changes::Files(files) = &changes {
         vars.insert("changed_files".into(), json!(files));
@@ -321,7 +323,8 @@ async fn execute(
             run.commit.clone(),
         );
         Arc::new(move |host, _| {
-            let (store, role_name, commit) = (Arc::clone(&store), role_name.clone(), commit.clone());
+            let (store, role_name, commit) =
+                (Arc::clone(&store), role_name.clone(), commit.clone());
             Box::pin(async move {
                 store
                     .record_applied(&host, &role_name, &commit)

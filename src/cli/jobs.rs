@@ -138,18 +138,27 @@ fn show(body: &Value) -> String {
     }
     out.push_str("log:\n");
     for event in body["events"].as_array().into_iter().flatten() {
-        let e = &event["event"];
-        let data = &e["data"];
-        let line = data["message"]
-            .as_str()
-            .or(data["line"].as_str())
-            .map(str::to_owned)
-            .unwrap_or_else(|| {
-                let host = text(&data["host"]);
-                let status = text(&data["status"]);
-                format!("{} {host} {status}", text(&e["type"]))
-            });
-        let _ = writeln!(out, "  {line}");
+        if let Some(line) = log_line(&event["event"]) {
+            let _ = writeln!(out, "  {line}");
+        }
     }
     out
+}
+
+/// An event of a job's log as a line for people; `None` for bookkeeping events.
+fn log_line(event: &Value) -> Option<String> {
+    let data = &event["data"];
+    let host = text(&data["host"]);
+    match event["type"].as_str()? {
+        "daemon" => data["message"].as_str().map(str::to_owned),
+        "message" => Some(format!("{host}: {}", text(&data["text"]))),
+        "output" => Some(format!("{host}: {}", text(&data["line"]))),
+        "change" => Some(format!("{host}: {}", text(&data["summary"]))),
+        "host_end" => Some(format!(
+            "{host}: {} {}",
+            text(&data["status"]),
+            text(&data["error"])
+        )),
+        _ => None,
+    }
 }

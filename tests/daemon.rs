@@ -883,3 +883,99 @@ fn the_status_page_in_a_headless_browser_shows_a_job_appear_and_finish() {
         "per-host totals are shown:\n{dom}"
     );
 }
+
+#[test]
+fn sigterm_lets_a_running_job_finish_within_the_grace_period_and_leaves_a_longer_one_queued() {
+    let Some(pool) = hosts::shared() else { return };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = "/tmp/toyc-daemon-dterm";
+    let runbook = format!(
+        "shell::run(\"sleep 2; if [ -e {dir}/slow ]; then sleep 302; fi; echo done >> {dir}/log\");\n"
+    );
+    let repo = RoleRepo::new(scratch.path(), "dterm", &[("runbook.rhai", &runbook)]);
+    pool.docker_exec(9, &format!("rm -rf {dir}; mkdir -p {dir}"));
+    let config = write_config(
+        scratch.path(),
+        pool,
+        &[9],
+        &[("acme/dterm", &repo.url, "dterm")],
+        "",
+    );
+    let state = scratch.path().join("state");
+    let wait_running = |daemon: &Daemon, job: i64| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while daemon.get(&format!("/api/jobs/{job}"))["job"]["state"] != "running" {
+            assert!(Instant::now() < deadline, "job #{job} never started");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+
+    // A job that ends within the grace period (5 s) ends, then the daemon exits 0.
+    let mut daemon = Daemon::start(&config, &state, &[]);
+    let (before, after) = repo.commit(&[("x", "1")], "1");
+    let quick = queued(&daemon.github(
+        &push_body("acme/dterm", "main", &before, &after),
+        "t-1",
+        Some(SECRET),
+    ));
+    wait_running(&daemon, quick);
+    let url = daemon.url.clone();
+    assert_eq!(
+        daemon.terminate(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(host_file(pool, 9, &format!("{dir}/log")), "done");
+    assert!(
+        reqwest::blocking::get(format!("{url}/api/jobs")).is_err(),
+        "a stopped daemon accepts nothing"
+    );
+
+    // One that would outlast it is stopped on its host and left queued for the next daemon.
+    pool.docker_exec(9, &format!("touch {dir}/slow"));
+    let mut daemon = Daemon::start(&config, &state, &[]);
+    assert_eq!(
+        daemon.get(&format!("/api/jobs/{quick}"))["job"]["state"],
+        "succeeded"
+    );
+    let (before, after) = repo.commit(&[("x", "2")], "2");
+    let slow = queued(&daemon.github(
+        &push_body("acme/dterm", "main", &before, &after),
+        "t-2",
+        Some(SECRET),
+    ));
+    wait_running(&daemon, slow);
+    let started = Instant::now();
+    assert_eq!(
+        daemon.terminate(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        daemon.log()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        !pool
+            .docker_exec(9, "pgrep -f '[s]leep 302'")
+            .status
+            .success(),
+        "stopped on the host"
+    );
+    pool.docker_exec(9, &format!("rm {dir}/slow"));
+    let daemon = Daemon::start(&config, &state, &[]);
+    let done = daemon.wait_job(slow, Duration::from_secs(60));
+    assert_eq!(done["job"]["state"], "succeeded", "{done:#}");
+    assert_eq!(done["job"]["attempts"], 2, "{done:#}");
+    assert!(
+        messages(&done)
+            .iter()
+            .any(|m| m.contains("the daemon is stopping")),
+        "{:?}",
+        messages(&done)
+    );
+    assert_eq!(host_file(pool, 9, &format!("{dir}/log")), "done\ndone");
+}

@@ -119,10 +119,15 @@ pub(crate) struct Daemon {
 impl Daemon {
     /// `toyc daemon --config CONFIG` with its state in `state`, listening on port 0.
     pub fn start(config: &Path, state: &Path, extra: &[&str]) -> Daemon {
+        let listen: &[&str] = if extra.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(binary())
             .args(["daemon", "--config"])
             .arg(config)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(listen)
             .args(extra)
             .env("TOYC_STATE_DIR", state)
             .env("RUST_LOG", "info")
@@ -978,4 +983,77 @@ fn sigterm_lets_a_running_job_finish_within_the_grace_period_and_leaves_a_longer
         messages(&done)
     );
     assert_eq!(host_file(pool, 9, &format!("{dir}/log")), "done\ndone");
+}
+
+#[test]
+fn off_loopback_the_api_and_page_need_the_token_and_the_daemon_will_not_start_without_one() {
+    let Some(pool) = hosts::shared() else { return };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let repo = RoleRepo::new(
+        scratch.path(),
+        "dtoken",
+        &[("runbook.rhai", "// nothing\n")],
+    );
+    let config = write_config(
+        scratch.path(),
+        pool,
+        &[0],
+        &[("acme/dtoken", &repo.url, "dtoken")],
+        "",
+    );
+    let state = scratch.path().join("state");
+    let refused = Command::new(binary())
+        .args(["daemon", "--config"])
+        .arg(&config)
+        .args(["--listen", "0.0.0.0:0"])
+        .env("TOYC_STATE_DIR", &state)
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(65), "{stderr}");
+    assert!(stderr.contains("needs a token"), "{stderr}");
+
+    let secrets = scratch.path().join("secrets.yml");
+    let text = std::fs::read_to_string(&secrets).expect("secrets");
+    std::fs::write(&secrets, format!("{text}api_token: t0ken-for-api\n")).expect("write");
+    let mut daemon = Daemon::start(&config, &state, &["--listen", "0.0.0.0:0"]);
+    // Reached through the loopback address, but bound to every address: the token counts.
+    daemon.url = daemon.url.replace("0.0.0.0", "127.0.0.1");
+    let get = |path: &str, token: Option<&str>| {
+        let mut request = reqwest::blocking::Client::new().get(format!("{}{path}", daemon.url));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().expect("answers").status().as_u16()
+    };
+    for path in [
+        "/",
+        "/api/jobs",
+        "/api/hosts",
+        "/api/roles",
+        "/api/deliveries",
+    ] {
+        assert_eq!(get(path, None), 401, "{path} without a token");
+        assert_eq!(get(path, Some("wrong")), 401, "{path} with a wrong token");
+        assert_eq!(
+            get(path, Some("t0ken-for-api")),
+            200,
+            "{path} with the token"
+        );
+    }
+    assert_eq!(
+        get("/?token=t0ken-for-api", None),
+        200,
+        "the page opened with ?token="
+    );
+    let (before, after) = repo.commit(&[("x", "1")], "x");
+    let answer = daemon.github(
+        &push_body("acme/dtoken", "main", &before, &after),
+        "o-1",
+        Some(SECRET),
+    );
+    assert_eq!(
+        answer.0, 202,
+        "webhooks need their signature only: {answer:?}"
+    );
 }

@@ -55,10 +55,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
     let address = listener.local_addr().map_err(DaemonError::Serve)?;
+    check_address(&daemon, address)?;
     let token = daemon.api_token.clone();
-    if token.is_none() && !address.ip().is_loopback() {
-        return Err(DaemonError::NoToken(address));
-    }
     let grace = Duration::from_secs(daemon.config.shutdown_timeout_seconds);
     let worker_count = daemon.config.workers;
     let workers = Arc::new(worker::Workers {
@@ -94,6 +92,15 @@ pub async fn serve(
     }
     tracing::info!("stopped");
     served.map_err(DaemonError::Serve)
+}
+
+/// Refuse to serve the API off loopback without a token (checked again by [`serve`];
+/// callers check first to fail before they announce the address).
+pub fn check_address(daemon: &Daemon, address: std::net::SocketAddr) -> Result<(), DaemonError> {
+    if daemon.api_token.is_none() && !address.ip().is_loopback() {
+        return Err(DaemonError::NoToken(address));
+    }
+    Ok(())
 }
 
 /// This daemon's name in leases: host, pid and start time, so that a restarted daemon

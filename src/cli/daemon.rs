@@ -31,6 +31,7 @@ pub async fn daemon(args: DaemonArgs) -> Outcome {
         .await
         .with_context(|| format!("unable to listen on {}", daemon.listen))?;
     let address = listener.local_addr().context("no local address")?;
+    toyc_daemon::check_address(&daemon, address).map_err(Failure::input)?;
     // The one line a supervisor or a test waits for (port 0 picks the port).
     eprintln!("toyc daemon: listening on http://{address}");
     toyc_daemon::serve(daemon, Arc::from(store), listener, state_dir, stop_signal())

@@ -451,7 +451,7 @@ async fn jobs_are_listed_newest_first(db: Db) {
 /// worker claiming in a loop: every job is claimed exactly once, and no two jobs of a
 /// key ever run at once.
 async fn two_workers_claim_each_job_once(db: Db) {
-    const JOBS: usize = 60;
+    const JOBS: usize = 100;
     const KEYS: usize = 6;
     let setup = db.open().await;
     let mut all = BTreeSet::new();
@@ -507,41 +507,55 @@ async fn two_workers_claim_each_job_once(db: Db) {
     }
 }
 
-/// Deliveries of one key accepted at once through two handles merge into one job.
+/// Deliveries of one key accepted at the same moment through two handles, when the
+/// key has no queued job: they make one job, not two. Round after round, each ending
+/// by cancelling that job so that the next round starts with none.
 async fn concurrent_deliveries_of_a_key_merge_into_one_job(db: Db) {
-    const EACH: usize = 15;
+    const ROUNDS: usize = 25;
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
     let mut senders = Vec::new();
     for side in ["a", "b"] {
         let store = db.open().await;
+        let barrier = barrier.clone();
         senders.push(tokio::spawn(async move {
-            for n in 0..EACH {
-                let file = format!("{side}{n}");
+            let mut jobs = Vec::new();
+            for round in 0..ROUNDS {
+                barrier.wait().await;
+                let file = format!("{side}{round}");
                 let accepted = store
                     .accept(
-                        delivery(&format!("{side}-{n}")),
+                        delivery(&format!("{side}-{round}")),
                         Some(push("web", &file, &[&file])),
                         &merge,
                     )
                     .await
                     .expect("accept");
-                assert!(matches!(
-                    accepted,
-                    Accepted::Queued { .. } | Accepted::Merged { .. }
-                ));
+                let job = match accepted {
+                    Accepted::Queued { job } | Accepted::Merged { job } => job,
+                    other => panic!("a new delivery queues or merges, not {other:?}"),
+                };
+                jobs.push(job);
+                barrier.wait().await;
+                // Both accepted: one side ends the round.
+                if side == "a" {
+                    store.cancel(job).await.expect("cancel");
+                }
             }
+            jobs
         }));
     }
+    let mut sides = Vec::new();
     for sender in senders {
-        sender.await.expect("the sender does not panic");
+        sides.push(sender.await.expect("the sender does not panic"));
     }
+    assert_eq!(sides[0], sides[1], "both deliveries of a round joined one job");
     let store = db.open().await;
     let jobs = store.jobs(100).await.expect("jobs");
-    assert_eq!(jobs.len(), 1, "one queued job for the key: {jobs:?}");
-    assert_eq!(jobs[0].deliveries.len(), 2 * EACH);
-    assert_eq!(
-        jobs[0].payload["files"].as_array().map(Vec::len),
-        Some(2 * EACH)
-    );
+    assert_eq!(jobs.len(), ROUNDS, "one job per round");
+    for job in jobs {
+        assert_eq!(job.deliveries.len(), 2);
+        assert_eq!(job.payload["files"].as_array().map(Vec::len), Some(2));
+    }
 }
 
 async fn wait_for_work_wakes_on_a_new_job(db: Db) {

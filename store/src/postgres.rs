@@ -17,18 +17,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
-use deadpool_postgres::GenericClient;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Row};
 
 use crate::sqlite::parse_state;
 use crate::{
-    Accepted, Claim, Delivery, HostRecord, Job, JobId, JobState, Lease, Merge, NewDelivery,
-    NewJob, Outcome, Store, StoreError, StoredEvent,
+    Accepted, Claim, Delivery, HostRecord, Job, JobId, JobState, Lease, Merge, NewDelivery, NewJob,
+    Outcome, Store, StoreError, StoredEvent,
 };
 
 /// The schema this build writes; [`PostgresStore::connect`] refuses a newer one.
@@ -196,7 +196,10 @@ impl PostgresStore {
             .build()
             .map_err(|error| failed(error.to_string()))?;
         {
-            let mut client = pool.get().await.map_err(|error| failed(error.to_string()))?;
+            let mut client = pool
+                .get()
+                .await
+                .map_err(|error| failed(error.to_string()))?;
             create_schema(&mut client).await.map_err(failed)?;
         }
         let work = Arc::new(Notify::new());
@@ -431,7 +434,11 @@ async fn insert_delivery(
     Ok(())
 }
 
-async fn insert_job(client: &impl GenericClient, job: &NewJob, now: i64) -> Result<JobId, StoreError> {
+async fn insert_job(
+    client: &impl GenericClient,
+    job: &NewJob,
+    now: i64,
+) -> Result<JobId, StoreError> {
     Ok(client
         .query_one(
             "INSERT INTO jobs (key, payload, state, created_ms) VALUES ($1, $2, 'queued', $3)
@@ -899,9 +906,6 @@ mod tests {
             redact("host=db user=toyc password=hunter2 dbname=toyc"),
             "host=db user=toyc password=*** dbname=toyc"
         );
-        assert_eq!(
-            redact("postgres://toyc@db/toyc"),
-            "postgres://toyc@db/toyc"
-        );
+        assert_eq!(redact("postgres://toyc@db/toyc"), "postgres://toyc@db/toyc");
     }
 }

@@ -18,8 +18,8 @@ use serde_json::Value;
 use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
 
 use crate::{
-    now_ms, Accepted, Claim, Delivery, HostRecord, Job, JobId, JobState, Lease, Merge,
-    NewDelivery, NewJob, Outcome, Store, StoreError, StoredEvent,
+    now_ms, Accepted, Claim, Delivery, HostRecord, Job, JobId, JobState, Lease, Merge, NewDelivery,
+    NewJob, Outcome, Store, StoreError, StoredEvent,
 };
 
 /// The schema this build writes; [`SqliteStore::open`] refuses a newer one.
@@ -208,7 +208,10 @@ fn end<T>(conn: &Connection, result: Result<T, StoreError>) -> Result<T, StoreEr
 fn open_blocking(path: &Path) -> Result<Connection, String> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|error| {
-            format!("cannot create its directory `{}`: {error}", parent.display())
+            format!(
+                "cannot create its directory `{}`: {error}",
+                parent.display()
+            )
         })?;
     }
     let conn = Connection::open(path).map_err(|e| e.to_string())?;
@@ -523,7 +526,9 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue(&self, job: NewJob) -> Result<JobId, StoreError> {
-        let id = self.write(move |conn, now| insert_job(conn, &job, now)).await?;
+        let id = self
+            .write(move |conn, now| insert_job(conn, &job, now))
+            .await?;
         self.poke();
         Ok(id)
     }

@@ -159,7 +159,11 @@ async fn accept_behind_a_running_job_queues_a_new_one(db: Db) {
     else {
         panic!("a first delivery queues a job");
     };
-    let claim = store.claim("w1", LONG).await.expect("claim").expect("a job");
+    let claim = store
+        .claim("w1", LONG)
+        .await
+        .expect("claim")
+        .expect("a job");
     assert_eq!(claim.job.id, first);
     let second = store
         .accept(delivery("d2"), Some(push("web", "a2", &["y"])), &merge)
@@ -179,7 +183,11 @@ async fn accept_behind_a_running_job_queues_a_new_one(db: Db) {
         .finish(first, "w1", Outcome::Succeeded, json!("ok"))
         .await
         .expect("finish"));
-    let next = store.claim("w2", LONG).await.expect("claim").expect("a job");
+    let next = store
+        .claim("w2", LONG)
+        .await
+        .expect("claim")
+        .expect("a job");
     assert_eq!(next.job.id, second);
 }
 
@@ -210,21 +218,33 @@ async fn claim_takes_the_oldest_job_of_a_free_key(db: Db) {
     let a = store.enqueue(push("web", "a", &[])).await.expect("enqueue");
     let b = store.enqueue(push("web", "b", &[])).await.expect("enqueue");
     let c = store.enqueue(push("db", "c", &[])).await.expect("enqueue");
-    let first = store.claim("w1", LONG).await.expect("claim").expect("a job");
+    let first = store
+        .claim("w1", LONG)
+        .await
+        .expect("claim")
+        .expect("a job");
     assert_eq!(first.job.id, a);
     assert_eq!(first.job.state, JobState::Running);
     assert_eq!(first.job.worker.as_deref(), Some("w1"));
     assert_eq!(first.job.attempts, 1);
     assert!(first.job.started_ms.is_some());
     assert_eq!(first.taken_over, None);
-    let second = store.claim("w2", LONG).await.expect("claim").expect("a job");
+    let second = store
+        .claim("w2", LONG)
+        .await
+        .expect("claim")
+        .expect("a job");
     assert_eq!(second.job.id, c, "web's next job waits while web runs");
     assert!(store.claim("w3", LONG).await.expect("claim").is_none());
     assert!(store
         .finish(a, "w1", Outcome::Failed, json!({"error": "boom"}))
         .await
         .expect("finish"));
-    let third = store.claim("w3", LONG).await.expect("claim").expect("a job");
+    let third = store
+        .claim("w3", LONG)
+        .await
+        .expect("claim")
+        .expect("a job");
     assert_eq!(third.job.id, b);
     let done = store.job(a).await.expect("job").expect("exists");
     assert_eq!(done.state, JobState::Failed);
@@ -247,7 +267,11 @@ async fn an_expired_lease_is_taken_over_and_the_loser_cannot_finish(db: Db) {
         "a live lease is not taken over"
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let second = store.claim("w2", LONG).await.expect("claim").expect("a job");
+    let second = store
+        .claim("w2", LONG)
+        .await
+        .expect("claim")
+        .expect("a job");
     assert_eq!(
         second.job.id, job,
         "the dead worker's job comes before the key's next one"
@@ -293,7 +317,11 @@ async fn renew_holds_and_reports_a_cancel(db: Db) {
     let store = db.open().await;
     let running = store.enqueue(push("web", "a", &[])).await.expect("enqueue");
     let queued = store.enqueue(push("db", "b", &[])).await.expect("enqueue");
-    store.claim("w1", LONG).await.expect("claim").expect("a job");
+    store
+        .claim("w1", LONG)
+        .await
+        .expect("claim")
+        .expect("a job");
     assert_eq!(
         store.renew(running, "w1", LONG).await.expect("renew"),
         Lease::Held
@@ -346,14 +374,22 @@ async fn renew_holds_and_reports_a_cancel(db: Db) {
 async fn release_gives_the_job_back(db: Db) {
     let store = db.open().await;
     let job = store.enqueue(push("web", "a", &[])).await.expect("enqueue");
-    store.claim("w1", LONG).await.expect("claim").expect("a job");
+    store
+        .claim("w1", LONG)
+        .await
+        .expect("claim")
+        .expect("a job");
     assert!(!store.release(job, "w2").await.expect("release"));
     assert!(store.release(job, "w1").await.expect("release"));
     assert_eq!(
         store.job(job).await.expect("job").expect("exists").state,
         JobState::Queued
     );
-    let again = store.claim("w2", LONG).await.expect("claim").expect("a job");
+    let again = store
+        .claim("w2", LONG)
+        .await
+        .expect("claim")
+        .expect("a job");
     assert_eq!(again.job.id, job);
     assert_eq!(again.taken_over, None, "a released job was not taken over");
     assert_eq!(again.job.attempts, 2);
@@ -548,7 +584,10 @@ async fn concurrent_deliveries_of_a_key_merge_into_one_job(db: Db) {
     for sender in senders {
         sides.push(sender.await.expect("the sender does not panic"));
     }
-    assert_eq!(sides[0], sides[1], "both deliveries of a round joined one job");
+    assert_eq!(
+        sides[0], sides[1],
+        "both deliveries of a round joined one job"
+    );
     let store = db.open().await;
     let jobs = store.jobs(100).await.expect("jobs");
     assert_eq!(jobs.len(), ROUNDS, "one job per round");
@@ -561,7 +600,10 @@ async fn concurrent_deliveries_of_a_key_merge_into_one_job(db: Db) {
 async fn wait_for_work_wakes_on_a_new_job(db: Db) {
     let waiter = db.open().await;
     // A permit left by a change nobody waited for: the next wait returns at once.
-    waiter.enqueue(push("web", "a", &[])).await.expect("enqueue");
+    waiter
+        .enqueue(push("web", "a", &[]))
+        .await
+        .expect("enqueue");
     let started = Instant::now();
     waiter.wait_for_work(LONG).await;
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -606,6 +648,107 @@ async fn reopening_keeps_the_queue(db: Db) {
     assert_eq!(claim.job.id, job);
 }
 
+/// A worker process killed (SIGKILL) in the middle of a job, while this process has
+/// the same store open: what it committed is there, and its job is taken over once its
+/// lease expires.
+async fn a_worker_killed_mid_job_loses_nothing(db: Db) {
+    use std::io::BufRead;
+    let store = db.open().await;
+    let mut child = Reaped(
+        std::process::Command::new(std::env::current_exe().expect("the test binary"))
+            .args(["--exact", "child_worker", "--ignored", "--nocapture"])
+            .env(CHILD_STORE, &db.location)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("the child worker starts"),
+    );
+    let stdout = child.0.stdout.take().expect("a piped stdout");
+    let job: JobId = tokio::task::spawn_blocking(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.expect("the child's output");
+            if let Some(id) = line.strip_prefix("claimed ") {
+                return id.parse().expect("a job id");
+            }
+        }
+        panic!("the child worker ended without claiming");
+    })
+    .await
+    .expect("reading the child's output");
+    child.0.kill().expect("SIGKILL the child");
+    child.0.wait().expect("the child is gone");
+
+    let orphan = store
+        .job(job)
+        .await
+        .expect("job")
+        .expect("committed before the kill");
+    assert_eq!(orphan.state, JobState::Running);
+    assert_eq!(orphan.worker.as_deref(), Some("child"));
+    assert!(
+        store.claim("parent", LONG).await.expect("claim").is_none(),
+        "its lease is still live"
+    );
+    tokio::time::sleep(CHILD_LEASE + Duration::from_millis(200)).await;
+    let claim = store
+        .claim("parent", LONG)
+        .await
+        .expect("claim")
+        .expect("a job");
+    assert_eq!(claim.job.id, job);
+    assert_eq!(claim.taken_over.as_deref(), Some("child"));
+    assert_eq!(claim.job.attempts, 2);
+    let events = store.events(job, 0).await.expect("events");
+    assert_eq!(events.len(), 1, "the child's event survived: {events:?}");
+    assert!(store
+        .finish(job, "parent", Outcome::Succeeded, json!("ok"))
+        .await
+        .expect("finish"));
+}
+
+/// A child process killed when the test ends, even by a failed assertion.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The store the child worker opens.
+const CHILD_STORE: &str = "TOYC_STORE_TEST_CHILD";
+/// The child worker's lease.
+const CHILD_LEASE: Duration = Duration::from_millis(800);
+
+/// The child worker of [`a_worker_killed_mid_job_loses_nothing`]: queues and claims a
+/// job, logs an event, says so, and waits to be killed.
+#[tokio::test]
+#[ignore = "a child process of a_worker_killed_mid_job_loses_nothing"]
+async fn child_worker() {
+    use std::io::Write;
+    let Ok(location) = std::env::var(CHILD_STORE) else {
+        return;
+    };
+    let store = toyc_store::open(&location)
+        .await
+        .expect("the child opens the store");
+    let job = store.enqueue(push("web", "a", &[])).await.expect("enqueue");
+    let claim = store
+        .claim("child", CHILD_LEASE)
+        .await
+        .expect("claim")
+        .expect("the child's job");
+    assert_eq!(claim.job.id, job);
+    store
+        .append_event(job, json!({"type": "step_start"}))
+        .await
+        .expect("append");
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "claimed {job}").expect("stdout");
+    stdout.flush().expect("stdout");
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+}
+
 macro_rules! suite {
     ($backend:ident, $db:ident: $($case:ident),* $(,)?) => {
         mod $backend {
@@ -642,6 +785,7 @@ both!(
     concurrent_deliveries_of_a_key_merge_into_one_job,
     wait_for_work_wakes_on_a_new_job,
     reopening_keeps_the_queue,
+    a_worker_killed_mid_job_loses_nothing,
 );
 
 #[tokio::test]
@@ -667,10 +811,7 @@ async fn sqlite_refuses_a_newer_schema() {
         .await
         .err()
         .expect("a newer schema is refused");
-    assert!(
-        error.to_string().contains("schema version 99"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("schema version 99"), "{error}");
 }
 
 #[tokio::test]

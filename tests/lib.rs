@@ -5,6 +5,7 @@
 
 mod apply;
 mod cli;
+mod daemon;
 mod deploy;
 mod docs;
 mod hardening;

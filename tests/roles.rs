@@ -17,7 +17,7 @@ use crate::support::hosts::{self, HostPool};
 const GIT_SERVER: usize = 9;
 
 /// `git` in `dir` with a fixed identity and no user or system config.
-fn git(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+pub(crate) fn git(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let output = Command::new("git")
         .args(args)
         .current_dir(dir)

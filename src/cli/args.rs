@@ -92,6 +92,25 @@ pub enum Command {
     ///   toyc repl -i hosts.ini -l web
     #[command(verbatim_doc_comment)]
     Repl(ReplArgs),
+    /// Serve git-host webhooks: each push to a configured repo's branch queues a run of
+    /// its role (durably, in the store), which bootstraps new hosts and applies the role
+    /// on every host of it in parallel. A JSON API and a status page show the queue.
+    ///
+    /// Examples:
+    ///   toyc daemon --config /etc/toyc/daemon.yml
+    ///   toyc daemon --config daemon.yml --store postgres://toyc@db/toyc
+    #[command(verbatim_doc_comment)]
+    Daemon(DaemonArgs),
+    /// Ask a running daemon about its jobs: list them, show one with its hosts and log,
+    /// re-run one, cancel one.
+    ///
+    /// Examples:
+    ///   toyc jobs list
+    ///   toyc jobs show 42
+    ///   toyc jobs retry 42
+    ///   toyc --url http://deploy.example.com:8470 jobs cancel 42
+    #[command(verbatim_doc_comment)]
+    Jobs(JobsArgs),
     /// Print a shell completion script for toyc.
     ///
     /// Examples:
@@ -423,6 +442,68 @@ pub struct ExecArgs {
     pub targets: TargetArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// `toyc daemon`.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// The daemon's configuration (see the README's daemon section).
+    #[arg(long, value_name = "FILE", env = "TOYC_DAEMON_CONFIG")]
+    pub config: PathBuf,
+    /// The store, over the config's `store:`: a SQLite file, or a `postgres://` URL.
+    #[arg(long, value_name = "PATH|URL", env = "TOYC_STORE")]
+    pub store: Option<String>,
+    /// Where to listen, over the config's `listen:` (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR:PORT", env = "TOYC_DAEMON_LISTEN")]
+    pub listen: Option<String>,
+}
+
+/// `toyc jobs`.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// The daemon's address.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "TOYC_DAEMON_URL",
+        default_value = "http://127.0.0.1:8470"
+    )]
+    pub url: String,
+    /// A file holding the API token (needed when the daemon is not on loopback).
+    #[arg(long, value_name = "FILE", env = "TOYC_DAEMON_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Print the daemon's JSON as it is.
+    #[arg(long, env = "TOYC_JSON")]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: JobsAction,
+}
+
+/// `toyc jobs ACTION`.
+#[derive(Debug, Subcommand)]
+pub enum JobsAction {
+    /// The newest jobs, newest first.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// One job: its state, its hosts' results and its event log.
+    Show {
+        /// The job's number.
+        id: i64,
+    },
+    /// Queue a deliberate full re-run of a job (never refused as a duplicate).
+    Retry {
+        /// The job's number.
+        id: i64,
+    },
+    /// Cancel a job: a queued one does not start, a running one is stopped on every host.
+    Cancel {
+        /// The job's number.
+        id: i64,
+    },
 }
 
 /// `toyc doc`.

@@ -39,7 +39,7 @@ pub fn manual(name: Option<&str>, markdown: bool) -> Result<String, Failure> {
         modules.insert(
             "global".into(),
             serde_json::json!({
-                "doc": "Functions scripts call without a module prefix: secrets, stages, handlers, and generators' helpers.",
+                "doc": "Functions scripts call without a module prefix: secrets, what a push changed, stages, handlers, and generators' helpers.",
                 "functions": globals,
             }),
         );

@@ -3,9 +3,11 @@
 
 mod apply;
 mod args;
+mod daemon;
 mod deploy;
 mod doc;
 mod exec;
+mod jobs;
 mod plan;
 mod repl;
 mod role;
@@ -79,7 +81,7 @@ pub fn main() -> i32 {
             return code;
         }
     };
-    init_tracing();
+    init_tracing(matches!(cli.command, Command::Daemon(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -94,6 +96,12 @@ pub fn main() -> i32 {
     let process = Process::default();
     let command = match cli.command {
         // The console handles Ctrl-C itself: it cancels a line, not the session.
+        // The daemon stops gracefully on SIGTERM and Ctrl-C itself.
+        Command::Daemon(args) => {
+            let outcome = runtime.block_on(daemon::daemon(args));
+            runtime.shutdown_timeout(Duration::from_secs(2));
+            return exit_status(outcome, &process);
+        }
         Command::Repl(args) => {
             let outcome = repl::repl(args, runtime.handle(), &process);
             runtime.shutdown_timeout(Duration::from_secs(2));
@@ -144,11 +152,14 @@ async fn dispatch(command: Command, process: &Process) -> Outcome {
         Command::Plan(args) => plan::plan(args, process).await,
         Command::Apply(args) => apply::apply(args, process).await,
         Command::Role(args) => role::role(args, process).await,
+        Command::Jobs(args) => jobs::jobs(args).await,
         Command::Doc(args) => doc::doc(&args),
         Command::Completions(args) => shell::completions(&args),
         Command::Man(args) => shell::man(&args),
         // `main` runs the console itself, outside this future.
-        Command::Repl(_) => Err(anyhow::anyhow!("toyc bug: the console reached dispatch").into()),
+        Command::Repl(_) | Command::Daemon(_) => {
+            Err(anyhow::anyhow!("toyc bug: the console or the daemon reached dispatch").into())
+        }
     }
 }
 
@@ -160,10 +171,12 @@ fn print_error(error: &anyhow::Error, secrets: &Secrets) {
     }
 }
 
-/// Logs for toyc's own debugging, from `RUST_LOG` (off unless asked).
-fn init_tracing() {
+/// Logs for toyc's own debugging, from `RUST_LOG` (off unless asked); a service (the
+/// daemon) logs at `info` unless `RUST_LOG` says otherwise.
+fn init_tracing(service: bool) {
+    let default = if service { "info" } else { "off" };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -4,10 +4,7 @@
 //! what they return, and applies the runbook exactly as `toyc run` applies a script
 //! (prepare → show → confirm → apply), each host recording the commit once it applied.
 
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
-use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use serde_json::{Map, Value};
@@ -20,7 +17,7 @@ use toyc_engine::role::status::{self, Behind, HostState};
 use toyc_engine::role::{Role, RoleError};
 
 use super::args::{DeployArgs, RoleArgs, RunArgs};
-use super::run::{converge_with, extra_vars, AfterApply, RunExtras};
+use super::run::{converge_with, extra_vars, RunExtras};
 use super::targets::{seconds, ssh_options};
 use super::{Failure, Outcome, Process};
 use crate::exit::ExitCode;
@@ -105,7 +102,7 @@ pub async fn role(args: RoleArgs, process: &Process) -> Outcome {
     let extras = RunExtras {
         hosts: Some(hosts),
         root: Some(role.cache.clone()),
-        after_apply: Some(record_hook(record)),
+        after_apply: Some(record.after_apply(None)),
     };
     let outcome = converge_with(&run, "role", None, extras, process).await;
     if matches!(outcome, Ok(ExitCode::Success)) && !args.changes.check {
@@ -168,21 +165,6 @@ fn run_args(args: &RoleArgs, script: &Path) -> RunArgs {
         variables: args.variables.clone(),
         deploy: DeployArgs::default(),
     }
-}
-
-/// The after-apply hook: the engine writes the record on the host, with the host's clock
-/// for the time, over the connection the run already holds.
-fn record_hook(record: Record) -> AfterApply {
-    let record = Arc::new(record);
-    Arc::new(move |_host, transport| {
-        let record = Arc::clone(&record);
-        Box::pin(async move {
-            record
-                .write(transport.as_ref())
-                .await
-                .map_err(|e| format!("applied, but {e}"))
-        }) as Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
-    })
 }
 
 /// `--show-attributes HOST`: each attribute, its value, and the layer it came from.

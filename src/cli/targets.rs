@@ -1,7 +1,6 @@
 //! What the subcommands share: the selected hosts, the event sink, the SSH settings, the
 //! script limits.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +9,6 @@ use toyc_engine::events::{EventSink, HumanSink, JsonSink, Printer};
 use toyc_engine::inventory::{Host, Inventory};
 use toyc_engine::progress::Progress;
 use toyc_engine::run::RunContext;
-use toyc_engine::run_dir::run_directory;
 use toyc_engine::sandbox::Limits;
 use toyc_engine::transport::SshOptions;
 
@@ -69,12 +67,6 @@ pub fn event_sink(
 /// SSH settings for this run, with their files in a new private run directory that lives
 /// as long as the options and the connections made with them.
 pub fn ssh_options(targets: &TargetArgs) -> Result<SshOptions, Failure> {
-    let run_dir = Arc::new(run_directory().context("unable to create a directory for this run")?);
-    let mut options = SshOptions::new(PathBuf::from(run_dir.path()));
-    options.run_dir = Some(Arc::clone(&run_dir));
-    let run_dir = run_dir.path();
-    options.connect_timeout = Duration::from_secs(targets.connect_timeout.max(1));
-    options.accept_new_host_keys = targets.accept_new_host_keys;
     // Absolute, because ssh resolves a relative `Include` against ~/.ssh, not the cwd.
     let user_config = match &targets.ssh_config {
         None => None,
@@ -82,9 +74,10 @@ pub fn ssh_options(targets: &TargetArgs) -> Result<SshOptions, Failure> {
             Failure::input(anyhow::anyhow!("ssh config `{}`: {e}", config.display()))
         })?),
     };
-    options
-        .write_config(run_dir, user_config.as_deref())
-        .context("unable to write the ssh config for this run")?;
+    let mut options = SshOptions::in_run_directory(user_config.as_deref())
+        .context("unable to create a directory for this run")?;
+    options.connect_timeout = Duration::from_secs(targets.connect_timeout.max(1));
+    options.accept_new_host_keys = targets.accept_new_host_keys;
     Ok(options)
 }
 

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`host`] | commands, files and facts of the host the script runs for |
 //! | [`secret`] | `secret(value)`: values masked in every output |
+//! | [`changes`] | `changed(pattern)`: whether a push changed matching files (incremental runs) |
 //! | [`template`] | Jinja2 templates rendered as Ansible renders them |
 //! | [`files`] | idempotent files: directories, files, content, copies, templates, lines, links |
 //! | [`flow`] | `stage`, `handler`, `notify`: stages with limits and failure policies, handlers run when notified |
@@ -20,6 +21,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod changes;
 pub mod commands;
 pub mod files;
 pub mod flow;
@@ -86,11 +88,12 @@ pub fn modules() -> Vec<(&'static str, rhai::Shared<rhai::Module>)> {
 }
 
 /// Add every stdlib module to `sandbox`, and the functions scripts call without a
-/// module prefix (`secret`, `stage`, `handler`, `notify`, and the generators' `packages`,
+/// module prefix (`secret`, `changed`, `stage`, `handler`, `notify`, and the generators' `packages`,
 /// `remote_versions`, `graphite_stage`).
 pub fn register(sandbox: &mut Sandbox) {
     sandbox.add_check(std::sync::Arc::new(template::check_named_templates));
     sandbox.add_global(exported_module!(secret::secret_api).into());
+    sandbox.add_global(exported_module!(changes::changes_api).into());
     sandbox.add_global(exported_module!(flow::flow_api).into());
     sandbox.add_global(exported_module!(generator::generator_api).into());
     for (name, module) in modules() {

@@ -2,10 +2,14 @@
 //! and the host's own time of the apply), in the login user's state directory on the host:
 //! written after an apply, read back by [`super::status`]. One round trip each.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::run::AfterApply;
 use crate::transport::{
     atomic_write, describe_failure, quote, ExecRequest, PutOptions, Transport, TransportError,
 };
@@ -53,6 +57,27 @@ impl Record {
     /// for [`Record::applied_at`].
     pub async fn write(&self, transport: &dyn Transport) -> Result<(), RecordError> {
         self.write_in(HOST_RECORDS, transport).await
+    }
+
+    /// The record as a run's after-apply hook: each host that applied writes it over the
+    /// connection the run already holds, then `then` runs for that host (a store's
+    /// bookkeeping, say). An error fails the host ("applied, but ...").
+    pub fn after_apply(self, then: Option<AfterApply>) -> AfterApply {
+        let record = Arc::new(self);
+        Arc::new(move |host: String, transport: Arc<dyn Transport>| {
+            let record = Arc::clone(&record);
+            let then = then.clone();
+            Box::pin(async move {
+                record
+                    .write(transport.as_ref())
+                    .await
+                    .map_err(|e| format!("applied, but {e}"))?;
+                match then {
+                    Some(then) => then(host, transport).await,
+                    None => Ok(()),
+                }
+            }) as Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
+        })
     }
 
     /// [`Record::write`] into `dir` (a shell word inside double quotes).

@@ -69,6 +69,17 @@ impl SshOptions {
         }
     }
 
+    /// Options for one run: control sockets in a fresh private run directory (see
+    /// [`crate::run_dir`]) that lives as long as the options, with toyc's ssh config
+    /// written there over the user's (`user_config`, else `~/.ssh/config`).
+    pub fn in_run_directory(user_config: Option<&Path>) -> std::io::Result<SshOptions> {
+        let run_dir = Arc::new(crate::run_dir::run_directory()?);
+        let mut options = SshOptions::new(PathBuf::from(run_dir.path()));
+        options.write_config(run_dir.path(), user_config)?;
+        options.run_dir = Some(run_dir);
+        Ok(options)
+    }
+
     /// Write the ssh config toyc connects with into `dir` and use it: the user's own config
     /// (or `user_config`) and the system one come first, so every setting there wins;
     /// toyc's defaults follow for whatever they leave unset.

@@ -2,3 +2,7 @@
 
 pub mod cli;
 pub mod hosts;
+// A throwaway PostgreSQL server, for the daemon's tests of a shared queue; the store's
+// tests include the same file.
+#[allow(dead_code)]
+pub mod postgres;

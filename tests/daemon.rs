@@ -168,6 +168,11 @@ impl Daemon {
         }
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// What it logged so far.
     pub fn log(&self) -> String {
         self.log.lock().expect("log lock").clone()
@@ -1056,4 +1061,84 @@ fn off_loopback_the_api_and_page_need_the_token_and_the_daemon_will_not_start_wi
         answer.0, 202,
         "webhooks need their signature only: {answer:?}"
     );
+}
+
+#[test]
+fn two_daemons_share_one_postgresql_queue_and_a_job_whose_daemon_dies_completes_once() {
+    let Some(pool) = hosts::shared() else { return };
+    let url = crate::support::postgres::database();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = "/tmp/toyc-daemon-dpg";
+    let runbook = format!("shell::run(\"sleep 4; echo run >> {dir}/count\");\n");
+    let repo = RoleRepo::new(scratch.path(), "dpg", &[("runbook.rhai", &runbook)]);
+    pool.docker_exec(1, &format!("rm -rf {dir}; mkdir -p {dir}"));
+    let config = write_config(
+        scratch.path(),
+        pool,
+        &[1],
+        &[("acme/dpg", &repo.url, "dpg")],
+        "",
+    );
+    // Two machines: each daemon its own state directory, one store.
+    let mut daemons = [
+        Daemon::start(&config, &scratch.path().join("a"), &["--store", &url]),
+        Daemon::start(&config, &scratch.path().join("b"), &["--store", &url]),
+    ];
+    let (before, after) = repo.commit(&[("x", "1")], "x");
+    let job = queued(&daemons[0].github(
+        &push_body("acme/dpg", "main", &before, &after),
+        "pg-1",
+        Some(SECRET),
+    ));
+    // Either daemon may claim it: kill -9 the one that did, mid-run.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let holder = loop {
+        let state = daemons[1].get(&format!("/api/jobs/{job}"));
+        if state["job"]["state"] == "running" {
+            let worker = state["job"]["worker"].as_str().unwrap_or("").to_owned();
+            break daemons
+                .iter()
+                .position(|d| {
+                    d.pid()
+                        .is_some_and(|pid| worker.contains(&format!(":{pid}:")))
+                })
+                .unwrap_or_else(|| panic!("worker {worker} is neither daemon"));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job #{job} never started: {state:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    daemons[holder].kill9();
+    let survivor = &daemons[1 - holder];
+    let done = survivor.wait_job(job, Duration::from_secs(60));
+    assert_eq!(
+        done["job"]["state"],
+        "succeeded",
+        "{done:#}\n{}",
+        survivor.log()
+    );
+    assert_eq!(done["job"]["attempts"], 2, "{done:#}");
+    let worker = done["job"]["worker"].as_str().unwrap_or("");
+    assert!(
+        worker.contains(&format!(":{}:", survivor.pid().expect("running"))),
+        "{worker}"
+    );
+    assert!(
+        messages(&done)
+            .iter()
+            .any(|m| m.contains("taken up again (attempt 2)")),
+        "{:?}",
+        messages(&done)
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        host_file(pool, 1, &format!("{dir}/count")),
+        "run",
+        "the killed daemon's command stopped with it; the job ran to completion once"
+    );
+    let jobs = survivor.get("/api/jobs");
+    assert_eq!(jobs.as_array().expect("jobs").len(), 1, "{jobs:#}");
 }

@@ -1249,3 +1249,28 @@ fn a_host_that_fails_bootstrap_is_left_out_and_bootstrapped_by_a_later_push() {
         );
     }
 }
+
+#[test]
+fn a_bad_configuration_fails_at_start_naming_file_line_and_column() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    std::fs::write(scratch.path().join("secrets.yml"), "webhook: s\n").expect("write");
+    let config = scratch.path().join("daemon.yml");
+    std::fs::write(
+        &config,
+        "secrets_file: secrets.yml\nrepos:\n  acme/web:\n    url: file:///nowhere\n    branches: main\n",
+    )
+    .expect("write");
+    let out = Command::new(binary())
+        .args(["daemon", "--config"])
+        .arg(&config)
+        .env("TOYC_STATE_DIR", scratch.path().join("state"))
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{stderr}");
+    assert!(
+        stderr.contains("daemon.yml:5:5") && stderr.contains("branches"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening"), "{stderr}");
+}

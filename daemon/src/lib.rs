@@ -13,6 +13,7 @@
 //! a job whose daemon died is taken up again when its lease expires.
 #![deny(missing_docs)]
 
+pub mod chat;
 pub mod config;
 pub mod http;
 pub mod job;

@@ -19,6 +19,7 @@ pub mod http;
 pub mod job;
 pub mod webhook;
 pub mod worker;
+pub mod workflows;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -66,6 +67,7 @@ pub async fn serve(
         store,
         state_dir,
         running: Mutex::new(HashMap::new()),
+        announcements: tokio::sync::broadcast::channel(256).0,
     });
     let (stop, stopping) = watch::channel(false);
     let mut tasks = Vec::new();

@@ -43,6 +43,8 @@ pub struct Workers {
     /// The jobs running in this process, to cancel at once when the API asks (other
     /// daemons see the store's flag at their next renewal).
     pub running: Mutex<HashMap<JobId, Cancel>>,
+    /// What workflow runs say on their own, for the chat adapters.
+    pub announcements: tokio::sync::broadcast::Sender<crate::chat::Announcement>,
 }
 
 impl Workers {

@@ -111,6 +111,16 @@ pub enum Command {
     ///   toyc --url http://deploy.example.com:8470 jobs cancel 42
     #[command(verbatim_doc_comment)]
     Jobs(JobsArgs),
+    /// Provisioning workflows: `module::task` steps over a record, run in the daemon's
+    /// queue (or here with `--foreground`); ask where a run is, resume it, cancel it.
+    ///
+    /// Examples:
+    ///   toyc workflow run /srv/workflows/loki.yml
+    ///   toyc workflow status loki
+    ///   toyc workflow resume loki
+    ///   toyc workflow run scripts/workflows/web-host.yml --foreground --name web1
+    #[command(verbatim_doc_comment)]
+    Workflow(WorkflowArgs),
     /// Print a shell completion script for toyc.
     ///
     /// Examples:
@@ -458,20 +468,35 @@ pub struct DaemonArgs {
     pub listen: Option<String>,
 }
 
-/// `toyc jobs`.
-#[derive(Debug, Args)]
-pub struct JobsArgs {
+/// Where a running daemon is (`toyc jobs`, `toyc workflow`).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Daemon")]
+pub struct DaemonConnection {
     /// The daemon's address.
     #[arg(
         long,
         value_name = "URL",
         env = "TOYC_DAEMON_URL",
-        default_value = "http://127.0.0.1:8470"
+        default_value = "http://127.0.0.1:8470",
+        global = true
     )]
     pub url: String,
     /// A file holding the API token (needed when the daemon is not on loopback).
-    #[arg(long, value_name = "FILE", env = "TOYC_DAEMON_TOKEN_FILE")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TOYC_DAEMON_TOKEN_FILE",
+        global = true
+    )]
     pub token_file: Option<PathBuf>,
+}
+
+/// `toyc jobs`.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// The daemon.
+    #[command(flatten)]
+    pub connection: DaemonConnection,
     /// Print the daemon's JSON as it is.
     #[arg(long, env = "TOYC_JSON")]
     pub json: bool,
@@ -504,6 +529,59 @@ pub enum JobsAction {
         /// The job's number.
         id: i64,
     },
+}
+
+/// `toyc workflow`.
+#[derive(Debug, Args)]
+pub struct WorkflowArgs {
+    /// The daemon.
+    #[command(flatten)]
+    pub connection: DaemonConnection,
+    /// Print the daemon's JSON as it is.
+    #[arg(long, env = "TOYC_JSON", global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: WorkflowAction,
+}
+
+/// `toyc workflow ACTION`.
+#[derive(Debug, Subcommand)]
+pub enum WorkflowAction {
+    /// Queue a workflow run in the daemon and return at once (or run it here with
+    /// `--foreground`).
+    Run {
+        /// The workflow file (the daemon reads it: a path on the daemon's machine), or a
+        /// name from the daemon's `workflows: dir:`.
+        workflow: String,
+        /// The run's name; default: the record's `instance.hostname`.
+        #[arg(long)]
+        name: Option<String>,
+        /// Run it here, in this process, printing each step (no daemon needed).
+        #[arg(long)]
+        foreground: bool,
+        /// With `--foreground`: the private key to log in to new hosts with.
+        #[arg(long, value_name = "FILE")]
+        ssh_identity: Option<PathBuf>,
+    },
+    /// Where a run is: the step being worked on, the step where it failed and why, or
+    /// that it is done and how long it took; the clipboard, secrets masked.
+    Status {
+        /// The run's name.
+        name: String,
+    },
+    /// Queue a failed, cancelled or interrupted run again from the step where it stopped.
+    Resume {
+        /// The run's name.
+        name: String,
+    },
+    /// Cancel a run.
+    Cancel {
+        /// The run's name.
+        name: String,
+    },
+    /// Every run's status, one line each.
+    List,
 }
 
 /// `toyc doc`.

@@ -4,6 +4,7 @@
 mod apply;
 mod args;
 mod daemon;
+mod daemon_client;
 mod deploy;
 mod doc;
 mod exec;
@@ -14,6 +15,7 @@ mod role;
 mod run;
 mod shell;
 mod targets;
+mod workflow;
 
 use std::time::Duration;
 
@@ -153,6 +155,7 @@ async fn dispatch(command: Command, process: &Process) -> Outcome {
         Command::Apply(args) => apply::apply(args, process).await,
         Command::Role(args) => role::role(args, process).await,
         Command::Jobs(args) => jobs::jobs(args).await,
+        Command::Workflow(args) => workflow::workflow(args, process).await,
         Command::Doc(args) => doc::doc(&args),
         Command::Completions(args) => shell::completions(&args),
         Command::Man(args) => shell::man(&args),

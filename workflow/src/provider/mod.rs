@@ -7,6 +7,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+pub mod docker;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +25,12 @@ pub struct InstanceSpec {
     pub ssh_public_key: Option<String>,
     /// Tags or labels to put on it.
     pub tags: BTreeMap<String, String>,
+    /// A host key pair generated for it (`host::keygen`): the private key's file, its
+    /// `.pub` beside it. Installed as the host's ed25519 host key where the provider can
+    /// (docker: copied in before start; EC2: in its user data), so that the key toyc
+    /// records is one it made, not one it was shown.
+    #[serde(default)]
+    pub host_key_file: Option<std::path::PathBuf>,
 }
 
 /// An instance as the provider reports it.

@@ -19,3 +19,4 @@ mod ssh;
 mod stages;
 mod support;
 mod users_packages;
+mod workflows;

@@ -60,7 +60,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// A working repo `scratch/name` made from `source`, and a bare clone of it beside it,
 /// served over file://; returns the working repo and the bare repo's URL.
-fn file_repo(source: &Path, scratch: &Path, name: &str) -> (PathBuf, String) {
+pub(crate) fn file_repo(source: &Path, scratch: &Path, name: &str) -> (PathBuf, String) {
     let work = work_repo(source, &scratch.join(name));
     let bare = scratch.join(format!("{name}.git"));
     git(

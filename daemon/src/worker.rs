@@ -169,12 +169,17 @@ async fn run_claim(
         })
     };
 
-    let result = match RoleRun::from_value(&job.payload) {
-        Some(run) => execute(workers, &run, &cancel, &log).await,
-        None => Err(format!(
-            "job #{} is not a role run: {}",
-            job.id, job.payload
-        )),
+    let result = if let Some(run) = crate::workflows::WorkflowRun::from_value(&job.payload) {
+        let taken_over = claim.taken_over.is_some();
+        Ok(crate::workflows::execute(workers, job.id, &run, taken_over, &cancel).await)
+    } else {
+        match RoleRun::from_value(&job.payload) {
+            Some(run) => execute(workers, &run, &cancel, &log).await,
+            None => Err(format!(
+                "job #{} is neither a role run nor a workflow run: {}",
+                job.id, job.payload
+            )),
+        }
     };
     keeper.abort();
     let ending = *ending.lock().unwrap_or_else(|p| p.into_inner());

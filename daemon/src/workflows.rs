@@ -279,6 +279,18 @@ impl Status {
             .and_then(|r| r.get("interrupted_at"))
             .and_then(Value::as_u64)
             .map(|i| i as usize);
+        if failed.is_none() && job.state.is_final() && job.state != JobState::Succeeded {
+            // A run that ended before its first step (a step that vanished, a cancel).
+            let result = job.result.as_ref();
+            failed = result
+                .and_then(|r| r.get("failed_step"))
+                .and_then(Value::as_u64)
+                .map(|i| i as usize);
+            error = result
+                .and_then(|r| r.get("error"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+        }
         if let Some(at) = interrupted {
             failed = Some(at);
             error = job

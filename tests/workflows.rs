@@ -165,11 +165,9 @@ fn a_failing_step_keeps_the_clipboard_and_resume_starts_again_at_that_step() {
     );
     std::fs::write(
         scratch.path().join("workflows/modules/note.rhai"),
-        format!(
-            "fn first(clip) {{ clip.first = \"yes\"; clip.token = secret(\"hunter22\"); clip }}\n\
-             fn gate(clip) {{ throw \"the gate is closed\"; }}\n\
-             fn last(clip) {{ clip.last = \"yes\"; clip }}\n"
-        ),
+        "fn first(clip) { clip.first = \"yes\"; clip.token = secret(\"hunter22\"); clip }\n\
+         fn gate(clip) { throw \"the gate is closed\"; }\n\
+         fn last(clip) { clip.last = \"yes\"; clip }\n",
     )
     .expect("module");
     let daemon = Daemon::start(&config, &state, &[]);
@@ -303,4 +301,64 @@ fn a_daemon_killed_mid_step_leaves_the_run_interrupted_at_that_step_until_resume
         "slept",
         "the interrupted step's command died with its daemon; only the resumed one ran to the end"
     );
+}
+
+/// Serves `body` to every GET on 127.0.0.1 (a port it picks), in a thread; its URL.
+fn serve_once(body: String) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!(
+        "http://{}/loki.yml",
+        listener.local_addr().expect("address")
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten().take(4) {
+            let mut stream = stream;
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+#[test]
+fn a_workflow_fetched_by_url_runs_its_built_in_steps_and_a_missing_step_is_refused_first() {
+    let Some(pool) = hosts::shared() else { return };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let (config, state) = workflow_daemon(scratch.path(), pool.identity(), "");
+    let daemon = Daemon::start(&config, &state, &[]);
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIArmQT47lNPpzrs9Re9xbmtMewl238V2+LQx1p298Lne";
+    let url = serve_once(format!(
+        "instance: {{hostname: wfurl, ip: 192.0.2.55}}\nssh: {{host_key: \"{key}\"}}\nsteps: [host::record_key]\n"
+    ));
+    let (code, _, err) = toyc_workflow(&daemon, &["run", &url]);
+    assert_eq!(code, 0, "{err}");
+    let done = wait_state(
+        &daemon,
+        "wfurl",
+        &["succeeded", "failed"],
+        Duration::from_secs(30),
+    );
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    let known = std::fs::read_to_string(state.join("known_hosts")).expect("known_hosts");
+    assert_eq!(known.trim(), format!("192.0.2.55 {key}"));
+
+    // A step that does not exist is refused before anything runs, naming it.
+    let url = serve_once(
+        "instance: {hostname: wfbad}\nsteps: [host::record_key, host::nope, dns::x]\n".into(),
+    );
+    let (code, _, err) = toyc_workflow(&daemon, &["run", &url]);
+    assert_eq!(code, 65, "{err}");
+    assert!(
+        err.contains("step 2 `host::nope`: module `host` has no task `nope`"),
+        "{err}"
+    );
+    assert!(err.contains("step 3 `dns::x`"), "{err}");
+    let (code, _, err) = toyc_workflow(&daemon, &["status", "wfbad"]);
+    assert_eq!(code, 65, "nothing was queued: {err}");
 }

@@ -125,6 +125,50 @@ pub fn locate(workers: &Workers, what: &str) -> Result<PathBuf, StartError> {
     }
 }
 
+/// The largest workflow file fetched by URL.
+const MAX_FETCHED: usize = 1024 * 1024;
+
+/// Fetch a workflow file from a URL into the state directory (named by a digest of the
+/// URL); it can use built-in modules only, having no directory of its own.
+async fn fetch(workers: &Workers, url: &str) -> Result<PathBuf, StartError> {
+    let shown = toyc_engine::gitsync::display_url(url);
+    let invalid = |why: String| StartError::Invalid(format!("unable to fetch `{shown}`: {why}"));
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .map_err(|e| invalid(e.to_string()))?;
+    let response = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| invalid(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(invalid(format!(
+            "the server answered {}",
+            response.status()
+        )));
+    }
+    let body = response.bytes().await.map_err(|e| invalid(e.to_string()))?;
+    if body.len() > MAX_FETCHED {
+        return Err(invalid(format!("it is larger than {MAX_FETCHED} bytes")));
+    }
+    let digest = digest_hex(url);
+    let dir = workers
+        .state_dir
+        .join("workflows")
+        .join("fetched")
+        .join(digest);
+    std::fs::create_dir_all(&dir).map_err(|e| invalid(e.to_string()))?;
+    let path = dir.join("workflow.yml");
+    std::fs::write(&path, &body).map_err(|e| invalid(e.to_string()))?;
+    Ok(path)
+}
+
+fn digest_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))[..16].to_owned()
+}
+
 /// Load, check and queue a workflow; its job id and name.
 pub async fn start(
     workers: &Workers,
@@ -132,7 +176,11 @@ pub async fn start(
     name: Option<&str>,
     channel: Option<String>,
 ) -> Result<(JobId, String), StartError> {
-    let path = locate(workers, what)?;
+    let path = if what.starts_with("https://") || what.starts_with("http://") {
+        fetch(workers, what).await?
+    } else {
+        locate(workers, what)?
+    };
     let workflow = Workflow::load(&path, name).map_err(|e| StartError::Invalid(e.to_string()))?;
     let ctx = step_context(workers, &workflow.name, 0, &Cancel::new());
     runner::check(&workflow, &ctx).map_err(|p| StartError::Invalid(p.join("\n")))?;

@@ -292,9 +292,7 @@ impl ApplyScript {
                     if change.script.contains(PAYLOAD_FUNCTION) {
                         script.push_str(&format!("{step} </dev/null{no_stream} 9>&-\n"));
                     } else {
-                        script.push_str(&format!(
-                            "{PAYLOAD_FUNCTION} | {step}{no_stream} 9>&-\n"
-                        ));
+                        script.push_str(&format!("{PAYLOAD_FUNCTION} | {step}{no_stream} 9>&-\n"));
                     }
                     // No later step may print this one's payload.
                     script.push_str(&format!("rc=$?; unset -f {PAYLOAD_FUNCTION}\n"));
@@ -671,11 +669,7 @@ mod tests {
         Change {
             payload: Some(Payload::File(Arc::new(LocalFile::new(local, len)))),
             ..change(
-                &crate::transport::atomic_write(
-                    dest.to_str().expect("utf-8 path"),
-                    None,
-                    &options,
-                ),
+                &crate::transport::atomic_write(dest.to_str().expect("utf-8 path"), None, &options),
                 None,
             )
         }
@@ -691,7 +685,10 @@ mod tests {
         let out = |name: &str| dir.path().join(name);
         let results = apply(&[
             streamed(&out("big.out"), &out("big")),
-            change(&format!("cat > {}", out("small").display()), Some(b"small\n")),
+            change(
+                &format!("cat > {}", out("small").display()),
+                Some(b"small\n"),
+            ),
             change("cat <&3 2>&1 || echo no stream here", None),
             streamed(&out("other.out"), &out("other")),
             change("echo last", None),
@@ -718,12 +715,19 @@ mod tests {
         let results = apply(&[planned.clone(), change("echo not reached", None)]);
         assert_eq!(results.len(), 1, "{results:?}");
         assert_ne!(results[0].status, 0);
-        assert!(results[0].output.contains("changed since it was planned"), "{results:?}");
+        assert!(
+            results[0].output.contains("changed since it was planned"),
+            "{results:?}"
+        );
         std::fs::write(&local, vec![b'a'; 1 << 20]).expect("write");
         let results = apply(&[planned]);
         assert_ne!(results[0].status, 0, "{results:?}");
         assert_eq!(std::fs::read(&dest).expect("read"), b"old");
-        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 2, "no temporary left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("ls").count(),
+            2,
+            "no temporary left"
+        );
     }
 
     #[test]

@@ -678,8 +678,8 @@ mod tests {
     #[test]
     fn streamed_files_arrive_byte_for_byte_between_inline_steps() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let big: Vec<u8> = (0..3u32 << 20).map(|i| (i * 7 >> 3) as u8).collect();
-        let other: Vec<u8> = (0..2u32 << 20).map(|i| (i * 13 >> 5) as u8).collect();
+        let big: Vec<u8> = (0..3u32 << 20).map(|i| ((i * 7) >> 3) as u8).collect();
+        let other: Vec<u8> = (0..2u32 << 20).map(|i| ((i * 13) >> 5) as u8).collect();
         std::fs::write(dir.path().join("big"), &big).expect("write");
         std::fs::write(dir.path().join("other"), &other).expect("write");
         let out = |name: &str| dir.path().join(name);

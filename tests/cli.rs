@@ -682,3 +682,120 @@ fn every_command_lists_the_same_flag_group_where_it_applies() {
         ["--script-timeout", "--max-operations", "--max-memory"]
     );
 }
+
+// See: issue 15, item 14. Without a terminal to ask on, a run that would change a host
+// needs `-y`: a flag missing from the command line is a usage error (64), not bad input.
+#[test]
+fn changes_without_a_terminal_and_without_yes_exit_64() {
+    let toyc = Toyc::new();
+    let target = toyc.dir().join("made.txt");
+    let toyc = toyc.file(
+        "s.rhai",
+        &format!("files::content(\"{}\", \"x\\n\");\n", target.display()),
+    );
+    toyc.run_with(&["run", "s.rhai"])
+        .code(64)
+        .stderr_has("pass `-y`");
+    assert!(!target.exists(), "nothing was changed");
+    toyc.run_with(&["run", "s.rhai", "-y"])
+        .code(0);
+    assert!(target.exists(), "`-y` applies it");
+}
+
+// See: issue 15, item 11. `toyc up` numbers its passes (for people and in `--json`), and
+// a host still not converged after the last pass is not "ok" in the table.
+#[test]
+fn up_numbers_its_passes_and_a_host_that_did_not_converge_is_not_ok() {
+    let toyc = Toyc::new();
+    let dir = toyc.dir().join("app");
+    let script = format!(
+        "files::directory(\"{d}\");\n\
+         if host::file_exists(\"{d}/one\") {{ files::content(\"{d}/two\", \"2\\n\"); }}\n\
+         files::content(\"{d}/one\", \"1\\n\");\n",
+        d = dir.display()
+    );
+    let toyc = toyc.file("s.rhai", &script);
+    let ran = toyc.run_with(&["up", "s.rhai", "-y", "--json", "--max-cycles", "1"]);
+    ran.code(1);
+    let lines = ran.json_lines();
+    let passes: Vec<_> = lines
+        .iter()
+        .filter(|l| l["type"] == "pass")
+        .map(|l| (l["data"]["pass"].clone(), l["data"]["max_cycles"].clone()))
+        .collect();
+    assert_eq!(
+        passes,
+        vec![(1.into(), 1.into()), (2.into(), 1.into())],
+        "{}",
+        ran.stdout
+    );
+    let end = lines
+        .iter()
+        .find(|l| l["type"] == "host_end")
+        .expect("a host_end");
+    assert_eq!(end["data"]["status"], "failed", "{end}");
+    assert_eq!(end["data"]["kind"], "not_converged", "{end}");
+    let summary = lines.last().expect("a summary");
+    assert_eq!(summary["data"]["passes"], 2, "{summary}");
+
+    std::fs::remove_dir_all(&dir).expect("start over");
+    let human = toyc.run_with(&["up", "s.rhai", "-y", "--max-cycles", "1"]);
+    human
+        .code(1)
+        .stderr_has("--> pass 1 on 1 host(s)")
+        .stderr_has("--> pass 2 on 1 host(s) (only looking")
+        .stderr_has("not converged: 1 change(s) still pending")
+        .stderr_has("0 ok, 1 failed");
+    toyc.run_with(&["up", "s.rhai", "-y"])
+        .code(0)
+        .stderr_has("1 ok, 0 failed")
+        .stderr_has("(2 passes)");
+}
+
+// See: issue 15, item 22. A large run's table lists the hosts that changed or did not
+// succeed and one line for the rest; `--full-table` (and `--json`) keep every host.
+#[test]
+fn a_large_run_lists_only_the_hosts_that_matter() {
+    let toyc = Toyc::new();
+    let target = toyc.dir().join("changed-on-l03");
+    let mut inventory = String::from("hosts:\n");
+    for i in 1..=24 {
+        inventory.push_str(&format!("  l{i:02}: {{transport: local}}\n"));
+    }
+    let toyc = toyc.file("inv.yml", &inventory).file(
+        "s.rhai",
+        &format!(
+            "if host.name == \"l03\" {{ files::content(\"{}\", \"x\\n\"); }}\n\
+             if host.name == \"l07\" {{ throw \"l07 is broken\"; }}\n",
+            target.display()
+        ),
+    );
+    let ran = toyc.run_with(&["run", "s.rhai", "-i", "inv.yml", "-y"]);
+    ran.code(1)
+        .stderr_has("22 hosts ok, unchanged (`--full-table` lists every host)");
+    // A table row: the host, then its result.
+    let rows = |stderr: &str, host: &str| {
+        stderr
+            .lines()
+            .filter(|l| {
+                let mut words = l.split_whitespace();
+                words.next() == Some(host)
+                    && matches!(words.next(), Some("ok" | "failed" | "unreachable" | "skipped"))
+            })
+            .count()
+    };
+    assert_eq!(rows(&ran.stderr, "l03"), 1, "{}", ran.stderr);
+    assert_eq!(rows(&ran.stderr, "l07"), 1, "{}", ran.stderr);
+    assert_eq!(rows(&ran.stderr, "l05"), 0, "{}", ran.stderr);
+
+    let full = toyc.run_with(&["run", "s.rhai", "-i", "inv.yml", "-y", "--full-table"]);
+    assert_eq!(rows(&full.stderr, "l05"), 1, "{}", full.stderr);
+    assert!(!full.stderr.contains("hosts ok, unchanged"), "{}", full.stderr);
+    let json = toyc.run_with(&["run", "s.rhai", "-i", "inv.yml", "-y", "--json"]);
+    let ends = json
+        .json_lines()
+        .iter()
+        .filter(|l| l["type"] == "host_end")
+        .count();
+    assert_eq!(ends, 24);
+}

@@ -793,3 +793,35 @@ fn a_role_takes_the_script_limits_of_toyc_run() {
         .code(1)
         .stderr_has("limit of 10 operations");
 }
+
+// See: issue 15, item 13. A role with both formats says which one runs; an error in a
+// `runbook.yml` task points at its line of the YAML, not at the translation in the cache.
+#[test]
+fn a_runbook_yml_error_points_at_the_yaml_and_a_shadowed_one_is_warned_about() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let source = scratch.path().join("source");
+    std::fs::create_dir_all(source.join("files")).expect("mkdir");
+    std::fs::write(
+        source.join("runbook.yml"),
+        "# the legacy role\ntasks:\n  - name: fine\n    shell: \"true\"\n\n  - name: broken\n    files:\n      - {src: missing.txt, dest: /tmp/toyc-never/missing.txt}\n",
+    )
+    .expect("write");
+    let dir = work_repo(&source, &scratch.path().join("yml"));
+    let toyc = Toyc::new();
+    let state = toyc.dir().join("state");
+    let toyc = toyc.env("TOYC_STATE_DIR", state.to_str().expect("utf-8"));
+    let url = format!("file://{}", dir.display());
+    let ran = toyc.run_with(&["role", "legacy", "--local", "--repo", &url, "-y"]);
+    ran.code(1)
+        .stderr_has("runbook.yml:6")
+        .stderr_has("- name: broken");
+    assert!(!ran.stderr.contains("runbook.rhai"), "{}", ran.stderr);
+
+    std::fs::write(dir.join("runbook.rhai"), "print(\"rhai runs\");\n").expect("write");
+    git(&dir, &["add", "-A"], &[]);
+    git(&dir, &["commit", "-qm", "both"], &[]);
+    toyc.run_with(&["role", "legacy", "--local", "--repo", &url, "-y"])
+        .code(0)
+        .stderr_has("warning: role `legacy` has both runbook.rhai and runbook.yml")
+        .stdout_has("rhai runs");
+}

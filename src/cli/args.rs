@@ -187,6 +187,10 @@ pub struct OutputArgs {
     /// More detail on stderr (repeat for more).
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// List every host in the final table; a run of more than 20 hosts lists only those
+    /// that changed, failed or were unreachable, and one line for the rest.
+    #[arg(long, env = "TOYC_FULL_TABLE")]
+    pub full_table: bool,
 }
 
 /// Variables given on the command line, over the inventory's (and a role's attributes).

@@ -280,7 +280,9 @@ fn task_sink(output: &OutputArgs, printer: Printer) -> Arc<dyn EventSink> {
         Arc::new(JsonSink::new(printer))
     } else {
         // Host names are not known yet; log lines do not pad them, the table pads itself.
-        let table = HumanSink::new(false, output.verbose > 0, 0, printer).with_table();
+        let table = HumanSink::new(false, output.verbose > 0, 0, printer)
+            .with_table()
+            .with_full_table(output.full_table);
         Arc::new(TaskLogSink::new(table, output.verbose > 0))
     }
 }

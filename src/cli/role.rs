@@ -39,6 +39,9 @@ pub async fn role(args: RoleArgs, process: &Process) -> Outcome {
         eprintln!("note: {note}");
     }
     let checkout = role.open(&synced).map_err(role_failure)?;
+    for warning in &checkout.warnings {
+        eprintln!("warning: {warning}");
+    }
     if args.explain {
         let Some(runbook) = &checkout.runbook_yml else {
             return Err(Failure::input(anyhow!(

@@ -129,7 +129,9 @@ pub(super) fn exit_code(report: &Report) -> CliOutcome {
             eprintln!("nothing was changed");
             Ok(ExitCode::Failed)
         }
-        Verdict::Refused(why) => Err(Failure::input(anyhow!("{why}"))),
+        // The only refusal is the terminal gate's: no terminal and no `-y`, a flag missing
+        // from the command line, not a bad input.
+        Verdict::Refused(why) => Err(Failure::usage(anyhow!("{why}"))),
         Verdict::Aborted => Ok(ExitCode::Failed),
         Verdict::NotConverged { pending, cycles } => {
             eprintln!("{pending} change(s) still pending after {cycles} cycle(s); not converged");

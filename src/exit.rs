@@ -7,7 +7,8 @@ pub enum ExitCode {
     Success = 0,
     /// A command, task or script failed on at least one host.
     Failed = 1,
-    /// `--check` found changes to make (nothing was changed).
+    /// `--check` found changes to make (nothing was changed); `role --status`: a host is
+    /// behind or never applied.
     ChangesPending = 2,
     /// At least one host could not be reached (and none failed otherwise).
     Unreachable = 3,
@@ -43,7 +44,7 @@ pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0    success on every selected host
   1    a command, task or script failed on at least one host
-  2    --check found changes to make
+  2    --check found changes to make (role --status: a host is behind or never applied)
   3    at least one host was unreachable (and none failed)
   64   usage error (unknown flag, missing argument, changes to make without a terminal and without -y)
   65   bad input (inventory, script, vars file, limit pattern, deploy config, invalid task list)

@@ -893,3 +893,53 @@ fn a_saved_task_list_runs_its_custom_commands_under_the_script_limits_given() {
     let ran = toyc.run_with(&["apply", "plan.json", "--max-operations", "1000"]);
     ran.code(1).stderr_has("limit of 1000 operations");
 }
+
+// See: issue 15, item 2. A task's host must be known to the inventory the list runs with
+// (or to the config's host groups): a typo or a plan applied without its `-i` is refused
+// before any host is touched; the `--save` hint is the whole command; a host that cannot
+// be reached exits 3.
+#[test]
+fn a_task_for_a_host_nobody_knows_is_invalid_and_an_unreachable_one_exits_3() {
+    let generator = r#"
+fn generate(config) {
+    let tasks = [];
+    for host in config.hostgroup.all_hosts { tasks.push(#{ command: "shell", host: host, cmd: "true" }); }
+    tasks.push(#{ command: "shell", host: config.extra, cmd: "true" });
+    #{ name: "hosts", stages: [#{ name: "s", tasks: tasks }] }
+}
+"#;
+    // h1 is an address nobody listens on: reachable by name, never connected.
+    let toyc = Toyc::new()
+        .file("gen.rhai", generator)
+        .file(
+            "deploy.yml",
+            &format!("{}extra: localhost\n", config(&["h1"])),
+        )
+        .file(
+            "inv.yml",
+            "hosts:\n  h1: {address: 127.0.0.1, ssh: {port: 1}}\n",
+        );
+    let plan = |extra: &str, more: &[&str]| {
+        let set = format!("extra={extra}");
+        let mut args = vec!["plan", "gen.rhai", "--config", "deploy.yml", "--set", &set];
+        args.extend_from_slice(more);
+        toyc.run_with(&args)
+    };
+    plan("h9", &["-i", "inv.yml"])
+        .code(65)
+        .stderr_has("invalid: stage `s` task 2 (`shell` on `h9`): host `h9` is in neither the inventory nor the config's host groups");
+    plan("h9", &[])
+        .code(65)
+        .stderr_has("host `h9` is not in the config's host groups, and no inventory was given");
+    plan("localhost", &["-i", "inv.yml", "--save", "plan.json"])
+        .code(0)
+        .stderr_has("run them with `toyc apply plan.json -i inv.yml`");
+
+    let ran = toyc.run_with(&["apply", "plan.json"]);
+    ran.code(65)
+        .stderr_has("host `h1` is not in the inventory: no `-i` was given");
+    assert!(!ran.stderr.contains("resolve"), "{}", ran.stderr);
+    toyc.run_with(&["apply", "plan.json", "-i", "inv.yml"])
+        .code(3)
+        .stderr_has("unreachable");
+}

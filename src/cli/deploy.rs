@@ -14,7 +14,7 @@ use toyc_engine::run::{Approve, Gate, Job, Library as _, RunContext, RunError, T
 use toyc_engine::sandbox::Limits;
 use toyc_engine::secrets::Secrets;
 use toyc_engine::tasklist::log::TaskLogSink;
-use toyc_engine::tasklist::{validate, TaskList};
+use toyc_engine::tasklist::{validate, Invalid, TaskList};
 use toyc_stdlib::generator::Generator;
 use toyc_stdlib::Library;
 
@@ -80,8 +80,57 @@ pub async fn generate_checked(
     let config = load_config(deploy)?;
     let list = generate(script, config.clone(), deploy, inventory.as_ref(), run).await?;
     let hosts = plan_hosts(&list, inventory.as_ref(), Some(&config));
-    check(&list, Path::new("."), &hosts, run)?;
+    let unknown = unknown_hosts(&list, inventory.as_ref(), Some(&config));
+    check(&list, Path::new("."), &hosts, run, unknown)?;
     Ok((list, hosts))
+}
+
+/// The tasks whose host the list cannot run on: in neither the inventory it will run with
+/// (`-i`; without it only `localhost`) nor the deploy config's host groups. A host name
+/// that is known nowhere is a typo or a plan applied without its inventory: refused
+/// before any host is touched, rather than a failure to resolve it per host.
+pub fn unknown_hosts(
+    list: &TaskList,
+    inventory: Option<&Inventory>,
+    config: Option<&DeployConfig>,
+) -> Vec<Invalid> {
+    let in_config = |name: &str| {
+        config.is_some_and(|c| c.hostgroups.iter().flat_map(|(_, m)| m).any(|m| m == name))
+    };
+    let known = |name: &str| {
+        name == "localhost" || inventory.is_some_and(|i| i.host(name).is_some()) || in_config(name)
+    };
+    let mut unknown = Vec::new();
+    for stage in &list.stages {
+        for (i, task) in stage.tasks.iter().enumerate() {
+            if task.host.trim().is_empty() || known(&task.host) {
+                continue;
+            }
+            let reason = match (inventory.is_some(), config.is_some()) {
+                (true, true) => format!(
+                    "host `{}` is in neither the inventory nor the config's host groups",
+                    task.host
+                ),
+                (true, false) => format!("host `{}` is not in the inventory", task.host),
+                (false, true) => format!(
+                    "host `{}` is not in the config's host groups, and no inventory was given (`-i`)",
+                    task.host
+                ),
+                (false, false) => format!(
+                    "host `{}` is not in the inventory: no `-i` was given; pass the inventory the plan was made with",
+                    task.host
+                ),
+            };
+            unknown.push(Invalid {
+                stage: stage.name.clone(),
+                index: i + 1,
+                host: task.host.clone(),
+                command: task.command.clone(),
+                reason,
+            });
+        }
+    }
+    unknown
 }
 
 /// `-i`, when given.
@@ -211,15 +260,18 @@ pub fn plan_hosts(
         .collect()
 }
 
-/// Every task's `initialize`, with local files below `base`; all failures listed, none run.
+/// Every task's `initialize`, with local files below `base`, and the tasks of `unknown`
+/// hosts; all failures listed, none run.
 pub fn check(
     list: &TaskList,
     base: &Path,
     hosts: &[Host],
     run: &RunContext,
+    unknown: Vec<Invalid>,
 ) -> Result<(), Failure> {
     let commands = Library.commands(list, base, hosts, run);
-    let invalid = validate(list, commands.as_ref());
+    let mut invalid = unknown;
+    invalid.extend(validate(list, commands.as_ref()));
     if invalid.is_empty() {
         return Ok(());
     }

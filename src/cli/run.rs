@@ -132,6 +132,9 @@ pub(super) fn exit_code(report: &Report) -> CliOutcome {
         // The only refusal is the terminal gate's: no terminal and no `-y`, a flag missing
         // from the command line, not a bad input.
         Verdict::Refused(why) => Err(Failure::usage(anyhow!("{why}"))),
+        // A stage that aborted only because hosts could not be reached is an unreachable
+        // run (3), as everywhere else; any other failure outranks it.
+        Verdict::Aborted if s.failed == 0 && s.unreachable > 0 => Ok(ExitCode::Unreachable),
         Verdict::Aborted => Ok(ExitCode::Failed),
         Verdict::NotConverged { pending, cycles } => {
             eprintln!("{pending} change(s) still pending after {cycles} cycle(s); not converged");

@@ -34,7 +34,7 @@ pub async fn run(args: RunArgs, process: &Process) -> Outcome {
         script_limits(&args.limits)?,
     )?;
     let (list, hosts) =
-        generate_checked(Some(&args.script), &args.deploy, &args.targets, &run).await?;
+        generate_checked(args.script.as_deref(), &args.deploy, &args.targets, &run).await?;
     if !args.output.json {
         show(&list, &run.secrets);
     }
@@ -201,18 +201,24 @@ pub async fn generate(
     inventory: Option<&Inventory>,
     run: &RunContext,
 ) -> Result<TaskList, Failure> {
-    // A generator chosen by platform works from the config's directory, which holds
-    // `generators/` and `commands/`.
-    let mut root = None;
+    // One rule for every deploy: its paths resolve against the config's directory, which
+    // is the sandbox root of its generator (imports, local files) and holds `commands/`,
+    // whether the generator is named or chosen by platform. Absolute, so that a relative
+    // `--config` (`deploy.yml`, `./x/deploy.yml`) resolves exactly as an absolute one.
+    let base = config
+        .path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base = base.canonicalize().map_err(|e| {
+        Failure::input(anyhow!(
+            "unable to read the config's directory `{}`: {e}",
+            base.display()
+        ))
+    })?;
     let script = match script {
-        Some(script) => script.to_owned(),
+        Some(script) => std::path::absolute(script).unwrap_or_else(|_| script.to_owned()),
         None => {
-            let base = config
-                .path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            root = Some(base.to_owned());
             let chosen = base.join(format!("generators/{}.rhai", config.platform()));
             if !chosen.is_file() {
                 return Err(Failure::input(anyhow!(
@@ -224,6 +230,7 @@ pub async fn generate(
             chosen
         }
     };
+    let root = Some(base);
     let hosts = config.hosts(inventory);
     let generator = Generator {
         script,

@@ -152,7 +152,7 @@ async fn sync(args: &RoleArgs, role: &Role) -> Result<Synced, Failure> {
 /// with `toyc run`, as given.
 fn run_args(args: &RoleArgs, script: &Path) -> RunArgs {
     RunArgs {
-        script: script.to_owned(),
+        script: Some(script.to_owned()),
         targets: args.targets.clone(),
         output: args.output.clone(),
         changes: args.changes.clone(),

@@ -66,12 +66,15 @@ pub async fn converge_with(
     extras: RunExtras,
     process: &Process,
 ) -> CliOutcome {
+    let script = args.script.clone().ok_or_else(|| {
+        Failure::usage(anyhow!("a script is needed: `toyc {command} SCRIPT`"))
+    })?;
     let hosts = match extras.hosts {
         Some(hosts) => hosts,
         None => select_hosts(&args.targets)?,
     };
     let root = extras.root.unwrap_or_else(|| {
-        args.script
+        script
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
@@ -89,7 +92,7 @@ pub async fn converge_with(
     let job = Job::Runbook(RunbookJob {
         hosts,
         source: RunbookSource::Script {
-            path: args.script.clone(),
+            path: script,
             root,
         },
         vars: extra_vars(args, &run.secrets)?,

@@ -833,3 +833,57 @@ fn a_runbook_yml_error_points_at_the_yaml_and_a_shadowed_one_is_warned_about() {
         .stderr_has("warning: role `legacy` has both runbook.rhai and runbook.yml")
         .stdout_has("rhai runs");
 }
+
+// See: issue 15, item 19. `roles: {ROLE: {...}}` in the inventory's vars (at the
+// inventory, group or host level) applies only when that role runs, over the plain vars,
+// and `--show-attributes` names where each override came from.
+#[test]
+fn role_overrides_in_the_inventory_apply_to_their_role_only() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let source = scratch.path().join("source");
+    std::fs::create_dir_all(&source).expect("mkdir");
+    std::fs::write(
+        source.join("runbook.rhai"),
+        "print(`greeting=${vars.greeting} port=${vars.port}`);\n",
+    )
+    .expect("write");
+    std::fs::write(source.join("attributes.yml"), "port: 80\n").expect("write");
+    let dir = work_repo(&source, &scratch.path().join("repo"));
+    let url = format!("file://{}", dir.display());
+    let toyc = Toyc::new();
+    let state = toyc.dir().join("state");
+    let toyc = toyc
+        .env("TOYC_STATE_DIR", state.to_str().expect("utf-8"))
+        .file(
+            "inv.yml",
+            "vars:\n  greeting: plain\n  roles: {greeter: {greeting: overridden}}\n\
+             hosts:\n  h1: {address: 10.0.0.1}\n\
+             groups:\n  web: {hosts: [h1], vars: {roles: {greeter: {port: 8080}}}}\n",
+        );
+    let run = |role: &str| {
+        toyc.run_with(&["role", role, "--local", "-i", "inv.yml", "--repo", &url, "-y"])
+    };
+    run("greeter")
+        .code(0)
+        .stdout_has("greeting=overridden port=80");
+    run("other").code(0).stdout_has("greeting=plain port=80");
+    let shown = toyc.run_with(&[
+        "role",
+        "greeter",
+        "-i",
+        "inv.yml",
+        "--repo",
+        &url,
+        "--show-attributes",
+        "h1",
+    ]);
+    shown
+        .code(0)
+        .stdout_has("# roles.greeter of group web")
+        .stdout_has("# roles.greeter of inventory vars");
+    assert!(
+        shown.stdout.lines().any(|l| l.starts_with("port") && l.contains("8080")),
+        "{}",
+        shown.stdout
+    );
+}

@@ -63,6 +63,7 @@ pub async fn role(args: RoleArgs, process: &Process) -> Outcome {
             &checkout.attributes,
             &inventory,
             name,
+            &role.name,
             &extra_vars(&run, &process.secrets)?,
             &process.secrets,
         );
@@ -84,7 +85,9 @@ pub async fn role(args: RoleArgs, process: &Process) -> Outcome {
     let hosts = hosts
         .into_iter()
         .map(|mut host| {
-            host.vars = checkout.attributes.layered(&host.vars);
+            host.vars = checkout
+                .attributes
+                .layered_for(&inventory, &host, &role.name);
             host
         })
         .collect();
@@ -167,6 +170,7 @@ fn show_attributes(
     attributes: &Attributes,
     inventory: &Inventory,
     name: &str,
+    role: &str,
     extra: &Map<String, Value>,
     secrets: &Secrets,
 ) -> Outcome {
@@ -181,7 +185,7 @@ fn show_attributes(
                 .join(", ")
         ))
     })?;
-    let shown = attributes.explain(inventory, host, extra);
+    let shown = attributes.explain(inventory, host, role, extra);
     let width = shown.iter().map(|a| a.name.len()).max().unwrap_or(0);
     for attribute in &shown {
         let text = attribute.value.to_string();

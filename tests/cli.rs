@@ -799,3 +799,85 @@ fn a_large_run_lists_only_the_hosts_that_matter() {
         .count();
     assert_eq!(ends, 24);
 }
+
+/// `toyc ARGS` in `dir` in a pseudo-terminal (stdin, stdout and stderr), what it shows
+/// collected by a thread, escape sequences removed.
+fn in_a_terminal(
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (
+    std::sync::Arc<std::sync::Mutex<String>>,
+    Box<dyn portable_pty::Child + Send + Sync>,
+) {
+    use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+    use std::io::Read;
+    let pty = native_pty_system()
+        .openpty(PtySize {
+            rows: 50,
+            cols: 200,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .expect("a pseudo-terminal");
+    let mut command = CommandBuilder::new(crate::support::cli::binary());
+    command.args(args);
+    command.cwd(dir);
+    command.env("TERM", "xterm-256color");
+    command.env_remove("TOYC_INVENTORY");
+    command.env_remove("TOYC_LIMIT");
+    let child = pty.slave.spawn_command(command).expect("toyc starts");
+    drop(pty.slave);
+    let mut reader = pty.master.try_clone_reader().expect("pty reader");
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let shown = std::sync::Arc::clone(&screen);
+    std::thread::spawn(move || {
+        let _master = pty.master;
+        let escapes = regex::Regex::new(r"\x1b\[[0-9;?]*[A-Za-z]").expect("regex");
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            let clean = escapes.replace_all(&text, "");
+            shown.lock().expect("screen").push_str(&clean);
+        }
+    });
+    (screen, child)
+}
+
+// See: issue 15, item 10. On a terminal, `toyc exec` prints a host's block as soon as
+// that host is done, under a live line of the hosts still running.
+#[test]
+fn exec_shows_each_host_when_it_is_done_with_a_live_line_of_the_rest() {
+    let toyc = Toyc::new().file(
+        "inv.yml",
+        "hosts:\n  quick: {transport: local}\n  slow: {transport: local}\n",
+    );
+    let lock = toyc.dir().join("lock");
+    let command = format!(
+        "if mkdir {} 2>/dev/null; then echo first-done; else sleep 4; echo second-done; fi",
+        lock.display()
+    );
+    let (screen, mut child) =
+        in_a_terminal(toyc.dir(), &["exec", "-i", "inv.yml", "--", &command]);
+    let started = std::time::Instant::now();
+    let mut seen_early = false;
+    while started.elapsed() < std::time::Duration::from_secs(3) {
+        let text = screen.lock().expect("screen").clone();
+        if text.contains("first-done") && text.contains("working: ") {
+            seen_early = !text.contains("second-done");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = child.wait().expect("toyc ends");
+    let text = screen.lock().expect("screen").clone();
+    assert!(
+        seen_early,
+        "the first host's block and the live line came before the slow host was done:\n{text}"
+    );
+    assert!(status.success(), "{text}");
+    assert!(text.contains("second-done"), "{text}");
+    assert!(text.contains("2 ok, 0 failed"), "{text}");
+}

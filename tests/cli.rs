@@ -697,8 +697,7 @@ fn changes_without_a_terminal_and_without_yes_exit_64() {
         .code(64)
         .stderr_has("pass `-y`");
     assert!(!target.exists(), "nothing was changed");
-    toyc.run_with(&["run", "s.rhai", "-y"])
-        .code(0);
+    toyc.run_with(&["run", "s.rhai", "-y"]).code(0);
     assert!(target.exists(), "`-y` applies it");
 }
 
@@ -780,7 +779,10 @@ fn a_large_run_lists_only_the_hosts_that_matter() {
             .filter(|l| {
                 let mut words = l.split_whitespace();
                 words.next() == Some(host)
-                    && matches!(words.next(), Some("ok" | "failed" | "unreachable" | "skipped"))
+                    && matches!(
+                        words.next(),
+                        Some("ok" | "failed" | "unreachable" | "skipped")
+                    )
             })
             .count()
     };
@@ -790,7 +792,11 @@ fn a_large_run_lists_only_the_hosts_that_matter() {
 
     let full = toyc.run_with(&["run", "s.rhai", "-i", "inv.yml", "-y", "--full-table"]);
     assert_eq!(rows(&full.stderr, "l05"), 1, "{}", full.stderr);
-    assert!(!full.stderr.contains("hosts ok, unchanged"), "{}", full.stderr);
+    assert!(
+        !full.stderr.contains("hosts ok, unchanged"),
+        "{}",
+        full.stderr
+    );
     let json = toyc.run_with(&["run", "s.rhai", "-i", "inv.yml", "-y", "--json"]);
     let ends = json
         .json_lines()
@@ -859,8 +865,7 @@ fn exec_shows_each_host_when_it_is_done_with_a_live_line_of_the_rest() {
         "if mkdir {} 2>/dev/null; then echo first-done; else sleep 4; echo second-done; fi",
         lock.display()
     );
-    let (screen, mut child) =
-        in_a_terminal(toyc.dir(), &["exec", "-i", "inv.yml", "--", &command]);
+    let (screen, mut child) = in_a_terminal(toyc.dir(), &["exec", "-i", "inv.yml", "--", &command]);
     let started = std::time::Instant::now();
     let mut seen_early = false;
     while started.elapsed() < std::time::Duration::from_secs(3) {

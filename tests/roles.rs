@@ -861,7 +861,9 @@ fn role_overrides_in_the_inventory_apply_to_their_role_only() {
              groups:\n  web: {hosts: [h1], vars: {roles: {greeter: {port: 8080}}}}\n",
         );
     let run = |role: &str| {
-        toyc.run_with(&["role", role, "--local", "-i", "inv.yml", "--repo", &url, "-y"])
+        toyc.run_with(&[
+            "role", role, "--local", "-i", "inv.yml", "--repo", &url, "-y",
+        ])
     };
     run("greeter")
         .code(0)
@@ -882,7 +884,10 @@ fn role_overrides_in_the_inventory_apply_to_their_role_only() {
         .stdout_has("# roles.greeter of group web")
         .stdout_has("# roles.greeter of inventory vars");
     assert!(
-        shown.stdout.lines().any(|l| l.starts_with("port") && l.contains("8080")),
+        shown
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("port") && l.contains("8080")),
         "{}",
         shown.stdout
     );

@@ -9,7 +9,7 @@ use toyc_engine::run::{Approve, RunError, TaskListJob};
 use toyc_engine::tasklist::TaskList;
 
 use super::args::ApplyArgs;
-use super::deploy::{deploy_run, execute, inventory, invalid_list, plan_hosts, unknown_hosts};
+use super::deploy::{deploy_run, execute, invalid_list, inventory, plan_hosts, unknown_hosts};
 use super::targets::script_limits;
 use super::{Failure, Outcome, Process};
 

@@ -55,7 +55,10 @@ pub async fn plan(args: PlanArgs, process: &Process) -> Outcome {
         // cannot reach its hosts.
         let mut command = format!("toyc apply {}", shell_word(&path.display().to_string()));
         if let Some(inventory) = &args.targets.inventory {
-            command.push_str(&format!(" -i {}", shell_word(&inventory.display().to_string())));
+            command.push_str(&format!(
+                " -i {}",
+                shell_word(&inventory.display().to_string())
+            ));
         }
         if args.targets.sudo {
             command.push_str(" --sudo");
@@ -72,9 +75,9 @@ pub async fn plan(args: PlanArgs, process: &Process) -> Outcome {
 /// `word` as one shell word: as it is when plain, else in single quotes.
 fn shell_word(word: &str) -> String {
     let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '-' | '_' | ':' | '=' | '@' | '+'));
+        && word.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '-' | '_' | ':' | '=' | '@' | '+')
+        });
     if plain {
         word.to_owned()
     } else {

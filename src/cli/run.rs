@@ -66,9 +66,10 @@ pub async fn converge_with(
     extras: RunExtras,
     process: &Process,
 ) -> CliOutcome {
-    let script = args.script.clone().ok_or_else(|| {
-        Failure::usage(anyhow!("a script is needed: `toyc {command} SCRIPT`"))
-    })?;
+    let script = args
+        .script
+        .clone()
+        .ok_or_else(|| Failure::usage(anyhow!("a script is needed: `toyc {command} SCRIPT`")))?;
     let hosts = match extras.hosts {
         Some(hosts) => hosts,
         None => select_hosts(&args.targets)?,
@@ -91,10 +92,7 @@ pub async fn converge_with(
     )?;
     let job = Job::Runbook(RunbookJob {
         hosts,
-        source: RunbookSource::Script {
-            path: script,
-            root,
-        },
+        source: RunbookSource::Script { path: script, root },
         vars: extra_vars(args, &run.secrets)?,
         sudo: args.targets.sudo,
         command_timeout: args

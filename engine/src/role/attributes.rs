@@ -168,7 +168,11 @@ impl Attributes {
 /// inventory-wide vars', its groups' (in definition order), then the host's own. Vars
 /// merge shallowly, so the host's `roles` is its own when it differs from the last
 /// group's that has one.
-fn role_overrides(inventory: &Inventory, host: &Host, role: &str) -> Vec<(Origin, Map<String, Value>)> {
+fn role_overrides(
+    inventory: &Inventory,
+    host: &Host,
+    role: &str,
+) -> Vec<(Origin, Map<String, Value>)> {
     let of_role = |roles: Option<&Value>| {
         roles
             .and_then(|r| r.get(role))

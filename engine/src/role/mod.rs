@@ -199,11 +199,9 @@ impl Checkout {
             // Beside the checkout, not in it: the cache stays exactly the remote's tree.
             let script = beside(checkout, "runbook.rhai");
             let translated = runbook.to_rhai_from(&role.name, Some(&path));
-            std::fs::write(&script, translated).map_err(|source| {
-                RoleError::Write {
-                    path: script.clone(),
-                    source,
-                }
+            std::fs::write(&script, translated).map_err(|source| RoleError::Write {
+                path: script.clone(),
+                source,
             })?;
             attributes.push("runbook.yml", runbook.attributes.clone());
             (script, Some(runbook))

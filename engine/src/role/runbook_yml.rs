@@ -105,11 +105,12 @@ struct FileEntry {
 impl Runbook {
     /// Parse `text`, read from `path` (named in errors with line and column).
     pub fn parse(text: &str, path: &Path) -> Result<Runbook, RunbookYmlError> {
-        let mut runbook: Runbook = serde_yaml::from_str(text).map_err(|e| RunbookYmlError::Parse {
-            path: path.to_owned(),
-            at: e.location().map(|at| (at.line(), at.column())),
-            message: e.to_string(),
-        })?;
+        let mut runbook: Runbook =
+            serde_yaml::from_str(text).map_err(|e| RunbookYmlError::Parse {
+                path: path.to_owned(),
+                at: e.location().map(|at| (at.line(), at.column())),
+                message: e.to_string(),
+            })?;
         for (index, task) in runbook.tasks.iter().enumerate() {
             let kinds = [
                 task.shell.is_some(),
@@ -241,7 +242,7 @@ fn task_lines(text: &str) -> Vec<usize> {
             continue;
         }
         let item = trimmed == "-" || trimmed.starts_with("- ");
-        if in_tasks && item && indent.map_or(true, |i| i == depth) {
+        if in_tasks && item && indent.is_none_or(|i| i == depth) {
             indent = Some(depth);
             lines.push(number + 1);
         }

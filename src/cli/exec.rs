@@ -1,6 +1,6 @@
 //! `toyc exec`: one shell command on every selected host at once.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -43,8 +43,10 @@ pub async fn exec(args: ExecArgs, process: &Process) -> Outcome {
     });
     announce(events.as_ref(), "exec", &hosts);
     let started = Instant::now();
-    // Grouped output: each host's block as soon as that host is done (not when the
-    // slowest is), above a live line of the hosts still running.
+    // Grouped output on a terminal: each host's block as soon as that host is done (not
+    // when the slowest is), above a live line of the hosts still running. Into a pipe or
+    // a file, the blocks keep inventory order, so the output is the same run to run.
+    let as_done = !live && std::io::stdout().is_terminal();
     run.progress.phase("exec", hosts.len());
     let results = for_each_host(&hosts, args.targets.forks, |host| {
         let (run, request, events) = (run.clone(), Arc::clone(&request), Arc::clone(&events));
@@ -55,17 +57,22 @@ pub async fn exec(args: ExecArgs, process: &Process) -> Outcome {
             run.progress.done(&host.name);
             if live {
                 events.emit(&Event::HostEnd(result.clone()));
-            } else {
+            } else if as_done {
                 run.progress
                     .print_above(|| print_block(&result, output.as_ref(), &run.secrets));
             }
-            result
+            (result, output)
         }
     })
     .await;
     run.progress.finish();
     run.session.close().await;
-    let host_results: Vec<HostResult> = results;
+    if !live && !as_done {
+        for (result, output) in &results {
+            print_block(result, output.as_ref(), &run.secrets);
+        }
+    }
+    let host_results: Vec<HostResult> = results.into_iter().map(|(r, _)| r).collect();
     let summary = Summary::of(&host_results, elapsed_ms(started));
     events.emit(&Event::Summary(summary));
     Ok(ExitCode::of(summary.failed, summary.unreachable))

@@ -49,8 +49,11 @@ pub enum Command {
     #[command(verbatim_doc_comment, after_help = EXIT_STATUS_HELP)]
     Exec(ExecArgs),
     /// Run a generator over a deploy config and check the task list it returns: every
-    /// task's `initialize`, without touching a host. Prints `syntax ok`, or every failing
-    /// task with its stage, index and reason.
+    /// task's `initialize` and `host`, changing nothing. Prints `syntax ok`, or every
+    /// failing task with its stage, index and reason. The generator may read hosts: its
+    /// `remote_versions` asks each host which versions run (one read-only command per
+    /// host, reached through `-i`'s addresses, else by name). Paths, `generators/` and
+    /// `commands/` are the config's directory's.
     ///
     /// Examples:
     ///   toyc plan deploy.rhai --config prod.yml -i inventory.yml --directory releases/
@@ -197,6 +200,10 @@ pub struct OutputArgs {
     /// More detail on stderr (repeat for more).
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// List every host in the final table; a run of more than 20 hosts lists only those
+    /// that changed, failed or were unreachable, and one line for the rest.
+    #[arg(long, env = "TOYC_FULL_TABLE")]
+    pub full_table: bool,
 }
 
 /// Variables given on the command line, over the inventory's (and a role's attributes).
@@ -267,9 +274,10 @@ pub struct ScriptLimitArgs {
 /// `toyc run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The script to run.
-    #[arg(value_name = "SCRIPT")]
-    pub script: PathBuf,
+    /// The script to run; with `--config`, the generator (`generators/PLATFORM.rhai` in
+    /// the config's directory when left out).
+    #[arg(value_name = "SCRIPT", required_unless_present = "config")]
+    pub script: Option<PathBuf>,
     #[command(flatten)]
     pub targets: TargetArgs,
     #[command(flatten)]
@@ -424,7 +432,7 @@ impl UpArgs {
     /// The run each cycle does, and the most cycles.
     pub fn into_run(self) -> (RunArgs, usize) {
         let run = RunArgs {
-            script: self.script,
+            script: Some(self.script),
             targets: self.targets,
             output: self.output,
             changes: self.changes,

@@ -54,6 +54,15 @@ impl Failure {
             error: error.into(),
         }
     }
+
+    /// A usage error: the command line cannot work as given (a change needs `-y` and
+    /// there is no terminal to ask on).
+    pub fn usage(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            code: ExitCode::Usage,
+            error: error.into(),
+        }
+    }
 }
 
 impl From<anyhow::Error> for Failure {

@@ -465,10 +465,7 @@ async fn insert_job(
     )
     .await?;
     Ok(client
-        .query_one(
-            &statement,
-            &[&job.key, &job.payload, &now],
-        )
+        .query_one(&statement, &[&job.key, &job.payload, &now])
         .await
         .map_err(backend)?
         .get(0))
@@ -526,10 +523,7 @@ impl Store for PostgresStore {
                      ORDER BY id LIMIT 1 FOR UPDATE",
                 )
                 .await?;
-                let queued = tx
-                    .query_opt(&queued, &[&job.key])
-                    .await
-                    .map_err(backend)?;
+                let queued = tx.query_opt(&queued, &[&job.key]).await.map_err(backend)?;
                 match queued {
                     Some(row) => {
                         let id: JobId = row.try_get(0).map_err(backend)?;
@@ -538,8 +532,8 @@ impl Store for PostgresStore {
                         let update =
                             cached(&tx, "UPDATE jobs SET payload = $1 WHERE id = $2").await?;
                         tx.execute(&update, &[&merged, &id])
-                        .await
-                        .map_err(backend)?;
+                            .await
+                            .map_err(backend)?;
                         insert_delivery(&tx, &delivery, now, Some(id)).await?;
                         Accepted::Merged { job: id }
                     }

@@ -28,6 +28,7 @@ store), and the job's end.
 
 Usage: daemon_bench.py [--deliveries 1000] [--senders 20] [--reps 3] [--hosts 1,20]
                        [--first-reps 5] [--tools toyc-sqlite,toyc-postgres,webhook]
+                       (tools also: toyc-postgres-async, synchronous_commit off: a diagnostic)
                        [--no-first-host] [--max-wait 60]     (normally through daemon.sh)
 """
 import argparse
@@ -297,12 +298,17 @@ class Postgres:
                        check=True, capture_output=True)
         self.n = 0
 
-    def database(self):
-        """A fresh database; its URL."""
+    def database(self, synchronous_commit=True):
+        """A fresh database; its URL. `synchronous_commit=False`: a commit does not wait for
+        its WAL flush (a diagnostic: how much of the time is the flush)."""
         self.n += 1
         name = f"toyc{self.n}"
-        subprocess.run(["psql", "-q", "-h", self.dir, "-p", "5432", "-U", "postgres", "-d", "postgres",
-                        "-c", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+        sql = [f"CREATE DATABASE {name}"]
+        if not synchronous_commit:
+            sql.append(f"ALTER DATABASE {name} SET synchronous_commit = off")
+        for statement in sql:
+            subprocess.run(["psql", "-q", "-h", self.dir, "-p", "5432", "-U", "postgres", "-d", "postgres",
+                            "-c", statement], check=True, capture_output=True)
         return f"postgresql://postgres@{self.dir.replace('/', '%2F')}:5432/{name}"
 
     def settings(self):
@@ -382,7 +388,8 @@ def accept_run(tool, rep, repo, a, pg):
     if tool == "webhook":
         server = Webhook(root, a.webhook_port)
     else:
-        store = os.path.join(root, "toyc.sqlite") if tool == "toyc-sqlite" else pg.database()
+        store = (os.path.join(root, "toyc.sqlite") if tool == "toyc-sqlite"
+                 else pg.database(synchronous_commit=tool == "toyc-postgres"))
         Toyc.repo_url = repo.url
         server = Toyc(root, store, inventory)
     before, after = repo.base
@@ -566,7 +573,7 @@ def main():
     if not a.no_accept:
         repo = RoleRepo(os.path.join(D, "git"), "// nothing to do: the accept run measures the webhooks\n")
         repo.base = repo.commit({"x": "1\n"}, "x", push=True)
-        pg = Postgres("/tmp/toyc-bench-pg") if "toyc-postgres" in a.tools else None
+        pg = Postgres("/tmp/toyc-bench-pg") if any(t.startswith("toyc-postgres") for t in a.tools) else None
         if pg:
             print(f"postgresql: {pg.settings()}", flush=True)
         try:

@@ -176,7 +176,7 @@ async fn hook(
 
 async fn accepted(app: &App, delivery: NewDelivery, job: Option<NewJob>) -> Response {
     let id = delivery.id.clone();
-    match app.workers.store.accept(delivery, job, &merge).await {
+    match app.workers.store.accept(delivery, job, merge).await {
         Ok(Accepted::Queued { job }) => {
             tracing::info!(delivery = %id, job, "queued");
             answer(StatusCode::ACCEPTED, json!({"queued": job}))

@@ -488,7 +488,7 @@ impl Store for PostgresStore {
         &self,
         delivery: NewDelivery,
         job: Option<NewJob>,
-        merge: Merge<'_>,
+        merge: Merge,
     ) -> Result<Accepted, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;

@@ -87,14 +87,14 @@ const LONG: Duration = Duration::from_secs(60);
 async fn accept_queues_and_refuses_a_duplicate(db: Db) {
     let store = db.open().await;
     let first = store
-        .accept(delivery("d1"), Some(push("web", "a1", &["x"])), &merge)
+        .accept(delivery("d1"), Some(push("web", "a1", &["x"])), merge)
         .await
         .expect("accept");
     let Accepted::Queued { job } = first else {
         panic!("a first delivery queues a job, not {first:?}");
     };
     let again = store
-        .accept(delivery("d1"), Some(push("db", "b1", &["y"])), &merge)
+        .accept(delivery("d1"), Some(push("db", "b1", &["y"])), merge)
         .await
         .expect("accept");
     assert_eq!(again, Accepted::Duplicate { job: Some(job) });
@@ -114,19 +114,19 @@ async fn accept_queues_and_refuses_a_duplicate(db: Db) {
 async fn accept_merges_into_the_queued_job_of_its_key(db: Db) {
     let store = db.open().await;
     let Accepted::Queued { job } = store
-        .accept(delivery("d1"), Some(push("web", "a1", &["x", "y"])), &merge)
+        .accept(delivery("d1"), Some(push("web", "a1", &["x", "y"])), merge)
         .await
         .expect("accept")
     else {
         panic!("a first delivery queues a job");
     };
     let second = store
-        .accept(delivery("d2"), Some(push("web", "a2", &["z", "x"])), &merge)
+        .accept(delivery("d2"), Some(push("web", "a2", &["z", "x"])), merge)
         .await
         .expect("accept");
     assert_eq!(second, Accepted::Merged { job });
     let other = store
-        .accept(delivery("d3"), Some(push("db", "b1", &["q"])), &merge)
+        .accept(delivery("d3"), Some(push("db", "b1", &["q"])), merge)
         .await
         .expect("accept");
     assert!(
@@ -148,7 +148,7 @@ async fn accept_merges_into_the_queued_job_of_its_key(db: Db) {
 async fn accept_behind_a_running_job_queues_a_new_one(db: Db) {
     let store = db.open().await;
     let Accepted::Queued { job: first } = store
-        .accept(delivery("d1"), Some(push("web", "a1", &["x"])), &merge)
+        .accept(delivery("d1"), Some(push("web", "a1", &["x"])), merge)
         .await
         .expect("accept")
     else {
@@ -161,7 +161,7 @@ async fn accept_behind_a_running_job_queues_a_new_one(db: Db) {
         .expect("a job");
     assert_eq!(claim.job.id, first);
     let second = store
-        .accept(delivery("d2"), Some(push("web", "a2", &["y"])), &merge)
+        .accept(delivery("d2"), Some(push("web", "a2", &["y"])), merge)
         .await
         .expect("accept");
     let Accepted::Queued { job: second } = second else {
@@ -191,12 +191,12 @@ async fn ignored_deliveries_are_recorded_once(db: Db) {
     let mut ignored = delivery("d1");
     ignored.ignored = Some("branch dev is not tracked".to_string());
     let accepted = store
-        .accept(ignored.clone(), None, &merge)
+        .accept(ignored.clone(), None, merge)
         .await
         .expect("accept");
     assert_eq!(accepted, Accepted::Ignored);
     let again = store
-        .accept(ignored.clone(), None, &merge)
+        .accept(ignored.clone(), None, merge)
         .await
         .expect("accept");
     assert_eq!(again, Accepted::Duplicate { job: None });
@@ -557,7 +557,7 @@ async fn concurrent_deliveries_of_a_key_merge_into_one_job(db: Db) {
                     .accept(
                         delivery(&format!("{side}-{round}")),
                         Some(push("web", &file, &[&file])),
-                        &merge,
+                        merge,
                     )
                     .await
                     .expect("accept");

@@ -18,11 +18,14 @@
 //! expressions (no backreferences or lookaround); `hash` knows only `sha1`; Ansible-only
 //! lookups, tests and `omit` are absent.
 
+mod ansible;
 mod error;
 mod filters;
 #[cfg(test)]
 mod fixture_tests;
+mod percent;
 mod pyfmt;
+mod pyrandom;
 mod undefined;
 mod yaml;
 
@@ -86,6 +89,7 @@ impl Templates {
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.add_function(undefined::LOOKUP, undefined::lookup);
         filters::register(&mut env);
+        ansible::register(&mut env);
 
         let root = root.to_owned();
         let join_root = root.clone();
@@ -238,7 +242,8 @@ fn context(vars: &Map<String, Value>) -> JinjaValue {
     JinjaValue::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), to_jinja(v))))
 }
 
-fn to_jinja(value: &Value) -> JinjaValue {
+/// A JSON value as a minijinja value (maps keep their order).
+pub(crate) fn to_jinja(value: &Value) -> JinjaValue {
     match value {
         Value::Null => JinjaValue::from(()),
         Value::Bool(b) => JinjaValue::from(*b),

@@ -30,12 +30,12 @@ pub(crate) fn register(env: &mut Environment<'_>) {
     env.add_filter("hash", hash);
 }
 
-fn invalid(message: impl Into<String>) -> Error {
+pub(crate) fn invalid(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidOperation, message.into())
 }
 
 /// Python's `str(value)`, as Ansible's `to_text` makes filter input text.
-fn text(value: &Value) -> Result<String, Error> {
+pub(crate) fn text(value: &Value) -> Result<String, Error> {
     match value.kind() {
         ValueKind::Undefined => Err(undefined_error(value)),
         ValueKind::String => Ok(value.as_str().unwrap_or_default().to_owned()),
@@ -99,7 +99,7 @@ fn to_nice_yaml(value: &Value, indent: Option<usize>, kwargs: Kwargs) -> Result<
 }
 
 /// A Python regular expression for Rust's `regex`, with the `re.I` / `re.M` flags.
-fn regex(pattern: &str, ignorecase: bool, multiline: bool) -> Result<regex::Regex, Error> {
+pub(crate) fn regex(pattern: &str, ignorecase: bool, multiline: bool) -> Result<regex::Regex, Error> {
     regex::RegexBuilder::new(pattern)
         .case_insensitive(ignorecase)
         .multi_line(multiline)

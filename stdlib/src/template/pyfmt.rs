@@ -294,7 +294,7 @@ mod tests {
         let data = json!({"b": [true, null], "a": "é", "c": {}});
         assert_eq!(
             json(&data, None, false),
-            r#"{"a": "\u00e9", "b": [true, null], "c": {}}"#
+            r#"{"b": [true, null], "a": "\u00e9", "c": {}}"#
         );
         assert_eq!(
             json(&data, Some(4), true),

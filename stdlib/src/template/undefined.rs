@@ -13,7 +13,7 @@
 //! The rewrite keeps every line break, so line numbers stay those of the file; an
 //! [`OffsetMap`] takes columns back to the original text for error messages.
 
-use minijinja::machinery::ast::{CallArg, Expr, Stmt};
+use minijinja::machinery::ast::{BinOpKind, CallArg, Expr, Stmt};
 use minijinja::machinery::parse;
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Rest, Value};
@@ -149,6 +149,49 @@ impl Rewriter<'_> {
         self.edits.push(Edit { start, end, text });
     }
 
+    /// `left % right` becomes `left | __toyc_percent(right)` (see `percent.rs`), with
+    /// `left` in parentheses unless it is already or is a single term, as the filter
+    /// binds tighter than any operator.
+    fn percent(&mut self, left: &Expr, right: &Expr) {
+        let left_end = left.span().end_offset as usize;
+        let right_start = right.span().start_offset as usize;
+        let Some(between) = self.source.get(left_end..right_start) else {
+            return;
+        };
+        let Some(at) = between.find('%') else {
+            return;
+        };
+        let simple = matches!(
+            left,
+            Expr::Var(_) | Expr::Const(_) | Expr::GetAttr(_) | Expr::GetItem(_) | Expr::Call(_)
+        );
+        if !simple && !between[..at].contains(')') {
+            let left_start = left.span().start_offset as usize;
+            self.edits.push(Edit {
+                start: left_start,
+                end: left_start,
+                text: "(".to_owned(),
+            });
+            self.edits.push(Edit {
+                start: left_end,
+                end: left_end,
+                text: ")".to_owned(),
+            });
+        }
+        let at = left_end + at;
+        self.edits.push(Edit {
+            start: at,
+            end: at + 1,
+            text: format!("| {}(", super::percent::PERCENT),
+        });
+        let right_end = right.span().end_offset as usize;
+        self.edits.push(Edit {
+            start: right_end,
+            end: right_end,
+            text: ")".to_owned(),
+        });
+    }
+
     fn stmts(&mut self, stmts: &[Stmt]) {
         for stmt in stmts {
             self.stmt(stmt);
@@ -272,6 +315,9 @@ impl Rewriter<'_> {
             Expr::BinOp(b) => {
                 self.expr(&b.left);
                 self.expr(&b.right);
+                if matches!(b.op, BinOpKind::Rem) {
+                    self.percent(&b.left, &b.right);
+                }
             }
             Expr::Compare(c) => {
                 self.expr(&c.expr);

@@ -23,6 +23,7 @@ mod error;
 mod filters;
 #[cfg(test)]
 mod fixture_tests;
+mod magic;
 mod percent;
 mod pyfmt;
 mod pyrandom;
@@ -42,6 +43,7 @@ use toyc_engine::context::confined_path;
 use toyc_engine::script_error::ScriptError;
 
 pub use error::{Location, TemplateError};
+pub(crate) use magic::{magic_vars, Call};
 use undefined::OffsetMap;
 
 /// A template's text as written, and how the rewritten text minijinja runs maps back.
@@ -128,6 +130,27 @@ impl Templates {
             },
             _ => self.describe(&e, vars),
         })
+    }
+
+    /// Whether the template file `name` (or one it includes) names one of Ansible's
+    /// facts, which are then gathered for it; a template that does not load names none.
+    pub fn uses_facts(&self, name: &str) -> bool {
+        let facts = toyc_engine::ansible_facts::FACT_NAMES;
+        let Ok(template) = self.env.get_template(name) else {
+            return false;
+        };
+        if template
+            .undeclared_variables(false)
+            .iter()
+            .any(|v| facts.contains(&v.as_str()))
+        {
+            return true;
+        }
+        // Included and imported templates: their text, as loaded so far.
+        let sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        sources
+            .values()
+            .any(|s| facts.iter().any(|f| s.original.contains(f)))
     }
 
     /// Render the template file `name` (a path below the templates directory).

@@ -49,6 +49,7 @@ pub(super) async fn run(
                 extra_vars: job.vars.clone(),
                 sudo: job.sudo,
                 command_timeout: job.command_timeout,
+                play: Arc::new(job.hosts.clone()),
             }))
         }
         RunbookSource::Declared(books) => Source::Declared(books.into_iter().collect()),

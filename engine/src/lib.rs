@@ -66,3 +66,4 @@ pub mod state_dir;
 pub mod tasklist;
 pub mod terminal_text;
 pub mod transport;
+pub mod yaml11;

@@ -24,6 +24,7 @@ mod filters;
 #[cfg(test)]
 mod fixture_tests;
 mod magic;
+mod methods;
 mod percent;
 mod pyfmt;
 mod pyrandom;
@@ -88,7 +89,7 @@ impl Templates {
         // Configuration files, not HTML: never escape (Ansible does not either).
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_formatter(pyfmt::format);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_unknown_method_callback(methods::call);
         env.add_function(undefined::LOOKUP, undefined::lookup);
         filters::register(&mut env);
         ansible::register(&mut env);

@@ -84,6 +84,7 @@ pub(crate) fn register(env: &mut Environment<'_>) {
     env.add_filter("truncate", minijinja_contrib::filters::truncate);
     env.add_filter("striptags", minijinja_contrib::filters::striptags);
     env.add_filter("wordcount", wordcount);
+    env.add_filter("wordwrap", wordwrap);
 
     env.add_test("match", test_match);
     env.add_test("search", test_search);
@@ -956,6 +957,87 @@ fn forceescape(value: &Value) -> Result<String, Error> {
         .replace('>', "&gt;")
         .replace('"', "&#34;")
         .replace('\'', "&#39;"))
+}
+
+/// `wordwrap(width=79, break_long_words=True, wrapstring=None, break_on_hyphens=True)`:
+/// Jinja2's, Python's `textwrap.wrap` on each line.
+fn wordwrap(value: &Value, width: Option<usize>, kwargs: Kwargs) -> Result<String, Error> {
+    let width = kwargs.get::<Option<usize>>("width")?.or(width).unwrap_or(79).max(1);
+    let break_long = kwargs.get::<Option<bool>>("break_long_words")?.unwrap_or(true);
+    let wrapstring = kwargs
+        .get::<Option<String>>("wrapstring")?
+        .unwrap_or_else(|| "\n".to_owned());
+    let hyphens = kwargs.get::<Option<bool>>("break_on_hyphens")?.unwrap_or(true);
+    kwargs.assert_all_used()?;
+    let source = text(value)?;
+    let lines: Vec<String> = source
+        .lines()
+        .map(|line| wrap_line(line, width, break_long, hyphens).join(&wrapstring))
+        .collect();
+    Ok(lines.join(&wrapstring))
+}
+
+/// `textwrap.wrap(line, width)` with `drop_whitespace`, tabs kept.
+fn wrap_line(line: &str, width: usize, break_long: bool, hyphens: bool) -> Vec<String> {
+    // Chunks: runs of whitespace, and words (split after hyphens between letters).
+    let mut chunks: Vec<String> = Vec::new();
+    let mut current = String::new();
+    let mut in_space = false;
+    let chars: Vec<char> = line.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        let space = c.is_whitespace();
+        if !current.is_empty() && space != in_space {
+            chunks.push(std::mem::take(&mut current));
+        }
+        in_space = space;
+        current.push(c);
+        let next_is_letter = chars.get(i + 1).is_some_and(|n| n.is_alphanumeric());
+        if hyphens && c == '-' && !space && next_is_letter && current.chars().filter(|c| c.is_alphanumeric()).count() > 0 {
+            chunks.push(std::mem::take(&mut current));
+        }
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks.reverse();
+    let mut lines = Vec::new();
+    while !chunks.is_empty() {
+        let mut cur: Vec<String> = Vec::new();
+        let mut len = 0;
+        if !lines.is_empty() && chunks.last().is_some_and(|c| c.trim().is_empty()) {
+            chunks.pop();
+        }
+        while let Some(chunk) = chunks.last() {
+            let l = chunk.chars().count();
+            if len + l <= width {
+                len += l;
+                cur.push(chunks.pop().unwrap_or_default());
+            } else {
+                break;
+            }
+        }
+        if let Some(chunk) = chunks.last() {
+            if chunk.chars().count() > width {
+                let room = width.saturating_sub(len).max(usize::from(cur.is_empty()));
+                if break_long {
+                    let chunk = chunks.pop().unwrap_or_default();
+                    let head: String = chunk.chars().take(room).collect();
+                    let tail: String = chunk.chars().skip(room).collect();
+                    cur.push(head);
+                    chunks.push(tail);
+                } else if cur.is_empty() {
+                    cur.push(chunks.pop().unwrap_or_default());
+                }
+            }
+        }
+        while cur.last().is_some_and(|c| c.trim().is_empty()) {
+            cur.pop();
+        }
+        if !cur.is_empty() {
+            lines.push(cur.concat());
+        }
+    }
+    lines
 }
 
 fn wordcount(value: &Value) -> Result<usize, Error> {

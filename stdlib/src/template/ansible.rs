@@ -80,9 +80,12 @@ pub(crate) fn register(env: &mut Environment<'_>) {
     env.add_filter("pow", pow);
     env.add_filter("root", root);
     env.add_filter("forceescape", forceescape);
-    env.add_filter("filesizeformat", minijinja_contrib::filters::filesizeformat);
-    env.add_filter("truncate", minijinja_contrib::filters::truncate);
-    env.add_filter("striptags", minijinja_contrib::filters::striptags);
+    // markupsafe's entities (`&#34;`), not minijinja's (`&quot;`, `&#x2f;`).
+    env.add_filter("escape", forceescape);
+    env.add_filter("e", forceescape);
+    env.add_filter("filesizeformat", filesizeformat);
+    env.add_filter("truncate", truncate);
+    env.add_filter("striptags", striptags);
     env.add_filter("wordcount", wordcount);
     env.add_filter("wordwrap", wordwrap);
 
@@ -134,13 +137,15 @@ fn format(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<String, Er
             .iter()
             .map(|k| Ok((Value::from(*k), kwargs.get::<Value>(k)?)))
             .collect::<Result<Vec<_>, Error>>()?;
-        return percent::format_values(&format, &Value::from_iter(pairs));
+        return percent::format_values(&format, &map_of(pairs));
     }
     percent::format_values(&format, &Value::from(args.0))
 }
 
 /// `center(width=80)`: Python's `str.center`.
-fn center(value: &Value, width: Option<usize>) -> Result<String, Error> {
+fn center(value: &Value, width: Option<usize>, kwargs: Kwargs) -> Result<String, Error> {
+    let width = kwargs.get::<Option<usize>>("width")?.or(width);
+    kwargs.assert_all_used()?;
     let s = text(value)?;
     let width = width.unwrap_or(80);
     let len = s.chars().count();
@@ -158,7 +163,10 @@ fn ternary(
     true_val: Value,
     false_val: Value,
     none_val: Option<Value>,
+    kwargs: Kwargs,
 ) -> Result<Value, Error> {
+    let none_val = kwargs.get::<Option<Value>>("none_val")?.or(none_val);
+    kwargs.assert_all_used()?;
     defined(value)?;
     Ok(match none_val {
         Some(none_val) if value.is_none() => none_val,
@@ -261,7 +269,7 @@ fn dict2items(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
     let mut out = Vec::new();
     for key in value.try_iter()? {
         let item = value.get_item(&key)?;
-        out.push(Value::from_iter([
+        out.push(map_of(vec![
             (Value::from(key_name.as_str()), key),
             (Value::from(value_name.as_str()), item),
         ]));
@@ -276,7 +284,12 @@ fn items2dict(value: &Value, kwargs: Kwargs) -> Result<Value, Error> {
     for item in items(value)? {
         out.push((item.get_attr(&key_name)?, item.get_attr(&value_name)?));
     }
-    Ok(Value::from_iter(out))
+    Ok(map_of(out))
+}
+
+/// A map of `pairs`, in their order.
+fn map_of(pairs: Vec<(Value, Value)>) -> Value {
+    Value::from_pairs(pairs)
 }
 
 /// `flatten(levels=None, skip_nulls=True)`.
@@ -361,7 +374,9 @@ fn regex_escape(value: &Value, re_type: Option<String>) -> Result<String, Error>
 }
 
 /// `to_uuid(namespace=...)`: `uuid.uuid5`, in Ansible's namespace by default.
-fn to_uuid(value: &Value, namespace: Option<String>) -> Result<String, Error> {
+fn to_uuid(value: &Value, namespace: Option<String>, kwargs: Kwargs) -> Result<String, Error> {
+    let namespace = kwargs.get::<Option<String>>("namespace")?.or(namespace);
+    kwargs.assert_all_used()?;
     let namespace = namespace.unwrap_or_else(|| "361E6D51-FAEC-444A-9079-341386DA8E2E".into());
     let hex: String = namespace
         .chars()
@@ -428,7 +443,9 @@ fn normalize(path: &Path) -> Vec<String> {
 }
 
 /// `relpath(start)`: `os.path.relpath`, relative paths taken from the current directory.
-fn relpath(value: &Value, start: Option<String>) -> Result<String, Error> {
+fn relpath(value: &Value, start: Option<String>, kwargs: Kwargs) -> Result<String, Error> {
+    let start = kwargs.get::<Option<String>>("start")?.or(start);
+    kwargs.assert_all_used()?;
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let absolute = |p: &str| {
         if p.starts_with('/') {
@@ -482,7 +499,15 @@ const SIZE_RANGES: [(&str, f64); 9] = [
 ];
 
 /// `human_readable(isbits=False, unit=None)`: `bytes_to_human`, `'%.2f %s'`.
-fn human_readable(value: &Value, isbits: Option<bool>, unit: Option<String>) -> Result<String, Error> {
+fn human_readable(
+    value: &Value,
+    isbits: Option<bool>,
+    unit: Option<String>,
+    kwargs: Kwargs,
+) -> Result<String, Error> {
+    let isbits = kwargs.get::<Option<bool>>("isbits")?.or(isbits);
+    let unit = kwargs.get::<Option<String>>("unit")?.or(unit);
+    kwargs.assert_all_used()?;
     let size = f64::try_from(value.clone())
         .or_else(|_| text(value)?.trim().parse::<f64>().map_err(|_| invalid("human_readable: not a number")))?;
     let base = if isbits.unwrap_or(false) { "bits" } else { "Bytes" };
@@ -506,7 +531,15 @@ fn human_readable(value: &Value, isbits: Option<bool>, unit: Option<String>) -> 
 }
 
 /// `human_to_bytes(default_unit=None, isbits=False)`: `human_to_bytes`.
-fn human_to_bytes(value: &Value, default_unit: Option<String>, isbits: Option<bool>) -> Result<i64, Error> {
+fn human_to_bytes(
+    value: &Value,
+    default_unit: Option<String>,
+    isbits: Option<bool>,
+    kwargs: Kwargs,
+) -> Result<i64, Error> {
+    let default_unit = kwargs.get::<Option<String>>("default_unit")?.or(default_unit);
+    let isbits = kwargs.get::<Option<bool>>("isbits")?.or(isbits);
+    kwargs.assert_all_used()?;
     let s = text(value)?;
     let re = regex::Regex::new(r"^\s*(\d*\.?\d*)\s*([A-Za-z]+)?\s*$").map_err(|e| invalid(e.to_string()))?;
     let caps = re
@@ -632,7 +665,8 @@ fn from_yaml(value: &Value) -> Result<Value, Error> {
     if value.kind() != ValueKind::String {
         return Ok(value.clone());
     }
-    let data: Data = serde_yaml::from_str(&text(value)?)
+    // YAML 1.1, as Ansible (PyYAML) reads it.
+    let data: Data = toyc_engine::yaml11::from_str(&text(value)?)
         .map_err(|e| invalid(format!("from_yaml: not YAML: {e}")))?;
     Ok(to_jinja(&data))
 }
@@ -653,7 +687,14 @@ fn extract(item: &Value, container: &Value, morekeys: Option<Value>) -> Result<V
 }
 
 /// `subelements(key, skip_missing=False)`: each item paired with each element of its list.
-fn subelements(value: &Value, key: String, skip_missing: Option<bool>) -> Result<Value, Error> {
+fn subelements(
+    value: &Value,
+    key: String,
+    skip_missing: Option<bool>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
+    let skip_missing = kwargs.get::<Option<bool>>("skip_missing")?.or(skip_missing);
+    kwargs.assert_all_used()?;
     let elements = match value.kind() {
         ValueKind::Map => value
             .try_iter()?
@@ -695,7 +736,15 @@ fn subelements(value: &Value, key: String, skip_missing: Option<bool>) -> Result
 
 /// `strftime(format, second=None, utc=False)`: the given epoch second, or now, in local
 /// time (or UTC).
-fn strftime(value: &Value, second: Option<Value>, utc: Option<bool>) -> Result<String, Error> {
+fn strftime(
+    value: &Value,
+    second: Option<Value>,
+    utc: Option<bool>,
+    kwargs: Kwargs,
+) -> Result<String, Error> {
+    let second = kwargs.get::<Option<Value>>("second")?.or(second);
+    let utc = kwargs.get::<Option<bool>>("utc")?.or(utc);
+    kwargs.assert_all_used()?;
     use chrono::TimeZone;
     let format = text(value)?;
     let seconds = match second {
@@ -824,7 +873,9 @@ fn product(value: &Value, others: Rest<Value>, kwargs: Kwargs) -> Result<Value, 
 }
 
 /// `permutations(r=None)`: `itertools.permutations`, in its order.
-fn permutations(value: &Value, r: Option<usize>) -> Result<Value, Error> {
+fn permutations(value: &Value, r: Option<usize>, kwargs: Kwargs) -> Result<Value, Error> {
+    let r = kwargs.get::<Option<usize>>("r")?.or(r);
+    kwargs.assert_all_used()?;
     let pool = items(value)?;
     let n = pool.len();
     let r = r.unwrap_or(n);
@@ -851,7 +902,12 @@ fn permutations(value: &Value, r: Option<usize>) -> Result<Value, Error> {
 }
 
 /// `combinations(r)`: `itertools.combinations`, in its order.
-fn combinations(value: &Value, r: usize) -> Result<Value, Error> {
+fn combinations(value: &Value, r: Option<usize>, kwargs: Kwargs) -> Result<Value, Error> {
+    let r = kwargs
+        .get::<Option<usize>>("r")?
+        .or(r)
+        .ok_or_else(|| invalid("combinations: `r` is required"))?;
+    kwargs.assert_all_used()?;
     let pool = items(value)?;
     fn walk(pool: &[Value], r: usize, start: usize, chosen: &mut Vec<Value>, out: &mut Vec<Value>) {
         if chosen.len() == r {
@@ -1038,6 +1094,82 @@ fn wrap_line(line: &str, width: usize, break_long: bool, hyphens: bool) -> Vec<S
         }
     }
     lines
+}
+
+/// `truncate(length=255, killwords=False, end='...', leeway=5)`: Jinja2's `do_truncate`.
+fn truncate(
+    value: &Value,
+    length: Option<usize>,
+    killwords: Option<bool>,
+    end: Option<String>,
+    kwargs: Kwargs,
+) -> Result<String, Error> {
+    let length = kwargs.get::<Option<usize>>("length")?.or(length).unwrap_or(255);
+    let killwords = kwargs.get::<Option<bool>>("killwords")?.or(killwords).unwrap_or(false);
+    let end = kwargs
+        .get::<Option<String>>("end")?
+        .or(end)
+        .unwrap_or_else(|| "...".to_owned());
+    let leeway = kwargs.get::<Option<usize>>("leeway")?.unwrap_or(5);
+    kwargs.assert_all_used()?;
+    let s = text(value)?;
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= length + leeway {
+        return Ok(s);
+    }
+    let head: String = chars[..length.saturating_sub(end.chars().count())].iter().collect();
+    if killwords {
+        return Ok(format!("{head}{end}"));
+    }
+    let kept = match head.rsplit_once(' ') {
+        Some((before, _)) => before.to_owned(),
+        None => head,
+    };
+    Ok(format!("{kept}{end}"))
+}
+
+/// `striptags`: Jinja2's `Markup.striptags`: tags and comments out, entities decoded,
+/// whitespace collapsed.
+fn striptags(value: &Value) -> Result<String, Error> {
+    let s = text(value)?;
+    let comments = regex::Regex::new(r"(?s)<!--.*?-->").map_err(|e| invalid(e.to_string()))?;
+    let tags = regex::Regex::new(r"(?s)<.*?>").map_err(|e| invalid(e.to_string()))?;
+    let s = comments.replace_all(&s, "");
+    let s = tags.replace_all(&s, "");
+    let s = s
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#34;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    Ok(s.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// `filesizeformat(binary=False)`: Jinja2's `do_filesizeformat`.
+fn filesizeformat(value: &Value, binary: Option<bool>) -> Result<String, Error> {
+    let bytes = number(value)?;
+    let binary = binary.unwrap_or(false);
+    let base: f64 = if binary { 1024.0 } else { 1000.0 };
+    let prefixes = if binary {
+        ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"]
+    } else {
+        ["kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
+    };
+    if bytes == 1.0 {
+        return Ok("1 Byte".to_owned());
+    }
+    if bytes < base {
+        return Ok(format!("{} Bytes", bytes.trunc() as i64));
+    }
+    let mut unit = base;
+    for (i, prefix) in prefixes.iter().enumerate() {
+        unit = base.powi(i as i32 + 2);
+        if bytes < unit {
+            return Ok(format!("{:.1} {prefix}", base * bytes / unit));
+        }
+    }
+    Ok(format!("{:.1} {}", base * bytes / unit, prefixes[7]))
 }
 
 fn wordcount(value: &Value) -> Result<usize, Error> {

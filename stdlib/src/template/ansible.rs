@@ -87,6 +87,12 @@ pub(crate) fn register(env: &mut Environment<'_>) {
     env.add_filter("truncate", truncate);
     env.add_filter("striptags", striptags);
     env.add_filter("wordcount", wordcount);
+    env.add_filter("dictsort", dictsort);
+    env.add_filter("urlencode", urlencode);
+    // `pprint.pformat` of a value that fits its 80 columns, which is its repr.
+    env.add_filter("pprint", |v: &Value| -> Result<String, Error> {
+        Ok(pyfmt::repr(&to_data(v)?))
+    });
     env.add_filter("wordwrap", wordwrap);
 
     env.add_test("match", test_match);
@@ -110,6 +116,13 @@ pub(crate) fn register(env: &mut Environment<'_>) {
         Ok::<_, Error>(Path::new(&text(p)?).symlink_metadata().is_ok())
     });
     env.add_test("abs", |p: &Value| Ok::<_, Error>(text(p)?.starts_with('/')));
+    // Jinja2's: anything with a length and items, so strings and dicts too.
+    env.add_test("sequence", |v: &Value| {
+        Ok::<_, Error>(matches!(
+            v.kind(),
+            ValueKind::String | ValueKind::Seq | ValueKind::Map | ValueKind::Bytes
+        ))
+    });
     env.add_test("nan", |v: &Value| {
         Ok::<_, Error>(f64::try_from(v.clone()).is_ok_and(f64::is_nan))
     });
@@ -1170,6 +1183,97 @@ fn filesizeformat(value: &Value, binary: Option<bool>) -> Result<String, Error> 
         }
     }
     Ok(format!("{:.1} {}", base * bytes / unit, prefixes[7]))
+}
+
+/// `dictsort(case_sensitive=False, by='key', reverse=False)`: Jinja2's `do_dictsort`,
+/// its arguments also by position.
+fn dictsort(
+    value: &Value,
+    case_sensitive: Option<bool>,
+    by: Option<String>,
+    reverse: Option<bool>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
+    let case_sensitive = kwargs
+        .get::<Option<bool>>("case_sensitive")?
+        .or(case_sensitive)
+        .unwrap_or(false);
+    let by = kwargs.get::<Option<String>>("by")?.or(by);
+    let reverse = kwargs.get::<Option<bool>>("reverse")?.or(reverse).unwrap_or(false);
+    kwargs.assert_all_used()?;
+    let position = match by.as_deref() {
+        None | Some("key") => 0,
+        Some("value") => 1,
+        Some(other) => {
+            return Err(invalid(format!(
+                "dictsort: you can only sort by either \"key\" or \"value\", not `{other}`"
+            )))
+        }
+    };
+    if value.kind() != ValueKind::Map {
+        return Err(invalid("dictsort: the value must be a dictionary"));
+    }
+    let mut pairs = Vec::new();
+    for key in value.try_iter()? {
+        let item = value.get_item(&key)?;
+        pairs.push((key, item));
+    }
+    let sort_key = |pair: &(Value, Value)| {
+        let v = if position == 0 { &pair.0 } else { &pair.1 };
+        match v.as_str() {
+            Some(s) if !case_sensitive => Value::from(s.to_lowercase()),
+            _ => v.clone(),
+        }
+    };
+    pairs.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+    if reverse {
+        pairs.reverse();
+    }
+    Ok(Value::from(
+        pairs
+            .into_iter()
+            .map(|(k, v)| Value::from(vec![k, v]))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Jinja2's `url_quote`: UTF-8, `%XX` for all but letters, digits, `_.-~` (and `/`
+/// unless for a query string, where spaces are `+`).
+fn url_quote(text: &str, for_qs: bool) -> String {
+    let mut out = String::new();
+    for b in text.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'.' | b'-' | b'~' => {
+                out.push(char::from(b))
+            }
+            b'/' if !for_qs => out.push('/'),
+            b' ' if for_qs => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// `urlencode`: Jinja2's `do_urlencode`, a string quoted, a dict or pairs as a query.
+fn urlencode(value: &Value) -> Result<String, Error> {
+    defined(value)?;
+    let pairs: Vec<(Value, Value)> = match value.kind() {
+        ValueKind::String => return Ok(url_quote(value.as_str().unwrap_or_default(), false)),
+        ValueKind::Map => value
+            .try_iter()?
+            .map(|k| Ok((k.clone(), value.get_item(&k)?)))
+            .collect::<Result<_, Error>>()?,
+        ValueKind::Seq => value
+            .try_iter()?
+            .map(|pair| Ok((pair.get_item(&Value::from(0))?, pair.get_item(&Value::from(1))?)))
+            .collect::<Result<_, Error>>()?,
+        _ => return Ok(url_quote(&text(value)?, false)),
+    };
+    Ok(pairs
+        .iter()
+        .map(|(k, v)| Ok(format!("{}={}", url_quote(&text(k)?, true), url_quote(&text(v)?, true))))
+        .collect::<Result<Vec<_>, Error>>()?
+        .join("&"))
 }
 
 fn wordcount(value: &Value) -> Result<usize, Error> {

@@ -248,7 +248,15 @@ fn dirname(value: &Value) -> Result<String, Error> {
 }
 
 /// `join(d='', attribute=None)`: Jinja2's, with items as Python prints them (`True`).
-fn join(value: &Value, joiner: Option<String>, attribute: Option<String>) -> Result<String, Error> {
+fn join(
+    value: &Value,
+    joiner: Option<String>,
+    attribute: Option<String>,
+    kwargs: Kwargs,
+) -> Result<String, Error> {
+    let joiner = kwargs.get::<Option<String>>("d")?.or(joiner);
+    let attribute = kwargs.get::<Option<String>>("attribute")?.or(attribute);
+    kwargs.assert_all_used()?;
     if value.is_undefined() {
         return Err(undefined_error(value));
     }

@@ -59,7 +59,71 @@ type Sources = Arc<Mutex<HashMap<String, Source>>>;
 pub struct Templates {
     env: Environment<'static>,
     sources: Sources,
+    /// The directory, to build the templates again for a `#jinja2:` header.
+    root: PathBuf,
 }
+
+/// The settings of Ansible's `#jinja2:` first line (`#jinja2: trim_blocks: False`).
+#[derive(Debug, Default)]
+struct Header {
+    trim_blocks: Option<bool>,
+    lstrip_blocks: Option<bool>,
+    keep_trailing_newline: Option<bool>,
+    block: Option<(String, String)>,
+    variable: Option<(String, String)>,
+    comment: Option<(String, String)>,
+}
+
+impl Header {
+    /// The header of `text` and how many bytes it takes (with its line break), if any.
+    /// As Ansible: `key: value` pairs split at `,`, values Python literals.
+    fn parse(text: &str) -> Option<(Header, usize)> {
+        let rest = text.strip_prefix("#jinja2:")?;
+        let (line, len) = match rest.find('\n') {
+            Some(eol) => (&rest[..eol], "#jinja2:".len() + eol + 1),
+            None => (rest, text.len()),
+        };
+        let mut header = Header::default();
+        let mut strings: HashMap<String, String> = HashMap::new();
+        for pair in line.split(',') {
+            let Some((key, value)) = pair.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            let flag = match value {
+                "True" => Some(true),
+                "False" => Some(false),
+                _ => None,
+            };
+            match key.trim() {
+                "trim_blocks" => header.trim_blocks = flag,
+                "lstrip_blocks" => header.lstrip_blocks = flag,
+                "keep_trailing_newline" => header.keep_trailing_newline = flag,
+                other => {
+                    let unquoted = value
+                        .strip_prefix(['\'', '"'])
+                        .and_then(|v| v.strip_suffix(['\'', '"']))
+                        .unwrap_or(value);
+                    strings.insert(other.to_owned(), unquoted.to_owned());
+                }
+            }
+        }
+        let pair = |start: &str, end: &str, default: (&str, &str)| {
+            match (strings.get(start), strings.get(end)) {
+                (None, None) => None,
+                (s, e) => Some((
+                    s.cloned().unwrap_or_else(|| default.0.to_owned()),
+                    e.cloned().unwrap_or_else(|| default.1.to_owned()),
+                )),
+            }
+        };
+        header.block = pair("block_start_string", "block_end_string", ("{%", "%}"));
+        header.variable = pair("variable_start_string", "variable_end_string", ("{{", "}}"));
+        header.comment = pair("comment_start_string", "comment_end_string", ("{#", "#}"));
+        Some((header, len))
+    }
+}
+
 
 impl std::fmt::Debug for Templates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -70,17 +134,32 @@ impl std::fmt::Debug for Templates {
 impl Templates {
     /// Templates below `root`; nothing is read until a template is rendered.
     pub fn new(root: &Path) -> Templates {
+        Templates::build(root, &Header::default(), None)
+    }
+
+    /// Templates below `root` with a `#jinja2:` header's settings, the header line of
+    /// template `top` left out (Ansible removes it from the template it renders).
+    fn build(root: &Path, header: &Header, top: Option<String>) -> Templates {
         let mut env = Environment::new();
         // Ansible's `template` module: trim_blocks on, lstrip_blocks off. Jinja2 drops a
         // template's final newline and Ansible adds it back to the result only (see
         // `restore_trailing_newlines`), so an included template's final newline goes.
-        // Building fails only for custom delimiters, which are not set.
-        if let Ok(syntax) = SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(false)
-            .keep_trailing_newline(false)
-            .build()
-        {
+        let mut builder = SyntaxConfig::builder();
+        builder
+            .trim_blocks(header.trim_blocks.unwrap_or(true))
+            .lstrip_blocks(header.lstrip_blocks.unwrap_or(false))
+            .keep_trailing_newline(header.keep_trailing_newline.unwrap_or(false));
+        if let Some((start, end)) = &header.block {
+            builder.block_delimiters(start.clone(), end.clone());
+        }
+        if let Some((start, end)) = &header.variable {
+            builder.variable_delimiters(start.clone(), end.clone());
+        }
+        if let Some((start, end)) = &header.comment {
+            builder.comment_delimiters(start.clone(), end.clone());
+        }
+        // Building fails only for delimiters that clash; Jinja2 would fail too, later.
+        if let Ok(syntax) = builder.build() {
             env.set_syntax(syntax);
         }
         env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -95,18 +174,28 @@ impl Templates {
         ansible::register(&mut env);
 
         let root = root.to_owned();
+        let kept_root = root.clone();
         let join_root = root.clone();
         env.set_path_join_callback(move |name, parent| join(&join_root, name, parent).into());
         let sources: Sources = Arc::default();
         let loader_sources = sources.clone();
         let syntax = env.syntax().clone();
         env.set_loader(move |name| {
-            let Some(text) = read(&root, name)? else {
+            let Some(mut text) = read(&root, name)? else {
                 return Ok(None);
             };
+            if top.as_deref() == Some(name) {
+                if let Some((_, len)) = Header::parse(&text) {
+                    text.drain(..len);
+                }
+            }
             Ok(Some(prepare(&loader_sources, name, text, &syntax)))
         });
-        Templates { env, sources }
+        Templates {
+            env,
+            sources,
+            root: kept_root,
+        }
     }
 
     /// Parse the template file `name` (and what it includes statically) without
@@ -156,6 +245,22 @@ impl Templates {
 
     /// Render the template file `name` (a path below the templates directory).
     pub fn render_file(
+        &self,
+        name: &str,
+        vars: &Map<String, Value>,
+    ) -> Result<String, TemplateError> {
+        // A `#jinja2:` first line changes the syntax for this render: templates built
+        // again with it.
+        if let Ok(Some(text)) = read(&self.root, name) {
+            if let Some((header, _)) = Header::parse(&text) {
+                let with_header = Templates::build(&self.root, &header, Some(name.to_owned()));
+                return with_header.render_prepared(name, vars);
+            }
+        }
+        self.render_prepared(name, vars)
+    }
+
+    fn render_prepared(
         &self,
         name: &str,
         vars: &Map<String, Value>,

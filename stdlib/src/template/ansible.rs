@@ -1115,6 +1115,7 @@ fn truncate(
     length: Option<usize>,
     killwords: Option<bool>,
     end: Option<String>,
+    leeway: Option<usize>,
     kwargs: Kwargs,
 ) -> Result<String, Error> {
     let length = kwargs.get::<Option<usize>>("length")?.or(length).unwrap_or(255);
@@ -1123,7 +1124,7 @@ fn truncate(
         .get::<Option<String>>("end")?
         .or(end)
         .unwrap_or_else(|| "...".to_owned());
-    let leeway = kwargs.get::<Option<usize>>("leeway")?.unwrap_or(5);
+    let leeway = kwargs.get::<Option<usize>>("leeway")?.or(leeway).unwrap_or(5);
     kwargs.assert_all_used()?;
     let s = text(value)?;
     let chars: Vec<char> = s.chars().collect();

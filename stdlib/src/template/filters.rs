@@ -60,8 +60,14 @@ fn mandatory(value: &Value, msg: Option<String>) -> Result<Value, Error> {
 fn to_json(value: &Value, kwargs: Kwargs) -> Result<String, Error> {
     let indent: Option<usize> = kwargs.get("indent")?;
     let sort: Option<bool> = kwargs.get("sort_keys")?;
+    let ascii: Option<bool> = kwargs.get("ensure_ascii")?;
     kwargs.assert_all_used()?;
-    Ok(pyfmt::json(&to_data(value)?, indent, sort.unwrap_or(false)))
+    Ok(pyfmt::json_with(
+        &to_data(value)?,
+        indent,
+        sort.unwrap_or(false),
+        ascii.unwrap_or(true),
+    ))
 }
 
 /// `to_nice_json`: `json.dumps(value, indent=4, sort_keys=True, separators=(',', ': '))`.

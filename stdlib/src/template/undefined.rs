@@ -119,33 +119,52 @@ impl Rewriter<'_> {
     fn chain(&mut self, expr: &Expr) {
         let mut keys = Vec::new();
         let mut root = expr;
+        let mut first_lookup = expr.span().start_offset as usize;
         loop {
             match root {
                 Expr::GetAttr(a) => {
                     keys.push(format!("{:?}", a.name));
+                    first_lookup = a.expr.span().end_offset as usize;
                     root = &a.expr;
                 }
                 Expr::GetItem(i) => {
                     keys.push(format!("({})", self.text(&i.subscript_expr)));
+                    first_lookup = i.expr.span().end_offset as usize;
                     root = &i.expr;
                 }
                 _ => break,
             }
         }
         keys.reverse();
-        // A lookup's own span starts at its `.` or `[`; the chain starts with its root.
-        let start = root.span().start_offset as usize;
+        // A lookup's own span starts at its `.` or `[`; the chain starts with its root,
+        // and with the parentheses around it: `(users | first).name`.
+        let mut start = root.span().start_offset as usize;
+        let root_end = root.span().end_offset as usize;
+        let dot = self
+            .source
+            .get(first_lookup..)
+            .and_then(|rest| rest.find(['.', '[']))
+            .map_or(root_end, |i| first_lookup + i);
+        let closing = self
+            .source
+            .get(root_end..dot)
+            .map_or(0, |gap| gap.matches(')').count());
+        for _ in 0..closing {
+            let before = self.source.get(..start).unwrap_or_default();
+            match before.trim_end().strip_suffix('(') {
+                Some(open) => start = open.len(),
+                None => return,
+            }
+        }
         let end = expr.span().end_offset as usize;
-        let Some(original) = self.source.get(start..end) else {
+        let (Some(original), Some(root_text)) =
+            (self.source.get(start..end), self.source.get(start..dot))
+        else {
             return;
         };
         // Keep the line breaks so that every later line keeps its number.
         let breaks = "\n".repeat(original.matches('\n').count());
-        let text = format!(
-            "{LOOKUP}(({}), {}{breaks})",
-            self.text(root),
-            keys.join(", ")
-        );
+        let text = format!("{LOOKUP}(({root_text}), {}{breaks})", keys.join(", "));
         self.edits.push(Edit { start, end, text });
     }
 

@@ -1110,21 +1110,26 @@ fn wrap_line(line: &str, width: usize, break_long: bool, hyphens: bool) -> Vec<S
 }
 
 /// `truncate(length=255, killwords=False, end='...', leeway=5)`: Jinja2's `do_truncate`.
-fn truncate(
-    value: &Value,
-    length: Option<usize>,
-    killwords: Option<bool>,
-    end: Option<String>,
-    leeway: Option<usize>,
-    kwargs: Kwargs,
-) -> Result<String, Error> {
-    let length = kwargs.get::<Option<usize>>("length")?.or(length).unwrap_or(255);
-    let killwords = kwargs.get::<Option<bool>>("killwords")?.or(killwords).unwrap_or(false);
-    let end = kwargs
-        .get::<Option<String>>("end")?
-        .or(end)
-        .unwrap_or_else(|| "...".to_owned());
-    let leeway = kwargs.get::<Option<usize>>("leeway")?.or(leeway).unwrap_or(5);
+fn truncate(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<String, Error> {
+    // Positional (length, killwords, end, leeway): more than a filter's typed arity.
+    let arg = |i: usize, name: &str| -> Result<Option<Value>, Error> {
+        Ok(kwargs
+            .get::<Option<Value>>(name)?
+            .or_else(|| args.get(i).cloned()))
+    };
+    let length = match arg(0, "length")? {
+        Some(v) => v.as_usize().ok_or_else(|| invalid("truncate: length must be a number"))?,
+        None => 255,
+    };
+    let killwords = arg(1, "killwords")?.is_some_and(|v| v.is_true());
+    let end = match arg(2, "end")? {
+        Some(v) => text(&v)?,
+        None => "...".to_owned(),
+    };
+    let leeway = match arg(3, "leeway")? {
+        Some(v) => v.as_usize().ok_or_else(|| invalid("truncate: leeway must be a number"))?,
+        None => 5,
+    };
     kwargs.assert_all_used()?;
     let s = text(value)?;
     let chars: Vec<char> = s.chars().collect();

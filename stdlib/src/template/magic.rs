@@ -34,6 +34,8 @@ pub(crate) fn magic_vars(host: &Host, play: &[Host], call: &Call<'_>) -> Map<Str
     let names: Vec<&str> = play.iter().map(|h| h.name.as_str()).collect();
     let mut groups = Map::new();
     groups.insert("all".into(), json!(names));
+    // Ansible always has it, empty when every host is in a group.
+    groups.insert("ungrouped".into(), json!([]));
     for h in &play {
         for group in &h.groups {
             let members = groups

@@ -72,6 +72,8 @@ pub(crate) fn format(out: &mut Output, _state: &mut State, value: &Value) -> Res
         ValueKind::Undefined => return Err(undefined_error(value)),
         ValueKind::None => return Ok(()),
         ValueKind::String => return Ok(out.write_str(value.as_str().unwrap_or_default())?),
+        // Python's integers have no size limit: minijinja's 128-bit ones print as such.
+        ValueKind::Number if value.is_integer() => value.to_string(),
         ValueKind::Bool | ValueKind::Number | ValueKind::Seq | ValueKind::Map => {
             repr(&to_data(value)?)
         }

@@ -49,6 +49,8 @@ pub(crate) fn magic_vars(host: &Host, play: &[Host], call: &Call<'_>) -> Map<Str
     vars.insert("groups".into(), Value::Object(groups));
     let mut hostvars = Map::new();
     for h in &play {
+        // This host's own variables as the script sees them (with `--var` and the rest).
+        let h = if h.name == host.name { host } else { h };
         let mut these = host_magic(h);
         these.extend(h.vars.clone());
         hostvars.insert(h.name.clone(), Value::Object(these));

@@ -18,4 +18,5 @@ mod sandbox;
 mod ssh;
 mod stages;
 mod support;
+mod template_corpus;
 mod users_packages;

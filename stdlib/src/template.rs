@@ -529,6 +529,44 @@ pub(crate) mod tests {
         assert!(err.starts_with("undefined variable `user.shel` in template `t.j2`, line 1; did you mean `user.shell`?"), "{err}");
     }
 
+    // See: issue 11: an unknown filter or test names itself and its place, with the
+    // closest known name, and an Ansible one toyc lacks says so.
+    #[test]
+    fn unknown_filters_and_tests_name_the_closest_or_say_toyc_lacks_them() {
+        let vars = json!({"x": "a"});
+        let err = error("line\n{{ x | to_nice_jsn }}", &vars);
+        assert!(
+            err.starts_with("syntax error in template `t.j2`, line 2: unknown filter `to_nice_jsn`; did you mean `to_nice_json`?"),
+            "{err}"
+        );
+        assert!(err.contains("t.j2:2:"), "{err}");
+        let err = error("{{ x | password_hash('sha512') }}", &vars);
+        assert!(
+            err.contains("the Ansible filter `password_hash` is not supported by toyc"),
+            "{err}"
+        );
+        let err = error("{{ x is versoin('1') }}", &vars);
+        assert!(err.contains("unknown test `versoin`; did you mean `version`?"), "{err}");
+        let err = error("{{ x is failed }}", &vars);
+        assert!(err.contains("the Ansible test `failed` is not supported by toyc"), "{err}");
+    }
+
+    #[test]
+    fn a_jinja2_header_overrides_the_whitespace_settings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("t.j2"),
+            "#jinja2: trim_blocks: False, lstrip_blocks: True\n  {% if true %}\nx\n  {% endif %}\n",
+        )
+        .expect("write");
+        let out = Templates::new(dir.path())
+            .render_file("t.j2", &Map::new())
+            .expect("renders");
+        // Jinja2 with trim_blocks off, lstrip_blocks on, the header line removed (what
+        // `ansible localhost -m template` writes for it).
+        assert_eq!(out, "\nx\n");
+    }
+
     #[test]
     fn undefined_is_an_error_except_under_default_and_defined() {
         let vars = json!({"d": {"a": 1}});

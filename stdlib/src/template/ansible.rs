@@ -37,6 +37,42 @@ pub(crate) const UNSUPPORTED_FILTERS: &[&str] = &[
     "xmlattr",
 ];
 
+/// Every filter a template can use (minijinja's, `filters.rs`' and these), for the
+/// closest name in an unknown filter's error.
+pub(crate) const KNOWN_FILTERS: &[&str] = &[
+    "abs", "attr", "b64decode", "b64encode", "basename", "batch", "bool", "capitalize",
+    "center", "checksum", "combinations", "combine", "comment", "count", "d", "default",
+    "dict2items", "dictsort", "difference", "dirname", "e", "escape", "expanduser",
+    "extract", "filesizeformat", "first", "flatten", "float", "forceescape", "format",
+    "from_json", "from_yaml", "groupby", "hash", "human_readable", "human_to_bytes",
+    "indent", "int", "intersect", "items", "items2dict", "join", "last", "length", "lines",
+    "list", "log", "lower", "mandatory", "map", "max", "md5", "min", "permutations", "pow",
+    "pprint", "product", "quote", "random", "regex_escape", "regex_findall",
+    "regex_replace", "regex_search", "reject", "rejectattr", "relpath", "replace",
+    "reverse", "root", "round", "safe", "select", "selectattr", "sha1", "shuffle", "slice",
+    "sort", "split", "splitext", "strftime", "string", "striptags", "subelements", "sum",
+    "symmetric_difference", "ternary", "title", "to_json", "to_nice_json", "to_nice_yaml",
+    "to_uuid", "to_yaml", "tojson", "trim", "truncate", "type_debug", "union", "unique",
+    "upper", "urlencode", "wordcount", "wordwrap", "zip", "zip_longest",
+];
+
+/// Every test a template can use, for the closest name in an unknown test's error.
+pub(crate) const KNOWN_TESTS: &[&str] = &[
+    "abs", "all", "any", "boolean", "contains", "defined", "directory", "divisibleby",
+    "endingwith", "eq", "equalto", "escaped", "even", "exists", "falsy", "file", "filter",
+    "float", "ge", "gt", "in", "integer", "iterable", "le", "link", "lower", "lt",
+    "mapping", "match", "nan", "ne", "none", "number", "odd", "regex", "sameas", "search",
+    "sequence", "startingwith", "string", "subset", "superset", "test", "true", "false",
+    "truthy", "undefined", "upper", "version", "version_compare",
+];
+
+/// Ansible tests toyc does not have.
+pub(crate) const UNSUPPORTED_TESTS: &[&str] = &[
+    "failed", "succeeded", "success", "changed", "skipped", "finished", "started",
+    "reachable", "unreachable", "mount", "same_file", "vault_encrypted", "vaulted_file",
+    "ansible_url", "uri", "url", "urn", "callable",
+];
+
 /// Add the filters and tests to `env`.
 pub(crate) fn register(env: &mut Environment<'_>) {
     env.add_filter(percent::PERCENT, percent::percent);

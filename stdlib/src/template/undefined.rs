@@ -163,7 +163,8 @@ impl Rewriter<'_> {
             return;
         };
         // Keep the line breaks so that every later line keeps its number.
-        let breaks = "\n".repeat(original.matches('\n').count());
+        let after_root = original.get(root_text.len()..).unwrap_or_default();
+        let breaks = "\n".repeat(after_root.matches('\n').count());
         let text = format!("{LOOKUP}(({root_text}), {}{breaks})", keys.join(", "));
         self.edits.push(Edit { start, end, text });
     }

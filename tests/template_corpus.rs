@@ -44,14 +44,21 @@ fn copy_dir(from: &Path, to: &Path) {
 fn every_corpus_template_renders_on_a_host_byte_for_byte_as_ansible_wrote_it() {
     let Some(pool) = hosts::shared() else { return };
     let h1 = &pool.hosts()[0];
-    assert_eq!(h1.name, "h1", "the corpus's inventory names the first host h1");
+    assert_eq!(
+        h1.name, "h1",
+        "the corpus's inventory names the first host h1"
+    );
     let corpus = repo().join("tests/templates");
     let mut names: Vec<String> = std::fs::read_dir(corpus.join("expected"))
         .expect("tests/templates/expected")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    assert!(names.len() >= 50, "the corpus has {} templates", names.len());
+    assert!(
+        names.len() >= 50,
+        "the corpus has {} templates",
+        names.len()
+    );
 
     let out = format!("/tmp/template-corpus-{}", std::process::id());
     let mut script = format!("files::directory(\"{out}\");\n");
@@ -61,7 +68,10 @@ fn every_corpus_template_renders_on_a_host_byte_for_byte_as_ansible_wrote_it() {
     let inventory = std::fs::read_to_string(corpus.join("inventory.yml")).expect("inventory");
     let toyc = Toyc::new()
         .file("site.rhai", &script)
-        .file("inventory.yml", &reachable_inventory(&inventory, &h1.address))
+        .file(
+            "inventory.yml",
+            &reachable_inventory(&inventory, &h1.address),
+        )
         .file("ssh_config", &ssh_config(pool));
     copy_dir(&corpus.join("templates"), toyc.dir());
     for file in ["vars.yml", "facts.yml"] {

@@ -144,7 +144,8 @@ pub(crate) fn parse(output: &str) -> (BasicFacts, Map<String, Value>) {
     let mut raw = std::collections::HashMap::new();
     for line in output.lines() {
         if let Some((key, value)) = line.split_once('=') {
-            raw.entry(key.trim()).or_insert_with(|| value.trim().to_owned());
+            raw.entry(key.trim())
+                .or_insert_with(|| value.trim().to_owned());
         }
     }
     let get = |k: &str| raw.get(k).cloned().unwrap_or_default();
@@ -220,7 +221,11 @@ pub(crate) fn parse(output: &str) -> (BasicFacts, Map<String, Value>) {
         "" => "service",
         _ => "sysvinit",
     };
-    let short = hostname_full.split('.').next().unwrap_or_default().to_owned();
+    let short = hostname_full
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
     let facts = json!({
         "hostname": short,
         "nodename": nodename,

@@ -117,9 +117,7 @@ impl MarkedEventReceiver for Builder {
                 self.push_value(value, anchor);
             }
             Event::SequenceStart(anchor, _) => self.stack.push(Open::Seq(Vec::new(), anchor)),
-            Event::MappingStart(anchor, _) => {
-                self.stack.push(Open::Map(Map::new(), None, anchor))
-            }
+            Event::MappingStart(anchor, _) => self.stack.push(Open::Map(Map::new(), None, anchor)),
             Event::SequenceEnd | Event::MappingEnd => {
                 let (value, anchor) = match self.stack.pop() {
                     Some(Open::Seq(items, anchor)) => (Value::Array(items), anchor),
@@ -164,7 +162,10 @@ fn resolve(text: &str) -> Value {
         return Value::Null;
     }
     if matches(&BOOL, text) {
-        return Value::Bool(matches!(text.as_bytes()[0], b'y' | b'Y' | b't' | b'T') || text.eq_ignore_ascii_case("on"));
+        return Value::Bool(
+            matches!(text.as_bytes()[0], b'y' | b'Y' | b't' | b'T')
+                || text.eq_ignore_ascii_case("on"),
+        );
     }
     if matches(&INT, text) {
         if let Some(n) = int(text) {

@@ -13,10 +13,14 @@
 //! files below it (first next to the including template, as Ansible looks), never
 //! through `..`, an absolute path or a symlink leading out.
 //!
-//! Known differences from Ansible: maps iterate in key order (variables arrive as sorted
-//! maps), `to_json` therefore also writes keys sorted; `regex_*` take Rust regular
-//! expressions (no backreferences or lookaround); `hash` knows only `sha1`; Ansible-only
-//! lookups, tests and `omit` are absent.
+//! Maps keep the order they were written in (Ansible's dicts do); a `#jinja2:` first
+//! line overrides the whitespace settings and delimiters; `files::template` adds
+//! Ansible's magic variables and, for templates that name them, its facts (`magic.rs`).
+//!
+//! Known differences from Ansible: `regex_*` take Rust regular expressions (no
+//! backreferences or lookaround); tuples are lists; Ansible-only lookups, the tests of
+//! task results, `omit` and a few filters (`password_hash`, `ipaddr`, ... see
+//! `ansible::UNSUPPORTED_FILTERS`) are absent, and naming one says so.
 
 mod ansible;
 mod error;
@@ -108,14 +112,15 @@ impl Header {
                 }
             }
         }
-        let pair = |start: &str, end: &str, default: (&str, &str)| {
-            match (strings.get(start), strings.get(end)) {
-                (None, None) => None,
-                (s, e) => Some((
-                    s.cloned().unwrap_or_else(|| default.0.to_owned()),
-                    e.cloned().unwrap_or_else(|| default.1.to_owned()),
-                )),
-            }
+        let pair = |start: &str, end: &str, default: (&str, &str)| match (
+            strings.get(start),
+            strings.get(end),
+        ) {
+            (None, None) => None,
+            (s, e) => Some((
+                s.cloned().unwrap_or_else(|| default.0.to_owned()),
+                e.cloned().unwrap_or_else(|| default.1.to_owned()),
+            )),
         };
         header.block = pair("block_start_string", "block_end_string", ("{%", "%}"));
         header.variable = pair("variable_start_string", "variable_end_string", ("{{", "}}"));
@@ -123,7 +128,6 @@ impl Header {
         Some((header, len))
     }
 }
-
 
 impl std::fmt::Debug for Templates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -546,9 +550,15 @@ pub(crate) mod tests {
             "{err}"
         );
         let err = error("{{ x is versoin('1') }}", &vars);
-        assert!(err.contains("unknown test `versoin`; did you mean `version`?"), "{err}");
+        assert!(
+            err.contains("unknown test `versoin`; did you mean `version`?"),
+            "{err}"
+        );
         let err = error("{{ x is failed }}", &vars);
-        assert!(err.contains("the Ansible test `failed` is not supported by toyc"), "{err}");
+        assert!(
+            err.contains("the Ansible test `failed` is not supported by toyc"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -40,37 +40,186 @@ pub(crate) const UNSUPPORTED_FILTERS: &[&str] = &[
 /// Every filter a template can use (minijinja's, `filters.rs`' and these), for the
 /// closest name in an unknown filter's error.
 pub(crate) const KNOWN_FILTERS: &[&str] = &[
-    "abs", "attr", "b64decode", "b64encode", "basename", "batch", "bool", "capitalize",
-    "center", "checksum", "combinations", "combine", "comment", "count", "d", "default",
-    "dict2items", "dictsort", "difference", "dirname", "e", "escape", "expanduser",
-    "extract", "filesizeformat", "first", "flatten", "float", "forceescape", "format",
-    "from_json", "from_yaml", "groupby", "hash", "human_readable", "human_to_bytes",
-    "indent", "int", "intersect", "items", "items2dict", "join", "last", "length", "lines",
-    "list", "log", "lower", "mandatory", "map", "max", "md5", "min", "permutations", "pow",
-    "pprint", "product", "quote", "random", "regex_escape", "regex_findall",
-    "regex_replace", "regex_search", "reject", "rejectattr", "relpath", "replace",
-    "reverse", "root", "round", "safe", "select", "selectattr", "sha1", "shuffle", "slice",
-    "sort", "split", "splitext", "strftime", "string", "striptags", "subelements", "sum",
-    "symmetric_difference", "ternary", "title", "to_json", "to_nice_json", "to_nice_yaml",
-    "to_uuid", "to_yaml", "tojson", "trim", "truncate", "type_debug", "union", "unique",
-    "upper", "urlencode", "wordcount", "wordwrap", "zip", "zip_longest",
+    "abs",
+    "attr",
+    "b64decode",
+    "b64encode",
+    "basename",
+    "batch",
+    "bool",
+    "capitalize",
+    "center",
+    "checksum",
+    "combinations",
+    "combine",
+    "comment",
+    "count",
+    "d",
+    "default",
+    "dict2items",
+    "dictsort",
+    "difference",
+    "dirname",
+    "e",
+    "escape",
+    "expanduser",
+    "extract",
+    "filesizeformat",
+    "first",
+    "flatten",
+    "float",
+    "forceescape",
+    "format",
+    "from_json",
+    "from_yaml",
+    "groupby",
+    "hash",
+    "human_readable",
+    "human_to_bytes",
+    "indent",
+    "int",
+    "intersect",
+    "items",
+    "items2dict",
+    "join",
+    "last",
+    "length",
+    "lines",
+    "list",
+    "log",
+    "lower",
+    "mandatory",
+    "map",
+    "max",
+    "md5",
+    "min",
+    "permutations",
+    "pow",
+    "pprint",
+    "product",
+    "quote",
+    "random",
+    "regex_escape",
+    "regex_findall",
+    "regex_replace",
+    "regex_search",
+    "reject",
+    "rejectattr",
+    "relpath",
+    "replace",
+    "reverse",
+    "root",
+    "round",
+    "safe",
+    "select",
+    "selectattr",
+    "sha1",
+    "shuffle",
+    "slice",
+    "sort",
+    "split",
+    "splitext",
+    "strftime",
+    "string",
+    "striptags",
+    "subelements",
+    "sum",
+    "symmetric_difference",
+    "ternary",
+    "title",
+    "to_json",
+    "to_nice_json",
+    "to_nice_yaml",
+    "to_uuid",
+    "to_yaml",
+    "tojson",
+    "trim",
+    "truncate",
+    "type_debug",
+    "union",
+    "unique",
+    "upper",
+    "urlencode",
+    "wordcount",
+    "wordwrap",
+    "zip",
+    "zip_longest",
 ];
 
 /// Every test a template can use, for the closest name in an unknown test's error.
 pub(crate) const KNOWN_TESTS: &[&str] = &[
-    "abs", "all", "any", "boolean", "contains", "defined", "directory", "divisibleby",
-    "endingwith", "eq", "equalto", "escaped", "even", "exists", "falsy", "file", "filter",
-    "float", "ge", "gt", "in", "integer", "iterable", "le", "link", "lower", "lt",
-    "mapping", "match", "nan", "ne", "none", "number", "odd", "regex", "sameas", "search",
-    "sequence", "startingwith", "string", "subset", "superset", "test", "true", "false",
-    "truthy", "undefined", "upper", "version", "version_compare",
+    "abs",
+    "all",
+    "any",
+    "boolean",
+    "contains",
+    "defined",
+    "directory",
+    "divisibleby",
+    "endingwith",
+    "eq",
+    "equalto",
+    "escaped",
+    "even",
+    "exists",
+    "falsy",
+    "file",
+    "filter",
+    "float",
+    "ge",
+    "gt",
+    "in",
+    "integer",
+    "iterable",
+    "le",
+    "link",
+    "lower",
+    "lt",
+    "mapping",
+    "match",
+    "nan",
+    "ne",
+    "none",
+    "number",
+    "odd",
+    "regex",
+    "sameas",
+    "search",
+    "sequence",
+    "startingwith",
+    "string",
+    "subset",
+    "superset",
+    "test",
+    "true",
+    "false",
+    "truthy",
+    "undefined",
+    "upper",
+    "version",
+    "version_compare",
 ];
 
 /// Ansible tests toyc does not have.
 pub(crate) const UNSUPPORTED_TESTS: &[&str] = &[
-    "failed", "succeeded", "success", "changed", "skipped", "finished", "started",
-    "reachable", "unreachable", "mount", "same_file", "vault_encrypted", "vaulted_file",
-    "ansible_url", "uri", "url", "urn", "callable",
+    "failed",
+    "succeeded",
+    "success",
+    "changed",
+    "skipped",
+    "finished",
+    "started",
+    "reachable",
+    "unreachable",
+    "mount",
+    "same_file",
+    "vault_encrypted",
+    "vaulted_file",
+    "ansible_url",
+    "uri",
+    "url",
+    "urn",
+    "callable",
 ];
 
 /// Add the filters and tests to `env`.
@@ -143,11 +292,15 @@ pub(crate) fn register(env: &mut Environment<'_>) {
     env.add_test("all", test_all);
     env.add_test("truthy", test_truthy);
     env.add_test("falsy", test_falsy);
-    env.add_test("file", |p: &Value| Ok::<_, Error>(Path::new(&text(p)?).is_file()));
+    env.add_test("file", |p: &Value| {
+        Ok::<_, Error>(Path::new(&text(p)?).is_file())
+    });
     env.add_test("directory", |p: &Value| {
         Ok::<_, Error>(Path::new(&text(p)?).is_dir())
     });
-    env.add_test("link", |p: &Value| Ok::<_, Error>(Path::new(&text(p)?).is_symlink()));
+    env.add_test("link", |p: &Value| {
+        Ok::<_, Error>(Path::new(&text(p)?).is_symlink())
+    });
     env.add_test("exists", |p: &Value| {
         Ok::<_, Error>(Path::new(&text(p)?).symlink_metadata().is_ok())
     });
@@ -203,7 +356,11 @@ fn center(value: &Value, width: Option<usize>, kwargs: Kwargs) -> Result<String,
     }
     let marg = width - len;
     let left = marg / 2 + (marg & width & 1);
-    Ok(format!("{}{s}{}", " ".repeat(left), " ".repeat(marg - left)))
+    Ok(format!(
+        "{}{s}{}",
+        " ".repeat(left),
+        " ".repeat(marg - left)
+    ))
 }
 
 /// `ternary(true_val, false_val, none_val=None)`.
@@ -557,9 +714,17 @@ fn human_readable(
     let isbits = kwargs.get::<Option<bool>>("isbits")?.or(isbits);
     let unit = kwargs.get::<Option<String>>("unit")?.or(unit);
     kwargs.assert_all_used()?;
-    let size = f64::try_from(value.clone())
-        .or_else(|_| text(value)?.trim().parse::<f64>().map_err(|_| invalid("human_readable: not a number")))?;
-    let base = if isbits.unwrap_or(false) { "bits" } else { "Bytes" };
+    let size = f64::try_from(value.clone()).or_else(|_| {
+        text(value)?
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| invalid("human_readable: not a number"))
+    })?;
+    let base = if isbits.unwrap_or(false) {
+        "bits"
+    } else {
+        "Bytes"
+    };
     let (mut suffix, mut limit) = SIZE_RANGES[8];
     for (s, l) in SIZE_RANGES {
         let chosen = match &unit {
@@ -586,17 +751,25 @@ fn human_to_bytes(
     isbits: Option<bool>,
     kwargs: Kwargs,
 ) -> Result<i64, Error> {
-    let default_unit = kwargs.get::<Option<String>>("default_unit")?.or(default_unit);
+    let default_unit = kwargs
+        .get::<Option<String>>("default_unit")?
+        .or(default_unit);
     let isbits = kwargs.get::<Option<bool>>("isbits")?.or(isbits);
     kwargs.assert_all_used()?;
     let s = text(value)?;
-    let re = regex::Regex::new(r"^\s*(\d*\.?\d*)\s*([A-Za-z]+)?\s*$").map_err(|e| invalid(e.to_string()))?;
-    let caps = re
-        .captures(&s)
-        .ok_or_else(|| invalid(format!("human_to_bytes() can't interpret following string: {s}")))?;
-    let number: f64 = caps[1]
-        .parse()
-        .map_err(|_| invalid(format!("human_to_bytes() can't interpret following number: {}", &caps[1])))?;
+    let re = regex::Regex::new(r"^\s*(\d*\.?\d*)\s*([A-Za-z]+)?\s*$")
+        .map_err(|e| invalid(e.to_string()))?;
+    let caps = re.captures(&s).ok_or_else(|| {
+        invalid(format!(
+            "human_to_bytes() can't interpret following string: {s}"
+        ))
+    })?;
+    let number: f64 = caps[1].parse().map_err(|_| {
+        invalid(format!(
+            "human_to_bytes() can't interpret following number: {}",
+            &caps[1]
+        ))
+    })?;
     let unit = caps
         .get(2)
         .map(|m| m.as_str().to_owned())
@@ -609,7 +782,11 @@ fn human_to_bytes(
     let (_, limit) = SIZE_RANGES
         .iter()
         .find(|(s, _)| s.starts_with(first))
-        .ok_or_else(|| invalid(format!("human_to_bytes() failed to convert {s}: unknown unit")))?;
+        .ok_or_else(|| {
+            invalid(format!(
+                "human_to_bytes() failed to convert {s}: unknown unit"
+            ))
+        })?;
     let bits = isbits.unwrap_or(false);
     let suffix_ok = unit.len() == 1
         || (unit.len() == 2 && unit.ends_with(if bits { 'b' } else { 'B' }))
@@ -617,7 +794,11 @@ fn human_to_bytes(
     if !suffix_ok {
         return Err(invalid(format!(
             "human_to_bytes() failed to convert {s}. Value is not a valid string ({})",
-            if bits { "expecting bits" } else { "expecting bytes" }
+            if bits {
+                "expecting bits"
+            } else {
+                "expecting bytes"
+            }
         )));
     }
     Ok((number * limit).round() as i64)
@@ -797,8 +978,12 @@ fn strftime(
     use chrono::TimeZone;
     let format = text(value)?;
     let seconds = match second {
-        Some(s) => f64::try_from(s.clone())
-            .or_else(|_| text(&s)?.trim().parse::<f64>().map_err(|_| invalid("strftime: `second` must be a number")))?,
+        Some(s) => f64::try_from(s.clone()).or_else(|_| {
+            text(&s)?
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| invalid("strftime: `second` must be a number"))
+        })?,
         None => chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
     };
     let whole = seconds.floor() as i64;
@@ -851,7 +1036,9 @@ fn symmetric_difference(a: &Value, b: &Value) -> Result<Value, Error> {
     let both: Vec<Value> = items(&intersect(a, b)?)?;
     let all = items(&union(a, b)?)?;
     Ok(Value::from(
-        all.into_iter().filter(|x| !both.contains(x)).collect::<Vec<_>>(),
+        all.into_iter()
+            .filter(|x| !both.contains(x))
+            .collect::<Vec<_>>(),
     ))
 }
 
@@ -990,10 +1177,17 @@ fn unseeded() -> PyRandom {
 
 /// `random(start=None, step=None, seed=None)`: a number below `value`, or an item of it;
 /// with `seed`, the one Python's `Random(seed)` draws, as Ansible does.
-fn random(value: &Value, start: Option<i64>, step: Option<i64>, kwargs: Kwargs) -> Result<Value, Error> {
+fn random(
+    value: &Value,
+    start: Option<i64>,
+    step: Option<i64>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
     let start = kwargs.get::<Option<i64>>("start")?.or(start);
     let step = kwargs.get::<Option<i64>>("step")?.or(step);
-    let seed = kwargs.get::<Option<Value>>("seed")?.filter(|s| !s.is_none());
+    let seed = kwargs
+        .get::<Option<Value>>("seed")?
+        .filter(|s| !s.is_none());
     kwargs.assert_all_used()?;
     let mut rng = match &seed {
         Some(seed) => seed_of(seed)?,
@@ -1006,7 +1200,11 @@ fn random(value: &Value, start: Option<i64>, step: Option<i64>, kwargs: Kwargs) 
         return rng
             .randrange(start, end, step)
             .map(Value::from)
-            .ok_or_else(|| invalid(format!("random: empty range for randrange({start}, {end}, {step})")));
+            .ok_or_else(|| {
+                invalid(format!(
+                    "random: empty range for randrange({start}, {end}, {step})"
+                ))
+            });
     }
     let pool = items(value)?;
     if pool.is_empty() {
@@ -1038,7 +1236,7 @@ fn log(value: &Value, base: Option<f64>) -> Result<f64, Error> {
     let x = number(value)?;
     Ok(match base {
         None => x.ln(),
-        Some(b) if b == 10.0 => x.log10(),
+        Some(10.0) => x.log10(),
         Some(b) => x.ln() / b.ln(),
     })
 }
@@ -1050,7 +1248,7 @@ fn pow(value: &Value, exp: f64) -> Result<f64, Error> {
 fn root(value: &Value, base: Option<f64>) -> Result<f64, Error> {
     let x = number(value)?;
     Ok(match base.unwrap_or(2.0) {
-        b if b == 2.0 => x.sqrt(),
+        2.0 => x.sqrt(),
         b => x.powf(1.0 / b),
     })
 }
@@ -1067,12 +1265,20 @@ fn forceescape(value: &Value) -> Result<String, Error> {
 /// `wordwrap(width=79, break_long_words=True, wrapstring=None, break_on_hyphens=True)`:
 /// Jinja2's, Python's `textwrap.wrap` on each line.
 fn wordwrap(value: &Value, width: Option<usize>, kwargs: Kwargs) -> Result<String, Error> {
-    let width = kwargs.get::<Option<usize>>("width")?.or(width).unwrap_or(79).max(1);
-    let break_long = kwargs.get::<Option<bool>>("break_long_words")?.unwrap_or(true);
+    let width = kwargs
+        .get::<Option<usize>>("width")?
+        .or(width)
+        .unwrap_or(79)
+        .max(1);
+    let break_long = kwargs
+        .get::<Option<bool>>("break_long_words")?
+        .unwrap_or(true);
     let wrapstring = kwargs
         .get::<Option<String>>("wrapstring")?
         .unwrap_or_else(|| "\n".to_owned());
-    let hyphens = kwargs.get::<Option<bool>>("break_on_hyphens")?.unwrap_or(true);
+    let hyphens = kwargs
+        .get::<Option<bool>>("break_on_hyphens")?
+        .unwrap_or(true);
     kwargs.assert_all_used()?;
     let source = text(value)?;
     let lines: Vec<String> = source
@@ -1097,7 +1303,12 @@ fn wrap_line(line: &str, width: usize, break_long: bool, hyphens: bool) -> Vec<S
         in_space = space;
         current.push(c);
         let next_is_letter = chars.get(i + 1).is_some_and(|n| n.is_alphanumeric());
-        if hyphens && c == '-' && !space && next_is_letter && current.chars().filter(|c| c.is_alphanumeric()).count() > 0 {
+        if hyphens
+            && c == '-'
+            && !space
+            && next_is_letter
+            && current.chars().filter(|c| c.is_alphanumeric()).count() > 0
+        {
             chunks.push(std::mem::take(&mut current));
         }
     }
@@ -1154,7 +1365,9 @@ fn truncate(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<String, 
             .or_else(|| args.get(i).cloned()))
     };
     let length = match arg(0, "length")? {
-        Some(v) => v.as_usize().ok_or_else(|| invalid("truncate: length must be a number"))?,
+        Some(v) => v
+            .as_usize()
+            .ok_or_else(|| invalid("truncate: length must be a number"))?,
         None => 255,
     };
     let killwords = arg(1, "killwords")?.is_some_and(|v| v.is_true());
@@ -1163,7 +1376,9 @@ fn truncate(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<String, 
         None => "...".to_owned(),
     };
     let leeway = match arg(3, "leeway")? {
-        Some(v) => v.as_usize().ok_or_else(|| invalid("truncate: leeway must be a number"))?,
+        Some(v) => v
+            .as_usize()
+            .ok_or_else(|| invalid("truncate: leeway must be a number"))?,
         None => 5,
     };
     kwargs.assert_all_used()?;
@@ -1172,7 +1387,9 @@ fn truncate(value: &Value, args: Rest<Value>, kwargs: Kwargs) -> Result<String, 
     if chars.len() <= length + leeway {
         return Ok(s);
     }
-    let head: String = chars[..length.saturating_sub(end.chars().count())].iter().collect();
+    let head: String = chars[..length.saturating_sub(end.chars().count())]
+        .iter()
+        .collect();
     if killwords {
         return Ok(format!("{head}{end}"));
     }
@@ -1241,7 +1458,10 @@ fn dictsort(
         .or(case_sensitive)
         .unwrap_or(false);
     let by = kwargs.get::<Option<String>>("by")?.or(by);
-    let reverse = kwargs.get::<Option<bool>>("reverse")?.or(reverse).unwrap_or(false);
+    let reverse = kwargs
+        .get::<Option<bool>>("reverse")?
+        .or(reverse)
+        .unwrap_or(false);
     kwargs.assert_all_used()?;
     let position = match by.as_deref() {
         None | Some("key") => 0,
@@ -1267,7 +1487,7 @@ fn dictsort(
             _ => v.clone(),
         }
     };
-    pairs.sort_by(|a, b| sort_key(a).cmp(&sort_key(b)));
+    pairs.sort_by_key(sort_key);
     if reverse {
         pairs.reverse();
     }
@@ -1307,13 +1527,24 @@ fn urlencode(value: &Value) -> Result<String, Error> {
             .collect::<Result<_, Error>>()?,
         ValueKind::Seq => value
             .try_iter()?
-            .map(|pair| Ok((pair.get_item(&Value::from(0))?, pair.get_item(&Value::from(1))?)))
+            .map(|pair| {
+                Ok((
+                    pair.get_item(&Value::from(0))?,
+                    pair.get_item(&Value::from(1))?,
+                ))
+            })
             .collect::<Result<_, Error>>()?,
         _ => return Ok(url_quote(&text(value)?, false)),
     };
     Ok(pairs
         .iter()
-        .map(|(k, v)| Ok(format!("{}={}", url_quote(&text(k)?, true), url_quote(&text(v)?, true))))
+        .map(|(k, v)| {
+            Ok(format!(
+                "{}={}",
+                url_quote(&text(k)?, true),
+                url_quote(&text(v)?, true)
+            ))
+        })
         .collect::<Result<Vec<_>, Error>>()?
         .join("&"))
 }
@@ -1388,7 +1619,12 @@ fn loose(version: &str) -> Vec<Part> {
 
 /// `version(version, operator='eq', strict=False, version_type=None)`, loose versions
 /// (`LooseVersion`), the default.
-fn test_version(value: &Value, other: Value, operator: Option<String>, kwargs: Kwargs) -> Result<bool, Error> {
+fn test_version(
+    value: &Value,
+    other: Value,
+    operator: Option<String>,
+    kwargs: Kwargs,
+) -> Result<bool, Error> {
     let operator = kwargs.get::<Option<String>>("operator")?.or(operator);
     let _ = kwargs.get::<Option<bool>>("strict")?;
     let kind = kwargs.get::<Option<String>>("version_type")?;
@@ -1446,7 +1682,12 @@ fn test_all(value: &Value) -> Result<bool, Error> {
 
 fn truthy(value: &Value, convert_bool: bool) -> Result<bool, Error> {
     defined(value)?;
-    if convert_bool && matches!(value.kind(), ValueKind::String | ValueKind::Number | ValueKind::Bool) {
+    if convert_bool
+        && matches!(
+            value.kind(),
+            ValueKind::String | ValueKind::Number | ValueKind::Bool
+        )
+    {
         let word = pyfmt_text(value)?.to_lowercase();
         if matches!(word.as_str(), "yes" | "on" | "1" | "true") {
             return Ok(true);

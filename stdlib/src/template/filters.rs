@@ -107,7 +107,11 @@ fn to_nice_yaml(value: &Value, indent: Option<usize>, kwargs: Kwargs) -> Result<
 }
 
 /// A Python regular expression for Rust's `regex`, with the `re.I` / `re.M` flags.
-pub(crate) fn regex(pattern: &str, ignorecase: bool, multiline: bool) -> Result<regex::Regex, Error> {
+pub(crate) fn regex(
+    pattern: &str,
+    ignorecase: bool,
+    multiline: bool,
+) -> Result<regex::Regex, Error> {
     regex::RegexBuilder::new(pattern)
         .case_insensitive(ignorecase)
         .multi_line(multiline)
@@ -394,14 +398,19 @@ fn hash(value: &Value, algorithm: Option<String>) -> Result<String, Error> {
         "sha512" => hex(&sha2::Sha512::digest(data.as_bytes())),
         other => {
             return Err(invalid(format!(
-                "hash: `{other}` is not supported by toyc (md5, sha1, sha224, sha256, sha384, sha512)"
-            )))
+            "hash: `{other}` is not supported by toyc (md5, sha1, sha224, sha256, sha384, sha512)"
+        )))
         }
     })
 }
 
 /// `int(default=0, base=10)`: Jinja2's `do_int`, the default when the value is no number.
-fn to_int(value: &Value, default: Option<Value>, base: Option<u32>, kwargs: Kwargs) -> Result<Value, Error> {
+fn to_int(
+    value: &Value,
+    default: Option<Value>,
+    base: Option<u32>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
     let default = kwargs
         .get::<Option<Value>>("default")?
         .or(default)

@@ -128,14 +128,16 @@ fn owner(path: &Path) -> Value {
         return Value::Null;
     };
     let uid = meta.uid();
-    let name = std::fs::read_to_string("/etc/passwd").ok().and_then(|text| {
-        text.lines().find_map(|line| {
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            let id = fields.nth(1)?;
-            (id.parse::<u32>().ok()? == uid).then(|| name.to_owned())
-        })
-    });
+    let name = std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let id = fields.nth(1)?;
+                (id.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+            })
+        });
     name.map_or_else(|| json!(uid), |n| json!(n))
 }
 
@@ -172,7 +174,10 @@ mod tests {
         assert_eq!(vars["groups"]["prod"], json!(["web1.example.com", "db1"]));
         assert_eq!(vars["groups"]["all"], json!(["web1.example.com", "db1"]));
         assert_eq!(vars["hostvars"]["db1"]["ansible_host"], "10.0.0.3");
-        assert_eq!(vars["ansible_play_hosts"], json!(["web1.example.com", "db1"]));
+        assert_eq!(
+            vars["ansible_play_hosts"],
+            json!(["web1.example.com", "db1"])
+        );
         assert_eq!(vars["template_path"], "t.j2");
         assert_eq!(vars["template_destpath"], "/etc/t");
         assert_eq!(vars["ansible_managed"], "Ansible managed");

@@ -41,7 +41,11 @@ pub(crate) fn call(
                 return Ok(value.clone());
             }
             let pad = width - len;
-            let fill = if method == "zfill" { "0".to_owned() } else { fill() };
+            let fill = if method == "zfill" {
+                "0".to_owned()
+            } else {
+                fill()
+            };
             Ok(Value::from(match method {
                 "ljust" => format!("{s}{}", fill.repeat(pad)),
                 "rjust" => format!("{}{s}", fill.repeat(pad)),
@@ -55,7 +59,8 @@ pub(crate) fn call(
                 }
             }))
         }
-        _ => match minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args) {
+        _ => match minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+        {
             Err(e) if e.kind() == ErrorKind::UnknownMethod => Err(Error::new(
                 ErrorKind::UnknownMethod,
                 format!("{} has no method named {method}", value.kind()),

@@ -40,7 +40,11 @@ fn remainder(left: &Value, right: &Value) -> Result<Value, Error> {
             return Err(invalid("integer division or modulo by zero"));
         }
         let r = a.wrapping_rem(b);
-        return Ok(Value::from(if r != 0 && (r < 0) != (b < 0) { r + b } else { r }));
+        return Ok(Value::from(if r != 0 && (r < 0) != (b < 0) {
+            r + b
+        } else {
+            r
+        }));
     }
     let a = f64::try_from(left.clone())?;
     let b = f64::try_from(right.clone())?;
@@ -82,9 +86,7 @@ pub(crate) fn format_values(format: &str, args: &Value) -> Result<String, Error>
         .any(|s| matches!(s, Piece::Spec(spec) if spec.key.is_some()));
     let positional: Vec<Value> = match args.kind() {
         _ if by_name => Vec::new(),
-        ValueKind::Seq if conversions != 1 || args.len() == Some(1) => {
-            args.try_iter()?.collect()
-        }
+        ValueKind::Seq if conversions != 1 || args.len() == Some(1) => args.try_iter()?.collect(),
         _ => vec![args.clone()],
     };
     let mut next = positional.iter();
@@ -335,7 +337,11 @@ fn float_text(f: f64, spec: &Spec) -> String {
     }
     if f.is_infinite() {
         let s = if f > 0.0 { "inf" } else { "-inf" };
-        return if upper { s.to_uppercase() } else { s.to_owned() };
+        return if upper {
+            s.to_uppercase()
+        } else {
+            s.to_owned()
+        };
     }
     let precision = spec.precision.unwrap_or(6);
     let text = match spec.conversion.to_ascii_lowercase() {
@@ -361,11 +367,12 @@ fn float_text(f: f64, spec: &Spec) -> String {
             }
         }
     };
-    let text = if spec.alternate && !text.contains('.') && spec.conversion.to_ascii_lowercase() == 'f' {
-        format!("{text}.")
-    } else {
-        text
-    };
+    let text =
+        if spec.alternate && !text.contains('.') && spec.conversion.eq_ignore_ascii_case(&'f') {
+            format!("{text}.")
+        } else {
+            text
+        };
     if upper {
         text.to_uppercase()
     } else {

@@ -20,3 +20,4 @@ mod stages;
 mod support;
 mod template_corpus;
 mod users_packages;
+mod workflows;

@@ -172,6 +172,16 @@ fn script_failure_kind(error: &rhai::EvalAltResult) -> FailureKind {
 /// The variables every script starts with: `host` (`name`, `address`, `groups`, `vars`)
 /// and `vars`, the host's merged variables.
 fn script_scope(host: &Host) -> Scope<'static> {
+    let (info, vars) = script_variables(host);
+    let mut scope = Scope::new();
+    scope.push_constant("host", info);
+    scope.push("vars", vars);
+    scope
+}
+
+/// The values of a script's `host` (`name`, `address`, `groups`, `vars`) and `vars` for
+/// `host`: what a script starts with, and what the console's `on(...)` closures see.
+pub fn script_variables(host: &Host) -> (Dynamic, Dynamic) {
     let vars = json_to_dynamic(&Value::Object(host.vars.clone()));
     let mut info = rhai::Map::new();
     info.insert("name".into(), host.name.clone().into());
@@ -186,10 +196,7 @@ fn script_scope(host: &Host) -> Scope<'static> {
             .into(),
     );
     info.insert("vars".into(), vars.clone());
-    let mut scope = Scope::new();
-    scope.push_constant("host", info);
-    scope.push("vars", vars);
-    scope
+    (info.into(), vars)
 }
 
 /// A JSON value as the equivalent Rhai value.

@@ -185,9 +185,9 @@ pub mod files_api {
                 let force = opts.bool("force")?.unwrap_or(true);
                 let host = HostContext::of(&ctx)?;
                 let local = argument(F, host.local_path(&format!("files/{src}")))?;
-                let bytes = std::fs::read(&local)
-                    .map_err(|e| format!("`{F}`: unable to read `files/{src}`: {e}"))?;
-                let op = argument(F, Content::new(F, dest, bytes, attrs, force))?;
+                // Big files are hashed here and streamed at apply time, never held.
+                let shown = format!("files/{src}");
+                let op = argument(F, Content::from_file(F, dest, &local, &shown, attrs, force))?;
                 declare(&ctx, op)
             })(),
         )

@@ -9,7 +9,7 @@
 //! promise).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -88,8 +88,9 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     /// The file, for messages.
     path: PathBuf,
-    /// Poked by whatever may make a job claimable in this process; other processes are
-    /// seen when `wait_for_work` times out.
+    /// Poked by whatever may make a job claimable in this process (shared by every
+    /// handle on the same file, see [`wake_ups`]); other processes are seen when
+    /// `wait_for_work` times out.
     work: Arc<Notify>,
 }
 
@@ -122,10 +123,11 @@ impl SqliteStore {
                 location: path.display().to_string(),
                 reason,
             })?;
+        let work = wake_ups(&path);
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             path,
-            work: Arc::new(Notify::new()),
+            work,
         })
     }
 
@@ -160,6 +162,29 @@ impl SqliteStore {
         self.work.notify_waiters();
         self.work.notify_one();
     }
+}
+
+/// The wake-ups of the store in the file `path`: one per file and process, so that a
+/// change through one handle wakes the waiters of every handle on the same file.
+fn wake_ups(path: &Path) -> Arc<Notify> {
+    static BY_FILE: std::sync::Mutex<Vec<(PathBuf, Weak<Notify>)>> =
+        std::sync::Mutex::new(Vec::new());
+    // The file exists now (`open` created it): its canonical path names it.
+    let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut by_file = BY_FILE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    by_file.retain(|(_, work)| work.strong_count() > 0);
+    if let Some(work) = by_file
+        .iter()
+        .find(|(known, _)| *known == file)
+        .and_then(|(_, work)| work.upgrade())
+    {
+        return work;
+    }
+    let work = Arc::new(Notify::new());
+    by_file.push((file, Arc::downgrade(&work)));
+    work
 }
 
 /// Moves the connection's guard to a blocking thread, runs `f`, and hands the guard

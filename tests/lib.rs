@@ -18,5 +18,6 @@ mod sandbox;
 mod ssh;
 mod stages;
 mod support;
+mod template_corpus;
 mod users_packages;
 mod workflows;

@@ -71,6 +71,8 @@ pub struct ScriptJob {
     pub sudo: bool,
     /// Default timeout of each command.
     pub command_timeout: Option<std::time::Duration>,
+    /// Every host of the run, for templates' `groups`, `hostvars` and play hosts.
+    pub play: Arc<Vec<Host>>,
 }
 
 impl ScriptJob {
@@ -98,6 +100,7 @@ impl ScriptJob {
                 job.sandbox.root().to_owned(),
             );
             context.sudo |= job.sudo;
+            context.play = Arc::clone(&job.play);
             context.timeout = job.command_timeout;
             let context = Arc::new(context);
             let printer_context = Arc::clone(&context);

@@ -206,7 +206,8 @@ pub(super) fn extra_vars(args: &RunArgs, secrets: &Secrets) -> Result<Map<String
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("unable to read vars file `{}`", file.display()))
             .map_err(Failure::input)?;
-        let value: Value = serde_yaml::from_str(&text)
+        // YAML 1.1, as Ansible reads `-e @file`: `on` is true, `0755` is 493.
+        let value: Value = toyc_engine::yaml11::from_str(&text)
             .map_err(|e| anyhow!("vars file `{}`: {e}", file.display()))
             .map_err(Failure::input)?;
         if secret {

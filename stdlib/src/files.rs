@@ -230,7 +230,24 @@ pub mod files_api {
                 let opts = Options::new(F, &options, &["mode", "owner", "group", "vars"])?;
                 let attrs = attrs(F, &opts)?;
                 let host = HostContext::of(&ctx)?;
-                let mut vars = host.vars().clone();
+                // Rendered now, so template errors point at this call as well as into the template.
+                let root = argument(F, host.local_path("templates"))?;
+                let templates = crate::template::Templates::new(&root);
+                let call = crate::template::Call {
+                    src,
+                    fullpath: &root.join(src),
+                    dest,
+                    root: &host.script_root,
+                };
+                // Ansible's order: magic variables, facts, then the host's variables.
+                let mut vars = crate::template::magic_vars(&host.host, &host.play, &call);
+                if templates.uses_facts(src) {
+                    let facts = host.template_facts().map_err(|e| {
+                        format!("`{F}`: unable to gather the facts template `{src}` uses: {e}")
+                    })?;
+                    vars.extend(toyc_engine::ansible_facts::template_vars(&facts));
+                }
+                vars.extend(host.vars().clone());
                 if let Some(extra) = options.get("vars").filter(|v| !v.is_unit()) {
                     match rhai::serde::from_dynamic::<serde_json::Value>(extra) {
                         Ok(serde_json::Value::Object(extra)) => vars.extend(extra),
@@ -243,9 +260,7 @@ pub mod files_api {
                         }
                     }
                 }
-                // Rendered now, so template errors point at this call as well as into the template.
-                let root = argument(F, host.local_path("templates"))?;
-                let text = crate::template::Templates::new(&root)
+                let text = templates
                     .render_file(src, &vars)
                     .map_err(|e| format!("`{F}`: {e}"))?;
                 let op = argument(F, Content::new(F, dest, text.into_bytes(), attrs, true))?;

@@ -87,7 +87,8 @@ impl Attributes {
             role: role.to_owned(),
             message,
         };
-        match serde_yaml::from_str(text).map_err(|e| error(e.to_string()))? {
+        // YAML 1.1, as Ansible reads a role's defaults and vars (`on` is true).
+        match crate::yaml11::from_str(text).map_err(|e| error(e.to_string()))? {
             Value::Object(map) => self.push(origin, map),
             Value::Null => {}
             _ => return Err(error("it must hold a map of names to values".to_owned())),

@@ -49,6 +49,17 @@ pub(super) async fn run(
                 extra_vars: job.vars.clone(),
                 sudo: job.sudo,
                 command_timeout: job.command_timeout,
+                // Each with `--var`s over its own, as its script sees them (`hostvars`).
+                play: Arc::new(
+                    job.hosts
+                        .iter()
+                        .cloned()
+                        .map(|mut host| {
+                            host.vars.extend(job.vars.clone());
+                            host
+                        })
+                        .collect(),
+                ),
             }))
         }
         RunbookSource::Declared(books) => Source::Declared(books.into_iter().collect()),

@@ -12,7 +12,19 @@ use serde_json::Value;
 use crate::daemon::Daemon;
 use crate::roles::file_repo;
 use crate::support::cli::{binary, repo};
-use crate::support::hosts;
+use crate::support::{bind9, hosts};
+
+/// `workflows: dns:` for the test process's bind9, with `secret_file` as the secret.
+fn dns_settings(secret_file: &Path) -> String {
+    let bind = bind9::server();
+    format!(
+        "  dns:\n    server: \"127.0.0.1:{}\"\n    zone: {}\n    tsig_key: {}\n    tsig_secret_file: \"{}\"\n",
+        bind.port,
+        bind9::ZONE,
+        bind9::KEY,
+        secret_file.display()
+    )
+}
 
 /// A daemon with workflows in `dir/workflows`, logging in with the pool's key.
 fn workflow_daemon(dir: &Path, identity: &Path, extra: &str) -> (PathBuf, PathBuf) {
@@ -22,8 +34,8 @@ fn workflow_daemon(dir: &Path, identity: &Path, extra: &str) -> (PathBuf, PathBu
     std::fs::write(
         &config,
         format!(
-            "secrets_file: secrets.yml\nlease_seconds: 3\nshutdown_timeout_seconds: 2\n{extra}\
-             workflows:\n  dir: workflows\n  ssh_identity: \"{}\"\n  ssh_timeout_seconds: 60\n",
+            "secrets_file: secrets.yml\nlease_seconds: 3\nshutdown_timeout_seconds: 2\n\
+             workflows:\n  dir: workflows\n  ssh_identity: \"{}\"\n  ssh_timeout_seconds: 60\n{extra}",
             identity.display()
         ),
     )
@@ -361,4 +373,89 @@ fn a_workflow_fetched_by_url_runs_its_built_in_steps_and_a_missing_step_is_refus
     assert!(err.contains("step 3 `dns::x`"), "{err}");
     let (code, _, err) = toyc_workflow(&daemon, &["status", "wfbad"]);
     assert_eq!(code, 65, "nothing was queued: {err}");
+}
+
+#[test]
+fn dns_register_sets_the_a_and_sshfp_records_signed_with_tsig_and_a_wrong_key_is_refused() {
+    let Some(pool) = hosts::shared() else { return };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let bind = bind9::server();
+    let wrong = scratch.path().join("wrong.secret");
+    std::fs::write(&wrong, "d3Jvbmctc2VjcmV0LWZvci10aGUtdGVzdHMtMzJieXRl").expect("write");
+    let key = &pool.hosts()[0].host_key;
+    let fqdn = format!("dns{}.{}", std::process::id(), bind9::ZONE);
+    for (name, secret) in [("wfdnsgood", bind.secret_file.clone()), ("wfdnsbad", wrong)] {
+        let dir = scratch.path().join(name);
+        let (config, state) = workflow_daemon(&dir, pool.identity(), &dns_settings(&secret));
+        std::fs::write(
+            dir.join(format!("workflows/{name}.yml")),
+            format!(
+                "instance: {{hostname: {name}, fqdn: {fqdn}, ip: 192.0.2.77}}\n\
+                 ssh: {{host_key: \"{key}\"}}\nsteps: [host::record_key, dns::register]\n"
+            ),
+        )
+        .expect("workflow");
+        let daemon = Daemon::start(&config, &state, &[]);
+        let (code, _, err) = toyc_workflow(&daemon, &["run", name]);
+        assert_eq!(code, 0, "{err}");
+        let end = wait_state(
+            &daemon,
+            name,
+            &["succeeded", "failed"],
+            Duration::from_secs(30),
+        );
+        if name == "wfdnsgood" {
+            assert_eq!(end["state"], "succeeded", "{end:#}");
+            assert_eq!(bind.dig(&fqdn, "A"), "192.0.2.77");
+            let sshfp = Command::new("ssh-keygen")
+                .args(["-r", &fqdn, "-f", "/dev/stdin"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .and_then(|mut child| {
+                    use std::io::Write;
+                    child
+                        .stdin
+                        .take()
+                        .expect("piped")
+                        .write_all(key.as_bytes())?;
+                    child.wait_with_output()
+                })
+                .expect("ssh-keygen -r");
+            let expected = String::from_utf8_lossy(&sshfp.stdout)
+                .lines()
+                .find(|l| l.contains("SSHFP 4 2"))
+                .map(|l| l.rsplit("SSHFP ").next().unwrap_or("").to_owned())
+                .expect("ssh-keygen prints a type 2 SSHFP");
+            assert_eq!(
+                bind.dig(&fqdn, "SSHFP")
+                    .to_ascii_lowercase()
+                    .replace(' ', ""),
+                expected.to_ascii_lowercase().replace(' ', ""),
+                "the SSHFP record is the one ssh-keygen computes"
+            );
+        } else {
+            assert_eq!(end["state"], "failed", "{end:#}");
+            let error = end["error"].as_str().unwrap_or("");
+            assert!(
+                error.contains("dns::register") || error.contains("DNS update"),
+                "{error}"
+            );
+            assert!(
+                error.to_ascii_lowercase().contains("tsig")
+                    || error.contains("BADKEY")
+                    || error.contains("BADSIG"),
+                "{error}"
+            );
+            assert!(
+                !error.contains("d3Jvbmct"),
+                "the secret never shows: {error}"
+            );
+            assert_eq!(
+                bind.dig(&fqdn, "A"),
+                "192.0.2.77",
+                "the refused update changed nothing"
+            );
+        }
+    }
 }

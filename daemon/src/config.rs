@@ -219,6 +219,9 @@ impl Daemon {
         if let Some(workflows) = &mut config.workflows {
             workflows.dir.as_mut().map(resolve);
             workflows.ssh_identity.as_mut().map(resolve);
+            if let Some(dns) = &mut workflows.dns {
+                resolve(&mut dns.tsig_secret_file);
+            }
         }
         for repo in config.repos.values_mut() {
             repo.hosts_file.as_mut().map(resolve);

@@ -1,5 +1,6 @@
 //! Helpers shared by the end-to-end tests.
 
+pub mod bind9;
 pub mod cli;
 pub mod hosts;
 // A throwaway PostgreSQL server, for the daemon's tests of a shared queue; the store's

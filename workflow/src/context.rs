@@ -30,6 +30,9 @@ pub struct WorkflowSettings {
     /// How long `provider::wait_running` waits, in seconds.
     #[serde(default = "default_running_timeout")]
     pub running_timeout_seconds: u64,
+    /// The DNS server `dns::*` updates.
+    #[serde(default)]
+    pub dns: Option<crate::dns::DnsSettings>,
 }
 
 fn default_user() -> String {

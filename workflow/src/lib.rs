@@ -12,6 +12,7 @@
 
 pub mod context;
 pub mod definition;
+pub mod dns;
 pub mod modules;
 pub mod provider;
 pub mod runner;

@@ -1,4 +1,5 @@
-//! The built-in modules: `provider` (instances), `host` (keys, SSH), `role` (configure
+//! The built-in modules: `provider` (instances), `host` (keys, SSH), `dns` (A and SSHFP
+//! records), `role` (configure
 //! a new host through the engine). Each task reads what it needs from the clipboard and
 //! returns it with what it learned added:
 //!
@@ -10,8 +11,11 @@
 //! | `provider::destroy` | `instance.id` or `instance.hostname` | `instance.state: destroyed` |
 //! | `host::wait_ssh` | `instance.ip` | `ssh.ready_ms` |
 //! | `host::record_key` | `instance.ip`, `ssh.host_key` (else the provider's console output) | `ssh.recorded_key`; the key in toyc's known_hosts |
+//! | `dns::register` | `instance.{fqdn, ip}`, `ssh.recorded_key` | `dns.registered`; the A and SSHFP records |
+//! | `dns::remove` | `instance.fqdn` | the records gone |
 //! | `role::apply` | `instance.{hostname, ip}`, `role.{name, repo, ref, vars}` | `role.commit` |
 
+pub mod dns;
 pub mod host;
 pub mod provider;
 pub mod role;
@@ -22,11 +26,12 @@ use crate::context::StepContext;
 use crate::definition::Step;
 
 /// The built-in modules' names.
-pub const MODULES: &[&str] = &["host", "provider", "role"];
+pub const MODULES: &[&str] = &["dns", "host", "provider", "role"];
 
 /// The tasks of built-in module `module`; `None` when it is not built in.
 pub fn tasks(module: &str) -> Option<&'static [&'static str]> {
     match module {
+        "dns" => Some(&["register", "remove"]),
         "host" => Some(&["keygen", "wait_ssh", "record_key"]),
         "provider" => Some(&["create", "wait_running", "destroy"]),
         "role" => Some(&["apply"]),
@@ -41,6 +46,8 @@ pub async fn run(
     ctx: &StepContext,
 ) -> Result<Map<String, Value>, String> {
     match (step.module.as_str(), step.task.as_str()) {
+        ("dns", "register") => dns::register(&mut clip, ctx).await?,
+        ("dns", "remove") => dns::remove(&mut clip, ctx).await?,
         ("host", "keygen") => host::keygen(&mut clip, ctx).await?,
         ("host", "wait_ssh") => host::wait_ssh(&mut clip, ctx).await?,
         ("host", "record_key") => host::record_key(&mut clip, ctx).await?,

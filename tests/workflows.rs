@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::daemon::Daemon;
 use crate::roles::file_repo;
 use crate::support::cli::{binary, repo};
-use crate::support::{bind9, hosts};
+use crate::support::{bind9, hosts, ngircd};
 
 /// `workflows: dns:` for the test process's bind9, with `secret_file` as the secret.
 fn dns_settings(secret_file: &Path) -> String {
@@ -458,4 +458,202 @@ fn dns_register_sets_the_a_and_sshfp_records_signed_with_tsig_and_a_wrong_key_is
             );
         }
     }
+}
+
+/// daemon.yml's chat section for an IRC server on `port`.
+fn chat_settings(port: u16) -> String {
+    format!(
+        "chat:\n  irc:\n    server: \"127.0.0.1:{port}\"\n    nick: jarvis\n    channels: [\"#ops\"]\n    allowed: [anna]\n"
+    )
+}
+
+#[test]
+fn the_example_workflow_runs_end_to_end_from_chat_and_chat_says_where_it_is() {
+    let Some(pool) = hosts::shared() else { return };
+    let (image, owner, pid) = hosts::image_and_owner_label().expect("docker");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let bind = bind9::server();
+    let irc = ngircd::Ngircd::start(None);
+    let (_, role_url) = file_repo(&repo().join("scripts/roles/web"), scratch.path(), "web");
+    let extra = format!("{}{}", dns_settings(&bind.secret_file), "");
+    let (config, state) = workflow_daemon(scratch.path(), pool.identity(), &extra);
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, format!("{}{text}", chat_settings(irc.port))).expect("config");
+    // The example, with this machine's image, the tests' key, a local copy of the role,
+    // a name of this test process, and the harness's owner label for cleanup.
+    let name = format!("web{}", std::process::id());
+    let public = std::fs::read_to_string(pool.identity().with_extension("pub")).expect("pub");
+    let example = std::fs::read_to_string(repo().join("scripts/workflows/web-host.yml"))
+        .expect("the example")
+        .replace("web7", &name)
+        .replace("toyc-testhost ", &format!("\"{image}\" "))
+        .replace(
+            "ssh-ed25519 AAAA-replace-me ops@example",
+            &format!("\"{}\"", public.trim()),
+        )
+        .replace("file:///srv/git/roles/web.git", &role_url)
+        .replace(
+            "  provider: docker\n",
+            &format!("  provider: docker\n  tags: {{\"{owner}\": \"{pid}\"}}\n"),
+        );
+    std::fs::write(scratch.path().join("workflows/web-host.yml"), example).expect("write");
+    copy_modules(
+        &repo().join("scripts/workflows/modules"),
+        &scratch.path().join("workflows/modules"),
+    );
+
+    let daemon = Daemon::start(&config, &state, &[]);
+    let mut anna = ngircd::Person::join(irc.port, "anna", "#ops");
+    anna.wait_for_nick("jarvis", Duration::from_secs(20));
+    anna.say("#ops", "jarvis: deploy web-host");
+    anna.wait_for(Duration::from_secs(20), |l| {
+        l.contains(&format!("anna: deploying {name} (job #"))
+    });
+    anna.say("#ops", &format!("jarvis: status {name}"));
+    let during = anna.wait_for(Duration::from_secs(20), |l| {
+        l.contains(&format!("PRIVMSG #ops :{name}: ")) && !l.contains("step ")
+            || l.contains("working on step")
+    });
+    assert!(!during.contains("failed"), "{during}");
+    anna.wait_for(Duration::from_secs(180), |l| {
+        l.contains(&format!("{name}: ready, all steps done"))
+            || l.contains(&format!("{name}: failed"))
+    });
+    anna.say("#ops", &format!("jarvis: status {name}"));
+    let after = anna.wait_for(Duration::from_secs(20), |l| {
+        l.contains(&format!(":{name}: done"))
+    });
+    assert!(after.contains("all 8 steps"), "{after}");
+
+    let status = daemon.get(&format!("/api/workflows/{name}"));
+    let ip = status["clip"]["instance"]["ip"]
+        .as_str()
+        .expect("an ip")
+        .to_owned();
+    assert_eq!(
+        bind.dig(&format!("{name}.example.test"), "A"),
+        ip,
+        "registered in DNS"
+    );
+    assert!(!bind
+        .dig(&format!("{name}.example.test"), "SSHFP")
+        .is_empty());
+    assert!(
+        status["clip"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("is ready"),
+        "{status:#}"
+    );
+    let conf = container_has(
+        &name,
+        &format!("/etc/nginx/conf.d/{name}.example.test.conf"),
+    );
+    assert!(
+        conf.contains(&format!("{name}.example.test")),
+        "the web role configured it: {conf}"
+    );
+
+    let mut bob = ngircd::Person::join(irc.port, "bob", "#ops");
+    bob.say("#ops", "jarvis: list");
+    bob.wait_for(Duration::from_secs(20), |l| {
+        l.contains("bob: sorry, you may not command me")
+    });
+}
+
+fn copy_modules(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("modules").flatten() {
+        std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+    }
+}
+
+#[test]
+fn the_chat_bot_answers_in_order_without_flooding_and_comes_back_after_the_server_restarts() {
+    let Some(pool) = hosts::shared() else { return };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let mut irc = ngircd::Ngircd::start(None);
+    let (config, state) = workflow_daemon(scratch.path(), pool.identity(), "");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, format!("{}{text}", chat_settings(irc.port))).expect("config");
+    // Twelve finished runs make a twelve-line `list`.
+    for i in 0..12 {
+        std::fs::write(
+            scratch.path().join(format!("workflows/chat{i}.yml")),
+            format!("instance: {{hostname: chat{i}, ip: 192.0.2.{i}}}\nssh: {{host_key: \"{}\"}}\nsteps: [host::record_key]\n", pool.hosts()[0].host_key),
+        )
+        .expect("workflow");
+    }
+    let daemon = Daemon::start(&config, &state, &[]);
+    for i in 0..12 {
+        let (status, body) = daemon.post(
+            "/api/workflows",
+            format!("{{\"what\": \"chat{i}\"}}").as_bytes(),
+            &[],
+        );
+        assert_eq!(status, 202, "{body}");
+    }
+    for i in 0..12 {
+        wait_state(
+            &daemon,
+            &format!("chat{i}"),
+            &["succeeded"],
+            Duration::from_secs(30),
+        );
+    }
+    let mut anna = ngircd::Person::join(irc.port, "anna", "#ops");
+    anna.wait_for_nick("jarvis", Duration::from_secs(20));
+    let from = anna.seen.len();
+    let asked = Instant::now();
+    anna.say("#ops", "jarvis: list");
+    let mut names = Vec::new();
+    for _ in 0..12 {
+        // Announcements of the twelve runs may still be draining at the paced rate: the
+        // answer's lines are the status lines.
+        let line = anna.wait_for(Duration::from_secs(60), |l| {
+            l.contains("PRIVMSG #ops :chat") && l.contains(": done, all 1 steps")
+        });
+        names.push(
+            line.rsplit(":chat")
+                .next()
+                .unwrap_or("")
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .to_owned(),
+        );
+    }
+    // Paced: after a burst of 4, one line per 500 ms, however many there are to say.
+    let took = asked.elapsed();
+    let said = anna.seen[from..]
+        .iter()
+        .filter(|l| l.starts_with(":jarvis!") && l.contains("PRIVMSG"))
+        .count();
+    assert!(said >= 12, "{:?}", &anna.seen[from..]);
+    let floor = Duration::from_millis(450) * (said as u32 - 4);
+    assert!(
+        took >= floor,
+        "{said} lines in {took:?}: faster than the pace allows"
+    );
+    let mut sorted = names.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 12, "every run listed once: {names:?}");
+    assert!(
+        !anna.seen.iter().any(|l| l.contains("Excess Flood")),
+        "{:?}",
+        anna.seen
+    );
+
+    // The server goes away and comes back on the same port: the bot returns and rejoins.
+    let port = irc.port;
+    irc.stop();
+    std::thread::sleep(Duration::from_secs(1));
+    let _irc = ngircd::Ngircd::start(Some(port));
+    let mut anna = ngircd::Person::join(port, "anna", "#ops");
+    anna.wait_for_nick("jarvis", Duration::from_secs(60));
+    anna.say("#ops", "jarvis: help");
+    anna.wait_for(Duration::from_secs(20), |l| {
+        l.contains("deploy NAME | status NAME")
+    });
 }

@@ -97,6 +97,9 @@ pub struct DaemonConfig {
     /// The ssh key to fetch role repos with (its default keys when absent).
     #[serde(default)]
     pub git_identity: Option<PathBuf>,
+    /// Chat adapters: people start and watch workflows from a channel.
+    #[serde(default)]
+    pub chat: Option<crate::chat::ChatConfig>,
     /// Workflows: where named ones are, how steps log in to new hosts.
     #[serde(default)]
     pub workflows: Option<toyc_workflow::WorkflowSettings>,
@@ -171,6 +174,9 @@ pub struct SecretsFile {
     /// The token the API and status page ask for when not bound to loopback.
     #[serde(default)]
     pub api_token: Option<String>,
+    /// The IRC server's password, if it wants one.
+    #[serde(default)]
+    pub irc_password: Option<String>,
 }
 
 /// A repo, resolved: its role and its secret.
@@ -199,6 +205,8 @@ pub struct Daemon {
     pub repos: BTreeMap<String, Repo>,
     /// The API token.
     pub api_token: Option<String>,
+    /// The IRC server's password.
+    pub irc_password: Option<String>,
 }
 
 impl Daemon {
@@ -299,6 +307,7 @@ impl Daemon {
             listen,
             repos,
             api_token: secrets.api_token.filter(|t| !t.is_empty()),
+            irc_password: secrets.irc_password.filter(|t| !t.is_empty()),
             config,
         })
     }

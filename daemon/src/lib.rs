@@ -78,6 +78,24 @@ pub async fn serve(
             grace,
         )));
     }
+    if let Some(irc) = workers
+        .daemon
+        .config
+        .chat
+        .as_ref()
+        .and_then(|c| c.irc.clone())
+    {
+        let commands = Arc::new(workflows::ChatCommands {
+            workers: Arc::clone(&workers),
+        });
+        tasks.push(tokio::spawn(chat::irc::run(
+            irc,
+            workers.daemon.irc_password.clone(),
+            commands,
+            workers.announcements.subscribe(),
+            stopping.clone(),
+        )));
+    }
     let app = Arc::new(http::App {
         workers: Arc::clone(&workers),
         token,

@@ -20,6 +20,9 @@ pub struct Bind {
     pub port: u16,
     /// A file holding [`SECRET`] (for `tsig_secret_file`).
     pub secret_file: PathBuf,
+    /// The shell that runs named and stops it when the test process ends; never waited
+    /// for, since it outlives every test.
+    _watchdog: std::sync::Mutex<std::process::Child>,
 }
 
 impl Bind {
@@ -92,14 +95,18 @@ pub fn server() -> &'static Bind {
              kill $n 2>/dev/null; sleep 1; rm -rf {d}",
             owner = std::process::id()
         );
-        Command::new("sh")
+        let watchdog = Command::new("sh")
             .args(["-c", &watchdog])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("named starts (Debian's bind9; tests/run installs it)");
-        let bind = Bind { port, secret_file };
+        let bind = Bind {
+            port,
+            secret_file,
+            _watchdog: std::sync::Mutex::new(watchdog),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !bind.dig(ZONE, "SOA").contains("admin") {
             assert!(

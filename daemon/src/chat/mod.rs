@@ -4,6 +4,8 @@
 //! and says the answer in the channel that asked; workflows' [`Announcement`]s (step
 //! started, failed, done) are said in the channel their run was started from.
 
+pub mod irc;
+
 use async_trait::async_trait;
 
 /// What someone asked the bot.
@@ -51,6 +53,16 @@ impl Command {
             },
         }
     }
+}
+
+/// `chat:` in daemon.yml.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatConfig {
+    /// The IRC adapter (its password, if the server wants one, is `irc_password` in the
+    /// secrets file).
+    #[serde(default)]
+    pub irc: Option<irc::IrcConfig>,
 }
 
 /// A command with where it came from.

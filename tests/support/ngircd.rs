@@ -1,0 +1,173 @@
+//! A real IRC server (Debian's `ngircd`) for the chat tests, one per test that asks, on
+//! a free loopback port (or a given one, to restart it where it was), stopped when
+//! dropped or, by a watchdog, when the test process ends; and a raw IRC client that
+//! plays the person in the channel.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running ngircd.
+pub struct Ngircd {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Ngircd {
+    /// Start one on `port` (a free one when `None`), ready to accept clients.
+    pub fn start(port: Option<u16>) -> Ngircd {
+        let port = port.unwrap_or_else(|| {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("address").port()
+        });
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf: PathBuf = dir.path().join("ngircd.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "[Global]\nName = irc.toyc.test\nInfo = toyc tests\nListen = 127.0.0.1\n\
+                 Ports = {port}\nServerUID = 65534\nServerGID = 65534\n\
+                 [Limits]\nMaxConnectionsIP = 0\nPingTimeout = 120\nPongTimeout = 20\n\
+                 [Options]\nDNS = no\nIdent = no\nPAM = no\n"
+            ),
+        )
+        .expect("ngircd.conf");
+        // ngircd drops to nobody: its directory and config must be readable.
+        let _ = Command::new("chmod").arg("755").arg(dir.path()).status();
+        let _ = Command::new("chmod").arg("644").arg(&conf).status();
+        // The watchdog ends ngircd when this test process ends without dropping it.
+        let watchdog = format!(
+            "ngircd -n -f {} >/dev/null 2>&1 & n=$!; echo $n; \
+             while kill -0 {owner} 2>/dev/null && kill -0 $n 2>/dev/null; do sleep 1; done; \
+             kill $n 2>/dev/null",
+            conf.display(),
+            owner = std::process::id()
+        );
+        let child = Command::new("sh")
+            .args(["-c", &watchdog])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ngircd starts (Debian's ngircd; tests/run installs it)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "ngircd never listened on {port}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ngircd {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// Stop it (the port is free again soon after).
+    pub fn stop(&mut self) {
+        // The watchdog's first line is ngircd's pid.
+        if let Some(out) = self.child.stdout.take() {
+            let mut pid = String::new();
+            let _ = BufReader::new(out).read_line(&mut pid);
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Ngircd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A person in a channel, over a raw connection.
+pub struct Person {
+    stream: TcpStream,
+    lines: mpsc::Receiver<String>,
+    /// Every line received so far (for failure messages).
+    pub seen: Vec<String>,
+}
+
+impl Person {
+    /// Connect as `nick` and join `channel`.
+    pub fn join(port: u16, nick: &str, channel: &str) -> Person {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to ngircd");
+        let reader = stream.try_clone().expect("clone");
+        let (tx, lines) = mpsc::channel();
+        let mut pong = stream.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            for line in BufReader::new(reader).lines().map_while(Result::ok) {
+                if let Some(token) = line.strip_prefix("PING ") {
+                    let _ = write!(pong, "PONG {token}\r\n");
+                }
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut person = Person {
+            stream,
+            lines,
+            seen: Vec::new(),
+        };
+        person.send(&format!("NICK {nick}"));
+        person.send(&format!("USER {nick} 0 * :a person"));
+        person.wait_for(Duration::from_secs(10), |l| l.contains(" 001 "));
+        person.send(&format!("JOIN {channel}"));
+        person.wait_for(Duration::from_secs(10), |l| l.contains(" 366 "));
+        person
+    }
+
+    /// Wait until `nick` is in the channel: already there when this person joined (the
+    /// server's names list said so), or joining later.
+    pub fn wait_for_nick(&mut self, nick: &str, limit: Duration) {
+        let listed = |l: &str| {
+            l.contains(" 353 ")
+                && l.rsplit(':').next().is_some_and(|names| {
+                    names
+                        .split(' ')
+                        .any(|n| n.trim_start_matches(['@', '+']) == nick)
+                })
+        };
+        if self.seen.iter().any(|l| listed(l)) {
+            return;
+        }
+        let joined = format!(":{nick}!");
+        self.wait_for(limit, |l| l.starts_with(&joined) && l.contains("JOIN"));
+    }
+
+    /// Send a raw line.
+    pub fn send(&mut self, line: &str) {
+        write!(self.stream, "{line}\r\n").expect("write to ngircd");
+    }
+
+    /// Say `text` in `channel`.
+    pub fn say(&mut self, channel: &str, text: &str) {
+        self.send(&format!("PRIVMSG {channel} :{text}"));
+    }
+
+    /// The next line that satisfies `want`, within `limit`; panics with what was seen.
+    pub fn wait_for(&mut self, limit: Duration, want: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if want(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no expected line within {limit:?}; seen:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+}

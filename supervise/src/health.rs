@@ -1,0 +1,83 @@
+//! Health checks after a start: a command, an HTTP GET or a TCP connect, each try
+//! bounded by the timeout, tried until one passes or the retries are spent.
+
+use std::path::Path;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::config::{Check, Health};
+use crate::process::run_check;
+
+/// Tries `health` until it passes (`Ok`) or every retry failed (`Err`: the last reason).
+pub async fn check(health: &Health, dir: &Path) -> Result<(), String> {
+    let mut last = String::new();
+    for attempt in 0..health.retries {
+        if attempt > 0 {
+            tokio::time::sleep(health.interval).await;
+        }
+        let once = async {
+            match &health.check {
+                Check::Command(command) => {
+                    run_check(command, dir, &[], health.timeout).await.map(drop)
+                }
+                Check::Http(url) => http_get(url).await,
+                Check::Tcp(address) => TcpStream::connect(address.as_str())
+                    .await
+                    .map(drop)
+                    .map_err(|e| format!("tcp {address}: {e}")),
+            }
+        };
+        match tokio::time::timeout(health.timeout, once).await {
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(why)) => last = why,
+            Err(_) => last = format!("no answer within {}s", health.timeout.as_secs_f64()),
+        }
+    }
+    Err(format!("{} tries: {last}", health.retries))
+}
+
+/// `GET url` over plain HTTP/1.0; a 2xx or 3xx status passes.
+async fn http_get(url: &str) -> Result<(), String> {
+    let rest = url.strip_prefix("http://").ok_or("not an http:// URL")?;
+    let (authority, path) = match rest.find('/') {
+        Some(at) => rest.split_at(at),
+        None => (rest, "/"),
+    };
+    let address = if authority.contains(':') {
+        authority.to_owned()
+    } else {
+        format!("{authority}:80")
+    };
+    let mut stream = TcpStream::connect(&address)
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let request = format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let mut head = vec![0; 64];
+    let mut read = 0;
+    while read < 12 {
+        let n = stream
+            .read(&mut head[read..])
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        read += n;
+    }
+    let status_line = String::from_utf8_lossy(&head[..read]);
+    let code = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| format!("GET {url}: not an HTTP answer"))?;
+    if (200..400).contains(&code) {
+        Ok(())
+    } else {
+        Err(format!("GET {url}: status {code}"))
+    }
+}

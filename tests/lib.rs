@@ -17,5 +17,6 @@ mod runs;
 mod sandbox;
 mod ssh;
 mod stages;
+mod supervise;
 mod support;
 mod users_packages;

@@ -13,6 +13,7 @@ mod repl;
 mod role;
 mod run;
 mod shell;
+mod supervise;
 mod targets;
 
 use std::time::Duration;
@@ -102,6 +103,12 @@ pub fn main() -> i32 {
             runtime.shutdown_timeout(Duration::from_secs(2));
             return exit_status(outcome, &process);
         }
+        // The supervisor stops its programs itself on SIGTERM and Ctrl-C.
+        Command::Supervise(args) if args.action.is_none() => {
+            let outcome = runtime.block_on(supervise::supervise(args));
+            runtime.shutdown_timeout(Duration::from_secs(2));
+            return exit_status(outcome, &process);
+        }
         Command::Repl(args) => {
             let outcome = repl::repl(args, runtime.handle(), &process);
             runtime.shutdown_timeout(Duration::from_secs(2));
@@ -153,6 +160,7 @@ async fn dispatch(command: Command, process: &Process) -> Outcome {
         Command::Apply(args) => apply::apply(args, process).await,
         Command::Role(args) => role::role(args, process).await,
         Command::Jobs(args) => jobs::jobs(args).await,
+        Command::Supervise(args) => supervise::supervise(args).await,
         Command::Doc(args) => doc::doc(&args),
         Command::Completions(args) => shell::completions(&args),
         Command::Man(args) => shell::man(&args),

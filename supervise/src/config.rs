@@ -360,8 +360,13 @@ pub fn parse(file: &Path, text: &str) -> Result<Program, ConfigError> {
         .to_owned();
     let json = file.extension().and_then(|e| e.to_str()) == Some("json");
     let raw: RawConfig = if json {
-        serde_json::from_str(&without_trailing_commas(text))
-            .map_err(|e| at(e.line().max(1), e.column().max(1), without_position(&e.to_string())))?
+        serde_json::from_str(&without_trailing_commas(text)).map_err(|e| {
+            at(
+                e.line().max(1),
+                e.column().max(1),
+                without_position(&e.to_string()),
+            )
+        })?
     } else {
         serde_yaml::from_str(text).map_err(|e| {
             let (line, column) = e.location().map_or((1, 1), |l| (l.line(), l.column()));

@@ -57,18 +57,15 @@ async fn http_get(url: &str) -> Result<(), String> {
         .write_all(request.as_bytes())
         .await
         .map_err(|e| format!("GET {url}: {e}"))?;
-    let mut head = vec![0; 64];
-    let mut read = 0;
-    while read < 12 {
-        let n = stream
-            .read(&mut head[read..])
-            .await
-            .map_err(|e| format!("GET {url}: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        read += n;
-    }
+    // Read the whole answer (HTTP/1.0, the server closes): a client that hangs up
+    // early makes some servers log a reset for every check.
+    let mut head = Vec::new();
+    let _ = (&mut stream)
+        .take(64 * 1024)
+        .read_to_end(&mut head)
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    let read = head.len();
     let status_line = String::from_utf8_lossy(&head[..read]);
     let code = status_line
         .split_whitespace()

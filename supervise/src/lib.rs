@@ -340,14 +340,13 @@ async fn rescan(
         }
     }
     for (name, program) in wanted {
-        if !registry.programs.contains_key(&name) {
+        if let std::collections::btree_map::Entry::Vacant(entry) = registry.programs.entry(name) {
             eprintln!(
-                "toyc supervise: starting `{name}` ({})",
+                "toyc supervise: starting `{}` ({})",
+                entry.key(),
                 program.file.display()
             );
-            registry
-                .programs
-                .insert(name, Handle::spawn(program, shared.clone()));
+            entry.insert(Handle::spawn(program, shared.clone()));
         }
     }
 }

@@ -807,3 +807,77 @@ timing: {{minimum: 1, maximum: 2}}
     );
     assert_eq!(supervisor.status("web-role")["deployed"], c2.as_str());
 }
+
+#[test]
+fn rhai_hooks_in_the_repo_verify_check_health_and_run_after_a_deploy() {
+    let scene = Scene::new();
+    let repo = scene.path("repo");
+    std::fs::create_dir_all(repo.join("toyc")).expect("mkdir");
+    // The hooks read the checkout's `version` through the engine's local host.
+    std::fs::write(
+        repo.join("toyc/verify.rhai"),
+        "let v = host::exec(`cat ${vars.checkout}/version`).stdout;\n\
+         if v == \"bad\" { throw `version ${v} is refused by the verify hook`; }\n",
+    )
+    .expect("write");
+    std::fs::write(
+        repo.join("toyc/health.rhai"),
+        "let v = host::exec(`cat ${vars.checkout}/version`).stdout;\n\
+         if v == \"unwell\" { throw \"unwell says the health hook\"; }\n",
+    )
+    .expect("write");
+    std::fs::write(
+        repo.join("toyc/after_deploy.rhai"),
+        "files::content(`${vars.checkout}.deployed`, vars.program + \" \" + vars.commit);\n",
+    )
+    .expect("write");
+    let c1 = scene.commit("v1");
+    scene.config(
+        "hooked.yml",
+        &format!(
+            "repository: {{remote path: {}, local path: {}, branch: main}}
+timing: {{minimum: 1, maximum: 2}}
+application: {{start: exec python3 serve.py, env: {{PORT: '{}'}}}}
+",
+            repo.display(),
+            scene.path("live").display(),
+            scene.port
+        ),
+    );
+    let supervisor = Supervisor::start(&scene);
+    supervisor.wait_for("hooked", "v1 runs", WAIT, |s| {
+        s["state"] == "running" && s["deployed"] == c1.as_str()
+    });
+    let bad = scene.commit("bad");
+    let status = supervisor.wait_for("hooked", "the verify hook refuses", WAIT, |s| {
+        outcome(s) == (bad.as_str(), "verify failed")
+    });
+    assert!(
+        status["last_deploy"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("version bad is refused by the verify hook")),
+        "{status:#}"
+    );
+    let unwell = scene.commit("unwell");
+    let status = supervisor.wait_for("hooked", "the health hook rolls back", WAIT, |s| {
+        outcome(s) == (unwell.as_str(), "rolled back")
+    });
+    assert_eq!(status["deployed"], c1.as_str());
+    assert!(
+        !scene.path("live.deployed").exists(),
+        "no after-deploy for a rollback"
+    );
+    let good = scene.commit("v4");
+    supervisor.wait_for("hooked", "v4 is deployed", WAIT, |s| {
+        outcome(s) == (good.as_str(), "deployed")
+    });
+    assert_eq!(
+        std::fs::read_to_string(scene.path("live.deployed")).expect("the after-deploy hook ran"),
+        format!("hooked {good}")
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while scene.get().as_deref() != Some("v4") {
+        assert!(Instant::now() < deadline, "v4 never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -22,6 +22,8 @@
 //! 4. **Each program** is a task of its own ([`program`], [`pull`] for roles): its
 //!    process, restarts with backoff ([`backoff`]) that never gives up, polls, verify,
 //!    switch, health check, rollback.
+//!    Optional Rhai hooks in the program's repo ([`hooks`]) verify, check health and
+//!    run after a deploy, in the sandbox, through the engine.
 //! 5. **Control** ([`control`]): a Unix socket for this user only.
 //! 6. **Stop** (SIGTERM/Ctrl-C, the future given to [`serve`]): every program is stopped
 //!    (its whole process group), the socket removed.
@@ -32,6 +34,7 @@ pub mod config;
 pub mod control;
 pub mod git;
 pub mod health;
+pub mod hooks;
 pub mod logs;
 pub mod process;
 pub mod program;

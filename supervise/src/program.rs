@@ -23,6 +23,7 @@ use toyc_store::{ProgramRecord, ProgramStore};
 
 use crate::backoff::Backoff;
 use crate::config::{Process, Program};
+use crate::hooks::{self, Hook};
 use crate::logs::Log;
 use crate::{git, health, now_ms, process};
 
@@ -649,26 +650,30 @@ impl Actor {
                     return Ok(Poll::Nothing);
                 }
                 git::stage(&repo, &staging, &tip).await?;
-                let Some(verify) = verify else {
-                    return Ok(Poll::Verified(tip));
-                };
-                if let Some(log) = &log {
-                    log.note(&format!(
-                        "verifying {} in {}",
-                        short(&tip),
-                        staging.display()
-                    ));
-                }
-                published.lock().unwrap_or_else(|p| p.into_inner()).activity =
-                    Some(format!("verifying {}", short(&tip)));
                 let env = [
                     ("TOYC_PROGRAM", name.as_str()),
                     ("TOYC_COMMIT", tip.as_str()),
                 ];
+                if let Some(verify) = verify {
+                    if let Some(log) = &log {
+                        log.note(&format!(
+                            "verifying {} in {}",
+                            short(&tip),
+                            staging.display()
+                        ));
+                    }
+                    published.lock().unwrap_or_else(|p| p.into_inner()).activity =
+                        Some(format!("verifying {}", short(&tip)));
+                    if let Err(why) =
+                        process::run_check(&verify, &staging, &env, VERIFY_TIMEOUT).await
+                    {
+                        return Ok(Poll::VerifyFailed { commit: tip, why });
+                    }
+                }
                 Ok(
-                    match process::run_check(&verify, &staging, &env, VERIFY_TIMEOUT).await {
-                        Ok(_) => Poll::Verified(tip),
-                        Err(why) => Poll::VerifyFailed { commit: tip, why },
+                    match hooks::run(Hook::Verify, &staging, &name, &tip, log.as_ref()).await {
+                        Some(Err(why)) => Poll::VerifyFailed { commit: tip, why },
+                        _ => Poll::Verified(tip),
                     },
                 )
             };
@@ -726,6 +731,38 @@ impl Actor {
         }
     }
 
+    /// The repo's health hook, tried as often as the health check is (10 times, half a
+    /// second apart, without one); `Ok` when there is none.
+    async fn health_hook(&mut self, commit: &str) -> Result<(), String> {
+        let (tries, interval) = self
+            .spec
+            .health
+            .as_ref()
+            .map_or((10, Duration::from_millis(500)), |h| {
+                (h.retries, h.interval)
+            });
+        let checkout = self.spec.repository.path.clone();
+        let mut last = String::new();
+        for attempt in 0..tries.max(1) {
+            if attempt > 0 {
+                tokio::time::sleep(interval).await;
+            }
+            match hooks::run(
+                Hook::Health,
+                &checkout,
+                &self.program.name,
+                commit,
+                self.log.as_ref(),
+            )
+            .await
+            {
+                None | Some(Ok(())) => return Ok(()),
+                Some(Err(why)) => last = why,
+            }
+        }
+        Err(last)
+    }
+
     /// Stop, switch, start, health-check; roll back on a failed check.
     async fn deploy(&mut self, commit: String) {
         let old = self.record.deployed.clone();
@@ -779,12 +816,30 @@ impl Actor {
                 .unwrap_or_else(|| "it did not start".into())),
             None => Ok(()),
         };
+        let healthy = match healthy {
+            Ok(()) => self.health_hook(&commit).await,
+            Err(why) => Err(why),
+        };
         match healthy {
             Ok(()) => {
                 self.note(&format!("deployed {}", short(&commit)));
-                self.record.last_deploy = Some(json!({
+                let after = hooks::run(
+                    Hook::AfterDeploy,
+                    &repo.path,
+                    &self.program.name,
+                    &commit,
+                    self.log.as_ref(),
+                )
+                .await;
+                let mut deployed = json!({
                     "commit": commit, "outcome": "deployed", "at_ms": now_ms(),
-                }));
+                });
+                if let Some(Err(why)) = after {
+                    self.note(&format!("the after-deploy hook failed: {why}"));
+                    deployed["message"] =
+                        Value::from(format!("the after-deploy hook failed: {why}"));
+                }
+                self.record.last_deploy = Some(deployed);
             }
             Err(why) => {
                 self.note(&format!(

@@ -14,35 +14,17 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::time::sleep_until;
-use toyc_engine::events::{Event, EventSink};
 use toyc_engine::gitsync::SyncOptions;
 use toyc_engine::inventory::Inventory;
-use toyc_engine::limits::Limits;
 use toyc_engine::role::hosts::{self, HostChoice};
 use toyc_engine::role::record::Record;
 use toyc_engine::role::Role;
-use toyc_engine::run::{Approve, Job, RunContext, RunbookJob, RunbookSource, Verdict};
-use toyc_engine::transport::SshOptions;
 use toyc_store::ProgramRecord;
 
 use crate::config::{Program, RoleSpec};
 use crate::logs::Log;
 use crate::now_ms;
 use crate::program::{Msg, Shared, Status, Verb};
-
-/// Writes a run's events into the program's log, one JSON line each.
-struct LogSink(Option<Log>);
-
-impl EventSink for LogSink {
-    fn emit(&self, event: &Event) {
-        if matches!(event, Event::Phase { .. }) {
-            return;
-        }
-        if let (Some(log), Ok(line)) = (&self.0, serde_json::to_string(event)) {
-            log.line("run", &line);
-        }
-    }
-}
 
 struct Puller {
     program: Program,
@@ -268,38 +250,14 @@ impl Puller {
             repo: role.display_url(),
             applied_at: None,
         };
-        let job = RunbookJob {
+        crate::hooks::run_job(
+            &checkout.script,
+            &role.cache,
             hosts,
-            source: RunbookSource::Script {
-                path: checkout.script.clone(),
-                root: role.cache.clone(),
-            },
             vars,
-            sudo: false,
-            command_timeout: None,
-            check: false,
-            diff: false,
-            forks: 1,
-            max_cycles: None,
-            after_apply: Some(record.after_apply(None)),
-        };
-        let ssh = SshOptions::in_run_directory(None)
-            .map_err(|e| format!("unable to create a directory for the run: {e}"))?;
-        let run = RunContext::new(ssh, Limits::default())
-            .with_command("supervise")
-            .with_events(Arc::new(LogSink(self.log.clone())));
-        let report =
-            toyc_engine::run::run(Job::Runbook(job), &run, &toyc_stdlib::Library, &Approve)
-                .await
-                .map_err(|e| e.to_string())?;
-        let s = &report.summary;
-        match report.verdict {
-            Verdict::Done if s.failed == 0 && s.unreachable == 0 => Ok(()),
-            Verdict::Done => Err(format!(
-                "{} host(s) failed, {} unreachable",
-                s.failed, s.unreachable
-            )),
-            other => Err(format!("the run ended {other:?}")),
-        }
+            Some(record.after_apply(None)),
+            self.log.clone(),
+        )
+        .await
     }
 }

@@ -462,6 +462,23 @@ restart: {{initial: 0.2, maximum: 1.5, reset after: 30}}
         assert!(*gap >= 1.0 && *gap < 1.9, "capped at 1.5s: {gaps:?}");
     }
     assert!(log.contains("exited (exit status: 3)"), "{log}");
+    // `logs -f` follows what comes.
+    let mut follow = Command::new(binary())
+        .args(["supervise", "logs", "crash", "-f", "-n", "1"])
+        .env("TOYC_STATE_DIR", scene.path("state"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("logs -f");
+    let mut lines = BufReader::new(follow.stdout.take().expect("piped")).lines();
+    let mut restarts_seen = 0;
+    while restarts_seen < 2 {
+        let line = lines.next().expect("logs -f goes on").expect("a line");
+        if line.contains("toyc| started pid") {
+            restarts_seen += 1;
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
     // It never gives up: still trying later.
     let before = status["restarts"].as_i64().unwrap_or(0);
     supervisor.wait_for("crash", "more restarts", WAIT, |s| {
@@ -664,6 +681,18 @@ fn a_second_supervisor_on_the_same_state_is_refused_and_sigterm_stops_every_prog
         .expect("runs");
     assert_eq!(second.status.code(), Some(65));
     assert!(String::from_utf8_lossy(&second.stderr).contains("another `toyc supervise` runs"));
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &str| {
+            std::fs::metadata(scene.path(p))
+                .expect("it exists")
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("state/supervise/control.sock"), 0o600);
+        assert_eq!(mode("state/supervise"), 0o700);
+    }
     let status = supervisor.terminate().expect("it ends");
     assert!(status.success(), "{status:?}");
     assert!(!alive(pid), "SIGTERM stopped the program");
@@ -880,4 +909,62 @@ application: {{start: exec python3 serve.py, env: {{PORT: '{}'}}}}
         assert!(Instant::now() < deadline, "v4 never answered");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn a_deploy_cut_short_by_kill_9_goes_back_to_the_previous_commit() {
+    let scene = Scene::new();
+    let c1 = git(&scene.path("repo"), &["rev-parse", "HEAD"], &[]);
+    // Polls only when asked (`deploy`); the health check of a `slow` version hangs.
+    scene.config(
+        "web.yml",
+        &format!(
+            "repository: {{remote path: {}, local path: {}, branch: main}}
+timing: {{minimum: 600, maximum: 600}}
+application: {{start: exec python3 serve.py, env: {{PORT: '{}'}}}}
+health: {{command: 'test \"$(cat version)\" != slow || sleep 8', timeout: 20, retries: 1}}
+",
+            scene.path("repo").display(),
+            scene.path("live").display(),
+            scene.port
+        ),
+    );
+    let mut supervisor = Supervisor::start(&scene);
+    supervisor.wait_for("web", "v1 runs", WAIT, |s| s["state"] == "running");
+    let slow = scene.commit("slow");
+    let (code, out, _) = supervisor.ctl(&["deploy", "web"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("polling now"), "{out}");
+    let status = supervisor.wait_for("web", "the slow commit is being checked", WAIT, |s| {
+        s["activity"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("health-checking"))
+    });
+    let slow_pid = status["pid"].as_i64().expect("the new commit runs");
+    supervisor.kill9();
+
+    let again = Supervisor::start(&scene);
+    again
+        .groups
+        .lock()
+        .expect("groups")
+        .extend(supervisor.groups.lock().expect("groups").iter());
+    let status = again.wait_for("web", "it runs again", WAIT, |s| s["state"] == "running");
+    assert!(
+        !alive(slow_pid),
+        "the process of the cut-short deploy was stopped"
+    );
+    assert_eq!(status["deployed"], c1.as_str());
+    assert_eq!(outcome(&status), (slow.as_str(), "interrupted"));
+    assert_eq!(
+        git(&scene.path("live"), &["rev-parse", "HEAD"], &[]),
+        c1,
+        "the checkout is back on the previous commit"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while scene.get().as_deref() != Some("v1") {
+        assert!(Instant::now() < deadline, "v1 never answered");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(again.log("web").contains("was cut short"));
 }

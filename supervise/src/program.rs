@@ -247,6 +247,8 @@ struct Actor {
     activity: Option<String>,
     last_exit: Option<String>,
     error: Option<String>,
+    /// The live checkout was found on the recorded commit: restarts skip git.
+    prepared: bool,
 }
 
 /// Far enough to mean never, near enough not to overflow an `Instant`.
@@ -300,6 +302,7 @@ impl Actor {
             activity: None,
             last_exit: None,
             error: None,
+            prepared: false,
         }
     }
 
@@ -458,9 +461,12 @@ impl Actor {
         if self.running.is_some() {
             return;
         }
-        if let Err(why) = self.prepare_checkout().await {
-            self.failed_start(why).await;
-            return;
+        if !self.prepared {
+            if let Err(why) = self.prepare_checkout().await {
+                self.failed_start(why).await;
+                return;
+            }
+            self.prepared = true;
         }
         let Some(start) = self.spec.start.clone() else {
             self.state = State::Idle;
@@ -508,6 +514,8 @@ impl Actor {
     }
 
     async fn failed_start(&mut self, why: String) {
+        // The checkout may be what is wrong (removed, moved): look at it again next time.
+        self.prepared = false;
         let delay = self.backoff.after_exit(Duration::ZERO);
         // A start that cannot happen (no checkout yet) is tried again like a crash.
         let delay = delay.max(self.program.restart.initial);

@@ -54,8 +54,11 @@ use toyc_store::ProgramStore;
 use crate::config::Program;
 use crate::program::{Handle, Shared};
 
-/// How often the config directory is read again even without an inotify event.
+/// How often the config directory is read again without inotify.
 const RESCAN: Duration = Duration::from_secs(5);
+
+/// How often it is read again with inotify, in case an event was missed.
+const RESCAN_WATCHED: Duration = Duration::from_secs(30);
 
 /// How long a burst of file events is let settle before the directory is read.
 const SETTLE: Duration = Duration::from_millis(200);
@@ -128,6 +131,22 @@ pub struct Registry {
     pub programs: BTreeMap<String, Handle>,
     /// `file:line:col: why`, as last read.
     pub errors: Vec<String>,
+    /// The config files as last read (name, size, modification time).
+    fingerprint: Option<Vec<(PathBuf, u64, Option<std::time::SystemTime>)>>,
+}
+
+fn fingerprint(files: &[PathBuf]) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    files
+        .iter()
+        .map(|file| {
+            let meta = std::fs::metadata(file).ok();
+            (
+                file.clone(),
+                meta.as_ref().map_or(0, |m| m.len()),
+                meta.and_then(|m| m.modified().ok()),
+            )
+        })
+        .collect()
 }
 
 /// The top-level entry point for `toyc supervise -c DIR`: supervises until `shutdown`
@@ -179,13 +198,20 @@ pub async fn serve(
 
     // The watcher's events only say "look again": the directory is read whole.
     let (changed_tx, mut changed) = mpsc::unbounded_channel::<()>();
-    let _watcher = watch_dir(&options.config_dir, changed_tx);
+    let watcher = watch_dir(&options.config_dir, changed_tx);
     rescan(&options.config_dir, &registry, &shared, store.as_ref()).await;
     ready(&socket);
 
     tokio::pin!(shutdown);
-    let mut tick = tokio::time::interval(RESCAN);
-    let mut reap = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(if watcher.is_some() {
+        RESCAN_WATCHED
+    } else {
+        RESCAN
+    });
+    // Orphaned grandchildren are reaped when a child changes state, not on a timer: an
+    // idle supervisor does nothing.
+    let mut child_exits =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok();
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -195,7 +221,12 @@ pub async fn serve(
                 rescan(&options.config_dir, &registry, &shared, store.as_ref()).await;
             }
             _ = tick.tick() => rescan(&options.config_dir, &registry, &shared, store.as_ref()).await,
-            _ = reap.tick() => process::reap_zombies(),
+            Some(()) = async {
+                match child_exits.as_mut() {
+                    Some(signal) => signal.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => process::reap_zombies(),
         }
     }
 
@@ -239,7 +270,9 @@ async fn reap_left_overs(store: &dyn ProgramStore) {
 fn watch_dir(dir: &Path, changed: mpsc::UnboundedSender<()>) -> Option<notify::RecommendedWatcher> {
     use notify::Watcher;
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        // Reading the files is an event too (inotify's open and close): only changes
+        // count, or every read would ask for another.
+        if event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_))) {
             let _ = changed.send(());
         }
     });
@@ -272,7 +305,17 @@ async fn rescan(
     shared: &Arc<Shared>,
     store: &dyn ProgramStore,
 ) {
-    let files = match config::config_files(dir) {
+    let listed = config::config_files(dir);
+    // Nothing changed since the last look (names, sizes, times): nothing to parse.
+    let print = listed.as_ref().ok().map(|files| fingerprint(files));
+    {
+        let mut registry = registry.lock().await;
+        if print.is_some() && registry.fingerprint == print {
+            return;
+        }
+        registry.fingerprint = print;
+    }
+    let files = match listed {
         Ok(files) => files,
         Err(error) => {
             let message = format!("{}: unable to read the directory: {error}", dir.display());

@@ -166,31 +166,37 @@ pub fn reap_zombies() {
         Some(set) if !set.is_empty() => set.clone(),
         _ => return,
     };
-    let me = std::process::id() as i32;
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for pid in own_children() {
         let Some(stat) = Stat::read(pid) else {
             continue;
         };
-        if stat.state == 'Z' && stat.ppid == me && known.contains(&stat.pgrp) && pid != stat.pgrp {
+        if stat.state == 'Z' && known.contains(&stat.pgrp) && pid != stat.pgrp {
             let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
         }
     }
 }
 
+/// This process's children, from each of its threads' `children` list (a scan of its
+/// own few threads, not of every process on the machine).
+fn own_children() -> Vec<i32> {
+    let mut pids = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return pids;
+    };
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            pids.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    pids
+}
+
 /// What the supervisor reads of `/proc/PID/stat`.
 struct Stat {
     state: char,
-    ppid: i32,
     pgrp: i32,
     starttime: u64,
 }
@@ -206,7 +212,6 @@ impl Stat {
             .collect();
         Some(Stat {
             state: fields.first()?.chars().next()?,
-            ppid: fields.get(1)?.parse().ok()?,
             pgrp: fields.get(2)?.parse().ok()?,
             starttime: fields.get(19)?.parse().ok()?,
         })

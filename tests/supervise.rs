@@ -968,3 +968,45 @@ health: {{command: 'test \"$(cat version)\" != slow || sleep 8', timeout: 20, re
     }
     assert!(again.log("web").contains("was cut short"));
 }
+
+#[test]
+fn a_program_runs_as_its_user_in_its_directory_with_its_env() {
+    let scene = Scene::new();
+    let root = nix_is_root();
+    let user = if root { "user: nobody, " } else { "" };
+    scene.config(
+        "who.yml",
+        &format!(
+            "repository: {{remote path: {}, local path: {}, branch: main}}
+application: {{start: 'exec sleep 600', directory: ., env: {{GREETING: hello}}, {user}stop timeout: 2}}
+",
+            scene.path("repo").display(),
+            scene.path("live").display(),
+        ),
+    );
+    let supervisor = Supervisor::start(&scene);
+    let status = supervisor.wait_for("who", "it runs", WAIT, |s| s["state"] == "running");
+    let pid = status["pid"].as_i64().expect("a pid");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("its environment");
+    let has = |pair: &str| environ.split(|b| *b == 0).any(|v| v == pair.as_bytes());
+    assert!(has("GREETING=hello"));
+    assert!(has("TOYC_PROGRAM=who"));
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).expect("its directory");
+    assert_eq!(cwd, scene.path("live"));
+    if root {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let uid = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .expect("a uid");
+        assert_eq!(uid, "65534", "it runs as nobody");
+    }
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}

@@ -703,6 +703,17 @@ restart: {initial: 0.1, maximum: 5, reset after: 2}
     }
 
     #[test]
+    fn the_example_directory_reads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/supervise");
+        let files = config_files(&dir).expect("scripts/supervise");
+        let names: Vec<String> = files
+            .iter()
+            .map(|file| load(file).unwrap_or_else(|e| panic!("{e}")).name)
+            .collect();
+        assert_eq!(names, ["app", "base", "web"]);
+    }
+
+    #[test]
     fn underscore_files_are_skipped() {
         let dir = tempfile::tempdir().expect("a temporary directory");
         for name in [

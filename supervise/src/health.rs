@@ -78,3 +78,77 @@ async fn http_get(url: &str) -> Result<(), String> {
         Err(format!("GET {url}: status {code}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn health(check: Check) -> Health {
+        Health {
+            check,
+            timeout: Duration::from_secs(2),
+            retries: 2,
+            interval: Duration::from_millis(50),
+        }
+    }
+
+    /// A server that answers every connection with `answer`.
+    async fn serve(answer: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let address = listener.local_addr().expect("its address").to_string();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = [0; 1024];
+                let _ = stream.read(&mut request).await;
+                let _ = stream.write_all(answer.as_bytes()).await;
+            }
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn http_passes_on_2xx_and_3xx_and_fails_otherwise() {
+        let dir = std::env::temp_dir();
+        let ok = serve("HTTP/1.0 200 OK\r\n\r\nfine").await;
+        let moved = serve("HTTP/1.1 302 Found\r\nLocation: /x\r\n\r\n").await;
+        let broken = serve("HTTP/1.0 503 Service Unavailable\r\n\r\n").await;
+        assert_eq!(
+            check(&health(Check::Http(format!("http://{ok}/health"))), &dir).await,
+            Ok(())
+        );
+        assert_eq!(
+            check(&health(Check::Http(format!("http://{moved}"))), &dir).await,
+            Ok(())
+        );
+        let failed = check(&health(Check::Http(format!("http://{broken}/"))), &dir)
+            .await
+            .expect_err("503");
+        assert!(
+            failed.contains("status 503") && failed.starts_with("2 tries"),
+            "{failed}"
+        );
+    }
+
+    #[tokio::test]
+    async fn tcp_and_command_checks() {
+        let dir = std::env::temp_dir();
+        let open = serve("").await;
+        assert_eq!(check(&health(Check::Tcp(open)), &dir).await, Ok(()));
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+            listener.local_addr().expect("address").to_string()
+        };
+        assert!(check(&health(Check::Tcp(closed)), &dir).await.is_err());
+        assert_eq!(
+            check(&health(Check::Command("true".into())), &dir).await,
+            Ok(())
+        );
+        let failed = check(&health(Check::Command("echo no; exit 1".into())), &dir)
+            .await
+            .expect_err("exit 1");
+        assert!(failed.contains("no"), "{failed}");
+    }
+}

@@ -7,11 +7,13 @@ pub enum ExitCode {
     Success = 0,
     /// A command, task or script failed on at least one host.
     Failed = 1,
-    /// `--check` found changes to make (nothing was changed).
+    /// `--check` found changes to make (nothing was changed); `role --status`: a host is
+    /// behind or never applied.
     ChangesPending = 2,
     /// At least one host could not be reached (and none failed otherwise).
     Unreachable = 3,
-    /// The command line was wrong: unknown flag, missing argument.
+    /// The command line was wrong: unknown flag, missing argument, changes to apply
+    /// without a terminal to ask on and without `-y`.
     Usage = 64,
     /// An input was wrong: inventory, script, vars file, limit pattern.
     Input = 65,
@@ -42,9 +44,9 @@ pub const EXIT_STATUS_HELP: &str = "\
 Exit status:
   0    success on every selected host
   1    a command, task or script failed on at least one host
-  2    --check found changes to make
+  2    --check found changes to make (role --status: a host is behind or never applied)
   3    at least one host was unreachable (and none failed)
-  64   usage error (unknown flag, missing argument)
+  64   usage error (unknown flag, missing argument, changes to make without a terminal and without -y)
   65   bad input (inventory, script, vars file, limit pattern, deploy config, invalid task list)
   130  interrupted (Ctrl-C)";
 

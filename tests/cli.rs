@@ -682,3 +682,207 @@ fn every_command_lists_the_same_flag_group_where_it_applies() {
         ["--script-timeout", "--max-operations", "--max-memory"]
     );
 }
+
+// See: issue 15, item 14. Without a terminal to ask on, a run that would change a host
+// needs `-y`: a flag missing from the command line is a usage error (64), not bad input.
+#[test]
+fn changes_without_a_terminal_and_without_yes_exit_64() {
+    let toyc = Toyc::new();
+    let target = toyc.dir().join("made.txt");
+    let toyc = toyc.file(
+        "s.rhai",
+        &format!("files::content(\"{}\", \"x\\n\");\n", target.display()),
+    );
+    toyc.run_with(&["run", "s.rhai"])
+        .code(64)
+        .stderr_has("pass `-y`");
+    assert!(!target.exists(), "nothing was changed");
+    toyc.run_with(&["run", "s.rhai", "-y"]).code(0);
+    assert!(target.exists(), "`-y` applies it");
+}
+
+// See: issue 15, item 11. `toyc up` numbers its passes (for people and in `--json`), and
+// a host still not converged after the last pass is not "ok" in the table.
+#[test]
+fn up_numbers_its_passes_and_a_host_that_did_not_converge_is_not_ok() {
+    let toyc = Toyc::new();
+    let dir = toyc.dir().join("app");
+    let script = format!(
+        "files::directory(\"{d}\");\n\
+         if host::file_exists(\"{d}/one\") {{ files::content(\"{d}/two\", \"2\\n\"); }}\n\
+         files::content(\"{d}/one\", \"1\\n\");\n",
+        d = dir.display()
+    );
+    let toyc = toyc.file("s.rhai", &script);
+    let ran = toyc.run_with(&["up", "s.rhai", "-y", "--json", "--max-cycles", "1"]);
+    ran.code(1);
+    let lines = ran.json_lines();
+    let passes: Vec<_> = lines
+        .iter()
+        .filter(|l| l["type"] == "pass")
+        .map(|l| (l["data"]["pass"].clone(), l["data"]["max_cycles"].clone()))
+        .collect();
+    assert_eq!(
+        passes,
+        vec![(1.into(), 1.into()), (2.into(), 1.into())],
+        "{}",
+        ran.stdout
+    );
+    let end = lines
+        .iter()
+        .find(|l| l["type"] == "host_end")
+        .expect("a host_end");
+    assert_eq!(end["data"]["status"], "failed", "{end}");
+    assert_eq!(end["data"]["kind"], "not_converged", "{end}");
+    let summary = lines.last().expect("a summary");
+    assert_eq!(summary["data"]["passes"], 2, "{summary}");
+
+    std::fs::remove_dir_all(&dir).expect("start over");
+    let human = toyc.run_with(&["up", "s.rhai", "-y", "--max-cycles", "1"]);
+    human
+        .code(1)
+        .stderr_has("--> pass 1 on 1 host(s)")
+        .stderr_has("--> pass 2 on 1 host(s) (only looking")
+        .stderr_has("not converged: 1 change(s) still pending")
+        .stderr_has("0 ok, 1 failed");
+    toyc.run_with(&["up", "s.rhai", "-y"])
+        .code(0)
+        .stderr_has("1 ok, 0 failed")
+        .stderr_has("(2 passes)");
+}
+
+// See: issue 15, item 22. A large run's table lists the hosts that changed or did not
+// succeed and one line for the rest; `--full-table` (and `--json`) keep every host.
+#[test]
+fn a_large_run_lists_only_the_hosts_that_matter() {
+    let toyc = Toyc::new();
+    let target = toyc.dir().join("changed-on-l03");
+    let mut inventory = String::from("hosts:\n");
+    for i in 1..=24 {
+        inventory.push_str(&format!("  l{i:02}: {{transport: local}}\n"));
+    }
+    let toyc = toyc.file("inv.yml", &inventory).file(
+        "s.rhai",
+        &format!(
+            "if host.name == \"l03\" {{ files::content(\"{}\", \"x\\n\"); }}\n\
+             if host.name == \"l07\" {{ throw \"l07 is broken\"; }}\n",
+            target.display()
+        ),
+    );
+    let ran = toyc.run_with(&["run", "s.rhai", "-i", "inv.yml", "-y"]);
+    ran.code(1)
+        .stderr_has("22 hosts ok, unchanged (`--full-table` lists every host)");
+    // A table row: the host, then its result.
+    let rows = |stderr: &str, host: &str| {
+        stderr
+            .lines()
+            .filter(|l| {
+                let mut words = l.split_whitespace();
+                words.next() == Some(host)
+                    && matches!(
+                        words.next(),
+                        Some("ok" | "failed" | "unreachable" | "skipped")
+                    )
+            })
+            .count()
+    };
+    assert_eq!(rows(&ran.stderr, "l03"), 1, "{}", ran.stderr);
+    assert_eq!(rows(&ran.stderr, "l07"), 1, "{}", ran.stderr);
+    assert_eq!(rows(&ran.stderr, "l05"), 0, "{}", ran.stderr);
+
+    let full = toyc.run_with(&["run", "s.rhai", "-i", "inv.yml", "-y", "--full-table"]);
+    assert_eq!(rows(&full.stderr, "l05"), 1, "{}", full.stderr);
+    assert!(
+        !full.stderr.contains("hosts ok, unchanged"),
+        "{}",
+        full.stderr
+    );
+    let json = toyc.run_with(&["run", "s.rhai", "-i", "inv.yml", "-y", "--json"]);
+    let ends = json
+        .json_lines()
+        .iter()
+        .filter(|l| l["type"] == "host_end")
+        .count();
+    assert_eq!(ends, 24);
+}
+
+/// `toyc ARGS` in `dir` in a pseudo-terminal (stdin, stdout and stderr), what it shows
+/// collected by a thread, escape sequences removed.
+fn in_a_terminal(
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (
+    std::sync::Arc<std::sync::Mutex<String>>,
+    Box<dyn portable_pty::Child + Send + Sync>,
+) {
+    use portable_pty::{native_pty_system, CommandBuilder, PtySize};
+    use std::io::Read;
+    let pty = native_pty_system()
+        .openpty(PtySize {
+            rows: 50,
+            cols: 200,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .expect("a pseudo-terminal");
+    let mut command = CommandBuilder::new(crate::support::cli::binary());
+    command.args(args);
+    command.cwd(dir);
+    command.env("TERM", "xterm-256color");
+    command.env_remove("TOYC_INVENTORY");
+    command.env_remove("TOYC_LIMIT");
+    let child = pty.slave.spawn_command(command).expect("toyc starts");
+    drop(pty.slave);
+    let mut reader = pty.master.try_clone_reader().expect("pty reader");
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let shown = std::sync::Arc::clone(&screen);
+    std::thread::spawn(move || {
+        let _master = pty.master;
+        let escapes = regex::Regex::new(r"\x1b\[[0-9;?]*[A-Za-z]").expect("regex");
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            let clean = escapes.replace_all(&text, "");
+            shown.lock().expect("screen").push_str(&clean);
+        }
+    });
+    (screen, child)
+}
+
+// See: issue 15, item 10. On a terminal, `toyc exec` prints a host's block as soon as
+// that host is done, under a live line of the hosts still running.
+#[test]
+fn exec_shows_each_host_when_it_is_done_with_a_live_line_of_the_rest() {
+    let toyc = Toyc::new().file(
+        "inv.yml",
+        "hosts:\n  quick: {transport: local}\n  slow: {transport: local}\n",
+    );
+    let lock = toyc.dir().join("lock");
+    let command = format!(
+        "if mkdir {} 2>/dev/null; then echo first-done; else sleep 4; echo second-done; fi",
+        lock.display()
+    );
+    let (screen, mut child) = in_a_terminal(toyc.dir(), &["exec", "-i", "inv.yml", "--", &command]);
+    let started = std::time::Instant::now();
+    let mut seen_early = false;
+    while started.elapsed() < std::time::Duration::from_secs(3) {
+        let text = screen.lock().expect("screen").clone();
+        if text.contains("first-done") && text.contains("working: ") {
+            seen_early = !text.contains("second-done");
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let status = child.wait().expect("toyc ends");
+    let text = screen.lock().expect("screen").clone();
+    assert!(
+        seen_early,
+        "the first host's block and the live line came before the slow host was done:\n{text}"
+    );
+    assert!(status.success(), "{text}");
+    assert!(text.contains("second-done"), "{text}");
+    assert!(text.contains("2 ok, 0 failed"), "{text}");
+}

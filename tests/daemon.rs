@@ -482,6 +482,18 @@ fn forged_replayed_oversized_malformed_and_unknown_deliveries_are_refused_and_qu
     let refused = |answer: (u16, Value), status: u16, what: &str| {
         assert_eq!(answer.0, status, "{what}: {answer:?}");
     };
+    let ping = daemon.post(
+        "/hooks/github",
+        b"{\"zen\": \"hi\"}",
+        &[
+            ("X-GitHub-Event", "ping".into()),
+            (
+                "X-Hub-Signature-256",
+                format!("sha256={}", hmac_hex(SECRET, b"{\"zen\": \"hi\"}")),
+            ),
+        ],
+    );
+    assert_eq!((ping.0, &ping.1["pong"]), (200, &json!(true)), "{ping:?}");
     refused(daemon.github(&body, "r-1", None), 401, "unsigned");
     refused(
         daemon.github(&body, "r-2", Some("wrong")),
@@ -1141,4 +1153,124 @@ fn two_daemons_share_one_postgresql_queue_and_a_job_whose_daemon_dies_completes_
     );
     let jobs = survivor.get("/api/jobs");
     assert_eq!(jobs.as_array().expect("jobs").len(), 1, "{jobs:#}");
+}
+
+#[test]
+fn a_host_that_fails_bootstrap_is_left_out_and_bootstrapped_by_a_later_push() {
+    let Some(pool) = hosts::shared() else { return };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let dir = "/tmp/toyc-daemon-dboot";
+    let (bad, good) = (pool.hosts()[0].name.clone(), pool.hosts()[1].name.clone());
+    let bootstrap = |failing: &str| {
+        format!(
+            "files::directory(\"{dir}\", #{{ mode: \"0755\" }});\n\
+             if host.name == \"{failing}\" {{ shell::run(\"exit 3\"); }}\n\
+             shell::run(\"echo boot >> {dir}/boots\");\n"
+        )
+    };
+    let runbook = format!("files::content(\"{dir}/role\", \"role \" + vars.commit + \"\\n\");\n");
+    let repo = RoleRepo::new(
+        scratch.path(),
+        "dboot",
+        &[
+            ("runbook.rhai", &runbook),
+            ("bootstrap.rhai", &bootstrap(&bad)),
+        ],
+    );
+    for i in [0, 1] {
+        pool.docker_exec(i, &format!("rm -rf {dir}"));
+    }
+    let config = write_config(
+        scratch.path(),
+        pool,
+        &[0, 1],
+        &[("acme/dboot", &repo.url, "dboot")],
+        "",
+    );
+    let daemon = Daemon::start(&config, &scratch.path().join("state"), &[]);
+    let (before, first) = repo.commit(&[("x", "1")], "1");
+    let job = queued(&daemon.github(
+        &push_body("acme/dboot", "main", &before, &first),
+        "b-1",
+        Some(SECRET),
+    ));
+    let done = daemon.wait_job(job, Duration::from_secs(60));
+    assert_eq!(
+        done["job"]["state"], "failed",
+        "a host failed bootstrap: {done:#}"
+    );
+    assert_eq!(
+        done["job"]["result"]["bootstrap"]["failed"],
+        json!([bad]),
+        "{done:#}"
+    );
+    assert_eq!(
+        host_file(pool, 0, &format!("{dir}/role")),
+        "MISSING",
+        "isolated"
+    );
+    assert_eq!(
+        host_file(pool, 1, &format!("{dir}/role")),
+        format!("role {first}")
+    );
+    let hosts = daemon.get("/api/hosts");
+    let bootstrapped = |name: &str| {
+        hosts
+            .as_array()
+            .expect("hosts")
+            .iter()
+            .any(|h| h["name"] == name && h["bootstrapped_ms"].is_i64())
+    };
+    assert!(bootstrapped(&good) && !bootstrapped(&bad), "{hosts:#}");
+
+    // Fixed: the next push bootstraps only the host that failed, then applies both.
+    let (before, second) = repo.commit(&[("bootstrap.rhai", &bootstrap("nobody"))], "fixed");
+    let job = queued(&daemon.github(
+        &push_body("acme/dboot", "main", &before, &second),
+        "b-2",
+        Some(SECRET),
+    ));
+    let done = daemon.wait_job(job, Duration::from_secs(60));
+    assert_eq!(done["job"]["state"], "succeeded", "{done:#}");
+    assert_eq!(
+        done["job"]["result"]["bootstrap"]["hosts"],
+        json!([bad]),
+        "{done:#}"
+    );
+    for i in [0, 1] {
+        assert_eq!(
+            host_file(pool, i, &format!("{dir}/role")),
+            format!("role {second}")
+        );
+        assert_eq!(
+            host_file(pool, i, &format!("{dir}/boots")),
+            "boot",
+            "bootstrapped once"
+        );
+    }
+}
+
+#[test]
+fn a_bad_configuration_fails_at_start_naming_file_line_and_column() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    std::fs::write(scratch.path().join("secrets.yml"), "webhook: s\n").expect("write");
+    let config = scratch.path().join("daemon.yml");
+    std::fs::write(
+        &config,
+        "secrets_file: secrets.yml\nrepos:\n  acme/web:\n    url: file:///nowhere\n    branches: main\n",
+    )
+    .expect("write");
+    let out = Command::new(binary())
+        .args(["daemon", "--config"])
+        .arg(&config)
+        .env("TOYC_STATE_DIR", scratch.path().join("state"))
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(65), "{stderr}");
+    assert!(
+        stderr.contains("daemon.yml:5:5") && stderr.contains("branches"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("listening"), "{stderr}");
 }

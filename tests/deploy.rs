@@ -893,3 +893,130 @@ fn a_saved_task_list_runs_its_custom_commands_under_the_script_limits_given() {
     let ran = toyc.run_with(&["apply", "plan.json", "--max-operations", "1000"]);
     ran.code(1).stderr_has("limit of 1000 operations");
 }
+
+// See: issue 15, item 2. A task's host must be known to the inventory the list runs with
+// (or to the config's host groups): a typo or a plan applied without its `-i` is refused
+// before any host is touched; the `--save` hint is the whole command; a host that cannot
+// be reached exits 3.
+#[test]
+fn a_task_for_a_host_nobody_knows_is_invalid_and_an_unreachable_one_exits_3() {
+    let generator = r#"
+fn generate(config) {
+    let tasks = [];
+    for host in config.hostgroup.all_hosts { tasks.push(#{ command: "shell", host: host, cmd: "true" }); }
+    tasks.push(#{ command: "shell", host: config.extra, cmd: "true" });
+    #{ name: "hosts", stages: [#{ name: "s", tasks: tasks }] }
+}
+"#;
+    // h1 is an address nobody listens on: reachable by name, never connected.
+    let toyc = Toyc::new()
+        .file("gen.rhai", generator)
+        .file(
+            "deploy.yml",
+            &format!("{}extra: localhost\n", config(&["h1"])),
+        )
+        .file(
+            "inv.yml",
+            "hosts:\n  h1: {address: 127.0.0.1, ssh: {port: 1}}\n",
+        );
+    let plan = |extra: &str, more: &[&str]| {
+        let set = format!("extra={extra}");
+        let mut args = vec!["plan", "gen.rhai", "--config", "deploy.yml", "--set", &set];
+        args.extend_from_slice(more);
+        toyc.run_with(&args)
+    };
+    plan("h9", &["-i", "inv.yml"])
+        .code(65)
+        .stderr_has("invalid: stage `s` task 2 (`shell` on `h9`): host `h9` is in neither the inventory nor the config's host groups");
+    plan("h9", &[])
+        .code(65)
+        .stderr_has("host `h9` is not in the config's host groups, and no inventory was given");
+    plan("localhost", &["-i", "inv.yml", "--save", "plan.json"])
+        .code(0)
+        .stderr_has("run them with `toyc apply plan.json -i inv.yml`");
+
+    let ran = toyc.run_with(&["apply", "plan.json"]);
+    ran.code(65)
+        .stderr_has("host `h1` is not in the inventory: no `-i` was given");
+    assert!(!ran.stderr.contains("resolve"), "{}", ran.stderr);
+    toyc.run_with(&["apply", "plan.json", "-i", "inv.yml"])
+        .code(3)
+        .stderr_has("unreachable");
+}
+
+// See: issue 15, items 5 and 6. A deploy's paths resolve against its config's directory,
+// however `--config` is spelled, and that directory holds `commands/` for a named
+// generator as for one chosen by platform; `toyc run --config F` alone runs the latter.
+#[test]
+fn a_relative_config_finds_its_generator_imports_and_commands_in_its_directory() {
+    let generator = r#"
+import "../lib" as lib;
+fn generate(config) { lib::list(config) }
+"#;
+    let lib = r#"
+fn list(config) {
+    #{ name: "rel", stages: [#{ name: "s", tasks: [#{ command: "mine", host: "localhost", file: config.file }] }] }
+}
+"#;
+    let command = r#"
+fn initialize(args) { if type_of(args.file) != "string" { throw "`file` is a path"; } }
+fn execute(ctx) { ctx.remote.exec(`touch ${ctx.args.file}`); 1 }
+"#;
+    let toyc = Toyc::new();
+    let made = toyc.dir().join("made");
+    let toyc = toyc
+        .file(
+            "d/deploy.yml",
+            &format!(
+                "platform: p\nhostgroup:\n  all: [localhost]\nservice:\n  work: {{hosts: [all]}}\nfile: {}\n",
+                made.display()
+            ),
+        )
+        .file("d/generators/p.rhai", generator)
+        .file("d/lib.rhai", lib)
+        .file("d/commands/mine.rhai", command)
+        .file("d/named/gen.rhai", &format!("{lib}\nfn generate(config) {{ list(config) }}\n"));
+    for config in ["d/deploy.yml", "./d/deploy.yml"] {
+        toyc.run_with(&["plan", "--config", config])
+            .code(0)
+            .stdout_has("syntax ok");
+        toyc.run_with(&["plan", "d/generators/p.rhai", "--config", config])
+            .code(0)
+            .stdout_has("syntax ok");
+    }
+    // A named generator elsewhere: `commands/` is still the config's.
+    toyc.run_with(&["plan", "d/named/gen.rhai", "--config", "d/deploy.yml"])
+        .code(0)
+        .stdout_has("syntax ok");
+    toyc.run_with(&["run", "--config", "d/deploy.yml", "-y"])
+        .code(0);
+    assert!(made.exists(), "the platform's generator ran its task");
+}
+
+// See: issue 15, item 7. `plan` reads hosts only through `remote_versions`; when it cannot
+// reach them (no inventory to give their addresses) it says so once, for all of them.
+#[test]
+fn remote_versions_without_an_inventory_fails_once_for_every_host() {
+    let generator = r#"
+fn generate(config) {
+    let running = remote_versions(packages());
+    #{ name: "rv", stages: [] }
+}
+"#;
+    let ran = Toyc::new()
+        .file(
+            "deploy.yml",
+            "platform: p\nhostgroup:\n  all: [nohost1.invalid, nohost2.invalid]\nservice:\n  work: {hosts: [all]}\n",
+        )
+        .file("gen.rhai", generator)
+        .run_with(&["plan", "gen.rhai", "--config", "deploy.yml", "--component", "work=1"]);
+    ran.code(65)
+        .stderr_has("could not ask 2 hosts (nohost1.invalid, nohost2.invalid)")
+        .stderr_has("pass `-i INVENTORY`");
+    assert_eq!(ran.stderr.matches("error:").count(), 1, "{}", ran.stderr);
+    Toyc::new()
+        .args(["plan", "--help"])
+        .run()
+        .code(0)
+        .stdout_has("`remote_versions` asks each host");
+}

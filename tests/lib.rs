@@ -19,4 +19,6 @@ mod ssh;
 mod stages;
 mod supervise;
 mod support;
+mod template_corpus;
 mod users_packages;
+mod workflows;

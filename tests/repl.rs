@@ -83,7 +83,10 @@ impl Console {
                     let _ = w.write_all(b"\x1b[1;1R");
                     let _ = w.flush();
                 }
-                let clean = escapes.replace_all(whole, "");
+                // A cleared line (the live progress line, redrawn and cleared) ends a
+                // line here, so what is printed after it starts a line of its own.
+                let lines = whole.replace("\x1b[2K", "\n");
+                let clean = escapes.replace_all(&lines, "");
                 shown.text.lock().expect("screen").push_str(&clean);
                 shown.grew.notify_all();
                 raw = rest.as_bytes().to_vec();
@@ -516,4 +519,30 @@ fn the_console_applies_handlers_and_stages_as_a_script_does() {
         pool.docker_exec(i, &format!("rm -rf {dir}"));
     }
     assert_eq!(console.quit().0, 0);
+}
+
+// See: issue 15, items 16 and 18. Inside `on(PATTERN, || ...)` a closure has `host` and
+// `vars` as a script does; a long `exec` shows the live line of the hosts still running.
+#[test]
+fn on_closures_see_host_and_vars_and_a_long_exec_shows_the_hosts_still_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("inv.yml"),
+        "hosts:\n  l1: {transport: local, vars: {app: one}}\n  l2: {transport: local, vars: {app: two}}\n",
+    )
+    .expect("write inventory");
+    let mut console = Console::start(dir.path(), &["-i", "inv.yml"]);
+    let out = console.run(r#"on("l*", || print(`${host.name} runs ${vars.app}`))"#);
+    assert!(out.contains("l1 runs one"), "{out}");
+    assert!(out.contains("l2 runs two"), "{out}");
+    // Outside `on`, they are the session's own.
+    let out = console.run(r#"let vars = "mine"; vars"#);
+    assert!(out.lines().any(|l| l.trim() == "mine"), "{out}");
+
+    console.line(r#"hosts("l*").exec("sleep 2")"#);
+    console.expect("working: l1, l2");
+    let out = console.settle();
+    assert!(has_row(&out, "l1", "ok", "") || out.contains("l1"), "{out}");
+    let (code, _) = console.quit();
+    assert_eq!(code, 0);
 }

@@ -60,7 +60,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// A working repo `scratch/name` made from `source`, and a bare clone of it beside it,
 /// served over file://; returns the working repo and the bare repo's URL.
-fn file_repo(source: &Path, scratch: &Path, name: &str) -> (PathBuf, String) {
+pub(crate) fn file_repo(source: &Path, scratch: &Path, name: &str) -> (PathBuf, String) {
     let work = work_repo(source, &scratch.join(name));
     let bare = scratch.join(format!("{name}.git"));
     git(
@@ -191,13 +191,16 @@ fn a_commit_pushed_over_ssh_reaches_five_hosts_and_their_applied_commits_advance
         toyc.run_with(&args)
     };
 
+    // `--status` fails while a host is behind or never applied (issue 15, item 12).
+    role(&["--status"]).code(2).stdout_has("never applied");
     let cold = role(&["-y"]);
     cold.code(0)
         .stderr_has(&format!(
-            "role web: (never applied) → {} commit, 7 files changed",
+            "role web → {}:\n  h1, h2, h3, h4, h5: never applied, 7 files to change\n",
             &first[..7]
         ))
         .stderr_has("5 ok, 0 failed, 0 unreachable");
+    role(&["--status"]).code(0);
     for &i in &targets {
         assert_eq!(
             applied_commit(pool, i, "web").as_deref(),
@@ -225,7 +228,7 @@ fn a_commit_pushed_over_ssh_reaches_five_hosts_and_their_applied_commits_advance
     let second = git(&work, &["rev-parse", "HEAD"], &[]);
 
     let status = role(&["--status"]);
-    status.code(0);
+    status.code(2);
     assert_eq!(
         status.stdout.matches("behind by 1 commit").count(),
         5,
@@ -233,11 +236,14 @@ fn a_commit_pushed_over_ssh_reaches_five_hosts_and_their_applied_commits_advance
         status.stdout
     );
 
+    // One host first: the header of the next full run tells the hosts' own story,
+    // not what this machine applied last (issue 15, item 12).
+    role(&["-l", "h4", "-y"]).code(0);
     let warm = role(&["-y", "--json"]);
     warm.code(0).stderr_has(&format!(
-        "role web: {} → {} commit, 1 file changed",
-        &first[..7],
-        &second[..7]
+        "role web → {}:\n  h1, h2, h3, h5: 1 commit behind (at {}), 1 file to change\n  h4: up to date\n",
+        &second[..7],
+        &first[..7]
     ));
     let changes: Vec<(String, String)> = warm
         .json_lines()
@@ -252,6 +258,7 @@ fn a_commit_pushed_over_ssh_reaches_five_hosts_and_their_applied_commits_advance
         .collect();
     let expected: Vec<(String, String)> = targets
         .iter()
+        .filter(|&&i| i != 3)
         .map(|i| {
             (
                 format!("h{}", i + 1),
@@ -261,7 +268,7 @@ fn a_commit_pushed_over_ssh_reaches_five_hosts_and_their_applied_commits_advance
         .collect();
     assert_eq!(
         changes, expected,
-        "exactly the pushed change, on every host"
+        "exactly the pushed change, on every host still behind"
     );
     for &i in &targets {
         assert_eq!(
@@ -274,6 +281,7 @@ fn a_commit_pushed_over_ssh_reaches_five_hosts_and_their_applied_commits_advance
         );
     }
     let status = role(&["--status"]);
+    status.code(0);
     assert_eq!(
         status.stdout.matches("up to date").count(),
         5,
@@ -792,4 +800,95 @@ fn a_role_takes_the_script_limits_of_toyc_run() {
         .run()
         .code(1)
         .stderr_has("limit of 10 operations");
+}
+
+// See: issue 15, item 13. A role with both formats says which one runs; an error in a
+// `runbook.yml` task points at its line of the YAML, not at the translation in the cache.
+#[test]
+fn a_runbook_yml_error_points_at_the_yaml_and_a_shadowed_one_is_warned_about() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let source = scratch.path().join("source");
+    std::fs::create_dir_all(source.join("files")).expect("mkdir");
+    std::fs::write(
+        source.join("runbook.yml"),
+        "# the legacy role\ntasks:\n  - name: fine\n    shell: \"true\"\n\n  - name: broken\n    files:\n      - {src: missing.txt, dest: /tmp/toyc-never/missing.txt}\n",
+    )
+    .expect("write");
+    let dir = work_repo(&source, &scratch.path().join("yml"));
+    let toyc = Toyc::new();
+    let state = toyc.dir().join("state");
+    let toyc = toyc.env("TOYC_STATE_DIR", state.to_str().expect("utf-8"));
+    let url = format!("file://{}", dir.display());
+    let ran = toyc.run_with(&["role", "legacy", "--local", "--repo", &url, "-y"]);
+    ran.code(1)
+        .stderr_has("runbook.yml:6")
+        .stderr_has("- name: broken");
+    assert!(!ran.stderr.contains("runbook.rhai"), "{}", ran.stderr);
+
+    std::fs::write(dir.join("runbook.rhai"), "print(\"rhai runs\");\n").expect("write");
+    git(&dir, &["add", "-A"], &[]);
+    git(&dir, &["commit", "-qm", "both"], &[]);
+    toyc.run_with(&["role", "legacy", "--local", "--repo", &url, "-y"])
+        .code(0)
+        .stderr_has("warning: role `legacy` has both runbook.rhai and runbook.yml")
+        .stdout_has("rhai runs");
+}
+
+// See: issue 15, item 19. `roles: {ROLE: {...}}` in the inventory's vars (at the
+// inventory, group or host level) applies only when that role runs, over the plain vars,
+// and `--show-attributes` names where each override came from.
+#[test]
+fn role_overrides_in_the_inventory_apply_to_their_role_only() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let source = scratch.path().join("source");
+    std::fs::create_dir_all(&source).expect("mkdir");
+    std::fs::write(
+        source.join("runbook.rhai"),
+        "print(`greeting=${vars.greeting} port=${vars.port}`);\n",
+    )
+    .expect("write");
+    std::fs::write(source.join("attributes.yml"), "port: 80\n").expect("write");
+    let dir = work_repo(&source, &scratch.path().join("repo"));
+    let url = format!("file://{}", dir.display());
+    let toyc = Toyc::new();
+    let state = toyc.dir().join("state");
+    let toyc = toyc
+        .env("TOYC_STATE_DIR", state.to_str().expect("utf-8"))
+        .file(
+            "inv.yml",
+            "vars:\n  greeting: plain\n  roles: {greeter: {greeting: overridden}}\n\
+             hosts:\n  h1: {address: 10.0.0.1}\n\
+             groups:\n  web: {hosts: [h1], vars: {roles: {greeter: {port: 8080}}}}\n",
+        );
+    let run = |role: &str| {
+        toyc.run_with(&[
+            "role", role, "--local", "-i", "inv.yml", "--repo", &url, "-y",
+        ])
+    };
+    run("greeter")
+        .code(0)
+        .stdout_has("greeting=overridden port=80");
+    run("other").code(0).stdout_has("greeting=plain port=80");
+    let shown = toyc.run_with(&[
+        "role",
+        "greeter",
+        "-i",
+        "inv.yml",
+        "--repo",
+        &url,
+        "--show-attributes",
+        "h1",
+    ]);
+    shown
+        .code(0)
+        .stdout_has("# roles.greeter of group web")
+        .stdout_has("# roles.greeter of inventory vars");
+    assert!(
+        shown
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("port") && l.contains("8080")),
+        "{}",
+        shown.stdout
+    );
 }

@@ -249,17 +249,18 @@ fn an_upload_cut_off_mid_way_leaves_the_old_file_intact() {
             let _ = tx.send(line);
         }
     });
-    // Wait until the host's shell has read part of the changes (the apply script, with
-    // the payload inside, arrives on `sh -s`'s stdin and nothing is written to disk
-    // before all of it is there), then cut the connection by killing the host's sshd
-    // session processes. The shell is stopped meanwhile, so it cannot read what was
-    // still in flight: it sees the end of its input after what it had.
+    // Wait until the host has read part of the file (streamed after the apply script,
+    // a file over 1 MiB is copied by `head -c` into a temporary file beside the
+    // destination), then cut the connection by killing the host's sshd session
+    // processes. The reader is stopped meanwhile, so it cannot read what was still in
+    // flight: it sees the end of its input after what it had, and the sha256 check
+    // must keep the part that came from replacing the file.
     let cut = on_host(
         &pool,
         0,
         "end=$(($(date +%s) + 60)); while [ $(date +%s) -lt $end ]; do \
            for d in /proc/[0-9]*; do \
-             [ \"$(tr -d '\\000' < $d/cmdline 2>/dev/null)\" = sh-s ] || continue; \
+             case \"$(tr -d '\\000' < $d/cmdline 2>/dev/null)\" in head-c*) ;; *) continue;; esac; \
              r=$(sed -n 's/^rchar: //p' $d/io 2>/dev/null); \
              if [ \"${r:-0}\" -gt 1048576 ]; then \
                kill -STOP ${d#/proc/}; pkill -KILL -f 'sshd: [r]oot'; kill -CONT ${d#/proc/}; \

@@ -97,7 +97,11 @@ pub struct DaemonConfig {
     /// The ssh key to fetch role repos with (its default keys when absent).
     #[serde(default)]
     pub git_identity: Option<PathBuf>,
+    /// Workflows: where named ones are, how steps log in to new hosts.
+    #[serde(default)]
+    pub workflows: Option<toyc_workflow::WorkflowSettings>,
     /// The repos accepted, by their full name as the git host sends it (`owner/name`).
+    #[serde(default)]
     pub repos: BTreeMap<String, RepoConfig>,
 }
 
@@ -212,6 +216,10 @@ impl Daemon {
         config.inventory.as_mut().map(resolve);
         config.bootstrap.as_mut().map(resolve);
         config.git_identity.as_mut().map(resolve);
+        if let Some(workflows) = &mut config.workflows {
+            workflows.dir.as_mut().map(resolve);
+            workflows.ssh_identity.as_mut().map(resolve);
+        }
         for repo in config.repos.values_mut() {
             repo.hosts_file.as_mut().map(resolve);
         }
@@ -235,9 +243,9 @@ impl Daemon {
                 "`workers` and `forks` must be at least 1, `lease_seconds` at least 3".into(),
             ));
         }
-        if config.repos.is_empty() {
+        if config.repos.is_empty() && config.workflows.is_none() {
             return Err(invalid(
-                "no `repos`: list the repos whose pushes the daemon accepts".into(),
+                "nothing to do: list the `repos` whose pushes the daemon accepts, or configure `workflows`".into(),
             ));
         }
         let secrets_text = read(&config.secrets_file)?;

@@ -14,6 +14,9 @@
 //! | `POST /api/jobs/ID/retry` | queue a deliberate full re-run |
 //! | `POST /api/jobs/ID/cancel` | cancel a queued or running job |
 //! | `GET /api/roles`, `/api/hosts`, `/api/deliveries` | repos and roles, hosts, deliveries |
+//! | `POST /api/workflows` `{"what": PATH or NAME, "name": ...}` | queue a workflow run |
+//! | `GET /api/workflows`, `/api/workflows/NAME` | every run's status, one run's |
+//! | `POST /api/workflows/NAME/resume`, `.../cancel` | resume from the failed step, cancel |
 //! | `GET /` | the status page |
 
 use std::collections::BTreeSet;
@@ -34,6 +37,7 @@ use toyc_store::{Accepted, JobId, NewDelivery, NewJob, StoreError};
 use crate::job::{merge, RoleRun};
 use crate::webhook::{self, Delivery, Headers, Provider};
 use crate::worker::Workers;
+use crate::workflows::{self, StartError};
 
 /// What the handlers share.
 pub struct App {
@@ -60,6 +64,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/roles", get(roles))
         .route("/api/hosts", get(hosts))
         .route("/api/deliveries", get(deliveries))
+        .route("/api/workflows", get(workflow_list).post(workflow_start))
+        .route("/api/workflows/{name}", get(workflow_status))
+        .route("/api/workflows/{name}/resume", post(workflow_resume))
+        .route("/api/workflows/{name}/cancel", post(workflow_cancel))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), authorize));
     hooks.merge(api).with_state(app)
 }
@@ -168,7 +176,7 @@ async fn hook(
 
 async fn accepted(app: &App, delivery: NewDelivery, job: Option<NewJob>) -> Response {
     let id = delivery.id.clone();
-    match app.workers.store.accept(delivery, job, &merge).await {
+    match app.workers.store.accept(delivery, job, merge).await {
         Ok(Accepted::Queued { job }) => {
             tracing::info!(delivery = %id, job, "queued");
             answer(StatusCode::ACCEPTED, json!({"queued": job}))
@@ -322,4 +330,73 @@ async fn deliveries(State(app): State<Arc<App>>, Query(q): Query<Limit>) -> Resp
 /// results and a running job's live log.
 async fn page() -> Html<&'static str> {
     Html(include_str!("status.html"))
+}
+
+fn workflow_refused(error: &StartError) -> Response {
+    let status = match error {
+        StartError::Invalid(_) => StatusCode::BAD_REQUEST,
+        StartError::Busy(_) => StatusCode::CONFLICT,
+        StartError::NotFound(_) => StatusCode::NOT_FOUND,
+        StartError::Store(e) => return store_failed(e),
+    };
+    refuse(status, &error.to_string())
+}
+
+#[derive(Deserialize)]
+struct StartRequest {
+    what: String,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+async fn workflow_start(
+    State(app): State<Arc<App>>,
+    Json(request): Json<StartRequest>,
+) -> Response {
+    match workflows::start(&app.workers, &request.what, request.name.as_deref(), None).await {
+        Ok((job, name)) => answer(StatusCode::ACCEPTED, json!({"job": job, "name": name})),
+        Err(e) => workflow_refused(&e),
+    }
+}
+
+async fn workflow_list(State(app): State<Arc<App>>) -> Response {
+    let mut statuses = Vec::new();
+    let jobs = match workflows::all(&app.workers).await {
+        Ok(jobs) => jobs,
+        Err(e) => return workflow_refused(&e),
+    };
+    for job in jobs {
+        let name = job.key.trim_start_matches(workflows::KEY_PREFIX).to_owned();
+        match workflows::status(&app.workers, &name).await {
+            Ok(status) => statuses.push(status),
+            Err(e) => return workflow_refused(&e),
+        }
+    }
+    answer(StatusCode::OK, json!(statuses))
+}
+
+async fn workflow_status(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    match workflows::status(&app.workers, &name).await {
+        Ok(status) => {
+            let line = status.line();
+            let mut value = json!(status);
+            value["line"] = json!(line);
+            answer(StatusCode::OK, value)
+        }
+        Err(e) => workflow_refused(&e),
+    }
+}
+
+async fn workflow_resume(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    match workflows::resume(&app.workers, &name, None).await {
+        Ok((job, name)) => answer(StatusCode::ACCEPTED, json!({"job": job, "name": name})),
+        Err(e) => workflow_refused(&e),
+    }
+}
+
+async fn workflow_cancel(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    match workflows::cancel(&app.workers, &name).await {
+        Ok(state) => answer(StatusCode::OK, json!({"name": name, "state": state})),
+        Err(e) => workflow_refused(&e),
+    }
 }

@@ -63,13 +63,23 @@ impl RoleRun {
 
 /// Merges a push into a queued run of the same role: the newest commit, every push's
 /// range (so the run applies the union of their changed files), full when either is.
+///
+/// A push that continues the last one (its `before` is the last `after`) extends that
+/// range instead of adding one, so a burst of pushes keeps the payload small: the files
+/// of `a..c` are those of `a..b` and `b..c`, except a file changed and changed back,
+/// which the hosts (at `a`) already have.
 pub fn merge(queued: &Value, new: &Value) -> Value {
     let (Some(mut queued), Some(new)) = (RoleRun::from_value(queued), RoleRun::from_value(new))
     else {
         return new.clone();
     };
     queued.commit = new.commit;
-    queued.pushes.extend(new.pushes);
+    for (before, after) in new.pushes {
+        match queued.pushes.last_mut() {
+            Some(last) if last.1 == before => last.1 = after,
+            _ => queued.pushes.push((before, after)),
+        }
+    }
     if new.full && !queued.full {
         queued.full = true;
         queued.full_because = new.full_because;
@@ -159,7 +169,15 @@ mod tests {
         assert_eq!(merged.commit, "c");
         assert_eq!(
             merged.pushes,
-            vec![("a".into(), "b".into()), ("b".into(), "c".into())]
+            vec![("a".into(), "c".into())],
+            "b..c continues a..b"
+        );
+        let apart = RoleRun::of_push("o/web", "web", "x", "y", false).to_value();
+        let merged = RoleRun::from_value(&merge(&first, &apart)).expect("a role run");
+        assert_eq!(
+            merged.pushes,
+            vec![("a".into(), "b".into()), ("x".into(), "y".into())],
+            "a push that does not continue the last keeps its own range"
         );
         assert!(!merged.full);
         let forced = RoleRun::of_push("o/web", "web", "x", "d", true).to_value();

@@ -13,11 +13,13 @@
 //! a job whose daemon died is taken up again when its lease expires.
 #![deny(missing_docs)]
 
+pub mod chat;
 pub mod config;
 pub mod http;
 pub mod job;
 pub mod webhook;
 pub mod worker;
+pub mod workflows;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -65,6 +67,7 @@ pub async fn serve(
         store,
         state_dir,
         running: Mutex::new(HashMap::new()),
+        announcements: tokio::sync::broadcast::channel(256).0,
     });
     let (stop, stopping) = watch::channel(false);
     let mut tasks = Vec::new();

@@ -43,6 +43,8 @@ pub struct Workers {
     /// The jobs running in this process, to cancel at once when the API asks (other
     /// daemons see the store's flag at their next renewal).
     pub running: Mutex<HashMap<JobId, Cancel>>,
+    /// What workflow runs say on their own, for the chat adapters.
+    pub announcements: tokio::sync::broadcast::Sender<crate::chat::Announcement>,
 }
 
 impl Workers {
@@ -167,12 +169,17 @@ async fn run_claim(
         })
     };
 
-    let result = match RoleRun::from_value(&job.payload) {
-        Some(run) => execute(workers, &run, &cancel, &log).await,
-        None => Err(format!(
-            "job #{} is not a role run: {}",
-            job.id, job.payload
-        )),
+    let result = if let Some(run) = crate::workflows::WorkflowRun::from_value(&job.payload) {
+        let taken_over = claim.taken_over.is_some();
+        Ok(crate::workflows::execute(workers, job.id, &run, taken_over, &cancel).await)
+    } else {
+        match RoleRun::from_value(&job.payload) {
+            Some(run) => execute(workers, &run, &cancel, &log).await,
+            None => Err(format!(
+                "job #{} is neither a role run nor a workflow run: {}",
+                job.id, job.payload
+            )),
+        }
     };
     keeper.abort();
     let ending = *ending.lock().unwrap_or_else(|p| p.into_inner());
@@ -295,7 +302,7 @@ async fn execute(
     };
     log.note(&header(run, &changes));
 
-    let hosts = role_hosts(daemon, repo)?;
+    let (inventory, hosts) = role_hosts(daemon, repo)?;
     let (ready, bootstrap) = bootstrap(workers, &role, run, &hosts, cancel, log).await?;
     if ready.is_empty() {
         return Ok((
@@ -312,7 +319,9 @@ async fn execute(
     let hosts: Vec<Host> = ready
         .into_iter()
         .map(|mut host| {
-            host.vars = checkout.attributes.layered(&host.vars);
+            host.vars = checkout
+                .attributes
+                .layered_for(&inventory, &host, &run.role);
             host
         })
         .collect();
@@ -395,8 +404,9 @@ fn header(run: &RoleRun, changes: &Changes) -> String {
     )
 }
 
-/// The role's hosts from the inventory, read afresh for each job.
-fn role_hosts(daemon: &Daemon, repo: &Repo) -> Result<Vec<Host>, String> {
+/// The inventory, read afresh for each job (its role overrides apply to the run), and
+/// the role's hosts in it.
+fn role_hosts(daemon: &Daemon, repo: &Repo) -> Result<(Inventory, Vec<Host>), String> {
     let inventory = match &daemon.config.inventory {
         Some(path) => Inventory::load(path).map_err(|e| e.to_string())?,
         None => Inventory::localhost_only(),
@@ -407,7 +417,8 @@ fn role_hosts(daemon: &Daemon, repo: &Repo) -> Result<Vec<Host>, String> {
         limit: repo.config.hosts.as_deref(),
         inventory_file: daemon.config.inventory.as_deref(),
     };
-    hosts::choose(&repo.role, &inventory, &choice).map_err(|e| e.to_string())
+    let hosts = hosts::choose(&repo.role, &inventory, &choice).map_err(|e| e.to_string())?;
+    Ok((inventory, hosts))
 }
 
 /// Bootstrap the hosts the store has never seen bootstrapped: the role repo's

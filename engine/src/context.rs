@@ -46,7 +46,11 @@ pub struct HostContext {
     pub sudo: bool,
     /// Default timeout for commands without an explicit `timeout` option.
     pub timeout: Option<Duration>,
+    /// The hosts of the run (this one included), for `groups`, `hostvars` and
+    /// `ansible_play_hosts` in templates; empty where a context serves one host alone.
+    pub play: Arc<Vec<Host>>,
     facts: Mutex<Option<BasicFacts>>,
+    template_facts: Mutex<Option<Map<String, Value>>>,
     unreachable: AtomicBool,
     runbook: Mutex<Runbook>,
 }
@@ -76,7 +80,9 @@ impl HostContext {
             run,
             script_root,
             timeout: None,
+            play: Arc::default(),
             facts: Mutex::new(None),
+            template_facts: Mutex::new(None),
             unreachable: AtomicBool::new(false),
             runbook: Mutex::new(Runbook::default()),
         }
@@ -174,6 +180,27 @@ impl HostContext {
             hostname,
             arch,
         };
+        *cached = Some(facts.clone());
+        Ok(facts)
+    }
+
+    /// Ansible's facts (`ansible_distribution`, ...) for templates that use them, with
+    /// toyc's basic facts in the same round trip: asked once, then cached. When the basic
+    /// facts were already asked for by the script, this is a second round trip.
+    pub fn template_facts(&self) -> Result<Map<String, Value>, TransportError> {
+        let mut cached = self
+            .template_facts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(facts) = cached.as_ref() {
+            return Ok(facts.clone());
+        }
+        let output = self.exec(&ExecRequest::new(crate::ansible_facts::SCRIPT))?;
+        let (basic, facts) = crate::ansible_facts::parse(&output.stdout_text());
+        let mut basic_cache = self.facts.lock().unwrap_or_else(|p| p.into_inner());
+        if basic_cache.is_none() {
+            *basic_cache = Some(basic);
+        }
         *cached = Some(facts.clone());
         Ok(facts)
     }

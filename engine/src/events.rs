@@ -13,14 +13,15 @@
 //! | `change` | `{"host": "h1", "operation": "files::file", "target": "/etc/motd", "kind": "create"\|"modify"\|"remove"\|"run", "summary": "...", "diff": "..."\|null}`: planned, not yet made |
 //! | `no_change` | `{"host": "h1", "operation": "...", "target": "...", "reason": "..."}` |
 //! | `step` | `{"host": "h1", "operation": "...", "target": "...", "status": 0, "output": "..."}`: a change was made (status 0) or failed |
+//! | `pass` | `{"pass": 2, "max_cycles": 5, "hosts": ["h1", "h2"]}`: `toyc up` begins its pass 2 on the hosts still converging (at most `max_cycles` passes apply changes, one more only looks) |
 //! | `stage_start` | `{"stage": "deploy", "hosts": ["h1", "h2"], "continues_on_failure": false}`: a stage begins on the hosts with changes in it; with `continues_on_failure` its failures are warnings that do not fail the run |
 //! | `stage_end` | `{"stage": "deploy", "ok": 1, "failed": 1, "skipped": 0, "aborted": true}`: hosts counted, or tasks for a task list |
 //! | `task_start` | `{"stage": "upload", "index": 1, "command": "upload", "host": "h1", "service": "web"\|null}`: a task of a task list starts (index from 1) |
 //! | `task_end` | `{"stage": "upload", "index": 1, "command": "upload", "host": "h1", "service": "web"\|null, "status": "ok"\|"failed"\|"skipped", "error": "..."\|null, "elapsed_ms": 310}` |
 //! | `log` | `{"level": "info", "component": "prune_releases", "host": "h1"\|null, "service": "web"\|null, "text": "..."}`: a log line of a task-list run |
-//! | `host_end` | `{"host": "h1", "status": "ok"\|"failed"\|"unreachable"\|"skipped", "kind": "unreachable"\|"script"\|"plan"\|"apply"\|"timeout"\|"cancelled"\|"command"\|null, "exit_code": 0\|null, "error": "..."\|null, "changed": 3, "elapsed_ms": 12}`: `kind` says what failed, when something did |
+//! | `host_end` | `{"host": "h1", "status": "ok"\|"failed"\|"unreachable"\|"skipped", "kind": "unreachable"\|"script"\|"plan"\|"apply"\|"timeout"\|"cancelled"\|"command"\|"not_converged"\|null, "exit_code": 0\|null, "error": "..."\|null, "changed": 3, "elapsed_ms": 12}`: `kind` says what failed, when something did |
 //! | `plan` | `{"name": "deploy", "stages": 2, "tasks": 12, "plan": {...}}`: `toyc plan --json`, a valid task list and the list itself |
-//! | `summary` | `{"ok": 9, "failed": 0, "unreachable": 1, "skipped": 0, "changed": 27, "elapsed_ms": 850}` |
+//! | `summary` | `{"ok": 9, "failed": 0, "unreachable": 1, "skipped": 0, "changed": 27, "elapsed_ms": 850}`, and `"passes": 2` after `toyc up` |
 //!
 //! New fields may be added to `data`; existing ones keep their meaning.
 
@@ -93,6 +94,15 @@ pub enum Event {
         status: i32,
         /// What the step printed.
         output: String,
+    },
+    /// A pass of a converging run (`toyc up`) begins.
+    Pass {
+        /// Its number, from 1.
+        pass: usize,
+        /// The most passes that apply changes (`--max-cycles`); one more only looks.
+        max_cycles: usize,
+        /// The hosts still converging, in inventory order.
+        hosts: Vec<String>,
     },
     /// A stage begins on these hosts (those with changes in it).
     StageStart {
@@ -261,6 +271,8 @@ pub enum FailureKind {
     Cancelled,
     /// A command exited non-zero (`exec`) or a task failed (task lists).
     Command,
+    /// Changes were still pending on the host after the last pass `toyc up` allowed.
+    NotConverged,
 }
 
 impl FailureKind {
@@ -350,6 +362,9 @@ pub struct Summary {
     pub changed: usize,
     /// Wall time of the whole run.
     pub elapsed_ms: u64,
+    /// Passes made by a converging run (`toyc up`); absent for other runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passes: Option<usize>,
 }
 
 impl Summary {
@@ -363,6 +378,7 @@ impl Summary {
             skipped: count(HostStatus::Skipped),
             changed: results.iter().map(|r| r.changed).sum(),
             elapsed_ms,
+            passes: None,
         }
     }
 }
@@ -449,6 +465,9 @@ impl EventSink for JsonSink {
     }
 }
 
+/// The most hosts a run's final table lists one by one without `--full-table`.
+pub const FULL_TABLE_UP_TO: usize = 20;
+
 /// Output for people: with `stream`, command output lines live on stdout prefixed by
 /// their host; script prints on stdout; everything else on stderr.
 #[derive(Debug, Default)]
@@ -462,6 +481,10 @@ pub struct HumanSink {
     /// End with a table of every host's result (`run`, `up`) instead of a line per
     /// host that did not succeed.
     pub table: bool,
+    /// List every host in the table even in a large run (`--full-table`); otherwise a
+    /// run of more than [`FULL_TABLE_UP_TO`] hosts lists only the hosts that changed,
+    /// failed or were unreachable, and one line for the rest.
+    pub full_table: bool,
     /// The hosts' results so far, for the table.
     results: Mutex<Vec<HostResult>>,
     /// The selected hosts, in order, from `run_start`.
@@ -479,6 +502,7 @@ impl HumanSink {
             verbose,
             host_width,
             table: false,
+            full_table: false,
             results: Mutex::new(Vec::new()),
             order: Mutex::new(Vec::new()),
             printer,
@@ -497,8 +521,16 @@ impl HumanSink {
         self
     }
 
+    /// The same sink, listing every host in its table however many there are.
+    pub fn with_full_table(mut self, full: bool) -> HumanSink {
+        self.full_table = full;
+        self
+    }
+
     /// Every host's result as a table: host, result, changes made, time, and what went
-    /// wrong, in the order the hosts were selected.
+    /// wrong, in the order the hosts were selected. In a large run (unless `full_table`),
+    /// only the hosts that changed or did not succeed, then one line for the rest: 200
+    /// rows of "ok 0 changed" hide the few that matter.
     fn print_table(&self, order: &[String]) {
         let mut results = self
             .results
@@ -511,7 +543,10 @@ impl HumanSink {
             "{:width$}  {:11}  {:>7}  {:>7}",
             "host", "result", "changed", "time"
         ));
-        for r in &results {
+        let compact = !self.full_table && results.len() > FULL_TABLE_UP_TO;
+        let quiet = |r: &HostResult| r.status == HostStatus::Ok && r.changed == 0;
+        let unchanged = results.iter().filter(|r| quiet(r)).count();
+        for r in results.iter().filter(|r| !compact || !quiet(r)) {
             let error = r
                 .error
                 .as_deref()
@@ -523,6 +558,12 @@ impl HumanSink {
                 status_word(r.status),
                 r.changed,
                 seconds(r.elapsed_ms)
+            ));
+        }
+        if compact && unchanged > 0 {
+            self.printer.err_line(&format!(
+                "{unchanged} host{} ok, unchanged (`--full-table` lists every host)",
+                if unchanged == 1 { "" } else { "s" }
             ));
         }
     }
@@ -559,6 +600,21 @@ impl EventSink for HumanSink {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(result.clone());
+            }
+            Event::Pass {
+                pass,
+                max_cycles,
+                hosts,
+            } => {
+                let which = if pass > max_cycles {
+                    "only looking: --max-cycles reached".to_owned()
+                } else {
+                    format!("of at most {max_cycles} that apply changes")
+                };
+                self.printer.err_line(&format!(
+                    "--> pass {pass} on {} host(s) ({which})",
+                    hosts.len()
+                ));
             }
             Event::StageStart { stage, hosts, .. } if self.verbose => {
                 self.printer.err_line(&format!("--> stage `{stage}` on {} host(s)", hosts.len()));
@@ -643,8 +699,13 @@ fn summary_line(s: &Summary) -> String {
     } else {
         String::new()
     };
+    let passes = match s.passes {
+        Some(1) => " (1 pass)".to_owned(),
+        Some(n) => format!(" ({n} passes)"),
+        None => String::new(),
+    };
     format!(
-        "{} ok, {} failed, {} unreachable{skipped}{changed} in {}",
+        "{} ok, {} failed, {} unreachable{skipped}{changed} in {}{passes}",
         s.ok,
         s.failed,
         s.unreachable,

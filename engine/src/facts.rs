@@ -340,6 +340,12 @@ impl Facts {
     pub fn record(&mut self, query: FactQuery, fact: Fact) {
         self.answers.insert(query, fact);
     }
+
+    /// Forget the answer to `query`: a planned change leaves a state toyc does not hold
+    /// (a streamed file's content), so a later operation needing it cannot plan.
+    pub fn forget(&mut self, query: &FactQuery) {
+        self.answers.remove(query);
+    }
 }
 
 /// The shell commands answering one query. Each prints one short line (or base64 text),

@@ -39,6 +39,7 @@
 //! The engine knows no particular operation: those live in `toyc-stdlib`.
 #![deny(missing_docs)]
 
+pub mod ansible_facts;
 pub mod apply;
 pub mod cancel;
 pub mod context;
@@ -65,3 +66,4 @@ pub mod state_dir;
 pub mod tasklist;
 pub mod terminal_text;
 pub mod transport;
+pub mod yaml11;

@@ -1,7 +1,12 @@
 //! Plans as data: what each operation found (a [`Change`] or a reasoned no-change), and
-//! how a host's changes travel: **one** shell script per host and stage, with file
-//! contents inline, that reports each step's result. Nothing here touches a host; the
-//! runner sends [`ApplyScript::script`] and reads the answer with [`ApplyScript::parse`].
+//! how a host's changes travel: **one** shell script per host and stage, with small file
+//! contents inline and big ones ([`Payload::File`]) streamed from disk after it on the
+//! same standard input, that reports each step's result. Nothing here touches a host;
+//! the runner sends [`ApplyScript::request`] and reads the answer with
+//! [`ApplyScript::parse`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -53,12 +58,117 @@ pub struct Change {
     /// is on its standard input (see [`Change::payload`]), or, for a script that calls
     /// the shell function [`PAYLOAD_FUNCTION`], printed by it without a process.
     pub script: String,
-    /// Bytes fed to `script`'s standard input (file content), or printed by
-    /// [`PAYLOAD_FUNCTION`] when `script` calls it. Shared, not copied, by every clone of
-    /// the change: a big file's bytes count once per host, not once per copy.
+    /// The content fed to `script`'s standard input, or printed by [`PAYLOAD_FUNCTION`]
+    /// when `script` calls it. Shared, not copied, by every clone of the change.
     #[serde(skip)]
-    pub payload: Option<std::sync::Arc<[u8]>>,
+    pub payload: Option<Payload>,
 }
+
+/// Files bigger than this many bytes travel as a [`Payload::File`], streamed from disk:
+/// held in memory, a 200 MB copy to 3 hosts cost the controller 1.4 GB (issue 16, item 11).
+pub const STREAM_ABOVE: u64 = 1024 * 1024;
+
+/// The content a [`Change`] writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payload {
+    /// Bytes in memory, written into the apply script (small content).
+    Bytes(Arc<[u8]>),
+    /// A file on the controller, streamed from disk after the apply script on its
+    /// standard input, never whole in memory. The step that writes it must check what
+    /// arrived (as [`atomic_write`](crate::transport::atomic_write) does with a
+    /// `sha256`): a stream cut short ends early.
+    File(Arc<LocalFile>),
+}
+
+impl Payload {
+    /// The bytes, when they are in memory.
+    pub fn bytes(&self) -> Option<&[u8]> {
+        match self {
+            Payload::Bytes(bytes) => Some(bytes),
+            Payload::File(_) => None,
+        }
+    }
+}
+
+impl From<Vec<u8>> for Payload {
+    fn from(bytes: Vec<u8>) -> Payload {
+        Payload::Bytes(bytes.into())
+    }
+}
+
+impl From<&[u8]> for Payload {
+    fn from(bytes: &[u8]) -> Payload {
+        Payload::Bytes(bytes.into())
+    }
+}
+
+impl From<Arc<[u8]>> for Payload {
+    fn from(bytes: Arc<[u8]>) -> Payload {
+        Payload::Bytes(bytes)
+    }
+}
+
+/// A file on the controller that a [`Payload::File`] streams: its path and the length it
+/// had when it was planned (exactly that many bytes are sent, so the streams after it
+/// stay in step). A spooled one ([`LocalFile::spool`]) is removed with its last handle.
+#[derive(Debug)]
+pub struct LocalFile {
+    path: PathBuf,
+    len: u64,
+    /// Keeps a spooled file until the last change streaming it is gone.
+    _spool: Option<tempfile::TempPath>,
+}
+
+impl LocalFile {
+    /// `path`, `len` bytes long.
+    pub fn new(path: impl Into<PathBuf>, len: u64) -> LocalFile {
+        LocalFile {
+            path: path.into(),
+            len,
+            _spool: None,
+        }
+    }
+
+    /// `bytes` written to a private temporary file (mode 0600) and dropped from memory:
+    /// a big rendered template costs disk, not memory, until its apply.
+    pub fn spool(bytes: Vec<u8>) -> std::io::Result<LocalFile> {
+        use std::io::Write;
+        let mut file = tempfile::Builder::new().prefix("toyc-spool-").tempfile()?;
+        file.write_all(&bytes)?;
+        file.flush()?;
+        let len = bytes.len() as u64;
+        drop(bytes);
+        let spool = file.into_temp_path();
+        Ok(LocalFile {
+            path: spool.to_path_buf(),
+            len,
+            _spool: Some(spool),
+        })
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// How many bytes are streamed.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl PartialEq for LocalFile {
+    fn eq(&self, other: &LocalFile) -> bool {
+        self.path == other.path && self.len == other.len
+    }
+}
+
+impl Eq for LocalFile {}
 
 /// An operation that needs no change, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,17 +225,24 @@ pub struct StepResult {
 /// shell's message as its output. A step's payload is printed by the shell function
 /// [`PAYLOAD_FUNCTION`] (`printf` with octal escapes, a builtin; base64 only for mostly
 /// binary content); a step that does not call it gets the payload on standard input.
+/// A [`Payload::File`] is not in the script: it follows the script on standard input,
+/// and [`PAYLOAD_FUNCTION`] copies exactly its length from there (`head -c`, one process
+/// per streamed file), so a file's size never counts in the controller's memory.
 ///
 /// The script comes on the shell's standard input ([`ApplyScript::request`]), which toyc
 /// holds open until the script ends; a watchdog waits for its end-of-file and then
 /// kills the script's process group, so a script whose controller or connection is
 /// gone stops instead of making changes nobody will hear of. The process group must be
-/// the script's own (sshd and the local transport make it so).
+/// the script's own (sshd and the local transport make it so). With streamed files the
+/// watchdog starts after the last of them is read (it would read them itself); before
+/// that, a lost controller stops the script at its next streamed file.
 #[derive(Debug, Clone)]
 pub struct ApplyScript {
     script: String,
     nonce: String,
     steps: usize,
+    /// The files streamed after the script, in the order their steps read them.
+    streams: Vec<Arc<LocalFile>>,
 }
 
 const STEP_MARKER: &str = "@@toyc-step ";
@@ -143,39 +260,73 @@ impl ApplyScript {
             .map(|d| d.as_nanos())
             .unwrap_or(0);
         let nonce = format!("{nanos:x}{:x}", std::process::id());
+        let streams: Vec<Arc<LocalFile>> = changes
+            .iter()
+            .filter_map(|c| match &c.payload {
+                Some(Payload::File(file)) => Some(Arc::clone(file)),
+                _ => None,
+            })
+            .collect();
         // The watchdog reads a copy of stdin (fd 3: a background list's own stdin is
-        // /dev/null) and the script's commands get none of it.
-        let mut script = String::from(
-            "{\nexec 2>&1 3<&0 </dev/null\n\
-             { cat <&3; kill -TERM 0; } >/dev/null 2>&1 &\n\
-             toyc_watchdog=$!\nexec 3<&-\n",
-        );
-        script.push_str(&lock.script(&nonce, "kill $toyc_watchdog; exit 0"));
+        // /dev/null) and the script's commands get none of it. Streamed files come on
+        // that stdin after the script, so with streams the watchdog starts once the last
+        // one is read: until then, a step reading a stream that ended early fails, and
+        // the script stops there.
+        const WATCHDOG: &str = "{ cat <&3; kill -TERM 0; } >/dev/null 2>&1 &\n\
+             toyc_watchdog=$!\nexec 3<&-\n";
+        const STOP: &str = "[ -z \"$toyc_watchdog\" ] || kill $toyc_watchdog; exit 0";
+        let mut script = String::from("{\nexec 2>&1 3<&0 </dev/null\ntoyc_watchdog=\n");
+        if streams.is_empty() {
+            script.push_str(WATCHDOG);
+        }
+        script.push_str(&lock.script(&nonce, STOP));
+        let mut unread = streams.len();
         for (index, change) in changes.iter().enumerate() {
             script.push_str(&format!("printf '{STEP_MARKER}{nonce} {index} begin\\n'\n"));
             let step = format!("(\nset -e\neval {}\n)", quote(&change.script));
+            // Only a streaming step may read the stream (fd 3).
+            let no_stream = if unread > 0 { " 3<&-" } else { "" };
             match &change.payload {
-                Some(bytes) => {
+                Some(Payload::Bytes(bytes)) => {
                     payload_function(&mut script, bytes, &nonce);
+                    if change.script.contains(PAYLOAD_FUNCTION) {
+                        script.push_str(&format!("{step} </dev/null{no_stream} 9>&-\n"));
+                    } else {
+                        script.push_str(&format!("{PAYLOAD_FUNCTION} | {step}{no_stream} 9>&-\n"));
+                    }
+                    // No later step may print this one's payload.
+                    script.push_str(&format!("rc=$?; unset -f {PAYLOAD_FUNCTION}\n"));
+                }
+                Some(Payload::File(file)) => {
+                    // GNU head reads no byte past its count from a pipe: the next
+                    // stream starts where this one ends.
+                    script.push_str(&format!(
+                        "{PAYLOAD_FUNCTION}() {{ head -c {} <&3; }}\n",
+                        file.len()
+                    ));
                     if change.script.contains(PAYLOAD_FUNCTION) {
                         script.push_str(&format!("{step} </dev/null 9>&-\n"));
                     } else {
                         script.push_str(&format!("{PAYLOAD_FUNCTION} | {step} 9>&-\n"));
                     }
-                    // No later step may print this one's payload.
                     script.push_str(&format!("rc=$?; unset -f {PAYLOAD_FUNCTION}\n"));
+                    unread -= 1;
                 }
-                None => script.push_str(&format!("{step} </dev/null 9>&-\nrc=$?\n")),
+                None => script.push_str(&format!("{step} </dev/null{no_stream} 9>&-\nrc=$?\n")),
             }
             script.push_str(&format!(
-                "printf '\\n{STEP_MARKER}{nonce} {index} end %d\\n' $rc; [ $rc -eq 0 ] || {{ kill $toyc_watchdog; exit 0; }}\n"
+                "printf '\\n{STEP_MARKER}{nonce} {index} end %d\\n' $rc; [ $rc -eq 0 ] || {{ {STOP}; }}\n"
             ));
+            if matches!(change.payload, Some(Payload::File(_))) && unread == 0 {
+                script.push_str(WATCHDOG);
+            }
         }
         script.push_str("kill $toyc_watchdog\n}\n");
         ApplyScript {
             script,
             nonce,
             steps: changes.len(),
+            streams,
         }
     }
 
@@ -190,11 +341,28 @@ impl ApplyScript {
     }
 
     /// The request that runs the script: the script on standard input, held open for
-    /// the watchdog. The text moves into it ([`ApplyScript::parse`] still works).
+    /// the watchdog, and the streamed files after it. The text moves into it
+    /// ([`ApplyScript::parse`] still works).
+    ///
+    /// `sh -s` reads its script from a pipe in blocks, past its end, into the streams;
+    /// so with streams, `head -c` (which does not) reads exactly the script, and the
+    /// shell `eval`s it: still parsed whole before any of it runs, and never on a
+    /// command line. That costs one process (`head`) instead of the exec of `sh`.
     pub fn request(&mut self) -> ExecRequest {
+        let script = self.take_script().into_bytes();
+        let command = if self.streams.is_empty() {
+            "exec sh -s".to_owned()
+        } else {
+            format!("eval \"$(head -c {})\"", script.len())
+        };
         ExecRequest {
-            command: "exec sh -s".to_owned(),
-            stdin: Some(self.take_script().into_bytes()),
+            command,
+            stdin: Some(script),
+            stdin_files: self
+                .streams
+                .iter()
+                .map(|f| (f.path().to_owned(), f.len()))
+                .collect(),
             hold_stdin: true,
             ..ExecRequest::default()
         }
@@ -362,7 +530,7 @@ mod tests {
             summary: String::new(),
             diff: None,
             script: script.into(),
-            payload: payload.map(std::sync::Arc::from),
+            payload: payload.map(Payload::from),
         }
     }
 
@@ -480,6 +648,86 @@ mod tests {
                 .is_empty());
             assert!(!log.exists(), "nothing ran from a script cut at {cut}");
         }
+    }
+
+    /// A change writing `dest` atomically from a streamed local file, checked by sha256.
+    fn streamed(dest: &std::path::Path, local: &std::path::Path) -> Change {
+        let len = std::fs::metadata(local).expect("stat the local file").len();
+        let sum = std::process::Command::new("sha256sum")
+            .arg(local)
+            .output()
+            .expect("sha256sum runs");
+        let sha = String::from_utf8_lossy(&sum.stdout)
+            .split(' ')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let options = crate::transport::PutOptions {
+            sha256: Some(sha),
+            ..crate::transport::PutOptions::default()
+        };
+        Change {
+            payload: Some(Payload::File(Arc::new(LocalFile::new(local, len)))),
+            ..change(
+                &crate::transport::atomic_write(dest.to_str().expect("utf-8 path"), None, &options),
+                None,
+            )
+        }
+    }
+
+    #[test]
+    fn streamed_files_arrive_byte_for_byte_between_inline_steps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let big: Vec<u8> = (0..3u32 << 20).map(|i| ((i * 7) >> 3) as u8).collect();
+        let other: Vec<u8> = (0..2u32 << 20).map(|i| ((i * 13) >> 5) as u8).collect();
+        std::fs::write(dir.path().join("big"), &big).expect("write");
+        std::fs::write(dir.path().join("other"), &other).expect("write");
+        let out = |name: &str| dir.path().join(name);
+        let results = apply(&[
+            streamed(&out("big.out"), &out("big")),
+            change(
+                &format!("cat > {}", out("small").display()),
+                Some(b"small\n"),
+            ),
+            change("cat <&3 2>&1 || echo no stream here", None),
+            streamed(&out("other.out"), &out("other")),
+            change("echo last", None),
+        ]);
+        assert_eq!(results.len(), 5, "{results:?}");
+        assert!(results.iter().all(|r| r.status == 0), "{results:?}");
+        assert_eq!(std::fs::read(out("big.out")).expect("written"), big);
+        assert_eq!(std::fs::read(out("other.out")).expect("written"), other);
+        assert_eq!(std::fs::read(out("small")).expect("written"), b"small\n");
+        assert!(results[2].output.contains("no stream here"), "{results:?}");
+        assert_eq!(results[4].output, "last");
+    }
+
+    #[test]
+    fn a_streamed_file_changed_since_planning_leaves_the_old_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let local = dir.path().join("local");
+        let dest = dir.path().join("dest");
+        std::fs::write(&local, vec![b'a'; 2 << 20]).expect("write");
+        std::fs::write(&dest, "old").expect("write");
+        let planned = streamed(&dest, &local);
+        // Same length, other bytes; then shorter than planned.
+        std::fs::write(&local, vec![b'b'; 2 << 20]).expect("write");
+        let results = apply(&[planned.clone(), change("echo not reached", None)]);
+        assert_eq!(results.len(), 1, "{results:?}");
+        assert_ne!(results[0].status, 0);
+        assert!(
+            results[0].output.contains("changed since it was planned"),
+            "{results:?}"
+        );
+        std::fs::write(&local, vec![b'a'; 1 << 20]).expect("write");
+        let results = apply(&[planned]);
+        assert_ne!(results[0].status, 0, "{results:?}");
+        assert_eq!(std::fs::read(&dest).expect("read"), b"old");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("ls").count(),
+            2,
+            "no temporary left"
+        );
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub struct ScriptJob {
     pub sudo: bool,
     /// Default timeout of each command.
     pub command_timeout: Option<std::time::Duration>,
+    /// Every host of the run, for templates' `groups`, `hostvars` and play hosts.
+    pub play: Arc<Vec<Host>>,
 }
 
 impl ScriptJob {
@@ -98,6 +100,7 @@ impl ScriptJob {
                 job.sandbox.root().to_owned(),
             );
             context.sudo |= job.sudo;
+            context.play = Arc::clone(&job.play);
             context.timeout = job.command_timeout;
             let context = Arc::new(context);
             let printer_context = Arc::clone(&context);
@@ -169,6 +172,16 @@ fn script_failure_kind(error: &rhai::EvalAltResult) -> FailureKind {
 /// The variables every script starts with: `host` (`name`, `address`, `groups`, `vars`)
 /// and `vars`, the host's merged variables.
 fn script_scope(host: &Host) -> Scope<'static> {
+    let (info, vars) = script_variables(host);
+    let mut scope = Scope::new();
+    scope.push_constant("host", info);
+    scope.push("vars", vars);
+    scope
+}
+
+/// The values of a script's `host` (`name`, `address`, `groups`, `vars`) and `vars` for
+/// `host`: what a script starts with, and what the console's `on(...)` closures see.
+pub fn script_variables(host: &Host) -> (Dynamic, Dynamic) {
     let vars = json_to_dynamic(&Value::Object(host.vars.clone()));
     let mut info = rhai::Map::new();
     info.insert("name".into(), host.name.clone().into());
@@ -183,10 +196,7 @@ fn script_scope(host: &Host) -> Scope<'static> {
             .into(),
     );
     info.insert("vars".into(), vars.clone());
-    let mut scope = Scope::new();
-    scope.push_constant("host", info);
-    scope.push("vars", vars);
-    scope
+    (info.into(), vars)
 }
 
 /// A JSON value as the equivalent Rhai value.

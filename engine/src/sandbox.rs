@@ -383,11 +383,23 @@ impl ConfinedResolver {
             .unwrap_or(&self.root);
         // A module's source is its canonical path, and the root may be relative (`.`).
         let canonical_root = std::fs::canonicalize(&self.root).ok();
+        // A relative source (`./generators/x.rhai` under a canonical root) is compared
+        // canonical too: where it is, not how it was spelled.
         let relative_to_root = base
             .strip_prefix(&self.root)
             .ok()
-            .or_else(|| base.strip_prefix(canonical_root.as_deref()?).ok())
-            .unwrap_or(Path::new(""))
+            .map(Path::to_owned)
+            .or_else(|| {
+                let canonical_root = canonical_root.as_deref()?;
+                base.strip_prefix(canonical_root)
+                    .ok()
+                    .map(Path::to_owned)
+                    .or_else(|| {
+                        let base = std::fs::canonicalize(base).ok()?;
+                        base.strip_prefix(canonical_root).ok().map(Path::to_owned)
+                    })
+            })
+            .unwrap_or_default()
             .join(format!("{path}.rhai"));
         let inside = normalize_inside(&relative_to_root).ok_or_else(|| {
             format!(

@@ -8,6 +8,15 @@ use rhai::{EvalAltResult, ParseError, Position};
 
 use crate::limits::{Limits, CANCEL_TOKEN, MEMORY_TOKEN, TIMEOUT_TOKEN};
 
+/// The line of a generated script that names the file it was generated from (followed by
+/// that file's path): errors in the script point into that file instead, at the line of
+/// the nearest [`LINE_MARKER`] above them (a `runbook.yml` role's translation).
+pub const SOURCE_MARKER: &str = "// toyc:source ";
+
+/// A line of a generated script naming the line of its source the statements below it
+/// come from (followed by the 1-based line number).
+pub const LINE_MARKER: &str = "// toyc:line ";
+
 /// A script failed to compile or to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptError {
@@ -78,12 +87,20 @@ impl ScriptError {
 
     fn at(message: String, path: &Path, pos: Position, source: Option<&str>) -> ScriptError {
         let line = pos.line();
+        let text = match source {
+            Some(s) => Some(s.to_owned()),
+            None => line.and_then(|_| std::fs::read_to_string(path).ok()),
+        };
+        if let (Some(text), Some(n)) = (&text, line) {
+            if let Some(error) = Self::in_source_of(&message, text, n) {
+                return error;
+            }
+        }
         let source_line = line.and_then(|n| {
-            let text = match source {
-                Some(s) => Some(s.to_owned()),
-                None => std::fs::read_to_string(path).ok(),
-            }?;
-            text.lines().nth(n.saturating_sub(1)).map(str::to_owned)
+            text.as_deref()?
+                .lines()
+                .nth(n.saturating_sub(1))
+                .map(str::to_owned)
         });
         ScriptError {
             message,
@@ -92,6 +109,36 @@ impl ScriptError {
             column: pos.position(),
             source_line,
         }
+    }
+}
+
+impl ScriptError {
+    /// An error at line `n` of a generated script (`text`, marked with [`SOURCE_MARKER`]),
+    /// placed at the line of its source the statement came from.
+    fn in_source_of(message: &str, text: &str, n: usize) -> Option<ScriptError> {
+        let mut lines = text.lines();
+        let source = lines
+            .by_ref()
+            .take(3)
+            .find_map(|l| l.strip_prefix(SOURCE_MARKER))?;
+        let line = text
+            .lines()
+            .take(n)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .find_map(|l| l.strip_prefix(LINE_MARKER)?.trim().parse::<usize>().ok())?;
+        let file = PathBuf::from(source);
+        let source_line = std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| t.lines().nth(line.saturating_sub(1)).map(str::to_owned));
+        Some(ScriptError {
+            message: message.to_owned(),
+            file,
+            line: Some(line),
+            column: None,
+            source_line,
+        })
     }
 }
 

@@ -220,7 +220,10 @@ fn on(fleet: &Fleet, ctx: &NativeCallContext, hosts: &Hosts, f: &FnPtr) -> Resul
             &global,
             ctx.call_position(),
         );
-        match f.call_raw(&host_ctx, None, []) {
+        fleet.closure_variables().set(Some(&host));
+        let called = f.call_raw(&host_ctx, None, []);
+        fleet.closure_variables().set(None);
+        match called {
             Ok(value) => {
                 fleet.adopt_operations(&context);
                 rows.push((row(HostStatus::Ok, None), value));

@@ -113,6 +113,52 @@ pub struct Fleet {
     /// Keyed by inventory position, so hosts are planned and shown in inventory order.
     pending: Mutex<BTreeMap<usize, HostPlan>>,
     new_pending: AtomicBool,
+    /// `host` and `vars` of the session's scope, set by `on(...)` for each host.
+    closure_variables: ClosureVariables,
+}
+
+/// The session's `host` and `vars`: shared values in its scope, so a closure given to
+/// `on(PATTERN, || ...)` captures them (Rhai captures a closure's outer variables when
+/// it is made, before any host is chosen) and sees what `on` sets for each host, as a
+/// script sees its host's. `()` outside `on`; a `let host`/`let vars` at the prompt
+/// makes the session's own instead.
+#[derive(Debug, Clone)]
+pub struct ClosureVariables {
+    host: Dynamic,
+    vars: Dynamic,
+}
+
+impl Default for ClosureVariables {
+    fn default() -> ClosureVariables {
+        ClosureVariables {
+            host: Dynamic::UNIT.into_shared(),
+            vars: Dynamic::UNIT.into_shared(),
+        }
+    }
+}
+
+impl ClosureVariables {
+    /// A session scope holding them.
+    pub fn scope(&self) -> rhai::Scope<'static> {
+        let mut scope = rhai::Scope::new();
+        scope.push_dynamic("host", self.host.clone());
+        scope.push_dynamic("vars", self.vars.clone());
+        scope
+    }
+
+    /// Set them to `host`'s (`None`: back to `()`).
+    pub fn set(&self, host: Option<&Host>) {
+        let (info, vars) = match host {
+            Some(host) => toyc_engine::runner::script_variables(host),
+            None => (Dynamic::UNIT, Dynamic::UNIT),
+        };
+        for (cell, value) in [(&self.host, info), (&self.vars, vars)] {
+            let mut cell = cell.clone();
+            if let Some(mut guard) = cell.write_lock::<Dynamic>() {
+                *guard = value;
+            };
+        }
+    }
 }
 
 /// What a session starts with.
@@ -145,7 +191,13 @@ impl Fleet {
             root: config.root,
             pending: Mutex::new(BTreeMap::new()),
             new_pending: AtomicBool::new(false),
+            closure_variables: ClosureVariables::default(),
         })
+    }
+
+    /// The session's `host` and `vars`, which `on(...)` sets for each host.
+    pub fn closure_variables(&self) -> &ClosureVariables {
+        &self.closure_variables
     }
 
     /// The inventory.
@@ -265,7 +317,11 @@ impl Fleet {
             let started = Instant::now();
             let connected = self.transports(hosts).await;
             let sudo = self.sudo();
+            // The live line of the hosts still running (on a terminal), as `toyc run` has.
+            let progress = self.run.progress.clone();
+            progress.phase("exec", hosts.len());
             let rows = for_each_host(hosts, self.forks, |host| {
+                let progress = progress.clone();
                 let transport = connected
                     .iter()
                     .find(|(h, _)| h.name == host.name)
@@ -274,15 +330,19 @@ impl Fleet {
                 let mut request = request.clone();
                 request.sudo |= sudo || host.sudo;
                 async move {
-                    match transport {
+                    progress.start(&host.name);
+                    let row = match transport {
                         Ok(transport) => {
                             Row::of_exec(&host.name, transport.exec(&request, None).await, started)
                         }
                         Err(e) => Row::failed(&host.name, HostStatus::Unreachable, e, started),
-                    }
+                    };
+                    progress.done(&host.name);
+                    row
                 }
             })
             .await;
+            progress.finish();
             for row in &rows {
                 if row.status == HostStatus::Unreachable {
                     self.forget(&row.host).await;

@@ -203,7 +203,7 @@ impl Session {
             fleet: Arc::clone(fleet),
             sandbox,
             engine,
-            scope: Scope::new(),
+            scope: fleet.closure_variables().scope(),
             functions: AST::empty(),
             words: Arc::new(Mutex::new(Words::default())),
             doc,

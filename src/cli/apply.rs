@@ -5,11 +5,11 @@
 use std::path::Path;
 
 use anyhow::anyhow;
-use toyc_engine::run::{Approve, TaskListJob};
+use toyc_engine::run::{Approve, RunError, TaskListJob};
 use toyc_engine::tasklist::TaskList;
 
 use super::args::ApplyArgs;
-use super::deploy::{deploy_run, execute, inventory, plan_hosts};
+use super::deploy::{deploy_run, execute, invalid_list, inventory, plan_hosts, unknown_hosts};
 use super::targets::script_limits;
 use super::{Failure, Outcome, Process};
 
@@ -17,6 +17,13 @@ use super::{Failure, Outcome, Process};
 pub async fn apply(args: ApplyArgs, process: &Process) -> Outcome {
     let list = TaskList::load(&args.plan).map_err(|e| Failure::input(anyhow!(e)))?;
     let inventory = inventory(&args.targets)?;
+    let unknown = unknown_hosts(&list, inventory.as_ref(), None);
+    if !unknown.is_empty() {
+        return Err(invalid_list(RunError::Invalid {
+            list: list.name.clone(),
+            problems: unknown.iter().map(ToString::to_string).collect(),
+        }));
+    }
     let hosts = plan_hosts(&list, inventory.as_ref(), None);
     // Local paths of a saved list resolve against the list file's directory.
     let base = args

@@ -49,8 +49,11 @@ pub enum Command {
     #[command(verbatim_doc_comment, after_help = EXIT_STATUS_HELP)]
     Exec(ExecArgs),
     /// Run a generator over a deploy config and check the task list it returns: every
-    /// task's `initialize`, without touching a host. Prints `syntax ok`, or every failing
-    /// task with its stage, index and reason.
+    /// task's `initialize` and `host`, changing nothing. Prints `syntax ok`, or every
+    /// failing task with its stage, index and reason. The generator may read hosts: its
+    /// `remote_versions` asks each host which versions run (one read-only command per
+    /// host, reached through `-i`'s addresses, else by name). Paths, `generators/` and
+    /// `commands/` are the config's directory's.
     ///
     /// Examples:
     ///   toyc plan deploy.rhai --config prod.yml -i inventory.yml --directory releases/
@@ -111,6 +114,16 @@ pub enum Command {
     ///   toyc --url http://deploy.example.com:8470 jobs cancel 42
     #[command(verbatim_doc_comment)]
     Jobs(JobsArgs),
+    /// Provisioning workflows: `module::task` steps over a record, run in the daemon's
+    /// queue (or here with `--foreground`); ask where a run is, resume it, cancel it.
+    ///
+    /// Examples:
+    ///   toyc workflow run /srv/workflows/loki.yml
+    ///   toyc workflow status loki
+    ///   toyc workflow resume loki
+    ///   toyc workflow run scripts/workflows/web-host.yml --foreground --name web1
+    #[command(verbatim_doc_comment)]
+    Workflow(WorkflowArgs),
     /// Keep programs running and redeploy them from git only when they pass: programs
     /// come from a directory of config files (Huddle's JSON, or toyc's YAML; `_` files
     /// skipped); each polls its branch at a random time between its minimum and maximum,
@@ -203,6 +216,10 @@ pub struct OutputArgs {
     /// More detail on stderr (repeat for more).
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// List every host in the final table; a run of more than 20 hosts lists only those
+    /// that changed, failed or were unreachable, and one line for the rest.
+    #[arg(long, env = "TOYC_FULL_TABLE")]
+    pub full_table: bool,
 }
 
 /// Variables given on the command line, over the inventory's (and a role's attributes).
@@ -273,9 +290,10 @@ pub struct ScriptLimitArgs {
 /// `toyc run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The script to run.
-    #[arg(value_name = "SCRIPT")]
-    pub script: PathBuf,
+    /// The script to run; with `--config`, the generator (`generators/PLATFORM.rhai` in
+    /// the config's directory when left out).
+    #[arg(value_name = "SCRIPT", required_unless_present = "config")]
+    pub script: Option<PathBuf>,
     #[command(flatten)]
     pub targets: TargetArgs,
     #[command(flatten)]
@@ -430,7 +448,7 @@ impl UpArgs {
     /// The run each cycle does, and the most cycles.
     pub fn into_run(self) -> (RunArgs, usize) {
         let run = RunArgs {
-            script: self.script,
+            script: Some(self.script),
             targets: self.targets,
             output: self.output,
             changes: self.changes,
@@ -474,20 +492,35 @@ pub struct DaemonArgs {
     pub listen: Option<String>,
 }
 
-/// `toyc jobs`.
-#[derive(Debug, Args)]
-pub struct JobsArgs {
+/// Where a running daemon is (`toyc jobs`, `toyc workflow`).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Daemon")]
+pub struct DaemonConnection {
     /// The daemon's address.
     #[arg(
         long,
         value_name = "URL",
         env = "TOYC_DAEMON_URL",
-        default_value = "http://127.0.0.1:8470"
+        default_value = "http://127.0.0.1:8470",
+        global = true
     )]
     pub url: String,
     /// A file holding the API token (needed when the daemon is not on loopback).
-    #[arg(long, value_name = "FILE", env = "TOYC_DAEMON_TOKEN_FILE")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "TOYC_DAEMON_TOKEN_FILE",
+        global = true
+    )]
     pub token_file: Option<PathBuf>,
+}
+
+/// `toyc jobs`.
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// The daemon.
+    #[command(flatten)]
+    pub connection: DaemonConnection,
     /// Print the daemon's JSON as it is.
     #[arg(long, env = "TOYC_JSON")]
     pub json: bool,
@@ -520,6 +553,59 @@ pub enum JobsAction {
         /// The job's number.
         id: i64,
     },
+}
+
+/// `toyc workflow`.
+#[derive(Debug, Args)]
+pub struct WorkflowArgs {
+    /// The daemon.
+    #[command(flatten)]
+    pub connection: DaemonConnection,
+    /// Print the daemon's JSON as it is.
+    #[arg(long, env = "TOYC_JSON", global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub action: WorkflowAction,
+}
+
+/// `toyc workflow ACTION`.
+#[derive(Debug, Subcommand)]
+pub enum WorkflowAction {
+    /// Queue a workflow run in the daemon and return at once (or run it here with
+    /// `--foreground`).
+    Run {
+        /// The workflow file (the daemon reads it: a path on the daemon's machine), or a
+        /// name from the daemon's `workflows: dir:`.
+        workflow: String,
+        /// The run's name; default: the record's `instance.hostname`.
+        #[arg(long)]
+        name: Option<String>,
+        /// Run it here, in this process, printing each step (no daemon needed).
+        #[arg(long)]
+        foreground: bool,
+        /// With `--foreground`: the private key to log in to new hosts with.
+        #[arg(long, value_name = "FILE")]
+        ssh_identity: Option<PathBuf>,
+    },
+    /// Where a run is: the step being worked on, the step where it failed and why, or
+    /// that it is done and how long it took; the clipboard, secrets masked.
+    Status {
+        /// The run's name.
+        name: String,
+    },
+    /// Queue a failed, cancelled or interrupted run again from the step where it stopped.
+    Resume {
+        /// The run's name.
+        name: String,
+    },
+    /// Cancel a run.
+    Cancel {
+        /// The run's name.
+        name: String,
+    },
+    /// Every run's status, one line each.
+    List,
 }
 
 /// `toyc supervise`.

@@ -14,7 +14,7 @@ use toyc_engine::run::{Approve, Gate, Job, Library as _, RunContext, RunError, T
 use toyc_engine::sandbox::Limits;
 use toyc_engine::secrets::Secrets;
 use toyc_engine::tasklist::log::TaskLogSink;
-use toyc_engine::tasklist::{validate, TaskList};
+use toyc_engine::tasklist::{validate, Invalid, TaskList};
 use toyc_stdlib::generator::Generator;
 use toyc_stdlib::Library;
 
@@ -34,7 +34,7 @@ pub async fn run(args: RunArgs, process: &Process) -> Outcome {
         script_limits(&args.limits)?,
     )?;
     let (list, hosts) =
-        generate_checked(Some(&args.script), &args.deploy, &args.targets, &run).await?;
+        generate_checked(args.script.as_deref(), &args.deploy, &args.targets, &run).await?;
     if !args.output.json {
         show(&list, &run.secrets);
     }
@@ -80,8 +80,57 @@ pub async fn generate_checked(
     let config = load_config(deploy)?;
     let list = generate(script, config.clone(), deploy, inventory.as_ref(), run).await?;
     let hosts = plan_hosts(&list, inventory.as_ref(), Some(&config));
-    check(&list, Path::new("."), &hosts, run)?;
+    let unknown = unknown_hosts(&list, inventory.as_ref(), Some(&config));
+    check(&list, Path::new("."), &hosts, run, unknown)?;
     Ok((list, hosts))
+}
+
+/// The tasks whose host the list cannot run on: in neither the inventory it will run with
+/// (`-i`; without it only `localhost`) nor the deploy config's host groups. A host name
+/// that is known nowhere is a typo or a plan applied without its inventory: refused
+/// before any host is touched, rather than a failure to resolve it per host.
+pub fn unknown_hosts(
+    list: &TaskList,
+    inventory: Option<&Inventory>,
+    config: Option<&DeployConfig>,
+) -> Vec<Invalid> {
+    let in_config = |name: &str| {
+        config.is_some_and(|c| c.hostgroups.iter().flat_map(|(_, m)| m).any(|m| m == name))
+    };
+    let known = |name: &str| {
+        name == "localhost" || inventory.is_some_and(|i| i.host(name).is_some()) || in_config(name)
+    };
+    let mut unknown = Vec::new();
+    for stage in &list.stages {
+        for (i, task) in stage.tasks.iter().enumerate() {
+            if task.host.trim().is_empty() || known(&task.host) {
+                continue;
+            }
+            let reason = match (inventory.is_some(), config.is_some()) {
+                (true, true) => format!(
+                    "host `{}` is in neither the inventory nor the config's host groups",
+                    task.host
+                ),
+                (true, false) => format!("host `{}` is not in the inventory", task.host),
+                (false, true) => format!(
+                    "host `{}` is not in the config's host groups, and no inventory was given (`-i`)",
+                    task.host
+                ),
+                (false, false) => format!(
+                    "host `{}` is not in the inventory: no `-i` was given; pass the inventory the plan was made with",
+                    task.host
+                ),
+            };
+            unknown.push(Invalid {
+                stage: stage.name.clone(),
+                index: i + 1,
+                host: task.host.clone(),
+                command: task.command.clone(),
+                reason,
+            });
+        }
+    }
+    unknown
 }
 
 /// `-i`, when given.
@@ -152,18 +201,24 @@ pub async fn generate(
     inventory: Option<&Inventory>,
     run: &RunContext,
 ) -> Result<TaskList, Failure> {
-    // A generator chosen by platform works from the config's directory, which holds
-    // `generators/` and `commands/`.
-    let mut root = None;
+    // One rule for every deploy: its paths resolve against the config's directory, which
+    // is the sandbox root of its generator (imports, local files) and holds `commands/`,
+    // whether the generator is named or chosen by platform. Absolute, so that a relative
+    // `--config` (`deploy.yml`, `./x/deploy.yml`) resolves exactly as an absolute one.
+    let base = config
+        .path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base = base.canonicalize().map_err(|e| {
+        Failure::input(anyhow!(
+            "unable to read the config's directory `{}`: {e}",
+            base.display()
+        ))
+    })?;
     let script = match script {
-        Some(script) => script.to_owned(),
+        Some(script) => std::path::absolute(script).unwrap_or_else(|_| script.to_owned()),
         None => {
-            let base = config
-                .path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            root = Some(base.to_owned());
             let chosen = base.join(format!("generators/{}.rhai", config.platform()));
             if !chosen.is_file() {
                 return Err(Failure::input(anyhow!(
@@ -175,6 +230,7 @@ pub async fn generate(
             chosen
         }
     };
+    let root = Some(base);
     let hosts = config.hosts(inventory);
     let generator = Generator {
         script,
@@ -211,15 +267,18 @@ pub fn plan_hosts(
         .collect()
 }
 
-/// Every task's `initialize`, with local files below `base`; all failures listed, none run.
+/// Every task's `initialize`, with local files below `base`, and the tasks of `unknown`
+/// hosts; all failures listed, none run.
 pub fn check(
     list: &TaskList,
     base: &Path,
     hosts: &[Host],
     run: &RunContext,
+    unknown: Vec<Invalid>,
 ) -> Result<(), Failure> {
     let commands = Library.commands(list, base, hosts, run);
-    let invalid = validate(list, commands.as_ref());
+    let mut invalid = unknown;
+    invalid.extend(validate(list, commands.as_ref()));
     if invalid.is_empty() {
         return Ok(());
     }
@@ -280,7 +339,9 @@ fn task_sink(output: &OutputArgs, printer: Printer) -> Arc<dyn EventSink> {
         Arc::new(JsonSink::new(printer))
     } else {
         // Host names are not known yet; log lines do not pad them, the table pads itself.
-        let table = HumanSink::new(false, output.verbose > 0, 0, printer).with_table();
+        let table = HumanSink::new(false, output.verbose > 0, 0, printer)
+            .with_table()
+            .with_full_table(output.full_table);
         Arc::new(TaskLogSink::new(table, output.verbose > 0))
     }
 }

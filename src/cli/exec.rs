@@ -1,6 +1,6 @@
 //! `toyc exec`: one shell command on every selected host at once.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -43,20 +43,34 @@ pub async fn exec(args: ExecArgs, process: &Process) -> Outcome {
     });
     announce(events.as_ref(), "exec", &hosts);
     let started = Instant::now();
+    // Grouped output on a terminal: each host's block as soon as that host is done (not
+    // when the slowest is), above a live line of the hosts still running. Into a pipe or
+    // a file, the blocks keep inventory order, so the output is the same run to run.
+    let as_done = !live && std::io::stdout().is_terminal();
+    run.progress.phase("exec", hosts.len());
     let results = for_each_host(&hosts, args.targets.forks, |host| {
         let (run, request, events) = (run.clone(), Arc::clone(&request), Arc::clone(&events));
         async move {
-            let outcome = exec_on_host(&host, &run, &request, live.then_some(&events)).await;
+            run.progress.start(&host.name);
+            let (result, output) =
+                exec_on_host(&host, &run, &request, live.then_some(&events)).await;
+            run.progress.done(&host.name);
             if live {
-                events.emit(&Event::HostEnd(outcome.0.clone()));
+                events.emit(&Event::HostEnd(result.clone()));
+            } else if as_done {
+                run.progress
+                    .print_above(|| print_block(&result, output.as_ref(), &run.secrets));
             }
-            outcome
+            (result, output)
         }
     })
     .await;
+    run.progress.finish();
     run.session.close().await;
-    if !live {
-        print_grouped(&results, &run.secrets);
+    if !live && !as_done {
+        for (result, output) in &results {
+            print_block(result, output.as_ref(), &run.secrets);
+        }
     }
     let host_results: Vec<HostResult> = results.into_iter().map(|(r, _)| r).collect();
     let summary = Summary::of(&host_results, elapsed_ms(started));
@@ -137,33 +151,33 @@ async fn exec_on_host(
     }
 }
 
-/// Each host's output under a header, in inventory order: stdout to stdout, stderr to stderr.
-fn print_grouped(results: &[(HostResult, Option<ExecOutput>)], secrets: &Secrets) {
-    for (result, output) in results {
-        let status = match (&result.status, &result.error) {
-            (HostStatus::Ok, _) | (_, None) => status_word(result.status).to_owned(),
-            (status, Some(error)) => format!("{}: {error}", status_word(*status)),
-        };
-        let mut stdout = std::io::stdout().lock();
-        // Write errors mean a closed pipe (`| head`): stop quietly, like cat would.
-        let header = format!(
-            "--- {} ({status}, {})",
-            result.host,
-            seconds(result.elapsed_ms)
-        );
-        if writeln!(stdout, "{}", escape(&secrets.redact(&header))).is_err() {
-            return;
+/// A host's output under a header: stdout to stdout, stderr to stderr.
+fn print_block(result: &HostResult, output: Option<&ExecOutput>, secrets: &Secrets) {
+    let status = match (&result.status, &result.error) {
+        (HostStatus::Ok, _) | (_, None) => status_word(result.status).to_owned(),
+        (status, Some(error)) => format!("{}: {error}", status_word(*status)),
+    };
+    let mut stdout = std::io::stdout().lock();
+    // Write errors mean a closed pipe (`| head`): stop quietly, like cat would.
+    let header = format!(
+        "--- {} ({status}, {})",
+        result.host,
+        seconds(result.elapsed_ms)
+    );
+    if writeln!(stdout, "{}", escape(&secrets.redact(&header))).is_err() {
+        return;
+    }
+    if let Some(output) = output {
+        let _ = stdout.write_all(&escape_bytes(&secrets.redact_bytes(&output.stdout)));
+        if !output.stdout.is_empty() && !output.stdout.ends_with(b"\n") {
+            let _ = stdout.write_all(b"\n");
         }
-        if let Some(output) = output {
-            let _ = stdout.write_all(&escape_bytes(&secrets.redact_bytes(&output.stdout)));
-            if !output.stdout.is_empty() && !output.stdout.ends_with(b"\n") {
-                let _ = stdout.write_all(b"\n");
-            }
-            let _ = stdout.flush();
-            drop(stdout);
-            let mut stderr = std::io::stderr().lock();
-            let _ = stderr.write_all(&escape_bytes(&secrets.redact_bytes(&output.stderr)));
-            let _ = stderr.flush();
-        }
+        let _ = stdout.flush();
+        drop(stdout);
+        let mut stderr = std::io::stderr().lock();
+        let _ = stderr.write_all(&escape_bytes(&secrets.redact_bytes(&output.stderr)));
+        let _ = stderr.flush();
+    } else {
+        let _ = stdout.flush();
     }
 }

@@ -2,57 +2,23 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{anyhow, Context};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::args::{JobsAction, JobsArgs};
-use super::{Failure, Outcome};
+use super::daemon_client::DaemonClient;
+use super::Outcome;
 use crate::exit::ExitCode;
 
 /// The top-level entry point for `toyc jobs`.
 pub async fn jobs(args: JobsArgs) -> Outcome {
-    let token = match &args.token_file {
-        Some(file) => Some(
-            std::fs::read_to_string(file)
-                .with_context(|| format!("unable to read the token file `{}`", file.display()))
-                .map_err(Failure::input)?
-                .trim()
-                .to_owned(),
-        ),
-        None => None,
+    let client = DaemonClient::new(&args.connection)?;
+    let (path, post) = match &args.action {
+        JobsAction::List { limit } => (format!("/api/jobs?limit={limit}"), None),
+        JobsAction::Show { id } => (format!("/api/jobs/{id}"), None),
+        JobsAction::Retry { id } => (format!("/api/jobs/{id}/retry"), Some(json!({}))),
+        JobsAction::Cancel { id } => (format!("/api/jobs/{id}/cancel"), Some(json!({}))),
     };
-    let base = args.url.trim_end_matches('/');
-    let (method, path) = match &args.action {
-        JobsAction::List { limit } => ("GET", format!("/api/jobs?limit={limit}")),
-        JobsAction::Show { id } => ("GET", format!("/api/jobs/{id}")),
-        JobsAction::Retry { id } => ("POST", format!("/api/jobs/{id}/retry")),
-        JobsAction::Cancel { id } => ("POST", format!("/api/jobs/{id}/cancel")),
-    };
-    let client = reqwest::Client::new();
-    let mut request = match method {
-        "POST" => client.post(format!("{base}{path}")),
-        _ => client.get(format!("{base}{path}")),
-    };
-    if let Some(token) = &token {
-        request = request.bearer_auth(token);
-    }
-    let response = request.send().await.with_context(|| {
-        format!("unable to reach the daemon at {base}; is `toyc daemon` running there? (--url, TOYC_DAEMON_URL)")
-    })?;
-    let status = response.status();
-    let body: Value = response
-        .json()
-        .await
-        .with_context(|| format!("the daemon at {base} answered {status} without JSON"))?;
-    if !status.is_success() {
-        let why = body.get("error").and_then(Value::as_str).unwrap_or("");
-        let failure = anyhow!("the daemon answered {status}: {why}");
-        return Err(if status.is_client_error() {
-            Failure::input(failure)
-        } else {
-            Failure::from(failure)
-        });
-    }
+    let body = client.call(&path, post).await?;
     if args.json {
         println!("{body}");
         return Ok(ExitCode::Success);

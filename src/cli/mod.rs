@@ -4,6 +4,7 @@
 mod apply;
 mod args;
 mod daemon;
+mod daemon_client;
 mod deploy;
 mod doc;
 mod exec;
@@ -15,6 +16,7 @@ mod run;
 mod shell;
 mod supervise;
 mod targets;
+mod workflow;
 
 use std::time::Duration;
 
@@ -50,6 +52,15 @@ impl Failure {
     pub fn input(error: impl Into<anyhow::Error>) -> Failure {
         Failure {
             code: ExitCode::Input,
+            error: error.into(),
+        }
+    }
+
+    /// A usage error: the command line cannot work as given (a change needs `-y` and
+    /// there is no terminal to ask on).
+    pub fn usage(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            code: ExitCode::Usage,
             error: error.into(),
         }
     }
@@ -160,6 +171,7 @@ async fn dispatch(command: Command, process: &Process) -> Outcome {
         Command::Apply(args) => apply::apply(args, process).await,
         Command::Role(args) => role::role(args, process).await,
         Command::Jobs(args) => jobs::jobs(args).await,
+        Command::Workflow(args) => workflow::workflow(args, process).await,
         Command::Supervise(args) => supervise::supervise(args).await,
         Command::Doc(args) => doc::doc(&args),
         Command::Completions(args) => shell::completions(&args),

@@ -51,14 +51,38 @@ pub async fn plan(args: PlanArgs, process: &Process) -> Outcome {
     }
     if let Some(path) = &args.save {
         save(path, &list.to_json())?;
+        // The whole command: a plan applied without the inventory it was made with
+        // cannot reach its hosts.
+        let mut command = format!("toyc apply {}", shell_word(&path.display().to_string()));
+        if let Some(inventory) = &args.targets.inventory {
+            command.push_str(&format!(
+                " -i {}",
+                shell_word(&inventory.display().to_string())
+            ));
+        }
+        if args.targets.sudo {
+            command.push_str(" --sudo");
+        }
         eprintln!(
-            "saved {} task(s) to `{}`; run them with `toyc apply {}`",
+            "saved {} task(s) to `{}`; run them with `{command}`",
             list.task_count(),
             path.display(),
-            path.display()
         );
     }
     Ok(ExitCode::Success)
+}
+
+/// `word` as one shell word: as it is when plain, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '-' | '_' | ':' | '=' | '@' | '+')
+        });
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// An argument's value in a plan listing, one task per line: a plain word as it is,

@@ -35,8 +35,10 @@ pub fn repl(args: ReplArgs, runtime: &tokio::runtime::Handle, process: &Process)
         ..Limits::default()
     };
     // The session is one run; the console handles Ctrl-C itself, cancelling a line.
+    // A live line of the hosts still working under a long line, as `toyc run` has.
     let run = RunContext::new(ssh_options(targets)?, limits)
         .with_secrets(process.secrets.clone())
+        .with_progress(toyc_engine::progress::Progress::new(true))
         .with_command("repl");
     let width = inventory
         .hosts()

@@ -39,6 +39,9 @@ pub async fn role(args: RoleArgs, process: &Process) -> Outcome {
         eprintln!("note: {note}");
     }
     let checkout = role.open(&synced).map_err(role_failure)?;
+    for warning in &checkout.warnings {
+        eprintln!("warning: {warning}");
+    }
     if args.explain {
         let Some(runbook) = &checkout.runbook_yml else {
             return Err(Failure::input(anyhow!(
@@ -60,6 +63,7 @@ pub async fn role(args: RoleArgs, process: &Process) -> Outcome {
             &checkout.attributes,
             &inventory,
             name,
+            &role.name,
             &extra_vars(&run, &process.secrets)?,
             &process.secrets,
         );
@@ -74,22 +78,16 @@ pub async fn role(args: RoleArgs, process: &Process) -> Outcome {
     if args.status {
         return print_status(&args, &role, &hosts, &synced, process).await;
     }
-    let last = role.applied_here();
-    eprintln!(
-        "role {}: {} → {} commit, {} changed",
-        role.name,
-        last.as_ref().map_or("(never applied)".to_owned(), short),
-        short(&synced.new),
-        match role.files_changed(last.as_deref(), &synced.new) {
-            Some(1) => "1 file".to_owned(),
-            Some(n) => format!("{n} files"),
-            None => "unknown files (history rewritten)".to_owned(),
-        }
-    );
+    let rows = read_records(&args, &role, &hosts, &synced, process).await?;
+    for line in header(&role, &rows, &synced.new) {
+        eprintln!("{line}");
+    }
     let hosts = hosts
         .into_iter()
         .map(|mut host| {
-            host.vars = checkout.attributes.layered(&host.vars);
+            host.vars = checkout
+                .attributes
+                .layered_for(&inventory, &host, &role.name);
             host
         })
         .collect();
@@ -157,7 +155,7 @@ async fn sync(args: &RoleArgs, role: &Role) -> Result<Synced, Failure> {
 /// with `toyc run`, as given.
 fn run_args(args: &RoleArgs, script: &Path) -> RunArgs {
     RunArgs {
-        script: script.to_owned(),
+        script: Some(script.to_owned()),
         targets: args.targets.clone(),
         output: args.output.clone(),
         changes: args.changes.clone(),
@@ -172,6 +170,7 @@ fn show_attributes(
     attributes: &Attributes,
     inventory: &Inventory,
     name: &str,
+    role: &str,
     extra: &Map<String, Value>,
     secrets: &Secrets,
 ) -> Outcome {
@@ -186,7 +185,7 @@ fn show_attributes(
                 .join(", ")
         ))
     })?;
-    let shown = attributes.explain(inventory, host, extra);
+    let shown = attributes.explain(inventory, host, role, extra);
     let width = shown.iter().map(|a| a.name.len()).max().unwrap_or(0);
     for attribute in &shown {
         let text = attribute.value.to_string();
@@ -199,14 +198,14 @@ fn show_attributes(
     Ok(ExitCode::Success)
 }
 
-/// `--status`: each host's record and how it stands against the remote, as a table.
-async fn print_status(
+/// Every host's record of the role, compared with the commit just synced.
+async fn read_records(
     args: &RoleArgs,
     role: &Role,
     hosts: &[toyc_engine::inventory::Host],
     synced: &Synced,
     process: &Process,
-) -> Outcome {
+) -> Result<Vec<status::Row>, Failure> {
     let run = RunContext::new(ssh_options(&args.targets)?, Default::default())
         .with_cancel(process.cancel.clone());
     let rows = status::status(
@@ -219,6 +218,79 @@ async fn print_status(
     )
     .await;
     run.session.close().await;
+    Ok(rows)
+}
+
+/// The header of a role run: where the hosts stand before it, from their own records
+/// (what this machine applied last says nothing of hosts another run left behind),
+/// hosts in the same state on one line: `h1, h2, h3: 1 commit behind (at 64b425a), 2 files`.
+fn header(role: &Role, rows: &[status::Row], remote: &str) -> Vec<String> {
+    let files = |old: Option<&str>| match role.files_changed(old, remote) {
+        Some(1) => "1 file to change".to_owned(),
+        Some(n) => format!("{n} files to change"),
+        None => "files unknown (history rewritten)".to_owned(),
+    };
+    let mut groups: Vec<(String, Vec<&str>)> = Vec::new();
+    for row in rows {
+        let state = match &row.state {
+            HostState::Unreachable(_) => "record unreadable (not reached)".to_owned(),
+            HostState::NeverApplied => format!("never applied, {}", files(None)),
+            HostState::Applied {
+                behind: Behind::UpToDate,
+                ..
+            } => "up to date".to_owned(),
+            HostState::Applied {
+                commit,
+                behind: Behind::By(n),
+                ..
+            } => format!(
+                "{n} commit{} behind (at {}), {}",
+                if *n == 1 { "" } else { "s" },
+                short(commit),
+                files(Some(commit))
+            ),
+            HostState::Applied {
+                commit,
+                behind: Behind::Diverged,
+                ..
+            } => format!(
+                "at {}, not an ancestor of the remote's commit, {}",
+                short(commit),
+                files(Some(commit))
+            ),
+        };
+        match groups.iter_mut().find(|(s, _)| *s == state) {
+            Some((_, hosts)) => hosts.push(&row.host),
+            None => groups.push((state, vec![&row.host])),
+        }
+    }
+    let mut lines = vec![format!("role {} → {}:", role.name, short(&remote))];
+    for (state, hosts) in groups {
+        lines.push(format!("  {}: {state}", host_list(&hosts)));
+    }
+    lines
+}
+
+/// Host names for one line: all of them up to six, else the first five and a count.
+fn host_list(hosts: &[&str]) -> String {
+    if hosts.len() <= 6 {
+        hosts.join(", ")
+    } else {
+        format!("{} and {} more", hosts[..5].join(", "), hosts.len() - 5)
+    }
+}
+
+/// `--status`: each host's record and how it stands against the remote, as a table.
+/// Exits 2 when a host is behind, diverged or never applied (as `git diff --exit-code`
+/// does, so scripts and monitoring can tell), 3 when one could not be reached.
+async fn print_status(
+    args: &RoleArgs,
+    role: &Role,
+    hosts: &[toyc_engine::inventory::Host],
+    synced: &Synced,
+    process: &Process,
+) -> Outcome {
+    let rows = read_records(args, role, hosts, synced, process).await?;
     let width = rows.iter().map(|r| r.host.len()).max().unwrap_or(4).max(4);
     println!(
         "{:<width$}  {:<7}  {:<20}  state (remote at {})",
@@ -228,18 +300,25 @@ async fn print_status(
         short(&synced.new)
     );
     let mut unreachable = 0;
+    let mut behind_or_new = 0;
     for row in rows {
         let (commit, at, state) = match row.state {
             HostState::Unreachable(e) => {
                 unreachable += 1;
                 ("-".into(), "-".into(), format!("unreachable: {e}"))
             }
-            HostState::NeverApplied => ("-".into(), "-".into(), "never applied".into()),
+            HostState::NeverApplied => {
+                behind_or_new += 1;
+                ("-".into(), "-".into(), "never applied".into())
+            }
             HostState::Applied {
                 commit,
                 applied_at,
                 behind,
             } => {
+                if behind != Behind::UpToDate {
+                    behind_or_new += 1;
+                }
                 let state = match behind {
                     Behind::UpToDate => "up to date".to_owned(),
                     Behind::By(n) => {
@@ -260,6 +339,8 @@ async fn print_status(
     }
     Ok(if unreachable > 0 {
         ExitCode::Unreachable
+    } else if behind_or_new > 0 {
+        ExitCode::ChangesPending
     } else {
         ExitCode::Success
     })

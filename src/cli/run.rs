@@ -66,12 +66,16 @@ pub async fn converge_with(
     extras: RunExtras,
     process: &Process,
 ) -> CliOutcome {
+    let script = args
+        .script
+        .clone()
+        .ok_or_else(|| Failure::usage(anyhow!("a script is needed: `toyc {command} SCRIPT`")))?;
     let hosts = match extras.hosts {
         Some(hosts) => hosts,
         None => select_hosts(&args.targets)?,
     };
     let root = extras.root.unwrap_or_else(|| {
-        args.script
+        script
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
@@ -88,10 +92,7 @@ pub async fn converge_with(
     )?;
     let job = Job::Runbook(RunbookJob {
         hosts,
-        source: RunbookSource::Script {
-            path: args.script.clone(),
-            root,
-        },
+        source: RunbookSource::Script { path: script, root },
         vars: extra_vars(args, &run.secrets)?,
         sudo: args.targets.sudo,
         command_timeout: args
@@ -129,7 +130,12 @@ pub(super) fn exit_code(report: &Report) -> CliOutcome {
             eprintln!("nothing was changed");
             Ok(ExitCode::Failed)
         }
-        Verdict::Refused(why) => Err(Failure::input(anyhow!("{why}"))),
+        // The only refusal is the terminal gate's: no terminal and no `-y`, a flag missing
+        // from the command line, not a bad input.
+        Verdict::Refused(why) => Err(Failure::usage(anyhow!("{why}"))),
+        // A stage that aborted only because hosts could not be reached is an unreachable
+        // run (3), as everywhere else; any other failure outranks it.
+        Verdict::Aborted if s.failed == 0 && s.unreachable > 0 => Ok(ExitCode::Unreachable),
         Verdict::Aborted => Ok(ExitCode::Failed),
         Verdict::NotConverged { pending, cycles } => {
             eprintln!("{pending} change(s) still pending after {cycles} cycle(s); not converged");
@@ -200,7 +206,8 @@ pub(super) fn extra_vars(args: &RunArgs, secrets: &Secrets) -> Result<Map<String
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("unable to read vars file `{}`", file.display()))
             .map_err(Failure::input)?;
-        let value: Value = serde_yaml::from_str(&text)
+        // YAML 1.1, as Ansible reads `-e @file`: `on` is true, `0755` is 493.
+        let value: Value = toyc_engine::yaml11::from_str(&text)
             .map_err(|e| anyhow!("vars file `{}`: {e}", file.display()))
             .map_err(Failure::input)?;
         if secret {

@@ -60,7 +60,11 @@ pub fn event_sink(
     } else {
         let width = hosts.iter().map(|h| h.name.len()).max().unwrap_or(0);
         let sink = HumanSink::new(stream, output.verbose > 0, width, printer);
-        Arc::new(if table { sink.with_table() } else { sink })
+        Arc::new(if table {
+            sink.with_table().with_full_table(output.full_table)
+        } else {
+            sink
+        })
     }
 }
 

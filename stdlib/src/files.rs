@@ -185,9 +185,9 @@ pub mod files_api {
                 let force = opts.bool("force")?.unwrap_or(true);
                 let host = HostContext::of(&ctx)?;
                 let local = argument(F, host.local_path(&format!("files/{src}")))?;
-                let bytes = std::fs::read(&local)
-                    .map_err(|e| format!("`{F}`: unable to read `files/{src}`: {e}"))?;
-                let op = argument(F, Content::new(F, dest, bytes, attrs, force))?;
+                // Big files are hashed here and streamed at apply time, never held.
+                let shown = format!("files/{src}");
+                let op = argument(F, Content::from_file(F, dest, &local, &shown, attrs, force))?;
                 declare(&ctx, op)
             })(),
         )
@@ -230,7 +230,24 @@ pub mod files_api {
                 let opts = Options::new(F, &options, &["mode", "owner", "group", "vars"])?;
                 let attrs = attrs(F, &opts)?;
                 let host = HostContext::of(&ctx)?;
-                let mut vars = host.vars().clone();
+                // Rendered now, so template errors point at this call as well as into the template.
+                let root = argument(F, host.local_path("templates"))?;
+                let templates = crate::template::Templates::new(&root);
+                let call = crate::template::Call {
+                    src,
+                    fullpath: &root.join(src),
+                    dest,
+                    root: &host.script_root,
+                };
+                // Ansible's order: magic variables, facts, then the host's variables.
+                let mut vars = crate::template::magic_vars(&host.host, &host.play, &call);
+                if templates.uses_facts(src) {
+                    let facts = host.template_facts().map_err(|e| {
+                        format!("`{F}`: unable to gather the facts template `{src}` uses: {e}")
+                    })?;
+                    vars.extend(toyc_engine::ansible_facts::template_vars(&facts));
+                }
+                vars.extend(host.vars().clone());
                 if let Some(extra) = options.get("vars").filter(|v| !v.is_unit()) {
                     match rhai::serde::from_dynamic::<serde_json::Value>(extra) {
                         Ok(serde_json::Value::Object(extra)) => vars.extend(extra),
@@ -243,9 +260,7 @@ pub mod files_api {
                         }
                     }
                 }
-                // Rendered now, so template errors point at this call as well as into the template.
-                let root = argument(F, host.local_path("templates"))?;
-                let text = crate::template::Templates::new(&root)
+                let text = templates
                     .render_file(src, &vars)
                     .map_err(|e| format!("`{F}`: {e}"))?;
                 let op = argument(F, Content::new(F, dest, text.into_bytes(), attrs, true))?;

@@ -271,6 +271,33 @@ impl Generator {
         for name in &names {
             versions.insert(name.as_str().into(), RhaiMap::new().into());
         }
+        // Every host that could not be asked, in one error: a plan made without its
+        // inventory would otherwise stop at the first of many names it cannot resolve.
+        let failed: Vec<(&String, &String)> = answers
+            .iter()
+            .filter_map(|(host, answer)| answer.as_ref().err().map(|e| (host, e)))
+            .collect();
+        if let Some((first, error)) = failed.first() {
+            let unresolved = failed.iter().any(|(_, e)| e.contains("resolve hostname"));
+            let hint = if unresolved {
+                "; a host that is in no inventory is reached by its name: pass `-i INVENTORY` with its address"
+            } else {
+                ""
+            };
+            return Err(if failed.len() == 1 {
+                format!("`remote_versions`: {error}{hint}")
+            } else {
+                format!(
+                    "`remote_versions` could not ask {} hosts ({}) which versions they run; `{first}`: {error}{hint}",
+                    failed.len(),
+                    failed
+                        .iter()
+                        .map(|(h, _)| h.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            });
+        }
         for (host, answer) in answers {
             let output = answer.map_err(|e| format!("`remote_versions`: {e}"))?;
             for line in output.stdout_text().lines() {

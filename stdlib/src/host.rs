@@ -60,6 +60,7 @@ fn put_options(host: &HostContext, options: &Map) -> Result<PutOptions, Fail> {
         sudo: opts.bool("sudo")?.unwrap_or(host.sudo),
         // Rewriting an existing file keeps its owner unless one is asked for.
         keep_owner: true,
+        sha256: None,
     })
 }
 
@@ -104,7 +105,7 @@ fn upload_file(
         .len();
     let request = ExecRequest {
         command: atomic_write(dest, Some(usize::try_from(len).unwrap_or(usize::MAX)), &put),
-        stdin_file: Some(local.to_owned()),
+        stdin_files: vec![(local.to_owned(), len)],
         sudo: put.sudo,
         ..ExecRequest::default()
     };
@@ -181,7 +182,7 @@ pub mod host_api {
                     sudo: opts.bool("sudo")?.unwrap_or(host.sudo),
                     timeout: opts.seconds("timeout")?.or(host.timeout),
                     hold_stdin: false,
-                    stdin_file: None,
+                    stdin_files: Vec::new(),
                 };
                 let output = host.exec(&request).map_err(failed)?;
                 if output.status != 0 && opts.bool("check")?.unwrap_or(true) {

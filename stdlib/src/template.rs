@@ -13,16 +13,25 @@
 //! files below it (first next to the including template, as Ansible looks), never
 //! through `..`, an absolute path or a symlink leading out.
 //!
-//! Known differences from Ansible: maps iterate in key order (variables arrive as sorted
-//! maps), `to_json` therefore also writes keys sorted; `regex_*` take Rust regular
-//! expressions (no backreferences or lookaround); `hash` knows only `sha1`; Ansible-only
-//! lookups, tests and `omit` are absent.
+//! Maps keep the order they were written in (Ansible's dicts do); a `#jinja2:` first
+//! line overrides the whitespace settings and delimiters; `files::template` adds
+//! Ansible's magic variables and, for templates that name them, its facts (`magic.rs`).
+//!
+//! Known differences from Ansible: `regex_*` take Rust regular expressions (no
+//! backreferences or lookaround); tuples are lists; Ansible-only lookups, the tests of
+//! task results, `omit` and a few filters (`password_hash`, `ipaddr`, ... see
+//! `ansible::UNSUPPORTED_FILTERS`) are absent, and naming one says so.
 
+mod ansible;
 mod error;
 mod filters;
 #[cfg(test)]
 mod fixture_tests;
+mod magic;
+mod methods;
+mod percent;
 mod pyfmt;
+mod pyrandom;
 mod undefined;
 mod yaml;
 
@@ -39,6 +48,7 @@ use toyc_engine::context::confined_path;
 use toyc_engine::script_error::ScriptError;
 
 pub use error::{Location, TemplateError};
+pub(crate) use magic::{magic_vars, Call};
 use undefined::OffsetMap;
 
 /// A template's text as written, and how the rewritten text minijinja runs maps back.
@@ -53,6 +63,70 @@ type Sources = Arc<Mutex<HashMap<String, Source>>>;
 pub struct Templates {
     env: Environment<'static>,
     sources: Sources,
+    /// The directory, to build the templates again for a `#jinja2:` header.
+    root: PathBuf,
+}
+
+/// The settings of Ansible's `#jinja2:` first line (`#jinja2: trim_blocks: False`).
+#[derive(Debug, Default)]
+struct Header {
+    trim_blocks: Option<bool>,
+    lstrip_blocks: Option<bool>,
+    keep_trailing_newline: Option<bool>,
+    block: Option<(String, String)>,
+    variable: Option<(String, String)>,
+    comment: Option<(String, String)>,
+}
+
+impl Header {
+    /// The header of `text` and how many bytes it takes (with its line break), if any.
+    /// As Ansible: `key: value` pairs split at `,`, values Python literals.
+    fn parse(text: &str) -> Option<(Header, usize)> {
+        let rest = text.strip_prefix("#jinja2:")?;
+        let (line, len) = match rest.find('\n') {
+            Some(eol) => (&rest[..eol], "#jinja2:".len() + eol + 1),
+            None => (rest, text.len()),
+        };
+        let mut header = Header::default();
+        let mut strings: HashMap<String, String> = HashMap::new();
+        for pair in line.split(',') {
+            let Some((key, value)) = pair.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            let flag = match value {
+                "True" => Some(true),
+                "False" => Some(false),
+                _ => None,
+            };
+            match key.trim() {
+                "trim_blocks" => header.trim_blocks = flag,
+                "lstrip_blocks" => header.lstrip_blocks = flag,
+                "keep_trailing_newline" => header.keep_trailing_newline = flag,
+                other => {
+                    let unquoted = value
+                        .strip_prefix(['\'', '"'])
+                        .and_then(|v| v.strip_suffix(['\'', '"']))
+                        .unwrap_or(value);
+                    strings.insert(other.to_owned(), unquoted.to_owned());
+                }
+            }
+        }
+        let pair = |start: &str, end: &str, default: (&str, &str)| match (
+            strings.get(start),
+            strings.get(end),
+        ) {
+            (None, None) => None,
+            (s, e) => Some((
+                s.cloned().unwrap_or_else(|| default.0.to_owned()),
+                e.cloned().unwrap_or_else(|| default.1.to_owned()),
+            )),
+        };
+        header.block = pair("block_start_string", "block_end_string", ("{%", "%}"));
+        header.variable = pair("variable_start_string", "variable_end_string", ("{{", "}}"));
+        header.comment = pair("comment_start_string", "comment_end_string", ("{#", "#}"));
+        Some((header, len))
+    }
 }
 
 impl std::fmt::Debug for Templates {
@@ -64,17 +138,32 @@ impl std::fmt::Debug for Templates {
 impl Templates {
     /// Templates below `root`; nothing is read until a template is rendered.
     pub fn new(root: &Path) -> Templates {
+        Templates::build(root, &Header::default(), None)
+    }
+
+    /// Templates below `root` with a `#jinja2:` header's settings, the header line of
+    /// template `top` left out (Ansible removes it from the template it renders).
+    fn build(root: &Path, header: &Header, top: Option<String>) -> Templates {
         let mut env = Environment::new();
         // Ansible's `template` module: trim_blocks on, lstrip_blocks off. Jinja2 drops a
         // template's final newline and Ansible adds it back to the result only (see
         // `restore_trailing_newlines`), so an included template's final newline goes.
-        // Building fails only for custom delimiters, which are not set.
-        if let Ok(syntax) = SyntaxConfig::builder()
-            .trim_blocks(true)
-            .lstrip_blocks(false)
-            .keep_trailing_newline(false)
-            .build()
-        {
+        let mut builder = SyntaxConfig::builder();
+        builder
+            .trim_blocks(header.trim_blocks.unwrap_or(true))
+            .lstrip_blocks(header.lstrip_blocks.unwrap_or(false))
+            .keep_trailing_newline(header.keep_trailing_newline.unwrap_or(false));
+        if let Some((start, end)) = &header.block {
+            builder.block_delimiters(start.clone(), end.clone());
+        }
+        if let Some((start, end)) = &header.variable {
+            builder.variable_delimiters(start.clone(), end.clone());
+        }
+        if let Some((start, end)) = &header.comment {
+            builder.comment_delimiters(start.clone(), end.clone());
+        }
+        // Building fails only for delimiters that clash; Jinja2 would fail too, later.
+        if let Ok(syntax) = builder.build() {
             env.set_syntax(syntax);
         }
         env.set_undefined_behavior(UndefinedBehavior::Strict);
@@ -83,23 +172,34 @@ impl Templates {
         // Configuration files, not HTML: never escape (Ansible does not either).
         env.set_auto_escape_callback(|_| AutoEscape::None);
         env.set_formatter(pyfmt::format);
-        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.set_unknown_method_callback(methods::call);
         env.add_function(undefined::LOOKUP, undefined::lookup);
         filters::register(&mut env);
+        ansible::register(&mut env);
 
         let root = root.to_owned();
+        let kept_root = root.clone();
         let join_root = root.clone();
         env.set_path_join_callback(move |name, parent| join(&join_root, name, parent).into());
         let sources: Sources = Arc::default();
         let loader_sources = sources.clone();
         let syntax = env.syntax().clone();
         env.set_loader(move |name| {
-            let Some(text) = read(&root, name)? else {
+            let Some(mut text) = read(&root, name)? else {
                 return Ok(None);
             };
+            if top.as_deref() == Some(name) {
+                if let Some((_, len)) = Header::parse(&text) {
+                    text.drain(..len);
+                }
+            }
             Ok(Some(prepare(&loader_sources, name, text, &syntax)))
         });
-        Templates { env, sources }
+        Templates {
+            env,
+            sources,
+            root: kept_root,
+        }
     }
 
     /// Parse the template file `name` (and what it includes statically) without
@@ -126,8 +226,45 @@ impl Templates {
         })
     }
 
+    /// Whether the template file `name` (or one it includes) names one of Ansible's
+    /// facts, which are then gathered for it; a template that does not load names none.
+    pub fn uses_facts(&self, name: &str) -> bool {
+        let facts = toyc_engine::ansible_facts::FACT_NAMES;
+        let Ok(template) = self.env.get_template(name) else {
+            return false;
+        };
+        if template
+            .undeclared_variables(false)
+            .iter()
+            .any(|v| facts.contains(&v.as_str()))
+        {
+            return true;
+        }
+        // Included and imported templates: their text, as loaded so far.
+        let sources = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        sources
+            .values()
+            .any(|s| facts.iter().any(|f| s.original.contains(f)))
+    }
+
     /// Render the template file `name` (a path below the templates directory).
     pub fn render_file(
+        &self,
+        name: &str,
+        vars: &Map<String, Value>,
+    ) -> Result<String, TemplateError> {
+        // A `#jinja2:` first line changes the syntax for this render: templates built
+        // again with it.
+        if let Ok(Some(text)) = read(&self.root, name) {
+            if let Some((header, _)) = Header::parse(&text) {
+                let with_header = Templates::build(&self.root, &header, Some(name.to_owned()));
+                return with_header.render_prepared(name, vars);
+            }
+        }
+        self.render_prepared(name, vars)
+    }
+
+    fn render_prepared(
         &self,
         name: &str,
         vars: &Map<String, Value>,
@@ -238,7 +375,8 @@ fn context(vars: &Map<String, Value>) -> JinjaValue {
     JinjaValue::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), to_jinja(v))))
 }
 
-fn to_jinja(value: &Value) -> JinjaValue {
+/// A JSON value as a minijinja value (maps keep their order).
+pub(crate) fn to_jinja(value: &Value) -> JinjaValue {
     match value {
         Value::Null => JinjaValue::from(()),
         Value::Bool(b) => JinjaValue::from(*b),
@@ -393,6 +531,50 @@ pub(crate) mod tests {
         );
         let err = error("{{ user.shel }}", &vars);
         assert!(err.starts_with("undefined variable `user.shel` in template `t.j2`, line 1; did you mean `user.shell`?"), "{err}");
+    }
+
+    // See: issue 11: an unknown filter or test names itself and its place, with the
+    // closest known name, and an Ansible one toyc lacks says so.
+    #[test]
+    fn unknown_filters_and_tests_name_the_closest_or_say_toyc_lacks_them() {
+        let vars = json!({"x": "a"});
+        let err = error("line\n{{ x | to_nice_jsn }}", &vars);
+        assert!(
+            err.starts_with("syntax error in template `t.j2`, line 2: unknown filter `to_nice_jsn`; did you mean `to_nice_json`?"),
+            "{err}"
+        );
+        assert!(err.contains("t.j2:2:"), "{err}");
+        let err = error("{{ x | password_hash('sha512') }}", &vars);
+        assert!(
+            err.contains("the Ansible filter `password_hash` is not supported by toyc"),
+            "{err}"
+        );
+        let err = error("{{ x is versoin('1') }}", &vars);
+        assert!(
+            err.contains("unknown test `versoin`; did you mean `version`?"),
+            "{err}"
+        );
+        let err = error("{{ x is failed }}", &vars);
+        assert!(
+            err.contains("the Ansible test `failed` is not supported by toyc"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_jinja2_header_overrides_the_whitespace_settings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("t.j2"),
+            "#jinja2: trim_blocks: False, lstrip_blocks: True\n  {% if true %}\nx\n  {% endif %}\n",
+        )
+        .expect("write");
+        let out = Templates::new(dir.path())
+            .render_file("t.j2", &Map::new())
+            .expect("renders");
+        // Jinja2 with trim_blocks off, lstrip_blocks on, the header line removed (what
+        // `ansible localhost -m template` writes for it).
+        assert_eq!(out, "\nx\n");
     }
 
     #[test]

@@ -274,7 +274,7 @@ pub struct HostRecord {
 }
 
 /// Merges a new payload into a queued one with the same key; returns the merged payload.
-pub type Merge<'a> = &'a (dyn Fn(&Value, &Value) -> Value + Send + Sync);
+pub type Merge = fn(&Value, &Value) -> Value;
 
 /// The state store. Every method is one transaction.
 #[async_trait]
@@ -286,7 +286,7 @@ pub trait Store: Send + Sync {
         &self,
         delivery: NewDelivery,
         job: Option<NewJob>,
-        merge: Merge<'_>,
+        merge: Merge,
     ) -> Result<Accepted, StoreError>;
 
     /// Queues a job with no delivery (a deliberate re-run): never merged, never

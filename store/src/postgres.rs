@@ -23,7 +23,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Row};
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Row, Statement};
 
 use crate::sqlite::parse_state;
 use crate::{
@@ -308,14 +308,28 @@ async fn keep_listening(config: Config, work: Arc<Notify>, client: Client, drive
 }
 
 /// Now by the server's clock.
+/// `sql` prepared once per pooled connection and kept: a statement given as text is
+/// prepared again on every call, one more round trip to the server each time. On the
+/// webhook's path (`accept`) that doubled the round trips made while the key's lock is
+/// held, which every delivery for the key waits for.
+async fn cached(client: &impl GenericClient, sql: &str) -> Result<Statement, StoreError> {
+    client.prepare_cached(sql).await.map_err(backend)
+}
+
 async fn now(client: &impl GenericClient) -> Result<i64, StoreError> {
-    Ok(client.query_one(NOW_MS, &[]).await.map_err(backend)?.get(0))
+    let statement = cached(client, NOW_MS).await?;
+    Ok(client
+        .query_one(&statement, &[])
+        .await
+        .map_err(backend)?
+        .get(0))
 }
 
 /// Wakes every store's `wait_for_work` when the transaction commits.
 async fn notify(client: &impl GenericClient) -> Result<(), StoreError> {
+    let statement = cached(client, "SELECT pg_notify($1, '')").await?;
     client
-        .execute("SELECT pg_notify($1, '')", &[&CHANNEL])
+        .execute(&statement, &[&CHANNEL])
         .await
         .map_err(backend)?;
     Ok(())
@@ -419,10 +433,15 @@ async fn insert_delivery(
     now: i64,
     job: Option<JobId>,
 ) -> Result<(), StoreError> {
+    let statement = cached(
+        client,
+        "INSERT INTO deliveries (id, provider, repo, event, ignored, received_ms, job)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .await?;
     client
         .execute(
-            "INSERT INTO deliveries (id, provider, repo, event, ignored, received_ms, job)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &statement,
             &[
                 &delivery.id,
                 &delivery.provider,
@@ -443,12 +462,14 @@ async fn insert_job(
     job: &NewJob,
     now: i64,
 ) -> Result<JobId, StoreError> {
+    let statement = cached(
+        client,
+        "INSERT INTO jobs (key, payload, state, created_ms) VALUES ($1, $2, 'queued', $3)
+         RETURNING id",
+    )
+    .await?;
     Ok(client
-        .query_one(
-            "INSERT INTO jobs (key, payload, state, created_ms) VALUES ($1, $2, 'queued', $3)
-             RETURNING id",
-            &[&job.key, &job.payload, &now],
-        )
+        .query_one(&statement, &[&job.key, &job.payload, &now])
         .await
         .map_err(backend)?
         .get(0))
@@ -471,19 +492,18 @@ impl Store for PostgresStore {
         &self,
         delivery: NewDelivery,
         job: Option<NewJob>,
-        merge: Merge<'_>,
+        merge: Merge,
     ) -> Result<Accepted, StoreError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(backend)?;
         // The delivery's lock first, then the key's: always in this order.
-        tx.execute(
-            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-            &[&LOCK_DELIVERY, &delivery.id],
-        )
-        .await
-        .map_err(backend)?;
+        let lock = cached(&tx, "SELECT pg_advisory_xact_lock($1, hashtext($2))").await?;
+        tx.execute(&lock, &[&LOCK_DELIVERY, &delivery.id])
+            .await
+            .map_err(backend)?;
+        let seen = cached(&tx, "SELECT job FROM deliveries WHERE id = $1").await?;
         if let Some(row) = tx
-            .query_opt("SELECT job FROM deliveries WHERE id = $1", &[&delivery.id])
+            .query_opt(&seen, &[&delivery.id])
             .await
             .map_err(backend)?
         {
@@ -498,31 +518,26 @@ impl Store for PostgresStore {
                 Accepted::Ignored
             }
             Some(job) => {
-                tx.execute(
-                    "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                    &[&LOCK_KEY, &job.key],
-                )
-                .await
-                .map_err(backend)?;
-                let queued = tx
-                    .query_opt(
-                        "SELECT id, payload FROM jobs WHERE key = $1 AND state = 'queued'
-                         ORDER BY id LIMIT 1 FOR UPDATE",
-                        &[&job.key],
-                    )
+                tx.execute(&lock, &[&LOCK_KEY, &job.key])
                     .await
                     .map_err(backend)?;
+                let queued = cached(
+                    &tx,
+                    "SELECT id, payload FROM jobs WHERE key = $1 AND state = 'queued'
+                     ORDER BY id LIMIT 1 FOR UPDATE",
+                )
+                .await?;
+                let queued = tx.query_opt(&queued, &[&job.key]).await.map_err(backend)?;
                 match queued {
                     Some(row) => {
                         let id: JobId = row.try_get(0).map_err(backend)?;
                         let payload: Value = row.try_get(1).map_err(backend)?;
                         let merged = merge(&payload, &job.payload);
-                        tx.execute(
-                            "UPDATE jobs SET payload = $1 WHERE id = $2",
-                            &[&merged, &id],
-                        )
-                        .await
-                        .map_err(backend)?;
+                        let update =
+                            cached(&tx, "UPDATE jobs SET payload = $1 WHERE id = $2").await?;
+                        tx.execute(&update, &[&merged, &id])
+                            .await
+                            .map_err(backend)?;
                         insert_delivery(&tx, &delivery, now, Some(id)).await?;
                         Accepted::Merged { job: id }
                     }

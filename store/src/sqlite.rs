@@ -9,7 +9,7 @@
 //! promise).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -88,8 +88,9 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
     /// The file, for messages.
     path: PathBuf,
-    /// Poked by whatever may make a job claimable in this process; other processes are
-    /// seen when `wait_for_work` times out.
+    /// Poked by whatever may make a job claimable in this process (shared by every
+    /// handle on the same file, see [`wake_ups`]); other processes are seen when
+    /// `wait_for_work` times out.
     work: Arc<Notify>,
 }
 
@@ -122,10 +123,11 @@ impl SqliteStore {
                 location: path.display().to_string(),
                 reason,
             })?;
+        let work = wake_ups(&path);
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
             path,
-            work: Arc::new(Notify::new()),
+            work,
         })
     }
 
@@ -160,6 +162,29 @@ impl SqliteStore {
         self.work.notify_waiters();
         self.work.notify_one();
     }
+}
+
+/// The wake-ups of the store in the file `path`: one per file and process, so that a
+/// change through one handle wakes the waiters of every handle on the same file.
+fn wake_ups(path: &Path) -> Arc<Notify> {
+    static BY_FILE: std::sync::Mutex<Vec<(PathBuf, Weak<Notify>)>> =
+        std::sync::Mutex::new(Vec::new());
+    // The file exists now (`open` created it): its canonical path names it.
+    let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut by_file = BY_FILE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    by_file.retain(|(_, work)| work.strong_count() > 0);
+    if let Some(work) = by_file
+        .iter()
+        .find(|(known, _)| *known == file)
+        .and_then(|(_, work)| work.upgrade())
+    {
+        return work;
+    }
+    let work = Arc::new(Notify::new());
+    by_file.push((file, Arc::downgrade(&work)));
+    work
 }
 
 /// Moves the connection's guard to a blocking thread, runs `f`, and hands the guard
@@ -423,100 +448,61 @@ fn insert_job(conn: &Connection, job: &NewJob, now: i64) -> Result<JobId, StoreE
     Ok(conn.last_insert_rowid())
 }
 
-/// What the first half of `accept` found.
-enum Seen {
-    /// The delivery id was recorded before (and the job it went to).
-    Duplicate(Option<JobId>),
-    /// A queued job of the same key, with its payload, to merge into.
-    Queued(JobId, Value),
-    /// Nothing to merge into.
-    Nothing,
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn accept(
         &self,
         delivery: NewDelivery,
         job: Option<NewJob>,
-        merge: Merge<'_>,
+        merge: Merge,
     ) -> Result<Accepted, StoreError> {
         let guard = self.conn.clone().lock_owned().await;
-        let id = delivery.id.clone();
-        let key = job.as_ref().map(|job| job.key.clone());
-        // First half: open the transaction, look for the delivery and a queued job.
-        // `merge` is the caller's and not 'static, so it runs here, between the halves,
-        // while this task holds the connection with the transaction open.
-        let (guard, seen) = on_blocking_thread(guard, true, move |conn| {
+        // One hop to a blocking thread, one transaction: look for the delivery and a
+        // queued job of the key, merge, write, commit.
+        let (_guard, accepted) = on_blocking_thread(guard, true, move |conn| {
             begin(conn)?;
-            let seen = (|| {
+            let accepted = (|| {
                 let earlier: Option<Option<JobId>> = conn
-                    .query_row("SELECT job FROM deliveries WHERE id = ?1", [&id], |row| {
-                        row.get(0)
-                    })
+                    .query_row(
+                        "SELECT job FROM deliveries WHERE id = ?1",
+                        [&delivery.id],
+                        |row| row.get(0),
+                    )
                     .optional()
                     .map_err(backend)?;
                 if let Some(job) = earlier {
-                    return Ok(Seen::Duplicate(job));
+                    return Ok(Accepted::Duplicate { job });
                 }
-                let Some(key) = key else {
-                    return Ok(Seen::Nothing);
+                let now = now_ms();
+                let Some(job) = job else {
+                    insert_delivery(conn, &delivery, now, None)?;
+                    return Ok(Accepted::Ignored);
                 };
-                let queued = conn
+                let queued: Option<(JobId, Value)> = conn
                     .query_row(
                         "SELECT id, payload FROM jobs WHERE key = ?1 AND state = 'queued'
                          ORDER BY id LIMIT 1",
-                        [&key],
+                        [&job.key],
                         |row| Ok((row.get(0)?, json_column(row, 1)?)),
                     )
                     .optional()
                     .map_err(backend)?;
-                Ok(queued.map_or(Seen::Nothing, |(id, payload)| Seen::Queued(id, payload)))
-            })();
-            match seen {
-                // Nothing to write: end the transaction here.
-                Ok(Seen::Duplicate(job)) => end(conn, Ok(Seen::Duplicate(job))),
-                other => other.inspect_err(|_| {
-                    let _ = conn.execute_batch("ROLLBACK");
-                }),
-            }
-        })
-        .await?;
-        let seen = seen?;
-        let write = match seen {
-            Seen::Duplicate(job) => return Ok(Accepted::Duplicate { job }),
-            Seen::Queued(id, queued) => {
-                let new = job.as_ref().map_or(&Value::Null, |job| &job.payload);
-                Some((id, merge(&queued, new)))
-            }
-            Seen::Nothing => None,
-        };
-        // Second half: write and commit.
-        let (_guard, accepted) = on_blocking_thread(guard, false, move |conn| {
-            if conn.is_autocommit() {
-                return Err(StoreError::Backend(
-                    "the transaction of an accept ended half-way".to_string(),
-                ));
-            }
-            let now = now_ms();
-            let accepted = (|| match (write, job) {
-                (Some((id, payload)), _) => {
-                    conn.execute(
-                        "UPDATE jobs SET payload = ?1 WHERE id = ?2",
-                        params![payload.to_string(), id],
-                    )
-                    .map_err(backend)?;
-                    insert_delivery(conn, &delivery, now, Some(id))?;
-                    Ok(Accepted::Merged { job: id })
-                }
-                (None, Some(job)) => {
-                    let id = insert_job(conn, &job, now)?;
-                    insert_delivery(conn, &delivery, now, Some(id))?;
-                    Ok(Accepted::Queued { job: id })
-                }
-                (None, None) => {
-                    insert_delivery(conn, &delivery, now, None)?;
-                    Ok(Accepted::Ignored)
+                match queued {
+                    Some((id, payload)) => {
+                        let merged = merge(&payload, &job.payload);
+                        conn.execute(
+                            "UPDATE jobs SET payload = ?1 WHERE id = ?2",
+                            params![merged.to_string(), id],
+                        )
+                        .map_err(backend)?;
+                        insert_delivery(conn, &delivery, now, Some(id))?;
+                        Ok(Accepted::Merged { job: id })
+                    }
+                    None => {
+                        let id = insert_job(conn, &job, now)?;
+                        insert_delivery(conn, &delivery, now, Some(id))?;
+                        Ok(Accepted::Queued { job: id })
+                    }
                 }
             })();
             end(conn, accepted)

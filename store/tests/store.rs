@@ -17,9 +17,6 @@ use toyc_store::{
 /// A database the test owns, and how to open handles on it.
 struct Db {
     location: String,
-    /// Whether a change through one handle wakes `wait_for_work` of another handle
-    /// (PostgreSQL's NOTIFY; SQLite's wake-ups are per handle, the others poll).
-    wakes_other_handles: bool,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -44,7 +41,6 @@ async fn sqlite() -> Db {
         .to_string();
     Db {
         location,
-        wakes_other_handles: false,
         _dir: Some(dir),
     }
 }
@@ -55,7 +51,6 @@ async fn postgresql() -> Db {
         .expect("a database for the test");
     Db {
         location,
-        wakes_other_handles: true,
         _dir: None,
     }
 }
@@ -93,14 +88,14 @@ const LONG: Duration = Duration::from_secs(60);
 async fn accept_queues_and_refuses_a_duplicate(db: Db) {
     let store = db.open().await;
     let first = store
-        .accept(delivery("d1"), Some(push("web", "a1", &["x"])), &merge)
+        .accept(delivery("d1"), Some(push("web", "a1", &["x"])), merge)
         .await
         .expect("accept");
     let Accepted::Queued { job } = first else {
         panic!("a first delivery queues a job, not {first:?}");
     };
     let again = store
-        .accept(delivery("d1"), Some(push("db", "b1", &["y"])), &merge)
+        .accept(delivery("d1"), Some(push("db", "b1", &["y"])), merge)
         .await
         .expect("accept");
     assert_eq!(again, Accepted::Duplicate { job: Some(job) });
@@ -120,19 +115,19 @@ async fn accept_queues_and_refuses_a_duplicate(db: Db) {
 async fn accept_merges_into_the_queued_job_of_its_key(db: Db) {
     let store = db.open().await;
     let Accepted::Queued { job } = store
-        .accept(delivery("d1"), Some(push("web", "a1", &["x", "y"])), &merge)
+        .accept(delivery("d1"), Some(push("web", "a1", &["x", "y"])), merge)
         .await
         .expect("accept")
     else {
         panic!("a first delivery queues a job");
     };
     let second = store
-        .accept(delivery("d2"), Some(push("web", "a2", &["z", "x"])), &merge)
+        .accept(delivery("d2"), Some(push("web", "a2", &["z", "x"])), merge)
         .await
         .expect("accept");
     assert_eq!(second, Accepted::Merged { job });
     let other = store
-        .accept(delivery("d3"), Some(push("db", "b1", &["q"])), &merge)
+        .accept(delivery("d3"), Some(push("db", "b1", &["q"])), merge)
         .await
         .expect("accept");
     assert!(
@@ -154,7 +149,7 @@ async fn accept_merges_into_the_queued_job_of_its_key(db: Db) {
 async fn accept_behind_a_running_job_queues_a_new_one(db: Db) {
     let store = db.open().await;
     let Accepted::Queued { job: first } = store
-        .accept(delivery("d1"), Some(push("web", "a1", &["x"])), &merge)
+        .accept(delivery("d1"), Some(push("web", "a1", &["x"])), merge)
         .await
         .expect("accept")
     else {
@@ -167,7 +162,7 @@ async fn accept_behind_a_running_job_queues_a_new_one(db: Db) {
         .expect("a job");
     assert_eq!(claim.job.id, first);
     let second = store
-        .accept(delivery("d2"), Some(push("web", "a2", &["y"])), &merge)
+        .accept(delivery("d2"), Some(push("web", "a2", &["y"])), merge)
         .await
         .expect("accept");
     let Accepted::Queued { job: second } = second else {
@@ -197,12 +192,12 @@ async fn ignored_deliveries_are_recorded_once(db: Db) {
     let mut ignored = delivery("d1");
     ignored.ignored = Some("branch dev is not tracked".to_string());
     let accepted = store
-        .accept(ignored.clone(), None, &merge)
+        .accept(ignored.clone(), None, merge)
         .await
         .expect("accept");
     assert_eq!(accepted, Accepted::Ignored);
     let again = store
-        .accept(ignored.clone(), None, &merge)
+        .accept(ignored.clone(), None, merge)
         .await
         .expect("accept");
     assert_eq!(again, Accepted::Duplicate { job: None });
@@ -563,7 +558,7 @@ async fn concurrent_deliveries_of_a_key_merge_into_one_job(db: Db) {
                     .accept(
                         delivery(&format!("{side}-{round}")),
                         Some(push("web", &file, &[&file])),
-                        &merge,
+                        merge,
                     )
                     .await
                     .expect("accept");
@@ -609,11 +604,8 @@ async fn wait_for_work_wakes_on_a_new_job(db: Db) {
     waiter.wait_for_work(LONG).await;
     assert!(started.elapsed() < Duration::from_secs(5));
 
-    let writer = if db.wakes_other_handles {
-        db.open().await
-    } else {
-        waiter.clone()
-    };
+    // Another handle (on SQLite in the same process, on PostgreSQL through NOTIFY).
+    let writer = db.open().await;
     // Let a notification of the setup arrive before waiting for the real one.
     tokio::time::sleep(Duration::from_millis(200)).await;
     waiter.wait_for_work(Duration::from_millis(10)).await;

@@ -115,6 +115,19 @@ pub fn dedicated(n: usize) -> Option<HostPool> {
     }
 }
 
+/// The test-host image and the label that marks a container as this test process's
+/// (the reaper removes such containers when the process ends), for tests that have
+/// toyc create containers itself (workflows). `None` under the same conditions as
+/// [`shared`].
+pub fn image_and_owner_label() -> Option<(String, String, String)> {
+    let (image, _) = docker_env()?;
+    Some((
+        image.to_owned(),
+        OWNER_LABEL.to_owned(),
+        std::process::id().to_string(),
+    ))
+}
+
 /// Runs `cmd` with stdin closed and its output captured, killing it if it is still
 /// running after `limit` (then its stderr ends with a line saying so).
 ///

@@ -1,7 +1,13 @@
 //! A role's attributes: its own layers (`runbook.yml`'s `attributes`, then
-//! `attributes.yml`) under a host's inventory vars, under `--var`. [`Attributes::layered`]
-//! is what a host's script sees; [`Attributes::explain`] says where each value came from
-//! (`toyc role --show-attributes`).
+//! `attributes.yml`) under a host's inventory vars, under the inventory's overrides for
+//! that role, under `--var`. [`Attributes::layered_for`] is what a host's script sees;
+//! [`Attributes::explain`] says where each value came from (`toyc role --show-attributes`).
+//!
+//! A role override is an inventory var `roles` mapping role names to attributes, at the
+//! inventory, group or host level: `vars: {roles: {web: {port: 8080}}}` applies
+//! `port: 8080` only when role `web` runs, whatever the group's plain vars say (group
+//! vars apply to every role run on the group's hosts, as in Ansible). Levels layer as
+//! vars do: inventory-wide, then groups in definition order, then the host's own.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,6 +34,13 @@ pub enum Origin {
     Group(String),
     /// The host's own vars.
     Host(String),
+    /// A role override: `roles.ROLE` in the vars of the inventory, a group or a host.
+    Override {
+        /// The role it applies to.
+        role: String,
+        /// The level whose vars hold it.
+        level: Box<Origin>,
+    },
     /// `--var`, `--vars-file` or `--secrets-file`.
     CommandLine,
 }
@@ -39,6 +52,7 @@ impl fmt::Display for Origin {
             Origin::InventoryVars => f.write_str("inventory vars"),
             Origin::Group(name) => write!(f, "group {name}"),
             Origin::Host(name) => write!(f, "host {name}"),
+            Origin::Override { role, level } => write!(f, "roles.{role} of {level}"),
             Origin::CommandLine => f.write_str("--var/--vars-file"),
         }
     }
@@ -73,7 +87,8 @@ impl Attributes {
             role: role.to_owned(),
             message,
         };
-        match serde_yaml::from_str(text).map_err(|e| error(e.to_string()))? {
+        // YAML 1.1, as Ansible reads a role's defaults and vars (`on` is true).
+        match crate::yaml11::from_str(text).map_err(|e| error(e.to_string()))? {
             Value::Object(map) => self.push(origin, map),
             Value::Null => {}
             _ => return Err(error("it must hold a map of names to values".to_owned())),
@@ -91,12 +106,28 @@ impl Attributes {
         vars
     }
 
-    /// Every attribute `host` would see, by name, with `extra` (`--var` and friends) on
-    /// top, each with the layer its value came from.
+    /// What `host` sees when role `role` runs: [`Attributes::layered`], with the
+    /// inventory's overrides for `role` on top.
+    pub fn layered_for(
+        &self,
+        inventory: &Inventory,
+        host: &Host,
+        role: &str,
+    ) -> Map<String, Value> {
+        let mut vars = self.layered(&host.vars);
+        for (_, layer) in role_overrides(inventory, host, role) {
+            vars.extend(layer);
+        }
+        vars
+    }
+
+    /// Every attribute `host` would see when role `role` runs, by name, with `extra`
+    /// (`--var` and friends) on top, each with the layer its value came from.
     pub fn explain(
         &self,
         inventory: &Inventory,
         host: &Host,
+        role: &str,
         extra: &Map<String, Value>,
     ) -> Vec<Attribute> {
         let mut merged: BTreeMap<String, (Value, Origin)> = BTreeMap::new();
@@ -111,6 +142,15 @@ impl Attributes {
                 (value.clone(), inventory_origin(inventory, host, key)),
             );
         }
+        for (level, layer) in role_overrides(inventory, host, role) {
+            for (key, value) in layer {
+                let origin = Origin::Override {
+                    role: role.to_owned(),
+                    level: Box::new(level.clone()),
+                };
+                merged.insert(key, (value, origin));
+            }
+        }
         for (key, value) in extra {
             merged.insert(key.clone(), (value.clone(), Origin::CommandLine));
         }
@@ -123,6 +163,47 @@ impl Attributes {
             })
             .collect()
     }
+}
+
+/// The inventory's overrides for role `role` that apply to `host`, lowest first: the
+/// inventory-wide vars', its groups' (in definition order), then the host's own. Vars
+/// merge shallowly, so the host's `roles` is its own when it differs from the last
+/// group's that has one.
+fn role_overrides(
+    inventory: &Inventory,
+    host: &Host,
+    role: &str,
+) -> Vec<(Origin, Map<String, Value>)> {
+    let of_role = |roles: Option<&Value>| {
+        roles
+            .and_then(|r| r.get(role))
+            .and_then(Value::as_object)
+            .cloned()
+    };
+    let mut levels = Vec::new();
+    let mut last_group_roles = None;
+    for group in inventory.groups() {
+        let member = group.name == "all" || host.groups.contains(&group.name);
+        let Some(roles) = group.vars.get("roles").filter(|_| member) else {
+            continue;
+        };
+        last_group_roles = Some(roles);
+        if let Some(layer) = of_role(Some(roles)) {
+            let origin = if group.name == "all" {
+                Origin::InventoryVars
+            } else {
+                Origin::Group(group.name.clone())
+            };
+            levels.push((origin, layer));
+        }
+    }
+    let own = host.vars.get("roles");
+    if own.is_some() && own != last_group_roles {
+        if let Some(layer) = of_role(own) {
+            levels.push((Origin::Host(host.name.clone()), layer));
+        }
+    }
+    levels
 }
 
 /// Which inventory layer gave `host` its value of `key`: the host's own, else the last of
@@ -180,7 +261,7 @@ mod tests {
         let host = inventory.host("h1").expect("h1");
         let mut extra = Map::new();
         extra.insert("root".into(), Value::from("/tmp"));
-        let shown = role_attributes().explain(&inventory, host, &extra);
+        let shown = role_attributes().explain(&inventory, host, "web", &extra);
         let origin = |name: &str| {
             shown
                 .iter()
@@ -194,6 +275,41 @@ mod tests {
         assert_eq!(origin("root"), "--var/--vars-file");
         let names: Vec<&str> = shown.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["name", "port", "root", "tz"]);
+    }
+
+    #[test]
+    fn role_overrides_apply_to_their_role_only_and_name_their_level() {
+        let inventory = Inventory::parse(
+            "vars: {roles: {web: {tz: Europe/Paris}}}\nhosts:\n  h1: {address: 10.0.0.1, vars: {roles: {web: {name: own}}}}\n  h2: {address: 10.0.0.2}\ngroups:\n  web: {hosts: [h1, h2], vars: {port: 9000, roles: {web: {port: 8080}, db: {port: 5432}}}}\n",
+            Path::new("inv.yml"),
+        )
+        .expect("inventory");
+        let (h1, h2) = (
+            inventory.host("h1").expect("h1"),
+            inventory.host("h2").expect("h2"),
+        );
+        let attributes = role_attributes();
+        let web = attributes.layered_for(&inventory, h2, "web");
+        assert_eq!(web["port"], 8080);
+        assert_eq!(web["tz"], "Europe/Paris");
+        let db = attributes.layered_for(&inventory, h2, "db");
+        assert_eq!(db["port"], 5432);
+        let other = attributes.layered_for(&inventory, h2, "cache");
+        assert_eq!(other["port"], 9000, "no override: the group's vars");
+        let h1_web = attributes.layered_for(&inventory, h1, "web");
+        assert_eq!(h1_web["name"], "own");
+        assert_eq!(h1_web["port"], 8080);
+        let shown = attributes.explain(&inventory, h1, "web", &Map::new());
+        let origin = |name: &str| {
+            shown
+                .iter()
+                .find(|a| a.name == name)
+                .map(|a| a.origin.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(origin("port"), "roles.web of group web");
+        assert_eq!(origin("tz"), "roles.web of inventory vars");
+        assert_eq!(origin("name"), "roles.web of host h1");
     }
 
     #[test]

@@ -173,6 +173,8 @@ pub struct Checkout {
     pub attributes: Attributes,
     /// The parsed `runbook.yml`, for `--explain`.
     pub runbook_yml: Option<Runbook>,
+    /// What the user should know about the checkout (a `runbook.yml` that is ignored).
+    pub warnings: Vec<String>,
 }
 
 impl Checkout {
@@ -180,7 +182,15 @@ impl Checkout {
         let checkout = &role.cache;
         let confined = |name: &str| confined_path(checkout, name).map_err(RoleError::Confined);
         let mut attributes = Attributes::default();
+        let mut warnings = Vec::new();
         let (script, runbook_yml) = if checkout.join("runbook.rhai").exists() {
+            if checkout.join("runbook.yml").exists() {
+                warnings.push(format!(
+                    "role `{}` has both runbook.rhai and runbook.yml: runbook.rhai runs and \
+                     runbook.yml is ignored (delete one of them)",
+                    role.name
+                ));
+            }
             (confined("runbook.rhai")?, None)
         } else if checkout.join("runbook.yml").exists() {
             let path = confined("runbook.yml")?;
@@ -188,11 +198,10 @@ impl Checkout {
             let runbook = Runbook::parse(&text, &path)?;
             // Beside the checkout, not in it: the cache stays exactly the remote's tree.
             let script = beside(checkout, "runbook.rhai");
-            std::fs::write(&script, runbook.to_rhai(&role.name)).map_err(|source| {
-                RoleError::Write {
-                    path: script.clone(),
-                    source,
-                }
+            let translated = runbook.to_rhai_from(&role.name, Some(&path));
+            std::fs::write(&script, translated).map_err(|source| RoleError::Write {
+                path: script.clone(),
+                source,
             })?;
             attributes.push("runbook.yml", runbook.attributes.clone());
             (script, Some(runbook))
@@ -210,6 +219,7 @@ impl Checkout {
             script,
             attributes,
             runbook_yml,
+            warnings,
         })
     }
 }

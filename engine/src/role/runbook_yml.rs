@@ -22,6 +22,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::script_error::{LINE_MARKER, SOURCE_MARKER};
+
 /// Why a `runbook.yml` could not be read.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -57,6 +59,9 @@ pub struct Runbook {
     pub attributes: Map<String, Value>,
     #[serde(default)]
     tasks: Vec<Task>,
+    /// The 1-based line each task starts on, when the list is written in block style.
+    #[serde(skip)]
+    task_lines: Vec<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,11 +105,12 @@ struct FileEntry {
 impl Runbook {
     /// Parse `text`, read from `path` (named in errors with line and column).
     pub fn parse(text: &str, path: &Path) -> Result<Runbook, RunbookYmlError> {
-        let runbook: Runbook = serde_yaml::from_str(text).map_err(|e| RunbookYmlError::Parse {
-            path: path.to_owned(),
-            at: e.location().map(|at| (at.line(), at.column())),
-            message: e.to_string(),
-        })?;
+        let mut runbook: Runbook =
+            serde_yaml::from_str(text).map_err(|e| RunbookYmlError::Parse {
+                path: path.to_owned(),
+                at: e.location().map(|at| (at.line(), at.column())),
+                message: e.to_string(),
+            })?;
         for (index, task) in runbook.tasks.iter().enumerate() {
             let kinds = [
                 task.shell.is_some(),
@@ -119,15 +125,30 @@ impl Runbook {
                 });
             }
         }
+        runbook.task_lines = task_lines(text);
+        if runbook.task_lines.len() != runbook.tasks.len() {
+            runbook.task_lines.clear();
+        }
         Ok(runbook)
     }
 
     /// The equivalent `runbook.rhai`: attributes in a map under the host's vars, each task
     /// as the operation that does the same.
     pub fn to_rhai(&self, role: &str) -> String {
+        self.to_rhai_from(role, None)
+    }
+
+    /// [`Runbook::to_rhai`], marked (see [`crate::script_error::SOURCE_MARKER`]) so that an
+    /// error in a task points at its line of `source`, the `runbook.yml` the user wrote,
+    /// rather than at the translation nobody wrote.
+    pub fn to_rhai_from(&self, role: &str, source: Option<&Path>) -> String {
         let mut out = format!(
             "// The `{role}` role's runbook.yml as a toyc runbook (`toyc role {role} --explain`).\n"
         );
+        let source = source.filter(|_| !self.task_lines.is_empty());
+        if let Some(source) = source {
+            let _ = writeln!(out, "{SOURCE_MARKER}{}", source.display());
+        }
         if self.attributes.is_empty() {
             out.push_str("let attributes = vars;\n");
         } else {
@@ -150,6 +171,9 @@ impl Runbook {
                     .map(|n| format!(": {}", one_line(n)))
                     .unwrap_or_default()
             );
+            if let (Some(_), Some(line)) = (source, self.task_lines.get(index)) {
+                let _ = writeln!(out, "{LINE_MARKER}{line}");
+            }
             if let Some(shell) = &task.shell {
                 let (command, options) = match shell {
                     Shell::Command(command) => (command, Map::new()),
@@ -199,6 +223,31 @@ impl Runbook {
         }
         out
     }
+}
+
+/// The 1-based line of each item of the top-level `tasks:` list written in block style
+/// (`- ...` lines, at the indentation of the first one); empty for a flow-style list.
+fn task_lines(text: &str) -> Vec<usize> {
+    let mut lines = Vec::new();
+    let mut in_tasks = false;
+    let mut indent = None;
+    for (number, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            continue;
+        }
+        let depth = line.len() - trimmed.len();
+        if depth == 0 && !trimmed.starts_with('-') {
+            in_tasks = trimmed.starts_with("tasks:") && trimmed["tasks:".len()..].trim().is_empty();
+            continue;
+        }
+        let item = trimmed == "-" || trimmed.starts_with("- ");
+        if in_tasks && item && indent.is_none_or(|i| i == depth) {
+            indent = Some(depth);
+            lines.push(number + 1);
+        }
+    }
+    lines
 }
 
 /// `#{ mode: .., owner: .., group: .. }`, with `vars: <variable>` for templates.
@@ -315,6 +364,19 @@ mod tests {
             rhai.contains(r#"files::template("t.j2", "/srv/t", #{ vars: attributes });"#),
             "{rhai}"
         );
+    }
+
+    #[test]
+    fn each_task_is_marked_with_its_yaml_line() {
+        let text = "# web\ntasks:\n  - name: one\n    shell: ls\n\n  -\n    files: [{src: a, dest: /a}]\nattributes: {x: [1, 2]}\n";
+        let runbook = Runbook::parse(text, Path::new("runbook.yml")).expect("parses");
+        assert_eq!(runbook.task_lines, vec![3, 6]);
+        let rhai = runbook.to_rhai_from("web", Some(Path::new("/c/runbook.yml")));
+        assert!(rhai.contains("// toyc:source /c/runbook.yml\n"), "{rhai}");
+        assert!(rhai.contains("// toyc:line 3\nshell::run"), "{rhai}");
+        assert!(rhai.contains("// toyc:line 6\nfiles::copy"), "{rhai}");
+        let flow = Runbook::parse("tasks: [{shell: ls}]\n", Path::new("r.yml")).expect("parses");
+        assert!(flow.task_lines.is_empty());
     }
 
     #[test]

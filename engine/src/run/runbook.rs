@@ -49,6 +49,17 @@ pub(super) async fn run(
                 extra_vars: job.vars.clone(),
                 sudo: job.sudo,
                 command_timeout: job.command_timeout,
+                // Each with `--var`s over its own, as its script sees them (`hostvars`).
+                play: Arc::new(
+                    job.hosts
+                        .iter()
+                        .cloned()
+                        .map(|mut host| {
+                            host.vars.extend(job.vars.clone());
+                            host
+                        })
+                        .collect(),
+                ),
             }))
         }
         RunbookSource::Declared(books) => Source::Declared(books.into_iter().collect()),
@@ -82,6 +93,13 @@ pub(super) async fn run(
             "--> Running scripts and gathering facts...".to_owned()
         };
         events.emit(&Event::Phase { text });
+        if converging {
+            events.emit(&Event::Pass {
+                pass: cycle,
+                max_cycles,
+                hosts: active.iter().map(|h| h.name.clone()).collect(),
+            });
+        }
         let mut prepared = prepare_all(&job, &source, run, std::mem::take(&mut active)).await;
         run.progress.finish();
         show(run, &prepared, job.diff);
@@ -93,6 +111,16 @@ pub(super) async fn run(
                 pending,
                 cycles: max_cycles,
             };
+            // Its table says so: such a host is not "ok".
+            for host in prepared.iter_mut().filter(|p| p.pending() > 0) {
+                let left = host.pending();
+                host.result.fail(
+                    FailureKind::NotConverged,
+                    format!(
+                        "not converged: {left} change(s) still pending after {max_cycles} pass(es) (raise `--max-cycles`?)"
+                    ),
+                );
+            }
         }
         let approved = if apply {
             let hosts = prepared.iter().filter(|p| p.pending() > 0).count();
@@ -105,7 +133,7 @@ pub(super) async fn run(
                 Ok(yes) => yes,
                 Err(why) => {
                     let refused = Verdict::Refused(why);
-                    return Ok(report(run, Vec::new(), started, refused, pending));
+                    return Ok(report(run, Vec::new(), started, refused, pending, None));
                 }
             }
         } else {
@@ -157,7 +185,8 @@ pub(super) async fn run(
         })
         .collect();
     results.sort_by_key(|r| job.hosts.iter().position(|h| h.name == r.host));
-    Ok(report(run, results, started, verdict, last_pending))
+    let passes = converging.then_some(cycle);
+    Ok(report(run, results, started, verdict, last_pending, passes))
 }
 
 /// Report every host and the totals.
@@ -167,6 +196,7 @@ fn report(
     started: Instant,
     verdict: Verdict,
     pending: usize,
+    passes: Option<usize>,
 ) -> Report {
     let refused = matches!(verdict, Verdict::Refused(_));
     if !refused {
@@ -174,7 +204,10 @@ fn report(
             run.events.emit(&Event::HostEnd(result.clone()));
         }
     }
-    let summary = Summary::of(&results, elapsed_ms(started));
+    let summary = Summary {
+        passes,
+        ..Summary::of(&results, elapsed_ms(started))
+    };
     if !refused {
         run.events.emit(&Event::Summary(summary));
     }

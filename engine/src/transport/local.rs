@@ -58,7 +58,7 @@ impl Transport for LocalTransport {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(script)
-            .stdin(if input.is_some() || request.stdin_file.is_some() {
+            .stdin(if input.is_some() || !request.stdin_files.is_empty() {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -79,7 +79,7 @@ impl Transport for LocalTransport {
                 Feed {
                     pipe: stdin,
                     bytes: input.as_deref(),
-                    file: request.stdin_file.as_deref(),
+                    files: &request.stdin_files,
                     hold: request.hold_stdin,
                 },
                 stdout,

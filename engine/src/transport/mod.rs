@@ -40,9 +40,11 @@ pub struct ExecRequest {
     pub command: String,
     /// Bytes written to the command's standard input (closed after them).
     pub stdin: Option<Vec<u8>>,
-    /// A local file streamed to the command's standard input after [`ExecRequest::stdin`],
-    /// read piece by piece: an upload costs the controller no memory of its size.
-    pub stdin_file: Option<std::path::PathBuf>,
+    /// Local files streamed to the command's standard input after [`ExecRequest::stdin`],
+    /// read piece by piece (an upload costs the controller no memory of its size), each
+    /// exactly its given length so the command can tell where one ends. A file that
+    /// ends before its length ends the input there: the command sees it cut short.
+    pub stdin_files: Vec<(std::path::PathBuf, u64)>,
     /// Environment variables set for the command.
     pub env: Vec<(String, String)>,
     /// Working directory; the login directory when `None`.
@@ -249,6 +251,10 @@ pub struct PutOptions {
     pub sudo: bool,
     /// With no owner or group asked, keep the existing file's (where permitted).
     pub keep_owner: bool,
+    /// The SHA-256 (lower-case hex) the written content must have, else `dest` is left
+    /// as it was: for content streamed after an apply script, where a stream cut short
+    /// or a local file changed since planning must not land (one `sha256sum` process).
+    pub sha256: Option<String>,
 }
 
 /// A way to run commands on one host. Implementations only need [`Transport::exec`] and

@@ -51,8 +51,8 @@ pub(crate) struct Feed<'a, W> {
     pub(crate) pipe: Option<W>,
     /// Bytes written first.
     pub(crate) bytes: Option<&'a [u8]>,
-    /// A local file streamed after them.
-    pub(crate) file: Option<&'a std::path::Path>,
+    /// Local files streamed after them, each exactly its length.
+    pub(crate) files: &'a [(std::path::PathBuf, u64)],
     /// Keep the pipe open until stdout ends ([`ExecRequest::hold_stdin`](super::ExecRequest)).
     pub(crate) hold: bool,
 }
@@ -78,26 +78,25 @@ where
         let Feed {
             pipe,
             bytes: input,
-            file,
+            files,
             hold,
         } = stdin;
         if let Some(mut pipe) = pipe {
             // The command may exit without reading its input: not an error here. A file
             // that cannot be read arrives short, which the command is told to check.
-            if let Some(bytes) = input {
-                let _ = pipe.write_all(bytes).await;
-            }
-            if let Some(path) = file {
-                match tokio::fs::File::open(path).await {
-                    Ok(mut source) => {
-                        let _ = tokio::io::copy(&mut source, &mut pipe).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "cannot read a file to upload")
-                    }
+            let mut fed = match input {
+                Some(bytes) => pipe.write_all(bytes).await.is_ok(),
+                None => true,
+            };
+            for (path, len) in files {
+                if !fed {
+                    break;
                 }
+                fed = feed_file(&mut pipe, path, *len).await;
             }
-            if hold {
+            // A file that fed short ends the input at once: the command must see its
+            // end rather than wait for the rest.
+            if hold && fed {
                 // Resolves (with an error) when the stdout reader drops its sender.
                 let _ = stdout_end.await;
             }
@@ -120,6 +119,29 @@ where
     };
     let ((), out, err) = tokio::join!(feed, out, err);
     Ok((out?, err?))
+}
+
+/// Write exactly `len` bytes of the file at `path` to `pipe`, in pieces; false when the
+/// file could not be read whole (the input must end here, so the command sees a file
+/// cut short rather than the next one's bytes in its place) or the pipe closed.
+async fn feed_file<W: AsyncWrite + Unpin>(pipe: &mut W, path: &std::path::Path, len: u64) -> bool {
+    use tokio::io::AsyncReadExt;
+    let source = match tokio::fs::File::open(path).await {
+        Ok(source) => source,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read a file to upload");
+            return false;
+        }
+    };
+    let mut piece = source.take(len);
+    match tokio::io::copy(&mut piece, pipe).await {
+        Ok(sent) if sent == len => true,
+        Ok(sent) => {
+            tracing::warn!(path = %path.display(), sent, len, "a file to upload shrank since it was planned");
+            false
+        }
+        Err(_) => false,
+    }
 }
 
 /// Read `reader` to its end. With `pid`, a first line carrying [`PID_MARKER`] is parsed

@@ -179,7 +179,7 @@ pub fn atomic_write(dest: &str, len: Option<usize>, options: &PutOptions) -> Str
         ),
     };
     let mut script = format!(
-        "umask {}\ntmp={}$$\ntrap 'rm -f \"$tmp\"' EXIT\ntrap 'exit 1' HUP INT TERM\n\
+        "umask {}\ntmp={}$$\ntrap 'rm -f \"$tmp\"' EXIT\ntrap 'exit 1' HUP INT TERM PIPE\n\
          set -C\n{{ {source}; }} > \"$tmp\" || exit 1\nset +C\n",
         creation_umask.as_deref().unwrap_or("077"),
         quote(&format!("{dir}/.{name}.toyc-"))
@@ -187,6 +187,12 @@ pub fn atomic_write(dest: &str, len: Option<usize>, options: &PutOptions) -> Str
     if let Some(len) = len {
         script.push_str(&format!(
             "[ \"$(wc -c < \"$tmp\")\" -eq {len} ] || {{ echo 'toyc: upload cut short, destination left as it was' >&2; exit 1; }}\n"
+        ));
+    }
+    if let Some(sha256) = &options.sha256 {
+        script.push_str(&format!(
+            "case $(sha256sum < \"$tmp\") in {}*) ;; *) echo 'toyc: upload cut short or changed since it was planned, destination left as it was' >&2; exit 1;; esac\n",
+            quote(sha256)
         ));
     }
     match (&options.mode, &creation_umask) {

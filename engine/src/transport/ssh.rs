@@ -179,7 +179,7 @@ impl SshTransport {
         let script = format!("sh -c {}", quote(&wrapped));
         drop(wrapped);
         let input = stdin_of(request);
-        let with_stdin = input.is_some() || request.stdin_file.is_some();
+        let with_stdin = input.is_some() || !request.stdin_files.is_empty();
         let mut child = self.spawn(session, &script, with_stdin).await?;
         // Sent: not kept for the command's whole run (a copy per host adds up).
         drop(script);
@@ -190,7 +190,7 @@ impl SshTransport {
             Feed {
                 pipe: stdin,
                 bytes: input.as_deref(),
-                file: request.stdin_file.as_deref(),
+                files: &request.stdin_files,
                 hold: request.hold_stdin,
             },
             stdout,

@@ -60,7 +60,7 @@ A task is a map `#{ command: NAME, host: HOST, ...arguments }` in a stage's `tas
 controller). Every command also takes `service` (shown in logs), `sudo` (true or
 false) and `description`. Besides these built-ins, a task may name an operation
 (`files::copy`, `shell::run`, ...: `toyc doc files`) or a custom command,
-`commands/NAME.rhai` next to the generator.";
+`commands/NAME.rhai` in the deploy config's directory.";
 
 /// What `toyc doc` says about a built-in.
 #[derive(Debug, Clone, Copy)]

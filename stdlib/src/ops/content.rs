@@ -1,15 +1,24 @@
 //! A file with exact content: `files::content`, `files::copy` and `files::template` are
 //! this one operation with the bytes coming from the script, a local file or a template.
+//!
+//! Content over [`STREAM_ABOVE`] bytes is never held in memory: a local file is hashed
+//! in pieces and streamed from disk at apply time, other content is spooled to a
+//! private temporary file first ([`LocalFile::spool`]). Such a change has no diff, and
+//! the host checks the file's sha256 before it replaces the old one.
 
 use std::sync::Arc;
 
 use toyc_engine::facts::{FactQuery, Facts, PathFact};
-use toyc_engine::plan::{Change, ChangeKind, NoChange, Operation, Outcome};
+use toyc_engine::plan::{
+    Change, ChangeKind, LocalFile, NoChange, Operation, Outcome, Payload, STREAM_ABOVE,
+};
 use toyc_engine::transport::quote;
 
 use super::attrs::{Attrs, Mode};
 use super::upload::{diff, Upload, NEW_FILE_MODE};
-use super::{absolute, current, path_fact, record_file, sha256_hex, what_is};
+use super::{
+    absolute, current, path_fact, record_file, record_streamed, sha256_file, sha256_hex, what_is,
+};
 
 /// A regular file at `dest` holding exactly some bytes, with optional mode and owner.
 #[derive(Debug, Clone)]
@@ -17,7 +26,8 @@ pub struct Content {
     operation: &'static str,
     dest: String,
     /// Shared with the change's payload rather than copied into it.
-    bytes: Arc<[u8]>,
+    payload: Payload,
+    len: u64,
     sha256: String,
     attrs: Attrs,
     force: bool,
@@ -27,6 +37,7 @@ impl Content {
     /// `dest` (absolute) with `bytes`; `operation` is the name scripts called
     /// (`files::copy`). Without `force`, an existing `dest` is left as it is, whatever
     /// its content and attributes (Ansible's `force: false`: seed a file once).
+    /// Over [`STREAM_ABOVE`] bytes, they are spooled to disk and dropped from memory.
     pub fn new(
         operation: &'static str,
         dest: &str,
@@ -34,23 +45,61 @@ impl Content {
         attrs: Attrs,
         force: bool,
     ) -> Result<Content, String> {
-        let dest = absolute(dest)?;
-        if dest == "/" {
-            return Err("`/` is a directory and cannot hold content".into());
-        }
+        let dest = checked_dest(dest)?;
+        let sha256 = sha256_hex(&bytes);
+        let len = bytes.len() as u64;
+        let payload = if len > STREAM_ABOVE {
+            let spooled = LocalFile::spool(bytes).map_err(|e| {
+                format!("unable to spool {len} bytes for `{dest}` to a temporary file: {e}; set TMPDIR to a directory with room")
+            })?;
+            Payload::File(Arc::new(spooled))
+        } else {
+            Payload::Bytes(bytes.into())
+        };
         Ok(Content {
             operation,
-            sha256: sha256_hex(&bytes),
             dest,
-            bytes: bytes.into(),
+            payload,
+            len,
+            sha256,
             attrs,
             force,
         })
     }
 
-    /// The bytes the file will hold.
-    pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+    /// `dest` (absolute) with the content of the local file `local` (`shown` in
+    /// messages): read into memory when it is small, else hashed in pieces now and
+    /// streamed from disk at apply time.
+    pub fn from_file(
+        operation: &'static str,
+        dest: &str,
+        local: &std::path::Path,
+        shown: &str,
+        attrs: Attrs,
+        force: bool,
+    ) -> Result<Content, String> {
+        let unreadable = |e: std::io::Error| format!("unable to read `{shown}`: {e}");
+        let len = std::fs::metadata(local).map_err(unreadable)?.len();
+        if len <= STREAM_ABOVE {
+            let bytes = std::fs::read(local).map_err(unreadable)?;
+            return Content::new(operation, dest, bytes, attrs, force);
+        }
+        let dest = checked_dest(dest)?;
+        let (len, sha256) = sha256_file(local).map_err(unreadable)?;
+        Ok(Content {
+            operation,
+            dest,
+            payload: Payload::File(Arc::new(LocalFile::new(local, len))),
+            len,
+            sha256,
+            attrs,
+            force,
+        })
+    }
+
+    /// The bytes the file will hold, when they are held in memory (small content).
+    pub fn bytes(&self) -> Option<&[u8]> {
+        self.payload.bytes()
     }
 
     fn no_change(&self, reason: String) -> Outcome {
@@ -76,9 +125,18 @@ impl Content {
             summary,
             diff,
             script,
-            payload: upload.then(|| Arc::clone(&self.bytes)),
+            payload: upload.then(|| self.payload.clone()),
         })
     }
+}
+
+/// `dest` in its normal form, if it can hold content.
+fn checked_dest(dest: &str) -> Result<String, String> {
+    let dest = absolute(dest)?;
+    if dest == "/" {
+        return Err("`/` is a directory and cannot hold content".into());
+    }
+    Ok(dest)
 }
 
 fn short(sha256: &str) -> &str {
@@ -102,7 +160,10 @@ impl Operation for Content {
     fn plan(&self, facts: &mut Facts) -> Result<Outcome, String> {
         let fact = path_fact(facts, &self.dest)?.clone();
         let dest = &self.dest;
-        let size = self.bytes.len();
+        let size = self.len;
+        let bytes = self.payload.bytes();
+        // Streamed content is checked on the host before it replaces anything.
+        let check = bytes.is_none().then_some(self.sha256.as_str());
         let outcome = match &fact {
             PathFact::Absent => {
                 let mode = self.attrs.mode.unwrap_or(NEW_FILE_MODE);
@@ -112,11 +173,12 @@ impl Operation for Content {
                     owner: self.attrs.owner.as_deref(),
                     group: self.attrs.group.as_deref(),
                     keep: None,
+                    sha256: check,
                 };
                 self.change(
                     ChangeKind::Create,
                     format!("create, {size} bytes, mode {mode}"),
-                    diff(dest, b"", &self.bytes),
+                    bytes.and_then(|new| diff(dest, b"", new)),
                     upload.script(),
                     true,
                 )
@@ -150,6 +212,7 @@ impl Operation for Content {
                         owner: self.attrs.owner.as_deref(),
                         group: self.attrs.group.as_deref(),
                         keep: Some((now.owner, now.group)),
+                        sha256: check,
                     };
                     let mut summary = vec![format!(
                         "content {} -> {} ({size} bytes)",
@@ -161,7 +224,7 @@ impl Operation for Content {
                     self.change(
                         ChangeKind::Modify,
                         summary.join(", "),
-                        old.and_then(|old| diff(dest, old, &self.bytes)),
+                        old.zip(bytes).and_then(|(old, new)| diff(dest, old, new)),
                         upload.script(),
                         true,
                     )
@@ -179,7 +242,10 @@ impl Operation for Content {
             (None, PathFact::Absent) => NEW_FILE_MODE.stat_form(),
             _ => mode,
         };
-        record_file(facts, dest, (mode, owner, group), &self.bytes);
+        match bytes {
+            Some(bytes) => record_file(facts, dest, (mode, owner, group), bytes),
+            None => record_streamed(facts, dest, (mode, owner, group), self.len, &self.sha256),
+        }
         Ok(outcome)
     }
 }
@@ -239,7 +305,10 @@ mod tests {
         let c = change(op("a = 1\n", Some("0600"), true).plan(&mut facts).unwrap());
         assert_eq!(c.kind, ChangeKind::Create);
         assert_eq!(c.summary, "create, 6 bytes, mode 600");
-        assert_eq!(c.payload.as_deref(), Some(&b"a = 1\n"[..]));
+        assert_eq!(
+            c.payload.as_ref().and_then(Payload::bytes),
+            Some(&b"a = 1\n"[..])
+        );
         assert!(c.script.starts_with("umask 0177\n"), "{}", c.script);
         assert_eq!(
             c.diff.as_deref(),
@@ -336,6 +405,72 @@ mod tests {
         );
         let err = op("x", None, true).plan(&mut Facts::default()).unwrap_err();
         assert!(err.contains("was not gathered"), "{err}");
+    }
+
+    #[test]
+    fn big_content_is_streamed_from_disk_checked_by_sha256_and_never_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("big");
+        let big: Vec<u8> = (0..(STREAM_ABOVE as u32 + 1))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        std::fs::write(&local, &big).unwrap();
+        let small = dir.path().join("small");
+        std::fs::write(&small, b"x\n").unwrap();
+        let attrs = Attrs::default();
+        let from_file = Content::from_file(
+            "files::copy",
+            DEST,
+            &local,
+            "files/big",
+            attrs.clone(),
+            true,
+        )
+        .unwrap();
+        let spooled =
+            Content::new("files::template", DEST, big.clone(), attrs.clone(), true).unwrap();
+        for op in [from_file, spooled] {
+            assert_eq!(op.bytes(), None, "not held in memory");
+            let mut facts = facts_with(file("644", b"old\n"));
+            facts.record(
+                FactQuery::Content(DEST.into()),
+                Fact::Content(Some(b"old\n".to_vec())),
+            );
+            let c = change(op.plan(&mut facts).unwrap());
+            let Some(Payload::File(streamed)) = &c.payload else {
+                panic!("streamed: {:?}", c.payload)
+            };
+            assert_eq!(std::fs::read(streamed.path()).unwrap(), big);
+            assert_eq!(c.diff, None, "no diff of a streamed file");
+            assert!(
+                c.script.contains(&format!(
+                    "case $(sha256sum < \"$tmp\") in {}*)",
+                    sha256_hex(&big)
+                )),
+                "{}",
+                c.script
+            );
+            assert_eq!(facts.content(DEST), None, "the new content is not held");
+            assert!(
+                matches!(facts.path(DEST), Some(PathFact::File { size, sha256, .. }) if *size == big.len() as u64 && *sha256 == sha256_hex(&big))
+            );
+            // Unchanged: no change, by the sha256.
+            let mut facts = facts_with(file("644", &big));
+            reason(op.plan(&mut facts).unwrap());
+        }
+        let op =
+            Content::from_file("files::copy", DEST, &small, "files/small", attrs, true).unwrap();
+        assert_eq!(op.bytes(), Some(&b"x\n"[..]), "small files stay inline");
+        let err = Content::from_file(
+            "files::copy",
+            DEST,
+            &dir.path().join("missing"),
+            "files/missing",
+            Attrs::default(),
+            true,
+        )
+        .unwrap_err();
+        assert!(err.starts_with("unable to read `files/missing`: "), "{err}");
     }
 
     #[test]

@@ -201,7 +201,12 @@ impl Operation for Line {
         let fact = path_fact(facts, path)?.clone();
         let content = facts
             .content(path)
-            .ok_or_else(|| format!("the fact `Content({path})` was not gathered"))?
+            .ok_or_else(|| {
+                format!(
+                    "the content of `{path}` is not known: a file over 1 MiB copied before this \
+                     edit is streamed, not held; edit the local file instead"
+                )
+            })?
             .map(<[u8]>::to_vec);
         // The file keeps its mode: known from the facts, or (after an operation that
         // created it with the umask's) read when the step runs.
@@ -241,6 +246,7 @@ impl Operation for Line {
             owner: None,
             group: None,
             keep: keep.as_ref().map(|(o, g)| (o.as_str(), g.as_str())),
+            sha256: None,
         };
         let change = Change {
             operation: "files::line".into(),
@@ -305,7 +311,9 @@ mod tests {
 
     fn new_content(outcome: &Outcome) -> String {
         match outcome {
-            Outcome::Change(c) => String::from_utf8(c.payload.clone().unwrap().to_vec()).unwrap(),
+            Outcome::Change(c) => {
+                String::from_utf8(c.payload.clone().unwrap().bytes().unwrap().to_vec()).unwrap()
+            }
             Outcome::NoChange(n) => panic!("expected a change: {}", n.reason),
         }
     }

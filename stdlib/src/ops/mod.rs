@@ -51,7 +51,7 @@ pub use user::{account_name, User, UserSpec, UserState};
 
 use sha2::{Digest, Sha256};
 use toyc_engine::facts::{Fact, FactQuery, Facts, PathFact};
-use toyc_engine::plan::{Change, ChangeKind, NoChange, Outcome};
+use toyc_engine::plan::{Change, ChangeKind, NoChange, Outcome, Payload};
 
 /// `path` if it is absolute, in its one normal form, or why not: no empty or `.`
 /// components (`/etc//app/.` is `/etc/app`, one fact), and no `..`. Every safety check
@@ -97,19 +97,40 @@ pub fn diff_query(change: &Change) -> Option<FactQuery> {
         change.operation.as_str(),
         "files::content" | "files::copy" | "files::template"
     );
+    // A streamed file is too big to diff, and its old content too big to fetch.
     (uploads
         && change.kind == ChangeKind::Modify
-        && change.payload.is_some()
+        && matches!(change.payload, Some(Payload::Bytes(_)))
         && change.diff.is_none())
     .then(|| FactQuery::Content(change.target.clone()))
 }
 
 /// SHA-256 of `bytes` in lower-case hex, as `sha256sum` prints it.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(&Sha256::digest(bytes))
+}
+
+/// The length and SHA-256 (as [`sha256_hex`]) of the file at `path`, read in pieces:
+/// never whole in memory.
+pub fn sha256_file(path: &std::path::Path) -> std::io::Result<(u64, String)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut piece = vec![0u8; 64 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = file.read(&mut piece)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&piece[..n]);
+        len += n as u64;
+    }
+    Ok((len, hex(&hasher.finalize())))
+}
+
+fn hex(digest: &[u8]) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The `Path` fact of `path`, which the operation asked for: its absence is a bug in the
@@ -189,6 +210,29 @@ fn record_file(
         FactQuery::Content(path.to_owned()),
         Fact::Content(Some(content.to_vec())),
     );
+}
+
+/// Record that a regular file of `len` bytes with this `sha256` will be at `path`, its
+/// content not held by toyc (streamed from disk): an operation after it that needs the
+/// content cannot plan.
+fn record_streamed(
+    facts: &mut Facts,
+    path: &str,
+    (mode, owner, group): (String, String, String),
+    len: u64,
+    sha256: &str,
+) {
+    facts.record(
+        FactQuery::Path(path.to_owned()),
+        Fact::Path(PathFact::File {
+            mode,
+            owner,
+            group,
+            size: len,
+            sha256: sha256.to_owned(),
+        }),
+    );
+    facts.forget(&FactQuery::Content(path.to_owned()));
 }
 
 /// Record that something other than a regular file (or nothing) will be at `path`.

@@ -81,7 +81,9 @@ fn uploaded(op: &Arc<dyn Operation>) -> String {
         Fact::Path(PathFact::Absent),
     );
     match op.plan(&mut facts).unwrap() {
-        Outcome::Change(c) => String::from_utf8(c.payload.unwrap().to_vec()).unwrap(),
+        Outcome::Change(c) => {
+            String::from_utf8(c.payload.unwrap().bytes().unwrap().to_vec()).unwrap()
+        }
         Outcome::NoChange(n) => panic!("{}", n.reason),
     }
 }

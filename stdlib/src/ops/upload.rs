@@ -18,6 +18,9 @@ pub(crate) struct Upload<'a> {
     pub group: Option<&'a str>,
     /// The file's current owner and group, kept when no owner or group is asked for.
     pub keep: Option<(&'a str, &'a str)>,
+    /// The content's SHA-256, checked on the host before the file is replaced: set for
+    /// streamed content ([`Payload::File`](toyc_engine::plan::Payload::File)).
+    pub sha256: Option<&'a str>,
 }
 
 /// Mode of a new file when none is asked for, as `host::put` and Ansible give it.
@@ -33,6 +36,7 @@ impl Upload<'_> {
             group: self.group.map(str::to_owned),
             sudo: false,
             keep_owner: self.keep.is_some(),
+            sha256: self.sha256.map(str::to_owned),
         };
         atomic_write(self.dest, None, &options)
     }
@@ -104,6 +108,7 @@ mod tests {
             owner: None,
             group: None,
             keep: Some((UNKNOWN, UNKNOWN)),
+            sha256: None,
         };
         let out = run(&upload.script(), b"new\n");
         assert!(out.status.success(), "{out:?}");
@@ -128,6 +133,7 @@ mod tests {
             owner: None,
             group: None,
             keep: None,
+            sha256: None,
         };
         let out = run(&upload.script(), b"new");
         assert!(out.status.success(), "{out:?}");
@@ -147,6 +153,7 @@ mod tests {
             owner: Some("no-such-user-toyc"),
             group: None,
             keep: None,
+            sha256: None,
         };
         let out = run(&upload.script(), b"new");
         assert!(!out.status.success());

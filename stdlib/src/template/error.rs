@@ -172,6 +172,13 @@ impl TemplateError {
                     at,
                 }
             }
+            ErrorKind::UnknownFilter | ErrorKind::UnknownTest => {
+                let filter = error.kind() == ErrorKind::UnknownFilter;
+                TemplateError::Syntax {
+                    message: unknown_name(filter, detail),
+                    at,
+                }
+            }
             ErrorKind::SyntaxError => TemplateError::Syntax {
                 message: detail.to_owned(),
                 at,
@@ -191,6 +198,37 @@ impl TemplateError {
             },
         }
     }
+}
+
+/// "unknown filter `x`; did you mean `y`?", or that an Ansible filter or test is not
+/// supported by toyc, from minijinja's "filter x is unknown".
+fn unknown_name(filter: bool, detail: &str) -> String {
+    use super::ansible::{KNOWN_FILTERS, KNOWN_TESTS, UNSUPPORTED_FILTERS, UNSUPPORTED_TESTS};
+    let what = if filter { "filter" } else { "test" };
+    let name = detail
+        .strip_prefix(what)
+        .and_then(|rest| rest.trim().strip_suffix("is unknown"))
+        .map(str::trim)
+        .unwrap_or(detail)
+        .trim_start_matches("ansible.builtin.");
+    let (known, unsupported) = if filter {
+        (KNOWN_FILTERS, UNSUPPORTED_FILTERS)
+    } else {
+        (KNOWN_TESTS, UNSUPPORTED_TESTS)
+    };
+    if unsupported.contains(&name) {
+        return format!(
+            "the Ansible {what} `{name}` is not supported by toyc; the README's template section lists what is"
+        );
+    }
+    let closest = known
+        .iter()
+        .map(|k| (strsim::jaro_winkler(name, k), *k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| format!("; did you mean `{k}`?"))
+        .unwrap_or_default();
+    format!("unknown {what} `{name}`{closest}")
 }
 
 /// The original text of the spot the error points at, when minijinja gave a span.

@@ -28,14 +28,16 @@ pub(crate) fn register(env: &mut Environment<'_>) {
     env.add_filter("bool", to_bool);
     env.add_filter("quote", quote);
     env.add_filter("hash", hash);
+    env.add_filter("int", to_int);
+    env.add_filter("float", to_float);
 }
 
-fn invalid(message: impl Into<String>) -> Error {
+pub(crate) fn invalid(message: impl Into<String>) -> Error {
     Error::new(ErrorKind::InvalidOperation, message.into())
 }
 
 /// Python's `str(value)`, as Ansible's `to_text` makes filter input text.
-fn text(value: &Value) -> Result<String, Error> {
+pub(crate) fn text(value: &Value) -> Result<String, Error> {
     match value.kind() {
         ValueKind::Undefined => Err(undefined_error(value)),
         ValueKind::String => Ok(value.as_str().unwrap_or_default().to_owned()),
@@ -58,8 +60,14 @@ fn mandatory(value: &Value, msg: Option<String>) -> Result<Value, Error> {
 fn to_json(value: &Value, kwargs: Kwargs) -> Result<String, Error> {
     let indent: Option<usize> = kwargs.get("indent")?;
     let sort: Option<bool> = kwargs.get("sort_keys")?;
+    let ascii: Option<bool> = kwargs.get("ensure_ascii")?;
     kwargs.assert_all_used()?;
-    Ok(pyfmt::json(&to_data(value)?, indent, sort.unwrap_or(false)))
+    Ok(pyfmt::json_with(
+        &to_data(value)?,
+        indent,
+        sort.unwrap_or(false),
+        ascii.unwrap_or(true),
+    ))
 }
 
 /// `to_nice_json`: `json.dumps(value, indent=4, sort_keys=True, separators=(',', ': '))`.
@@ -99,7 +107,11 @@ fn to_nice_yaml(value: &Value, indent: Option<usize>, kwargs: Kwargs) -> Result<
 }
 
 /// A Python regular expression for Rust's `regex`, with the `re.I` / `re.M` flags.
-fn regex(pattern: &str, ignorecase: bool, multiline: bool) -> Result<regex::Regex, Error> {
+pub(crate) fn regex(
+    pattern: &str,
+    ignorecase: bool,
+    multiline: bool,
+) -> Result<regex::Regex, Error> {
     regex::RegexBuilder::new(pattern)
         .case_insensitive(ignorecase)
         .multi_line(multiline)
@@ -246,7 +258,15 @@ fn dirname(value: &Value) -> Result<String, Error> {
 }
 
 /// `join(d='', attribute=None)`: Jinja2's, with items as Python prints them (`True`).
-fn join(value: &Value, joiner: Option<String>, attribute: Option<String>) -> Result<String, Error> {
+fn join(
+    value: &Value,
+    joiner: Option<String>,
+    attribute: Option<String>,
+    kwargs: Kwargs,
+) -> Result<String, Error> {
+    let joiner = kwargs.get::<Option<String>>("d")?.or(joiner);
+    let attribute = kwargs.get::<Option<String>>("attribute")?.or(attribute);
+    kwargs.assert_all_used()?;
     if value.is_undefined() {
         return Err(undefined_error(value));
     }
@@ -364,13 +384,98 @@ fn quote(value: &Value) -> Result<String, Error> {
     Ok(format!("'{}'", raw.replace('\'', "'\"'\"'")))
 }
 
-/// `hash('sha1')`: the hex digest of the UTF-8 text. Only SHA-1, Ansible's default.
+/// `hash(algorithm='sha1')`: the hex digest of the UTF-8 text (`hashlib`'s names).
 fn hash(value: &Value, algorithm: Option<String>) -> Result<String, Error> {
-    match algorithm.as_deref().unwrap_or("sha1") {
-        "sha1" => Ok(sha1_smol::Sha1::from(text(value)?).digest().to_string()),
-        other => Err(invalid(format!(
-            "hash: `{other}` is not supported (only `sha1`)"
-        ))),
+    use sha2::Digest;
+    let data = text(value)?;
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    Ok(match algorithm.as_deref().unwrap_or("sha1") {
+        "sha1" => sha1_smol::Sha1::from(data).digest().to_string(),
+        "md5" => hex(&::md5::Md5::digest(data.as_bytes())),
+        "sha224" => hex(&sha2::Sha224::digest(data.as_bytes())),
+        "sha256" => hex(&sha2::Sha256::digest(data.as_bytes())),
+        "sha384" => hex(&sha2::Sha384::digest(data.as_bytes())),
+        "sha512" => hex(&sha2::Sha512::digest(data.as_bytes())),
+        other => {
+            return Err(invalid(format!(
+            "hash: `{other}` is not supported by toyc (md5, sha1, sha224, sha256, sha384, sha512)"
+        )))
+        }
+    })
+}
+
+/// `int(default=0, base=10)`: Jinja2's `do_int`, the default when the value is no number.
+fn to_int(
+    value: &Value,
+    default: Option<Value>,
+    base: Option<u32>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
+    let default = kwargs
+        .get::<Option<Value>>("default")?
+        .or(default)
+        .unwrap_or(Value::from(0));
+    let base = kwargs.get::<Option<u32>>("base")?.or(base).unwrap_or(10);
+    kwargs.assert_all_used()?;
+    match value.kind() {
+        ValueKind::Undefined => Err(undefined_error(value)),
+        ValueKind::Bool => Ok(Value::from(i64::from(value.is_true()))),
+        ValueKind::Number if value.is_integer() => Ok(value.clone()),
+        ValueKind::Number => Ok(f64::try_from(value.clone())
+            .ok()
+            .filter(|f| f.is_finite())
+            .map_or(default, |f| Value::from(f.trunc() as i64))),
+        ValueKind::String => {
+            let s = value.as_str().unwrap_or_default().trim().replace('_', "");
+            if let Some(i) = python_int(&s, base) {
+                return Ok(Value::from(i));
+            }
+            Ok(s.parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map_or(default, |f| Value::from(f.trunc() as i64)))
+        }
+        _ => Ok(default),
+    }
+}
+
+/// Python's `int(text, base)` (base 0: by prefix).
+fn python_int(text: &str, base: u32) -> Option<i64> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let lower = digits.to_ascii_lowercase();
+    let (base, digits) = match (base, lower.get(..2)) {
+        (16 | 0, Some("0x")) => (16, &lower[2..]),
+        (8 | 0, Some("0o")) => (8, &lower[2..]),
+        (2 | 0, Some("0b")) => (2, &lower[2..]),
+        (0, _) => (10, lower.as_str()),
+        (b, _) => (b, lower.as_str()),
+    };
+    if digits.is_empty() || !(2..=36).contains(&base) {
+        return None;
+    }
+    let n = i64::from_str_radix(digits, base).ok()?;
+    Some(if negative { -n } else { n })
+}
+
+/// `float(default=0.0)`: Jinja2's `do_float`.
+fn to_float(value: &Value, default: Option<Value>, kwargs: Kwargs) -> Result<Value, Error> {
+    let default = kwargs
+        .get::<Option<Value>>("default")?
+        .or(default)
+        .unwrap_or(Value::from(0.0));
+    kwargs.assert_all_used()?;
+    match value.kind() {
+        ValueKind::Undefined => Err(undefined_error(value)),
+        ValueKind::Bool => Ok(Value::from(if value.is_true() { 1.0 } else { 0.0 })),
+        ValueKind::Number => Ok(Value::from(f64::try_from(value.clone())?)),
+        ValueKind::String => {
+            let s = value.as_str().unwrap_or_default().trim().replace('_', "");
+            Ok(s.parse::<f64>().map_or(default, Value::from))
+        }
+        _ => Ok(default),
     }
 }
 

@@ -72,6 +72,8 @@ pub(crate) fn format(out: &mut Output, _state: &mut State, value: &Value) -> Res
         ValueKind::Undefined => return Err(undefined_error(value)),
         ValueKind::None => return Ok(()),
         ValueKind::String => return Ok(out.write_str(value.as_str().unwrap_or_default())?),
+        // Python's integers have no size limit: minijinja's 128-bit ones print as such.
+        ValueKind::Number if value.is_integer() => value.to_string(),
         ValueKind::Bool | ValueKind::Number | ValueKind::Seq | ValueKind::Map => {
             repr(&to_data(value)?)
         }
@@ -186,12 +188,23 @@ fn python_float(f: f64) -> String {
 /// `json.dumps(data, indent=indent, sort_keys=sort)` as Ansible's `to_json` calls it:
 /// `, ` and `: ` separators (`,` at line ends with `indent`), non-ASCII escaped.
 pub(crate) fn json(data: &Data, indent: Option<usize>, sort: bool) -> String {
+    json_with(data, indent, sort, true)
+}
+
+/// [`json`] with `ensure_ascii` chosen: without it, non-ASCII text is written as is.
+pub(crate) fn json_with(data: &Data, indent: Option<usize>, sort: bool, ascii: bool) -> String {
     let mut out = String::new();
-    write_json(&mut out, data, indent, sort, 0);
+    write_json(&mut out, data, indent, (sort, ascii), 0);
     out
 }
 
-fn write_json(out: &mut String, data: &Data, indent: Option<usize>, sort: bool, depth: usize) {
+fn write_json(
+    out: &mut String,
+    data: &Data,
+    indent: Option<usize>,
+    (sort, ascii): (bool, bool),
+    depth: usize,
+) {
     let item_sep = if indent.is_some() { "," } else { ", " };
     let newline = |out: &mut String, depth: usize| {
         if let Some(width) = indent {
@@ -209,7 +222,7 @@ fn write_json(out: &mut String, data: &Data, indent: Option<usize>, sort: bool, 
             }
             _ => python_number(n),
         }),
-        Data::String(s) => write_json_str(out, s),
+        Data::String(s) => write_json_str(out, s, ascii),
         Data::Array(items) if items.is_empty() => out.push_str("[]"),
         Data::Array(items) => {
             out.push('[');
@@ -218,7 +231,7 @@ fn write_json(out: &mut String, data: &Data, indent: Option<usize>, sort: bool, 
                     out.push_str(item_sep);
                 }
                 newline(out, depth + 1);
-                write_json(out, item, indent, sort, depth + 1);
+                write_json(out, item, indent, (sort, ascii), depth + 1);
             }
             newline(out, depth);
             out.push(']');
@@ -235,9 +248,9 @@ fn write_json(out: &mut String, data: &Data, indent: Option<usize>, sort: bool, 
                     out.push_str(item_sep);
                 }
                 newline(out, depth + 1);
-                write_json_str(out, key);
+                write_json_str(out, key, ascii);
                 out.push_str(": ");
-                write_json(out, item, indent, sort, depth + 1);
+                write_json(out, item, indent, (sort, ascii), depth + 1);
             }
             newline(out, depth);
             out.push('}');
@@ -245,7 +258,7 @@ fn write_json(out: &mut String, data: &Data, indent: Option<usize>, sort: bool, 
     }
 }
 
-fn write_json_str(out: &mut String, text: &str) {
+fn write_json_str(out: &mut String, text: &str, ascii: bool) {
     out.push('"');
     for c in text.chars() {
         match c {
@@ -257,6 +270,7 @@ fn write_json_str(out: &mut String, text: &str) {
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
             c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
+            c if !ascii && !c.is_ascii() => out.push(c),
             c => {
                 // Python's `ensure_ascii`: UTF-16 code units, as surrogate pairs past U+FFFF.
                 let mut units = [0u16; 2];
@@ -294,7 +308,7 @@ mod tests {
         let data = json!({"b": [true, null], "a": "é", "c": {}});
         assert_eq!(
             json(&data, None, false),
-            r#"{"a": "\u00e9", "b": [true, null], "c": {}}"#
+            r#"{"b": [true, null], "a": "\u00e9", "c": {}}"#
         );
         assert_eq!(
             json(&data, Some(4), true),

@@ -13,7 +13,7 @@
 //! The rewrite keeps every line break, so line numbers stay those of the file; an
 //! [`OffsetMap`] takes columns back to the original text for error messages.
 
-use minijinja::machinery::ast::{CallArg, Expr, Stmt};
+use minijinja::machinery::ast::{BinOpKind, CallArg, Expr, Stmt};
 use minijinja::machinery::parse;
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Rest, Value};
@@ -119,34 +119,97 @@ impl Rewriter<'_> {
     fn chain(&mut self, expr: &Expr) {
         let mut keys = Vec::new();
         let mut root = expr;
+        let mut first_lookup = expr.span().start_offset as usize;
         loop {
             match root {
                 Expr::GetAttr(a) => {
                     keys.push(format!("{:?}", a.name));
+                    first_lookup = a.expr.span().end_offset as usize;
                     root = &a.expr;
                 }
                 Expr::GetItem(i) => {
                     keys.push(format!("({})", self.text(&i.subscript_expr)));
+                    first_lookup = i.expr.span().end_offset as usize;
                     root = &i.expr;
                 }
                 _ => break,
             }
         }
         keys.reverse();
-        // A lookup's own span starts at its `.` or `[`; the chain starts with its root.
-        let start = root.span().start_offset as usize;
+        // A lookup's own span starts at its `.` or `[`; the chain starts with its root,
+        // and with the parentheses around it: `(users | first).name`.
+        let mut start = root.span().start_offset as usize;
+        let root_end = root.span().end_offset as usize;
+        let dot = self
+            .source
+            .get(first_lookup..)
+            .and_then(|rest| rest.find(['.', '[']))
+            .map_or(root_end, |i| first_lookup + i);
+        let closing = self
+            .source
+            .get(root_end..dot)
+            .map_or(0, |gap| gap.matches(')').count());
+        for _ in 0..closing {
+            let before = self.source.get(..start).unwrap_or_default();
+            match before.trim_end().strip_suffix('(') {
+                Some(open) => start = open.len(),
+                None => return,
+            }
+        }
         let end = expr.span().end_offset as usize;
-        let Some(original) = self.source.get(start..end) else {
+        let (Some(original), Some(root_text)) =
+            (self.source.get(start..end), self.source.get(start..dot))
+        else {
             return;
         };
         // Keep the line breaks so that every later line keeps its number.
-        let breaks = "\n".repeat(original.matches('\n').count());
-        let text = format!(
-            "{LOOKUP}(({}), {}{breaks})",
-            self.text(root),
-            keys.join(", ")
-        );
+        let after_root = original.get(root_text.len()..).unwrap_or_default();
+        let breaks = "\n".repeat(after_root.matches('\n').count());
+        let text = format!("{LOOKUP}(({root_text}), {}{breaks})", keys.join(", "));
         self.edits.push(Edit { start, end, text });
+    }
+
+    /// `left % right` becomes `left | __toyc_percent(right)` (see `percent.rs`), with
+    /// `left` in parentheses unless it is already or is a single term, as the filter
+    /// binds tighter than any operator.
+    fn percent(&mut self, left: &Expr, right: &Expr) {
+        let left_end = left.span().end_offset as usize;
+        let right_start = right.span().start_offset as usize;
+        let Some(between) = self.source.get(left_end..right_start) else {
+            return;
+        };
+        let Some(at) = between.find('%') else {
+            return;
+        };
+        let simple = matches!(
+            left,
+            Expr::Var(_) | Expr::Const(_) | Expr::GetAttr(_) | Expr::GetItem(_) | Expr::Call(_)
+        );
+        if !simple && !between[..at].contains(')') {
+            let left_start = left.span().start_offset as usize;
+            self.edits.push(Edit {
+                start: left_start,
+                end: left_start,
+                text: "(".to_owned(),
+            });
+            self.edits.push(Edit {
+                start: left_end,
+                end: left_end,
+                text: ")".to_owned(),
+            });
+        }
+        let at = left_end + at;
+        self.edits.push(Edit {
+            start: at,
+            end: at + 1,
+            text: format!("| {}(", super::percent::PERCENT),
+        });
+        let right_end = right.span().end_offset as usize;
+        self.edits.push(Edit {
+            start: right_end,
+            end: right_end,
+            text: ")".to_owned(),
+        });
     }
 
     fn stmts(&mut self, stmts: &[Stmt]) {
@@ -272,6 +335,9 @@ impl Rewriter<'_> {
             Expr::BinOp(b) => {
                 self.expr(&b.left);
                 self.expr(&b.right);
+                if matches!(b.op, BinOpKind::Rem) {
+                    self.percent(&b.left, &b.right);
+                }
             }
             Expr::Compare(c) => {
                 self.expr(&c.expr);

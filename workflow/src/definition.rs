@@ -1,0 +1,202 @@
+//! A workflow file: the record that describes the host (the clipboard's first state)
+//! and the steps, `module::task`, in order.
+//!
+//! ```yaml
+//! instance:
+//!   hostname: loki
+//!   fqdn: loki.example.com
+//!   provider: docker
+//!   image: debian-12
+//! steps:
+//!   - provider::create
+//!   - provider::wait_running
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Why a workflow file cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DefinitionError {
+    /// The file could not be read.
+    #[error("unable to read `{}`: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Malformed YAML, or a field of the wrong kind.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// Well-formed but unusable.
+    #[error("{}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        message: String,
+    },
+}
+
+/// One step: `module::task`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// The module (`provider`, `host`, or `modules/NAME.rhai`).
+    pub module: String,
+    /// The task in it.
+    pub task: String,
+}
+
+impl Step {
+    /// Parse `module::task`.
+    pub fn parse(text: &str) -> Option<Step> {
+        let (module, task) = text.trim().split_once("::")?;
+        let plain = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        (plain(module) && plain(task)).then(|| Step {
+            module: module.to_owned(),
+            task: task.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}::{}", self.module, self.task)
+    }
+}
+
+/// A workflow, loaded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workflow {
+    /// Its name: the run's name (`status loki`); the record's `instance.hostname` unless
+    /// given.
+    pub name: String,
+    /// The file it came from.
+    pub path: PathBuf,
+    /// The directory its `modules/` are in (the file's directory).
+    pub base: PathBuf,
+    /// The record: the clipboard before the first step.
+    pub record: Map<String, Value>,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+}
+
+impl Workflow {
+    /// Load a workflow file; `name` overrides the record's `instance.hostname`.
+    pub fn load(path: &Path, name: Option<&str>) -> Result<Workflow, DefinitionError> {
+        let text = std::fs::read_to_string(path).map_err(|source| DefinitionError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Workflow::parse(&text, path, name)
+    }
+
+    /// [`Workflow::load`] of `text` as if read from `path`.
+    pub fn parse(text: &str, path: &Path, name: Option<&str>) -> Result<Workflow, DefinitionError> {
+        let invalid = |message: String| DefinitionError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let mut record: Map<String, Value> = serde_yaml::from_str(text).map_err(|e| {
+            let (line, column) = e.location().map_or((1, 1), |at| (at.line(), at.column()));
+            DefinitionError::Syntax {
+                path: path.to_owned(),
+                line,
+                column,
+                message: e.to_string(),
+            }
+        })?;
+        let steps = match record.remove("steps") {
+            Some(Value::Array(steps)) if !steps.is_empty() => steps,
+            _ => {
+                return Err(invalid(
+                    "no `steps:`: list the workflow's steps as `module::task`".into(),
+                ))
+            }
+        };
+        let steps = steps
+            .iter()
+            .enumerate()
+            .map(|(i, step)| {
+                step.as_str().and_then(Step::parse).ok_or_else(|| {
+                    invalid(format!("step {} is `{step}`, not `module::task`", i + 1))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let name = match name {
+            Some(name) => name.to_owned(),
+            None => record
+                .get("instance")
+                .and_then(|i| i.get("hostname"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| {
+                    invalid("no name: set `instance.hostname`, or pass `--name`".into())
+                })?,
+        };
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(invalid(format!(
+                "the workflow's name `{name}` must be letters, digits, `-`, `_` or `.`"
+            )));
+        }
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned();
+        Ok(Workflow {
+            name,
+            path: path.to_owned(),
+            base,
+            record,
+            steps,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_module_task_and_the_name_comes_from_the_record() {
+        let text = "instance:\n  hostname: loki\nsteps:\n  - provider::create\n  - dns::register\n";
+        let workflow = Workflow::parse(text, Path::new("w/loki.yml"), None).expect("parses");
+        assert_eq!(workflow.name, "loki");
+        assert_eq!(workflow.steps[1].to_string(), "dns::register");
+        assert_eq!(workflow.base, Path::new("w"));
+        assert!(!workflow.record.contains_key("steps"));
+        let bad = "instance: {hostname: x}\nsteps: [provider::create, oops]\n";
+        let error = Workflow::parse(bad, Path::new("x.yml"), None).expect_err("bad step");
+        assert!(
+            error.to_string().contains("step 2 is `\"oops\"`"),
+            "{error}"
+        );
+        let error =
+            Workflow::parse("steps: [a::b]\n", Path::new("x.yml"), None).expect_err("no name");
+        assert!(error.to_string().contains("--name"), "{error}");
+        let error = Workflow::parse("steps: [a::b\n", Path::new("x.yml"), None).expect_err("yaml");
+        assert!(error.to_string().starts_with("x.yml:"), "{error}");
+    }
+}

@@ -637,7 +637,13 @@ fn kill_9_of_the_supervisor_and_a_restart_resume_cleanly() {
     let status = again.wait_for("web", "it runs again", WAIT, |s| s["state"] == "running");
     assert!(!alive(old_pid), "the left-over process was stopped");
     assert_ne!(status["pid"].as_i64(), Some(old_pid));
-    // Exactly one copy runs: the program's processes are children of the new supervisor.
+    // Up and answering (not between its fork and exec, when its environment is still
+    // the supervisor's), then exactly one copy runs.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while scene.get().as_deref() != Some("v1") {
+        assert!(Instant::now() < deadline, "v1 never answered again");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let copies = std::fs::read_dir("/proc")
         .expect("/proc")
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok())
@@ -648,7 +654,7 @@ fn kill_9_of_the_supervisor_and_a_restart_resume_cleanly() {
             }) && alive(*pid)
         })
         .count();
-    assert_eq!(copies, 1, "one copy of the program");
+    assert_eq!(copies, 1, "one copy of the program, not {copies}");
     assert_eq!(status["deployed"], c1.as_str());
     assert!(status["bad_commits"]
         .as_array()

@@ -17,6 +17,7 @@ mod runs;
 mod sandbox;
 mod ssh;
 mod stages;
+mod supervise;
 mod support;
 mod template_corpus;
 mod users_packages;

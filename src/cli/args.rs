@@ -124,6 +124,22 @@ pub enum Command {
     ///   toyc workflow run scripts/workflows/web-host.yml --foreground --name web1
     #[command(verbatim_doc_comment)]
     Workflow(WorkflowArgs),
+    /// Keep programs running and redeploy them from git only when they pass: programs
+    /// come from a directory of config files (Huddle's JSON, or toyc's YAML; `_` files
+    /// skipped); each polls its branch at a random time between its minimum and maximum,
+    /// verifies a new commit in a staging checkout, switches, health-checks, and rolls
+    /// back a commit that fails (never deploying it again). The other verbs talk to a
+    /// running supervisor over its socket.
+    ///
+    /// Examples:
+    ///   toyc supervise -c /etc/toyc/programs
+    ///   toyc supervise status
+    ///   toyc supervise status web --json
+    ///   toyc supervise restart web
+    ///   toyc supervise deploy web
+    ///   toyc supervise logs web -f
+    #[command(verbatim_doc_comment, args_conflicts_with_subcommands = true)]
+    Supervise(SuperviseArgs),
     /// Print a shell completion script for toyc.
     ///
     /// Examples:
@@ -590,6 +606,74 @@ pub enum WorkflowAction {
     },
     /// Every run's status, one line each.
     List,
+}
+
+/// `toyc supervise`.
+#[derive(Debug, Args)]
+pub struct SuperviseArgs {
+    /// The directory of program config files (`*.json`, `*.yml`, `*.yaml`).
+    #[arg(short = 'c', long, value_name = "DIR", env = "TOYC_SUPERVISE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The store: a SQLite file (default `toyc.sqlite` in the state directory), or a
+    /// `postgres://` URL.
+    #[arg(long, value_name = "PATH|URL", env = "TOYC_STORE")]
+    pub store: Option<String>,
+    /// The control socket (default `supervise/control.sock` in the state directory).
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "TOYC_SUPERVISE_SOCKET",
+        global = true
+    )]
+    pub socket: Option<PathBuf>,
+    /// Print the supervisor's JSON as it is.
+    #[arg(long, env = "TOYC_JSON", global = true)]
+    pub json: bool,
+    /// Ask a running supervisor.
+    #[command(subcommand)]
+    pub action: Option<SuperviseAction>,
+}
+
+/// `toyc supervise ACTION`.
+#[derive(Debug, Subcommand)]
+pub enum SuperviseAction {
+    /// Each program's state, pid, uptime, restarts, deployed commit, last deploy and
+    /// next poll (or one program's).
+    Status {
+        /// One program.
+        name: Option<String>,
+    },
+    /// Start a program (it stays started across supervisor restarts).
+    Start {
+        /// The program.
+        name: String,
+    },
+    /// Stop a program, its whole process group (it stays stopped across restarts).
+    Stop {
+        /// The program.
+        name: String,
+    },
+    /// Stop a program and start it again.
+    Restart {
+        /// The program.
+        name: String,
+    },
+    /// Poll a program's branch now (and deploy a new commit that passes).
+    Deploy {
+        /// The program.
+        name: String,
+    },
+    /// A program's log.
+    Logs {
+        /// The program.
+        name: String,
+        /// Keep printing what is appended.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many of the last lines to print first.
+        #[arg(short = 'n', long, default_value_t = 50)]
+        lines: usize,
+    },
 }
 
 /// `toyc doc`.

@@ -41,7 +41,7 @@ pub async fn daemon(args: DaemonArgs) -> Outcome {
 }
 
 /// SIGTERM (a service manager) or SIGINT (Ctrl-C).
-async fn stop_signal() {
+pub(super) async fn stop_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {

@@ -14,6 +14,7 @@ mod repl;
 mod role;
 mod run;
 mod shell;
+mod supervise;
 mod targets;
 mod workflow;
 
@@ -113,6 +114,12 @@ pub fn main() -> i32 {
             runtime.shutdown_timeout(Duration::from_secs(2));
             return exit_status(outcome, &process);
         }
+        // The supervisor stops its programs itself on SIGTERM and Ctrl-C.
+        Command::Supervise(args) if args.action.is_none() => {
+            let outcome = runtime.block_on(supervise::supervise(args));
+            runtime.shutdown_timeout(Duration::from_secs(2));
+            return exit_status(outcome, &process);
+        }
         Command::Repl(args) => {
             let outcome = repl::repl(args, runtime.handle(), &process);
             runtime.shutdown_timeout(Duration::from_secs(2));
@@ -165,6 +172,7 @@ async fn dispatch(command: Command, process: &Process) -> Outcome {
         Command::Role(args) => role::role(args, process).await,
         Command::Jobs(args) => jobs::jobs(args).await,
         Command::Workflow(args) => workflow::workflow(args, process).await,
+        Command::Supervise(args) => supervise::supervise(args).await,
         Command::Doc(args) => doc::doc(&args),
         Command::Completions(args) => shell::completions(&args),
         Command::Man(args) => shell::man(&args),

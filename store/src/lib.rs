@@ -13,6 +13,8 @@
 //!   Only the holder of the lease can finish a job, so none completes twice.
 //! - **events**: each job's event log (the engine's JSON events), in order.
 //! - **hosts**: bootstrap state, host key and last applied commit per host.
+//! - **supervised programs** ([`ProgramStore`], `toyc supervise`): deployed, previous and
+//!   bad commits, restart counts, the process group left running.
 //!
 //! Two implementations behind one trait, [`Store`]: SQLite (one file in the state
 //! directory, WAL, the default) and PostgreSQL (several daemons on several machines
@@ -39,6 +41,7 @@
 #![deny(missing_docs)]
 
 mod postgres;
+mod programs;
 mod sqlite;
 
 use std::time::Duration;
@@ -48,6 +51,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use postgres::PostgresStore;
+pub use programs::{open_programs, BadCommit, ProgramRecord, ProgramStore};
 pub use sqlite::SqliteStore;
 
 /// Opens the store at `location`: a `postgres://` or `postgresql://` URL connects to

@@ -126,7 +126,7 @@ impl Drop for PostgresStore {
     }
 }
 
-fn backend(error: impl std::fmt::Display) -> StoreError {
+pub(crate) fn backend(error: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(error.to_string())
 }
 
@@ -215,7 +215,7 @@ impl PostgresStore {
         })
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(backend)
     }
 
@@ -244,6 +244,10 @@ async fn create_schema(client: &mut Client) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
         .get(0);
+    // The supervisor's tables came after version 1: created in any store that lacks them.
+    tx.batch_execute(crate::programs::POSTGRES_SCHEMA)
+        .await
+        .map_err(|e| e.to_string())?;
     if !exists {
         tx.batch_execute(SCHEMA).await.map_err(|e| e.to_string())?;
         tx.execute(

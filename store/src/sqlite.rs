@@ -102,7 +102,7 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn backend(error: rusqlite::Error) -> StoreError {
+pub(crate) fn backend(error: rusqlite::Error) -> StoreError {
     StoreError::Backend(error.to_string())
 }
 
@@ -132,7 +132,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` on the connection, on a blocking thread.
-    async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(crate) async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -143,7 +143,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed when it returns `Ok`.
-    async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, i64) -> Result<T, StoreError> + Send + 'static,
@@ -262,6 +262,10 @@ fn open_blocking(path: &Path) -> Result<Connection, String> {
                 [],
                 |row| row.get(0),
             )
+            .map_err(|e| e.to_string())?;
+        // The supervisor's tables came after version 1: created in any store that lacks
+        // them, old or new.
+        conn.execute_batch(crate::programs::SQLITE_SCHEMA)
             .map_err(|e| e.to_string())?;
         if !exists {
             conn.execute_batch(SCHEMA).map_err(|e| e.to_string())?;

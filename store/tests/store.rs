@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use toyc_store::{
-    Accepted, JobId, JobState, Lease, NewDelivery, NewJob, Outcome, Store, StoreError,
+    Accepted, JobId, JobState, Lease, NewDelivery, NewJob, Outcome, ProgramRecord, ProgramStore,
+    Store, StoreError,
 };
 
 /// A database the test owns, and how to open handles on it.
@@ -778,7 +779,77 @@ both!(
     wait_for_work_wakes_on_a_new_job,
     reopening_keeps_the_queue,
     a_worker_killed_mid_job_loses_nothing,
+    program_records_survive_a_reopen,
 );
+
+async fn programs_of(db: &Db) -> Box<dyn ProgramStore> {
+    toyc_store::open_programs(&db.location)
+        .await
+        .expect("the test's store opens for programs")
+}
+
+async fn program_records_survive_a_reopen(db: Db) {
+    let store = programs_of(&db).await;
+    assert_eq!(store.program("web").await.expect("read"), None);
+    let mut web = ProgramRecord {
+        name: "web".into(),
+        deployed: Some("b".repeat(40)),
+        previous: Some("a".repeat(40)),
+        restarts: 3,
+        pid: Some(4242),
+        pid_started: Some(99),
+        started_ms: Some(1),
+        stopped: false,
+        last_deploy: Some(json!({"commit": "b", "outcome": "deployed"})),
+    };
+    store.save_program(&web).await.expect("save");
+    web.restarts = 4;
+    store.save_program(&web).await.expect("save again");
+    store
+        .save_program(&ProgramRecord {
+            name: "api".into(),
+            ..ProgramRecord::default()
+        })
+        .await
+        .expect("save another");
+    store
+        .mark_bad("web", "c1", "verify failed")
+        .await
+        .expect("bad");
+    store
+        .mark_bad("web", "c1", "again")
+        .await
+        .expect("bad twice");
+    store.mark_bad("api", "c2", "health").await.expect("bad");
+    drop(store);
+
+    let store = programs_of(&db).await;
+    assert_eq!(store.program("web").await.expect("read"), Some(web));
+    let names: Vec<String> = store
+        .programs()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["api", "web"]);
+    let bad = store.bad_commits("web").await.expect("bad commits");
+    assert_eq!(bad.len(), 1);
+    assert_eq!(
+        (bad[0].commit.as_str(), bad[0].reason.as_str()),
+        ("c1", "verify failed")
+    );
+    store.forget_program("web").await.expect("forget");
+    assert_eq!(store.program("web").await.expect("read"), None);
+    assert_eq!(
+        store.bad_commits("web").await.expect("bad commits").len(),
+        1,
+        "a forgotten program's bad commits stay bad"
+    );
+    // The queue's store opens the same file, tables and all.
+    let queue = db.open().await;
+    assert!(queue.jobs(10).await.expect("jobs").is_empty());
+}
 
 #[tokio::test]
 async fn a_password_never_shows_in_an_error() {

@@ -150,7 +150,7 @@ fn parse(line: &str) -> Option<Message> {
     })
 }
 
-/// `text` in pieces of at most [`MAX_TEXT`] bytes, split on character boundaries
+/// `text` in pieces of at most `MAX_TEXT` (400) bytes, split on character boundaries
 /// (at a space when there is one near the end), one piece per line of the text.
 pub fn split(text: &str) -> Vec<String> {
     let mut pieces = Vec::new();

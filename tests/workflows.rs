@@ -657,3 +657,91 @@ fn the_chat_bot_answers_in_order_without_flooding_and_comes_back_after_the_serve
         l.contains("deploy NAME | status NAME")
     });
 }
+
+#[test]
+fn the_ec2_provider_creates_finds_by_name_and_terminates_against_moto() {
+    let Some(pool) = hosts::shared() else { return };
+    let moto = crate::support::moto::Moto::start();
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let secret = scratch.path().join("aws.secret");
+    std::fs::write(&secret, "moto-secret-key-do-not-log\n").expect("secret");
+    let ec2 = format!(
+        "  ec2:\n    endpoint: \"{}\"\n    region: us-east-1\n    access_key_id: AKIDTOYCTEST\n    secret_access_key_file: \"{}\"\n",
+        moto.endpoint,
+        secret.display()
+    );
+    let (config, state) = workflow_daemon(scratch.path(), pool.identity(), &ec2);
+    // An image moto knows, asked through the provider's own client.
+    let settings: toyc_workflow::provider::ec2::Ec2Settings = serde_yaml::from_str(&format!(
+        "endpoint: \"{}\"\nregion: us-east-1\naccess_key_id: AKIDTOYCTEST\nsecret_access_key_file: \"{}\"\n",
+        moto.endpoint,
+        secret.display()
+    ))
+    .expect("settings");
+    let client = toyc_workflow::provider::ec2::Ec2::new(settings).expect("client");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let image = runtime
+        .block_on(client.images())
+        .expect("DescribeImages")
+        .into_iter()
+        .next()
+        .expect("moto serves images");
+    let workflow = |name: &str, steps: &str| {
+        std::fs::write(
+            scratch.path().join(format!("workflows/{name}.yml")),
+            format!(
+                "instance: {{hostname: ec2host, provider: ec2, image: {image}, size: t3.micro, \
+                 sshpubkey: \"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIArmQT47lNPpzrs9Re9xbmtMewl238V2+LQx1p298Lne ops\"}}\n\
+                 steps: [{steps}]\n"
+            ),
+        )
+        .expect("workflow");
+    };
+    workflow(
+        "ec2a",
+        "host::keygen, provider::create, provider::wait_running",
+    );
+    workflow("ec2b", "provider::create, provider::wait_running");
+    workflow("ec2c", "provider::destroy");
+    let daemon = Daemon::start(&config, &state, &[]);
+    let run = |name: &str| {
+        let (code, _, err) = toyc_workflow(&daemon, &["run", name, "--name", name]);
+        assert_eq!(code, 0, "{err}");
+        wait_state(
+            &daemon,
+            name,
+            &["succeeded", "failed"],
+            Duration::from_secs(60),
+        )
+    };
+    let first = run("ec2a");
+    assert_eq!(first["state"], "succeeded", "{first:#}\n{}", daemon.log());
+    let id = first["clip"]["instance"]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    assert!(id.starts_with("i-"), "{id}");
+    assert_eq!(first["clip"]["instance"]["state"], "running");
+    assert!(first["clip"]["instance"]["ip"].is_string(), "{first:#}");
+    // The same name again: found, not created twice.
+    let again = run("ec2b");
+    assert_eq!(
+        again["clip"]["instance"]["id"].as_str(),
+        Some(id.as_str()),
+        "{again:#}"
+    );
+    let gone = run("ec2c");
+    assert_eq!(gone["state"], "succeeded", "{gone:#}");
+    let after = runtime
+        .block_on(async { toyc_workflow::provider::Provider::get(&client, &id).await })
+        .expect("DescribeInstances");
+    assert!(
+        ["shutting-down", "terminated"].contains(&after.state.as_str()),
+        "{after:?}"
+    );
+    let log = daemon.log();
+    assert!(
+        !log.contains("moto-secret-key-do-not-log"),
+        "the secret key leaked:\n{log}"
+    );
+}

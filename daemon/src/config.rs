@@ -230,6 +230,9 @@ impl Daemon {
             if let Some(dns) = &mut workflows.dns {
                 resolve(&mut dns.tsig_secret_file);
             }
+            if let Some(ec2) = &mut workflows.ec2 {
+                resolve(&mut ec2.secret_access_key_file);
+            }
         }
         for repo in config.repos.values_mut() {
             repo.hosts_file.as_mut().map(resolve);

@@ -3,6 +3,7 @@
 pub mod bind9;
 pub mod cli;
 pub mod hosts;
+pub mod moto;
 pub mod ngircd;
 // A throwaway PostgreSQL server, for the daemon's tests of a shared queue; the store's
 // tests include the same file.

@@ -30,6 +30,9 @@ pub struct WorkflowSettings {
     /// How long `provider::wait_running` waits, in seconds.
     #[serde(default = "default_running_timeout")]
     pub running_timeout_seconds: u64,
+    /// The EC2 account `provider: ec2` creates instances in.
+    #[serde(default)]
+    pub ec2: Option<crate::provider::ec2::Ec2Settings>,
     /// The DNS server `dns::*` updates.
     #[serde(default)]
     pub dns: Option<crate::dns::DnsSettings>,

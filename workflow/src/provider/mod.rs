@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub mod docker;
+pub mod ec2;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

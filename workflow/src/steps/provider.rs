@@ -8,17 +8,22 @@ use serde_json::{json, Map, Value};
 use super::{required, set, text};
 use crate::context::StepContext;
 use crate::provider::docker::Docker;
+use crate::provider::ec2::Ec2;
 use crate::provider::{Instance, InstanceSpec, Provider};
 
 /// The provider `instance.provider` names.
-pub fn provider(
-    clip: &Map<String, Value>,
-    _ctx: &StepContext,
-) -> Result<Box<dyn Provider>, String> {
+pub fn provider(clip: &Map<String, Value>, ctx: &StepContext) -> Result<Box<dyn Provider>, String> {
     match required(clip, "instance.provider")? {
         "docker" => Ok(Box::new(Docker)),
+        "ec2" => {
+            let settings = ctx.settings.ec2.clone().ok_or(
+                "provider `ec2` is not configured: add `ec2:` (endpoint, region, access_key_id, \
+                 secret_access_key_file) under `workflows:` in daemon.yml",
+            )?;
+            Ok(Box::new(Ec2::new(settings).map_err(|e| e.to_string())?))
+        }
         other => Err(format!(
-            "provider `{other}` is not configured here (known: docker)"
+            "provider `{other}` is not known here (known: docker, ec2)"
         )),
     }
 }

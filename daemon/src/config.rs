@@ -233,6 +233,9 @@ impl Daemon {
             if let Some(ec2) = &mut workflows.ec2 {
                 resolve(&mut ec2.secret_access_key_file);
             }
+            if let Some(linode) = &mut workflows.linode {
+                resolve(&mut linode.token_file);
+            }
         }
         for repo in config.repos.values_mut() {
             repo.hosts_file.as_mut().map(resolve);

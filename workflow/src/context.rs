@@ -33,6 +33,9 @@ pub struct WorkflowSettings {
     /// The EC2 account `provider: ec2` creates instances in.
     #[serde(default)]
     pub ec2: Option<crate::provider::ec2::Ec2Settings>,
+    /// The Linode account `provider: linode` creates instances in.
+    #[serde(default)]
+    pub linode: Option<crate::provider::linode::LinodeSettings>,
     /// The DNS server `dns::*` updates.
     #[serde(default)]
     pub dns: Option<crate::dns::DnsSettings>,

@@ -191,8 +191,9 @@ impl Ec2 {
     }
 }
 
-/// cloud-init user data installing the authorized key and the generated host key.
-fn user_data(spec: &InstanceSpec) -> Result<String, ProviderError> {
+/// cloud-init user data (base64) installing the authorized key and the generated host
+/// key; Linode's metadata service takes the same.
+pub(crate) fn user_data(spec: &InstanceSpec) -> Result<String, ProviderError> {
     let mut text = String::from("#cloud-config\n");
     if let Some(key) = &spec.ssh_public_key {
         text.push_str(&format!("ssh_authorized_keys:\n  - {}\n", json_string(key)));

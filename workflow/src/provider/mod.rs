@@ -9,6 +9,7 @@ use std::time::Duration;
 
 pub mod docker;
 pub mod ec2;
+pub mod linode;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

@@ -9,6 +9,7 @@ use super::{required, set, text};
 use crate::context::StepContext;
 use crate::provider::docker::Docker;
 use crate::provider::ec2::Ec2;
+use crate::provider::linode::Linode;
 use crate::provider::{Instance, InstanceSpec, Provider};
 
 /// The provider `instance.provider` names.
@@ -22,8 +23,15 @@ pub fn provider(clip: &Map<String, Value>, ctx: &StepContext) -> Result<Box<dyn 
             )?;
             Ok(Box::new(Ec2::new(settings).map_err(|e| e.to_string())?))
         }
+        "linode" => {
+            let settings = ctx.settings.linode.clone().ok_or(
+                "provider `linode` is not configured: add `linode:` (token_file, region) under \
+                 `workflows:` in daemon.yml",
+            )?;
+            Ok(Box::new(Linode::new(settings).map_err(|e| e.to_string())?))
+        }
         other => Err(format!(
-            "provider `{other}` is not known here (known: docker, ec2)"
+            "provider `{other}` is not known here (known: docker, ec2, linode)"
         )),
     }
 }

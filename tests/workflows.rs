@@ -745,3 +745,54 @@ fn the_ec2_provider_creates_finds_by_name_and_terminates_against_moto() {
         "the secret key leaked:\n{log}"
     );
 }
+
+#[test]
+fn a_running_workflow_is_cancelled_with_its_remote_work_and_a_rhai_workflow_runs_by_name() {
+    let Some(pool) = hosts::shared() else { return };
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let (config, state) = workflow_daemon(scratch.path(), pool.identity(), "");
+    let role = scratch.path().join("sleepy");
+    std::fs::create_dir_all(&role).expect("mkdir");
+    std::fs::write(role.join("runbook.rhai"), "shell::run(\"sleep 303\");\n").expect("runbook");
+    let (_, role_url) = file_repo(&role, scratch.path(), "wfsleepy");
+    let host = &pool.hosts()[1];
+    // A Rhai workflow script, found by its name like a YAML one.
+    std::fs::write(
+        scratch.path().join("workflows/wfcancel.rhai"),
+        format!(
+            "#{{ instance: #{{ hostname: \"wfcancel\", ip: \"{}\" }}, ssh: #{{ host_key: \"{}\" }},\n\
+               role: #{{ name: \"wfsleepy\", repo: \"{role_url}\" }},\n\
+               steps: [\"host::record_key\", \"role::apply\"] }}\n",
+            host.address, host.host_key
+        ),
+    )
+    .expect("workflow");
+    let daemon = Daemon::start(&config, &state, &[]);
+    let (code, _, err) = toyc_workflow(&daemon, &["run", "wfcancel"]);
+    assert_eq!(code, 0, "{err}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pool
+        .docker_exec(1, "pgrep -f '[s]leep 303'")
+        .status
+        .success()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the slow step never started:\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (code, out, err) = toyc_workflow(&daemon, &["cancel", "wfcancel"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("wfcancel: "), "{out}");
+    let cancelled = wait_state(&daemon, "wfcancel", &["cancelled"], Duration::from_secs(20));
+    assert_eq!(cancelled["failed_step"], 1, "{cancelled:#}");
+    assert!(
+        !pool
+            .docker_exec(1, "pgrep -f '[s]leep 303'")
+            .status
+            .success(),
+        "the step's remote command was killed"
+    );
+}

@@ -105,10 +105,17 @@ pub fn locate(workers: &Workers, what: &str) -> Result<PathBuf, StartError> {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     match dir {
         Some(dir) if plain => {
-            let file = if what.ends_with(".yml") || what.ends_with(".yaml") {
+            let file = if [".yml", ".yaml", ".rhai"].iter().any(|e| what.ends_with(e)) {
                 dir.join(what)
             } else {
-                dir.join(format!("{what}.yml"))
+                // A YAML workflow, else a Rhai workflow script of that name.
+                let yaml = dir.join(format!("{what}.yml"));
+                let script = dir.join(format!("{what}.rhai"));
+                if !yaml.is_file() && script.is_file() {
+                    script
+                } else {
+                    yaml
+                }
             };
             if file.is_file() {
                 Ok(file)

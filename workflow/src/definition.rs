@@ -99,22 +99,27 @@ pub struct Workflow {
 }
 
 impl Workflow {
-    /// Load a workflow file; `name` overrides the record's `instance.hostname`.
+    /// Load a workflow file (YAML, or a Rhai script whose value is the record with its
+    /// `steps`); `name` overrides the record's `instance.hostname`.
     pub fn load(path: &Path, name: Option<&str>) -> Result<Workflow, DefinitionError> {
         let text = std::fs::read_to_string(path).map_err(|source| DefinitionError::Read {
             path: path.to_owned(),
             source,
         })?;
+        if path.extension().is_some_and(|e| e == "rhai") {
+            let record =
+                crate::script::evaluate(path).map_err(|message| DefinitionError::Invalid {
+                    path: path.to_owned(),
+                    message,
+                })?;
+            return Workflow::from_record(record, path, name);
+        }
         Workflow::parse(&text, path, name)
     }
 
-    /// [`Workflow::load`] of `text` as if read from `path`.
+    /// [`Workflow::load`] of YAML `text` as if read from `path`.
     pub fn parse(text: &str, path: &Path, name: Option<&str>) -> Result<Workflow, DefinitionError> {
-        let invalid = |message: String| DefinitionError::Invalid {
-            path: path.to_owned(),
-            message,
-        };
-        let mut record: Map<String, Value> = serde_yaml::from_str(text).map_err(|e| {
+        let record: Map<String, Value> = serde_yaml::from_str(text).map_err(|e| {
             let (line, column) = e.location().map_or((1, 1), |at| (at.line(), at.column()));
             DefinitionError::Syntax {
                 path: path.to_owned(),
@@ -123,6 +128,19 @@ impl Workflow {
                 message: e.to_string(),
             }
         })?;
+        Workflow::from_record(record, path, name)
+    }
+
+    /// The workflow a record with its `steps` describes.
+    fn from_record(
+        mut record: Map<String, Value>,
+        path: &Path,
+        name: Option<&str>,
+    ) -> Result<Workflow, DefinitionError> {
+        let invalid = |message: String| DefinitionError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
         let steps = match record.remove("steps") {
             Some(Value::Array(steps)) if !steps.is_empty() => steps,
             _ => {
@@ -198,5 +216,25 @@ mod tests {
         assert!(error.to_string().contains("--name"), "{error}");
         let error = Workflow::parse("steps: [a::b\n", Path::new("x.yml"), None).expect_err("yaml");
         assert!(error.to_string().starts_with("x.yml:"), "{error}");
+    }
+
+    #[test]
+    fn a_rhai_workflow_script_computes_its_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("web.rhai");
+        std::fs::write(
+            &path,
+            "let name = \"web\" + 7;\n#{ instance: #{ hostname: name, size: 512 }, steps: [\"provider::create\", `host::${\"keygen\"}`] }\n",
+        )
+        .expect("write");
+        let workflow = Workflow::load(&path, None).expect("loads");
+        assert_eq!(workflow.name, "web7");
+        assert_eq!(workflow.record["instance"]["size"], 512);
+        assert_eq!(workflow.steps[1].to_string(), "host::keygen");
+        std::fs::write(&path, "42").expect("write");
+        let error = Workflow::load(&path, None)
+            .expect_err("not a map")
+            .to_string();
+        assert!(error.contains("not the workflow's record"), "{error}");
     }
 }

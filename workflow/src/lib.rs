@@ -16,6 +16,7 @@ pub mod dns;
 pub mod modules;
 pub mod provider;
 pub mod runner;
+pub mod script;
 pub mod steps;
 
 pub use context::{StepContext, WorkflowSettings};

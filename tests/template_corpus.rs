@@ -55,7 +55,7 @@ fn every_corpus_template_renders_on_a_host_byte_for_byte_as_ansible_wrote_it() {
         .collect();
     names.sort();
     assert!(
-        names.len() >= 50,
+        names.len() >= 80,
         "the corpus has {} templates",
         names.len()
     );

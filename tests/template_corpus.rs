@@ -55,7 +55,7 @@ fn every_corpus_template_renders_on_a_host_byte_for_byte_as_ansible_wrote_it() {
         .collect();
     names.sort();
     assert!(
-        names.len() >= 50,
+        names.len() >= 80,
         "the corpus has {} templates",
         names.len()
     );
@@ -178,5 +178,109 @@ fn a_template_naming_ansible_facts_gets_the_hosts_own_in_one_round_trip() {
         with_facts,
         without_facts + 1,
         "round trips without facts {without_facts}, with {with_facts}"
+    );
+}
+
+// See: issue 11: `toyc template` renders for a host here what `files::template` writes
+// there, asks the host for facts only when the template names one, and diffs.
+#[test]
+fn toyc_template_prints_what_a_run_writes_and_diffs_it_against_the_host() {
+    let Some(pool) = hosts::shared() else { return };
+    let h1 = &pool.hosts()[0];
+    let out = format!("/tmp/template-cli-{}", std::process::id());
+    let dest = format!("{out}/app.conf");
+    let toyc = Toyc::new()
+        .file(
+            "role/templates/app.conf.j2",
+            "# {{ ansible_managed }}\n{% include '_head.j2' %}\n\n\
+             host={{ inventory_hostname }} os={{ ansible_distribution }} \
+             ip={{ ansible_default_ipv4.address }}\n\
+             {% for k, v in settings.items() %}{{ k }}={{ v }}\n{% endfor %}\
+             port={{ port }} groups={{ group_names | join(',') }}\n",
+        )
+        .file("role/templates/_head.j2", "[{{ app | upper }}]\n")
+        .file(
+            "role/templates/plain.j2",
+            "{{ inventory_hostname }} {{ port }}\n",
+        )
+        .file(
+            "role/site.rhai",
+            &format!(
+                "files::directory(\"{out}\");\nfiles::template(\"app.conf.j2\", \"{dest}\");\n"
+            ),
+        )
+        .file(
+            "inv.yml",
+            &format!(
+                "groups:\n  web:\n    hosts:\n      h1: {{address: {}}}\n    vars:\n      \
+                 settings: {{zeta: 1, alpha: two, mid: '0755'}}\n",
+                h1.address
+            ),
+        )
+        .file("vars.yml", "app: shop\nport: 80\n")
+        .file("ssh_config", &ssh_config(pool))
+        .env("RUST_LOG", "toyc_engine=debug");
+    let common = [
+        "-i",
+        "inv.yml",
+        "--ssh-config",
+        "ssh_config",
+        "--vars-file",
+        "vars.yml",
+        "--var",
+        "port=8080",
+    ];
+    let template = |name: &str, extra: &[&str]| {
+        let path = format!("role/templates/{name}");
+        let mut args = vec!["template", path.as_str(), "--host", "h1"];
+        args.extend(common);
+        args.extend(extra);
+        toyc.run_with(&args)
+    };
+
+    // No facts named: rendered without connecting.
+    let plain = template("plain.j2", &[]);
+    plain.code(0);
+    assert_eq!(plain.stdout, "h1 8080\n");
+    assert_eq!(plain.round_trips("h1"), 0, "{}", plain.stderr);
+
+    // Facts named: asked of the host in one round trip.
+    let printed = template("app.conf.j2", &[]);
+    printed.code(0);
+    assert_eq!(printed.round_trips("h1"), 1, "{}", printed.stderr);
+    let expected = format!(
+        "# Ansible managed\n[SHOP]\nhost=h1 os=Debian ip={}\nzeta=1\nalpha=two\nmid=0755\n\
+         port=8080 groups=web\n",
+        h1.address
+    );
+    assert_eq!(printed.stdout, expected);
+
+    // Missing on the host: every line is new; exit 2 as `--check` does.
+    let missing = template("app.conf.j2", &["--diff", &dest]);
+    missing.code(2);
+    missing.stdout_has(&format!("--- {dest} (missing on h1)"));
+    missing.stdout_has(&format!("+++ {dest} (rendered)"));
+    missing.stdout_has("+port=8080 groups=web\n");
+
+    // What a run writes there is what `toyc template` printed: no difference.
+    let mut run_args = vec!["run", "role/site.rhai", "-y"];
+    run_args.extend(common);
+    toyc.run_with(&run_args).code(0);
+    let written = pool.docker_exec(0, &format!("cat {dest}"));
+    assert_eq!(String::from_utf8_lossy(&written.stdout), expected);
+    let same = template("app.conf.j2", &["--diff", &dest]);
+    same.code(0);
+    assert_eq!(same.stdout, "");
+
+    // Changed on the host: a unified diff of the changed line only.
+    pool.docker_exec(0, &format!("sed -i 's/port=8080/port=81/' {dest}"));
+    let changed = template("app.conf.j2", &["--diff", &dest]);
+    pool.docker_exec(0, &format!("rm -rf {out}"));
+    changed.code(2);
+    changed.stdout_has("-port=81 groups=web\n+port=8080 groups=web\n");
+    assert!(
+        !changed.stdout.contains("+zeta=1"),
+        "only the changed line differs:\n{}",
+        changed.stdout
     );
 }

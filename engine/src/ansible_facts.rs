@@ -42,7 +42,7 @@ pub const FACT_NAMES: &[&str] = &[
 ];
 
 /// One shell script printing `key=value` lines: toyc's basic facts and Ansible's.
-pub(crate) const SCRIPT: &str = r#"echo "system=$(uname -s)"
+pub const SCRIPT: &str = r#"echo "system=$(uname -s)"
 echo "machine=$(uname -m)"
 echo "kernel=$(uname -r)"
 echo "nodename=$(uname -n)"
@@ -137,6 +137,12 @@ fn route_address(hex: &str) -> Option<String> {
     let n = u32::from_str_radix(hex, 16).ok()?;
     let b = n.to_le_bytes();
     Some(format!("{}.{}.{}.{}", b[0], b[1], b[2], b[3]))
+}
+
+/// Ansible's facts from [`SCRIPT`]'s output, for a caller that ran the script itself
+/// outside a run (`toyc template`).
+pub fn facts_from_output(output: &str) -> Map<String, Value> {
+    parse(output).1
 }
 
 /// Toyc's basic facts and Ansible's, from [`SCRIPT`]'s output.

@@ -425,7 +425,15 @@ fn payload_function(script: &mut String, bytes: &[u8], nonce: &str) {
     match printf_format(bytes) {
         Some(format) => {
             script.push_str(&format!("{PAYLOAD_FUNCTION}() {{ printf '"));
-            script.push_str(&format);
+            // A format starting with `-` is read as an option (`printf: Illegal option
+            // -X` from dash for a jvm.options file): its first byte as an escape instead.
+            match format.strip_prefix('-') {
+                Some(rest) => {
+                    script.push_str("\\055");
+                    script.push_str(rest);
+                }
+                None => script.push_str(&format),
+            }
             script.push_str("'; }\n");
         }
         None => {

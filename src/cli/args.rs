@@ -77,6 +77,16 @@ pub enum Command {
     ///   toyc role web -i inventory.yml --repo URL --status
     #[command(verbatim_doc_comment, after_help = EXIT_STATUS_HELP)]
     Role(RoleArgs),
+    /// Render a template for one host here, as `files::template` would on that host
+    /// (magic variables, the host's variables, facts asked of the host only when the
+    /// template names one), and print it; `--diff DEST` prints a unified diff against
+    /// the host's current DEST instead (exit 2 when they differ).
+    ///
+    /// Examples:
+    ///   toyc template roles/web/templates/nginx.conf.j2 -i inventory.yml --host web1
+    ///   toyc template templates/app.ini.j2 -i inv.yml --host web1 --diff /etc/app/app.ini
+    #[command(verbatim_doc_comment, after_help = EXIT_STATUS_HELP)]
+    Template(TemplateArgs),
     /// Show the documentation of the script modules (all, or one).
     ///
     /// Examples:
@@ -476,6 +486,25 @@ pub struct ExecArgs {
     pub targets: TargetArgs,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// `toyc template`.
+#[derive(Debug, Args)]
+pub struct TemplateArgs {
+    /// The template file; below a `templates/` directory, includes are read from there
+    /// and `role_path` is its parent, as for `files::template`.
+    #[arg(value_name = "TEMPLATE")]
+    pub template: PathBuf,
+    /// The inventory host to render it for.
+    #[arg(long, value_name = "NAME")]
+    pub host: String,
+    /// Compare with this file on the host (read over ssh): print a unified diff.
+    #[arg(long, value_name = "DEST")]
+    pub diff: Option<String>,
+    #[command(flatten)]
+    pub targets: TargetArgs,
+    #[command(flatten)]
+    pub variables: VarArgs,
 }
 
 /// `toyc daemon`.

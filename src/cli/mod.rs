@@ -16,6 +16,7 @@ mod run;
 mod shell;
 mod supervise;
 mod targets;
+mod template;
 mod workflow;
 
 use std::time::Duration;
@@ -173,6 +174,7 @@ async fn dispatch(command: Command, process: &Process) -> Outcome {
         Command::Jobs(args) => jobs::jobs(args).await,
         Command::Workflow(args) => workflow::workflow(args, process).await,
         Command::Supervise(args) => supervise::supervise(args).await,
+        Command::Template(args) => template::template(args, process).await,
         Command::Doc(args) => doc::doc(&args),
         Command::Completions(args) => shell::completions(&args),
         Command::Man(args) => shell::man(&args),

@@ -64,7 +64,7 @@ pub async fn role(args: RoleArgs, process: &Process) -> Outcome {
             &inventory,
             name,
             &role.name,
-            &extra_vars(&run, &process.secrets)?,
+            &extra_vars(&run.variables, &process.secrets)?,
             &process.secrets,
         );
     }

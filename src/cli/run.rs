@@ -15,7 +15,7 @@ use toyc_engine::run::{Approve, Gate, Job, Pending, Report, RunbookJob, RunbookS
 use toyc_engine::secrets::Secrets;
 use toyc_stdlib::Library;
 
-use super::args::RunArgs;
+use super::args::{RunArgs, VarArgs};
 use super::targets::{event_sink, run_context, script_limits, seconds, select_hosts};
 use super::{Failure, Outcome as CliOutcome, Process};
 use crate::exit::ExitCode;
@@ -93,7 +93,7 @@ pub async fn converge_with(
     let job = Job::Runbook(RunbookJob {
         hosts,
         source: RunbookSource::Script { path: script, root },
-        vars: extra_vars(args, &run.secrets)?,
+        vars: extra_vars(&args.variables, &run.secrets)?,
         sudo: args.targets.sudo,
         command_timeout: args
             .changes
@@ -199,10 +199,10 @@ fn register_leaves(value: &Value, secrets: &Secrets) {
 }
 
 /// `--vars-file` maps in order, then `--secrets-file` maps, then `--var key=value` pairs on top.
-pub(super) fn extra_vars(args: &RunArgs, secrets: &Secrets) -> Result<Map<String, Value>, Failure> {
+pub(super) fn extra_vars(args: &VarArgs, secrets: &Secrets) -> Result<Map<String, Value>, Failure> {
     let mut vars = Map::new();
-    let files = args.variables.vars_files.iter().map(|f| (f, false));
-    for (file, secret) in files.chain(args.variables.secrets_files.iter().map(|f| (f, true))) {
+    let files = args.vars_files.iter().map(|f| (f, false));
+    for (file, secret) in files.chain(args.secrets_files.iter().map(|f| (f, true))) {
         let text = std::fs::read_to_string(file)
             .with_context(|| format!("unable to read vars file `{}`", file.display()))
             .map_err(Failure::input)?;
@@ -224,7 +224,7 @@ pub(super) fn extra_vars(args: &RunArgs, secrets: &Secrets) -> Result<Map<String
             }
         }
     }
-    for pair in &args.variables.vars {
+    for pair in &args.vars {
         let (key, raw) = pair
             .split_once('=')
             .ok_or_else(|| Failure::input(anyhow!("`--var {pair}` is not `key=value`")))?;

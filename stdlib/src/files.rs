@@ -240,14 +240,19 @@ pub mod files_api {
                     root: &host.script_root,
                 };
                 // Ansible's order: magic variables, facts, then the host's variables.
-                let mut vars = crate::template::magic_vars(&host.host, &host.play, &call);
-                if templates.uses_facts(src) {
-                    let facts = host.template_facts().map_err(|e| {
+                let facts = if templates.uses_facts(src) {
+                    Some(host.template_facts().map_err(|e| {
                         format!("`{F}`: unable to gather the facts template `{src}` uses: {e}")
-                    })?;
-                    vars.extend(toyc_engine::ansible_facts::template_vars(&facts));
-                }
-                vars.extend(host.vars().clone());
+                    })?)
+                } else {
+                    None
+                };
+                let mut vars = crate::template::host_template_vars(
+                    &host.host,
+                    &host.play,
+                    &call,
+                    facts.as_ref(),
+                );
                 if let Some(extra) = options.get("vars").filter(|v| !v.is_unit()) {
                     match rhai::serde::from_dynamic::<serde_json::Value>(extra) {
                         Ok(serde_json::Value::Object(extra)) => vars.extend(extra),

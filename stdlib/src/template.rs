@@ -48,7 +48,7 @@ use toyc_engine::context::confined_path;
 use toyc_engine::script_error::ScriptError;
 
 pub use error::{Location, TemplateError};
-pub(crate) use magic::{magic_vars, Call};
+pub use magic::{host_template_vars, Call};
 use undefined::OffsetMap;
 
 /// A template's text as written, and how the rewritten text minijinja runs maps back.

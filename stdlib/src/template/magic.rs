@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 use toyc_engine::inventory::Host;
 
 /// What Ansible's `template` module knows about the call.
-pub(crate) struct Call<'a> {
+pub struct Call<'a> {
     /// `src` as the script gave it (`template_path`).
     pub src: &'a str,
     /// The template file (`template_fullpath`).
@@ -19,6 +19,24 @@ pub(crate) struct Call<'a> {
     pub dest: &'a str,
     /// The role's or script's directory (`role_path`, `playbook_dir`).
     pub root: &'a Path,
+}
+
+/// Every variable `files::template` gives a template for `host` in a run of `play`, in
+/// Ansible's order: magic variables, then the facts (`ansible_facts::template_vars` of
+/// them, given only when the template names one), then the host's own variables.
+/// `toyc template` renders with the same, so what it prints is what a run writes.
+pub fn host_template_vars(
+    host: &Host,
+    play: &[Host],
+    call: &Call<'_>,
+    facts: Option<&Map<String, Value>>,
+) -> Map<String, Value> {
+    let mut vars = magic_vars(host, play, call);
+    if let Some(facts) = facts {
+        vars.extend(toyc_engine::ansible_facts::template_vars(facts));
+    }
+    vars.extend(host.vars.clone());
+    vars
 }
 
 /// The variables Ansible gives a template for `host` in a run of `play`, below the

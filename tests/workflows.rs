@@ -796,3 +796,102 @@ fn a_running_workflow_is_cancelled_with_its_remote_work_and_a_rhai_workflow_runs
         "the step's remote command was killed"
     );
 }
+
+/// An IAM call to a moto_server before it checks signatures (its first few), the answer.
+fn iam_unchecked(endpoint: &str, params: &[(&str, &str)]) -> String {
+    let mut form = vec![("Version", "2010-05-08")];
+    form.extend_from_slice(params);
+    // moto routes by the credential scope's service; nothing is checked yet.
+    reqwest::blocking::Client::new()
+        .post(endpoint)
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIAUNCHECKED/20260101/us-east-1/iam/aws4_request, \
+             SignedHeaders=host, Signature=0",
+        )
+        .form(&form)
+        .send()
+        .expect("moto answers")
+        .error_for_status()
+        .expect("IAM call accepted")
+        .text()
+        .expect("the answer")
+}
+
+#[test]
+fn moto_checking_signatures_accepts_the_ec2_providers_and_refuses_a_wrong_secret() {
+    let moto = crate::support::moto::Moto::with_auth_after(3);
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ec2:*","Resource":"*"}]}"#;
+    iam_unchecked(
+        &moto.endpoint,
+        &[("Action", "CreateUser"), ("UserName", "toyc")],
+    );
+    iam_unchecked(
+        &moto.endpoint,
+        &[
+            ("Action", "PutUserPolicy"),
+            ("UserName", "toyc"),
+            ("PolicyName", "ec2"),
+            ("PolicyDocument", policy),
+        ],
+    );
+    let xml = iam_unchecked(
+        &moto.endpoint,
+        &[("Action", "CreateAccessKey"), ("UserName", "toyc")],
+    );
+    let field = |name: &str| {
+        let open = format!("<{name}>");
+        let start = xml.find(&open).expect("an access key field") + open.len();
+        xml[start..].split('<').next().expect("its text").to_owned()
+    };
+    let (key_id, secret) = (field("AccessKeyId"), field("SecretAccessKey"));
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let client = |secret: &str| {
+        let file = scratch.path().join("secret");
+        std::fs::write(&file, secret).expect("write");
+        let settings: toyc_workflow::provider::ec2::Ec2Settings = serde_yaml::from_str(&format!(
+            "endpoint: \"{}\"\nregion: us-west-2\naccess_key_id: {key_id}\nsecret_access_key_file: \"{}\"\n",
+            moto.endpoint,
+            file.display()
+        ))
+        .expect("settings");
+        toyc_workflow::provider::ec2::Ec2::new(settings).expect("client")
+    };
+    use toyc_workflow::provider::Provider;
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let signed = client(&secret);
+    assert_eq!(
+        runtime
+            .block_on(signed.find("nobody"))
+            .expect("signed right"),
+        None
+    );
+    let image = runtime
+        .block_on(signed.images())
+        .expect("images")
+        .into_iter()
+        .next()
+        .expect("one");
+    let spec = toyc_workflow::provider::InstanceSpec {
+        name: "signed".into(),
+        image,
+        size: None,
+        ssh_public_key: None,
+        tags: Default::default(),
+        host_key_file: None,
+    };
+    let created = runtime.block_on(signed.create(&spec)).expect("created");
+    runtime
+        .block_on(signed.destroy(&created.id))
+        .expect("terminated");
+    let wrong = client("not/the/secret/at/all/0123456789abcdef");
+    let error = runtime
+        .block_on(wrong.find("nobody"))
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        error.contains("AuthFailure") || error.contains("SignatureDoesNotMatch"),
+        "{error}"
+    );
+    assert!(!error.contains("not/the/secret"), "{error}");
+}

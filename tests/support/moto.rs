@@ -33,6 +33,16 @@ fn program() -> PathBuf {
 impl Moto {
     /// Start one and wait until it answers.
     pub fn start() -> Moto {
+        Moto::start_with(None)
+    }
+
+    /// One that checks signatures and IAM policies after its first `free` calls (moto's
+    /// `INITIAL_NO_AUTH_ACTION_COUNT`), so a test can make a user and a key first.
+    pub fn with_auth_after(free: u32) -> Moto {
+        Moto::start_with(Some(free))
+    }
+
+    fn start_with(free: Option<u32>) -> Moto {
         let port = {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             listener.local_addr().expect("address").port()
@@ -44,8 +54,13 @@ impl Moto {
             program().display(),
             owner = std::process::id()
         );
-        let child = Command::new("sh")
-            .args(["-c", &watchdog])
+        let mut command = Command::new("sh");
+        command.args(["-c", &watchdog]);
+        match free {
+            Some(n) => command.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string()),
+            None => command.env_remove("INITIAL_NO_AUTH_ACTION_COUNT"),
+        };
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -132,8 +132,53 @@ def wait_quiet(limit=0.10):
 
 
 def hosts():
+    """(name, container address) of every host, as hosts.sh started them."""
     with open(os.path.join(W, "hosts.list")) as f:
-        return [line.split() for line in f if line.strip()]
+        return [line.split()[:2] for line in f if line.strip()]
+
+
+# How each tool reaches each host: name -> (address, port). Straight to the container
+# (port 22) at RTT 0; through delay_proxy.py's port for the host otherwise.
+ROUTES = {}
+PROXY = None
+PROXY_BASE_PORT = 41000
+
+
+def route(rtt):
+    """Point every tool at the hosts directly (rtt 0) or through a delaying proxy that adds
+    `rtt` ms per round trip (half each way): toyc's inventory and known_hosts, the peers'
+    hosts.list (pyinfra) and Ansible's inventory (written by its setup) all follow."""
+    global PROXY
+    if PROXY:
+        PROXY.terminate()
+        PROXY.wait()
+        PROXY = None
+    listed = hosts()
+    if rtt:
+        maps = [f"127.0.0.1:{PROXY_BASE_PORT + i}={addr}:22" for i, (_, addr) in enumerate(listed)]
+        PROXY = subprocess.Popen(["python3", os.path.join(HERE, "delay_proxy.py"), "--rtt", str(rtt)] +
+                                 sum((["--map", m] for m in maps), []), stdout=subprocess.PIPE)
+        if PROXY.stdout.readline().strip() != b"ready":
+            raise SystemExit("delay_proxy.py did not start")
+    ROUTES.clear()
+    for i, (name, addr) in enumerate(listed):
+        ROUTES[name] = ("127.0.0.1", PROXY_BASE_PORT + i) if rtt else (addr, 22)
+    keys = {}
+    with open(os.path.join(W, "known_hosts.direct")) as f:
+        for line in f:
+            addr, key = line.split(" ", 1)
+            keys[addr] = key.strip()
+    with open(os.path.join(W, "known_hosts"), "w") as f:
+        for name, addr in listed:
+            a, port = ROUTES[name]
+            f.write(f"{a if port == 22 else f'[{a}]:{port}'} {keys[addr]}\n")
+    with open(os.path.join(W, "inventory.yml"), "w") as f:
+        f.write(f"ssh: {{user: root, identity: {W}/id_ed25519, known_hosts: {W}/known_hosts}}\nhosts:\n")
+        for name, _ in listed:
+            a, port = ROUTES[name]
+            f.write(f"  {name}: {{address: {a}, ssh: {{port: {port}}}, vars: {{root: /tmp/toybench/{name}}}}}\n")
+    if os.path.isdir(os.path.join(PEERS, ".work")):
+        write_peer_hosts()
 
 
 def clean_roots():
@@ -237,8 +282,9 @@ class Ansible:
         inv = os.path.join(PEERS, ".work", "inv", "hosts.ini")
         os.makedirs(os.path.dirname(inv), exist_ok=True)
         with open(inv, "w") as f:
-            for name, addr in hosts():
-                f.write(f"{name} ansible_host={addr} root=/tmp/toybench/{name}\n")
+            for name, _ in hosts():
+                addr, port = ROUTES[name]
+                f.write(f"{name} ansible_host={addr} ansible_port={port} root=/tmp/toybench/{name}\n")
         self.env = dict(os.environ, PATH=VENV + ":" + os.environ["PATH"],
                         ANSIBLE_CONFIG=os.path.join(self.cwd, "ansible.cfg"), ANSIBLE_INVENTORY=inv,
                         ANSIBLE_FORKS=str(max(n, 5)), ANSIBLE_SSH_CONTROL_PATH_DIR=self.cp,
@@ -276,8 +322,9 @@ def prepare_peers():
 
 def write_peer_hosts():
     with open(os.path.join(PEERS, ".work", "hosts.list"), "w") as f:
-        for name, addr in hosts():
-            f.write(f"{name} {addr} 22 /tmp/toybench/{name}\n")
+        for name, _ in hosts():
+            addr, port = ROUTES[name]
+            f.write(f"{name} {addr} {port} /tmp/toybench/{name}\n")
 
 
 # ------------------------------------------------------------------------ runs
@@ -286,7 +333,7 @@ def ssh_loop(kex):
     opts = f"-i {W}/id_ed25519 -o UserKnownHostsFile={W}/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes"
     if kex:
         opts += f" -o KexAlgorithms={kex}"
-    loop = " ".join(f"ssh {opts} root@{addr} true &" for _, addr in hosts())
+    loop = " ".join(f"ssh {opts} -p {ROUTES[name][1]} root@{ROUTES[name][0]} true &" for name, _ in hosts())
     return ["bash", "-c", f"{loop} wait"]
 
 
@@ -308,7 +355,7 @@ class ToolFailed(Exception):
     """A tool's run failed or did not do the workload (wrong change count, host missing)."""
 
 
-def run_workload(tool, n, reps, warm_up):
+def run_workload(tool, n, reps, warm_up, rtt=0):
     """(cold, warm) x reps; cold from an empty tree, warm right after it."""
     tool.before()
     if warm_up:  # page cache, Python bytecode; unmeasured
@@ -330,13 +377,13 @@ def run_workload(tool, n, reps, warm_up):
                 digests.add(digest_h1())
             runs[scenario].append(r)
             record({k: v for k, v in r.items() if k not in ("stdout", "stderr")}
-                   | {"tool": tool.name, "scenario": scenario, "n": n, "rep": rep})
+                   | {"tool": tool.name, "scenario": scenario, "n": n, "rtt": rtt, "rep": rep})
     tool.before()
-    return [summarize(runs[s], tool=tool.name, scenario=s, n=n, digest=",".join(sorted(digests)))
+    return [summarize(runs[s], tool=tool.name, scenario=s, n=n, rtt=rtt, digest=",".join(sorted(digests)))
             for s in ("cold", "warm")]
 
 
-def run_adhoc(n, reps):
+def run_adhoc(n, reps, rtt=0):
     cases = {
         "toyc exec -- true": ([TOYC, "exec", "-i", os.path.join(W, "inventory.yml"), "--", "true"], Toyc.marker),
         "ssh loop (default kex)": (ssh_loop(None), None),
@@ -350,7 +397,7 @@ def run_adhoc(n, reps):
             raise SystemExit(f"{name} at N={n} failed: {bad[0]['stderr'][-2000:]}")
         if name.startswith("toyc") and any(f"{n} ok, 0 failed" not in r["stderr"] for r in runs):
             raise SystemExit(f"{name}: not every host answered")
-        rows.append(summarize(runs, case=name, n=n))
+        rows.append(summarize(runs, case=name, n=n, rtt=rtt))
     return rows
 
 
@@ -406,7 +453,7 @@ def census(tools):
     return out
 
 
-def run(sizes, reps, ansible_reps, tools, adhoc):
+def run(sizes, reps, ansible_reps, tools, adhoc, rtts=(0,)):
     rows, adhoc_rows, per_host, failures = [], [], None, []
     os.makedirs(RUN_BASE, exist_ok=True)
     if "pyinfra" in tools or "ansible" in tools:
@@ -414,64 +461,72 @@ def run(sizes, reps, ansible_reps, tools, adhoc):
     for n in sizes:
         subprocess.run([os.path.join(HERE, "hosts.sh"), "start", str(n)], check=True)
         try:
-            write_peer_hosts()
-            measure([TOYC, "exec", "-i", os.path.join(W, "inventory.yml"), "--", "true"], env=TOYC_ENV)  # arp, caches
-            if adhoc:
-                adhoc_rows += run_adhoc(n, reps)
-            for name in tools:
-                tool = {"toyc": Toyc, "pyinfra": Pyinfra, "ansible": Ansible}[name]()
-                if hasattr(tool, "setup"):
-                    tool.setup(n)
-                warm_up = n == sizes[0]
-                tool_reps = ansible_reps[min(sizes.index(n), len(ansible_reps) - 1)] if name == "ansible" else reps
-                try:
-                    for row in run_workload(tool, n, tool_reps, warm_up):
-                        rows.append(row)
-                        print(json.dumps(row), flush=True)
-                except ToolFailed as e:  # the other tools' numbers still count
-                    failures.append(str(e))
-                    print(f"!! {e}", flush=True)
-            if per_host is None:
-                per_host = census(tools)
+            for rtt in rtts:
+                route(rtt)
+                measure([TOYC, "exec", "-i", os.path.join(W, "inventory.yml"), "--", "true"], env=TOYC_ENV)  # arp, caches
+                if adhoc:
+                    adhoc_rows += run_adhoc(n, reps, rtt)
+                for name in tools:
+                    tool = {"toyc": Toyc, "pyinfra": Pyinfra, "ansible": Ansible}[name]()
+                    if hasattr(tool, "setup"):
+                        tool.setup(n)
+                    warm_up = n == sizes[0] and rtt == rtts[0]
+                    tool_reps = ansible_reps[min(sizes.index(n), len(ansible_reps) - 1)] if name == "ansible" else reps
+                    try:
+                        for row in run_workload(tool, n, tool_reps, warm_up, rtt):
+                            rows.append(row)
+                            print(json.dumps(row), flush=True)
+                    except ToolFailed as e:  # the other tools' numbers still count
+                        failures.append(str(e))
+                        print(f"!! {e}", flush=True)
+                if per_host is None and rtt == 0:
+                    per_host = census(tools)
         finally:
+            route(0)
             subprocess.run([os.path.join(HERE, "hosts.sh"), "stop"], check=True)
     return rows, adhoc_rows, per_host, failures
 
 
 # ------------------------------------------------------------------------ report
 
+def paid(r):
+    """Median wall time over the RTT: the round trips the run actually waited for."""
+    return f"{r['median_s'] * 1000 / r['rtt']:.1f}" if r.get("rtt") else "-"
+
+
 def workload_table(rows):
-    lines = ["| tool | run | N | reps | median s | min | max | machine CPU s | tool process peak RSS MiB | tool + its ssh processes, peak PSS MiB | PSS per host MiB |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| tool | run | N | RTT ms | reps | median s | min | max | wall / RTT | machine CPU s | tool process peak RSS MiB | tool + its ssh processes, peak PSS MiB | PSS per host MiB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['tool']} | {r['scenario']} | {r['n']} | {r['reps']} | {r['median_s']:.2f} | {r['min_s']:.2f} | "
-                     f"{r['max_s']:.2f} | {r['machine_cpu_s']:.1f} | {r['own_rss_mib']:.1f} | {r['total_pss_mib']:.1f} | "
+        lines.append(f"| {r['tool']} | {r['scenario']} | {r['n']} | {r.get('rtt', 0)} | {r['reps']} | {r['median_s']:.2f} | {r['min_s']:.2f} | "
+                     f"{r['max_s']:.2f} | {paid(r)} | {r['machine_cpu_s']:.1f} | {r['own_rss_mib']:.1f} | {r['total_pss_mib']:.1f} | "
                      f"{r['total_pss_mib'] / r['n']:.2f} |")
     return "\n".join(lines)
 
 
 def ratio_table(rows):
-    by = {(r["tool"], r["scenario"], r["n"]): r["median_s"] for r in rows}
+    by = {(r["tool"], r["scenario"], r["n"], r.get("rtt", 0)): r["median_s"] for r in rows}
     peers = [t for t in ("pyinfra", "ansible") if any(r["tool"] == t for r in rows)]
-    head = "| N | run | toyc s | " + " | ".join(f"{p} s | {p} / toyc" for p in peers) + " |"
-    lines = [head, "|---:|---|---:|" + "---:|---:|" * len(peers)]
+    head = "| N | RTT ms | run | toyc s | " + " | ".join(f"{p} s | {p} / toyc" for p in peers) + " |"
+    lines = [head, "|---:|---:|---|---:|" + "---:|---:|" * len(peers)]
     for n in sorted({r["n"] for r in rows}):
-        for s in ("cold", "warm"):
-            t = by.get(("toyc", s, n))
-            if t is None:
-                continue
-            cells = []
-            for p in peers:
-                v = by.get((p, s, n))
-                cells += [f"{v:.2f}", f"**{v / t:.1f}x**"] if v else ["-", "-"]
-            lines.append(f"| {n} | {s} | {t:.2f} | " + " | ".join(cells) + " |")
+        for rtt in sorted({r.get("rtt", 0) for r in rows}):
+            for s in ("cold", "warm"):
+                t = by.get(("toyc", s, n, rtt))
+                if t is None:
+                    continue
+                cells = []
+                for p in peers:
+                    v = by.get((p, s, n, rtt))
+                    cells += [f"{v:.2f}", f"**{v / t:.1f}x**"] if v else ["-", "-"]
+                lines.append(f"| {n} | {rtt} | {s} | {t:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def targets_table(rows, trips):
     """Issue 3's targets, at the largest N measured."""
     n = max(r["n"] for r in rows)
-    by = {(r["tool"], r["scenario"]): r for r in rows if r["n"] == n}
+    by = {(r["tool"], r["scenario"]): r for r in rows if r["n"] == n and not r.get("rtt")}
     lines = [f"| target (N={n}) | measured | met |", "|---|---|---|"]
     for peer, factor in (("pyinfra", 4), ("ansible", 50)):
         for s in ("cold", "warm"):
@@ -501,10 +556,10 @@ def census_table(rows):
 
 
 def adhoc_table(rows):
-    lines = ["| case | N | median s | min | max | machine CPU s | tool process peak RSS MiB | tool + its ssh processes, peak PSS MiB | PSS per host MiB |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| case | N | RTT ms | median s | min | max | wall / RTT | machine CPU s | tool process peak RSS MiB | tool + its ssh processes, peak PSS MiB | PSS per host MiB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['case']} | {r['n']} | {r['median_s']:.2f} | {r['min_s']:.2f} | {r['max_s']:.2f} | "
+        lines.append(f"| {r['case']} | {r['n']} | {r.get('rtt', 0)} | {r['median_s']:.2f} | {r['min_s']:.2f} | {r['max_s']:.2f} | {paid(r)} | "
                      f"{r['machine_cpu_s']:.1f} | {r['own_rss_mib']:.1f} | {r['total_pss_mib']:.1f} | {r['total_pss_mib'] / r['n']:.2f} |")
     return "\n".join(lines)
 
@@ -519,6 +574,8 @@ def main():
     ap.add_argument("--tools", default="toyc,pyinfra,ansible", help="any of toyc,pyinfra,ansible")
     ap.add_argument("--no-ansible", action="store_true", help="skip the slow Ansible runs")
     ap.add_argument("--no-adhoc", action="store_true", help="skip `toyc exec` and the ssh loops")
+    ap.add_argument("--rtt", default="0",
+                    help="round-trip times to add through delay_proxy.py, in ms, such as 0,20,80")
     ap.add_argument("--max-wait", type=int, default=MAX_WAIT,
                     help="seconds to wait for an idle machine before each run (0: do not wait)")
     a = ap.parse_args()
@@ -529,7 +586,8 @@ def main():
     if os.path.exists(raw):
         os.rename(raw, raw + f".{int(time.time())}")
     rows, adhoc_rows, per_host, failures = run([int(s) for s in a.sizes.split(",")], a.reps,
-                                            [int(r) for r in a.ansible_reps.split(",")], tools, not a.no_adhoc)
+                                            [int(r) for r in a.ansible_reps.split(",")], tools, not a.no_adhoc,
+                                            [int(r) for r in a.rtt.split(",")])
     parts = ["## Workload\n", workload_table(rows)]
     if any(r["tool"] != "toyc" for r in rows):
         parts += ["\n## toyc's speed-up (median wall time of the peer / toyc's)\n", ratio_table(rows)]

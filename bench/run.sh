@@ -5,6 +5,8 @@
 # Options pass to bench.py:
 #   bench/run.sh                              # N=10 and N=50: toyc, pyinfra, Ansible
 #   bench/run.sh --sizes 10 --reps 3 --no-ansible --max-wait 0   # a quick iteration
+#   bench/run.sh --rtt 0,20,80                # every case again 20 and 80 ms away (delay_proxy.py)
+#   bench/run.sh --scale --rtt 0,80           # N=200 and N=480: toyc beside plain ssh
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$here/.."

@@ -38,7 +38,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 W = os.path.join(HERE, ".work")
 REPO = os.path.dirname(HERE)
 TOYC = os.path.join(REPO, "target", "release", "toyc")
-PEERS_SRC = os.path.join(REPO, "..", "shared", "bench", "peers")
+# beside the repository, or where TOYC_BENCH_PEERS says (a worktree elsewhere)
+PEERS_SRC = os.environ.get("TOYC_BENCH_PEERS") or os.path.join(REPO, "..", "shared", "bench", "peers")
 PEERS = os.path.join(W, "peers")  # copied from PEERS_SRC at bench time
 VENV = os.path.join(W, "venv", "bin")
 TASKS = 12

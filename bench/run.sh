@@ -10,7 +10,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$here/.."
-peers=$(cd "$here/../../shared/bench/peers" 2>/dev/null && pwd) || {
+peers=$(cd "${TOYC_BENCH_PEERS:-$here/../../shared/bench/peers}" 2>/dev/null && pwd) || {
     echo "bench: the peers' workload is not at ../shared/bench/peers (beside the repository)" >&2
     exit 1
 }
@@ -31,4 +31,4 @@ tests/hosts/build-image.sh >/dev/null
     echo "peers: $peers; $("$venv/bin/pip" list 2>/dev/null | grep -iE '^(ansible-core|pyinfra|paramiko|gevent) ' | tr -s ' ' | paste -sd, -)"
 } | tee "$here/.work/versions.txt" >&2
 trap '"$here/hosts.sh" stop' EXIT
-python3 "$here/bench.py" "$@"
+TOYC_BENCH_PEERS=$peers python3 "$here/bench.py" "$@"

@@ -26,7 +26,8 @@
 //! Batches are made only where a host's tasks of the stage run one at a time in list
 //! order anyway (`concurrency_per_host: 1`) and a failure stops the host's later tasks
 //! of the stage (`on_failure` `abort` or `isolate`); tasks with a different `sudo`
-//! start a new batch.
+//! start a new batch. `TOYC_NO_BATCH=1` in the environment runs every task alone, as
+//! before batches (the benchmark measures both).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

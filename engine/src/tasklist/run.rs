@@ -263,7 +263,7 @@ async fn run_one_stage(
     );
     // A host's consecutive tasks that can travel together run as one unit (a batch);
     // every other task is a unit of its own.
-    let units = Arc::new(batch_units(&tasks, &options, &setup, &connections));
+    let units = Arc::new(batch_units(&tasks, &options, setup, &connections));
     let unit_hosts: Vec<String> = units.iter().map(|u| tasks[u[0]].1.host.clone()).collect();
     let ledger = Arc::new(Mutex::new(Ledger::new(tasks.len(), units.len())));
     let stop = Arc::new(AtomicBool::new(false));

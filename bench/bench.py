@@ -685,7 +685,7 @@ def adhoc_table(rows):
 def main():
     global MAX_WAIT
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="10,50")
+    ap.add_argument("--sizes", default=None, help="host counts, such as 10,50 (the default; 200,480 with --scale)")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--ansible-reps", default="1",
                     help="Ansible repetitions, one number or one per size (3,1): it takes minutes per run at N=50")
@@ -702,7 +702,7 @@ def main():
     a = ap.parse_args()
     MAX_WAIT = a.max_wait
     if a.scale:
-        a.sizes, a.no_deploy = "200,480", True
+        a.sizes, a.no_deploy = a.sizes or "200,480", True
         a.reps = min(a.reps, 3)
         a.tools = a.tools or "toyc"
     tools = [t for t in (a.tools or "toyc,pyinfra,ansible").split(",") if t and not (a.no_ansible and t == "ansible")]
@@ -711,7 +711,7 @@ def main():
     if os.path.exists(raw):
         os.rename(raw, raw + f".{int(time.time())}")
     rows, adhoc_rows, per_host, failures, deploy_rows = run(
-        [int(s) for s in a.sizes.split(",")], a.reps, [int(r) for r in a.ansible_reps.split(",")], tools,
+        [int(s) for s in (a.sizes or "10,50").split(",")], a.reps, [int(r) for r in a.ansible_reps.split(",")], tools,
         not a.no_adhoc, [int(r) for r in a.rtt.split(",")], not a.no_deploy)
     parts = ["## Workload\n", workload_table(rows)] if rows else []
     if any(r["tool"] != "toyc" for r in rows):

@@ -38,7 +38,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 W = os.path.join(HERE, ".work")
 REPO = os.path.dirname(HERE)
 TOYC = os.path.join(REPO, "target", "release", "toyc")
-PEERS_SRC = os.path.join(REPO, "..", "shared", "bench", "peers")
+# beside the repository, or where TOYC_BENCH_PEERS says (a worktree elsewhere)
+PEERS_SRC = os.environ.get("TOYC_BENCH_PEERS") or os.path.join(REPO, "..", "shared", "bench", "peers")
 PEERS = os.path.join(W, "peers")  # copied from PEERS_SRC at bench time
 VENV = os.path.join(W, "venv", "bin")
 TASKS = 12
@@ -132,8 +133,53 @@ def wait_quiet(limit=0.10):
 
 
 def hosts():
+    """(name, container address) of every host, as hosts.sh started them."""
     with open(os.path.join(W, "hosts.list")) as f:
-        return [line.split() for line in f if line.strip()]
+        return [line.split()[:2] for line in f if line.strip()]
+
+
+# How each tool reaches each host: name -> (address, port). Straight to the container
+# (port 22) at RTT 0; through delay_proxy.py's port for the host otherwise.
+ROUTES = {}
+PROXY = None
+PROXY_BASE_PORT = 41000
+
+
+def route(rtt):
+    """Point every tool at the hosts directly (rtt 0) or through a delaying proxy that adds
+    `rtt` ms per round trip (half each way): toyc's inventory and known_hosts, the peers'
+    hosts.list (pyinfra) and Ansible's inventory (written by its setup) all follow."""
+    global PROXY
+    if PROXY:
+        PROXY.terminate()
+        PROXY.wait()
+        PROXY = None
+    listed = hosts()
+    if rtt:
+        maps = [f"127.0.0.1:{PROXY_BASE_PORT + i}={addr}:22" for i, (_, addr) in enumerate(listed)]
+        PROXY = subprocess.Popen(["python3", os.path.join(HERE, "delay_proxy.py"), "--rtt", str(rtt)] +
+                                 sum((["--map", m] for m in maps), []), stdout=subprocess.PIPE)
+        if PROXY.stdout.readline().strip() != b"ready":
+            raise SystemExit("delay_proxy.py did not start")
+    ROUTES.clear()
+    for i, (name, addr) in enumerate(listed):
+        ROUTES[name] = ("127.0.0.1", PROXY_BASE_PORT + i) if rtt else (addr, 22)
+    keys = {}
+    with open(os.path.join(W, "known_hosts.direct")) as f:
+        for line in f:
+            addr, key = line.split(" ", 1)
+            keys[addr] = key.strip()
+    with open(os.path.join(W, "known_hosts"), "w") as f:
+        for name, addr in listed:
+            a, port = ROUTES[name]
+            f.write(f"{a if port == 22 else f'[{a}]:{port}'} {keys[addr]}\n")
+    with open(os.path.join(W, "inventory.yml"), "w") as f:
+        f.write(f"ssh: {{user: root, identity: {W}/id_ed25519, known_hosts: {W}/known_hosts}}\nhosts:\n")
+        for name, _ in listed:
+            a, port = ROUTES[name]
+            f.write(f"  {name}: {{address: {a}, ssh: {{port: {port}}}, vars: {{root: /tmp/toybench/{name}}}}}\n")
+    if os.path.isdir(os.path.join(PEERS, ".work")):
+        write_peer_hosts()
 
 
 def clean_roots():
@@ -150,14 +196,42 @@ def digest_h1():
     return p.stdout.strip() or f"error: {p.stderr.strip()[-200:]}"
 
 
+# The controller's CPU: every run starts in this cpuacct cgroup, which its children join
+# and cannot leave by daemonising (toyc's ssh masters, Ansible's ControlPersist ones):
+# user + sys of the tool and all its ssh processes, and of nothing else (the hosts are
+# containers in their own cgroups; delay_proxy.py is started outside it).
+CGROUP = "/sys/fs/cgroup/cpuacct/toyc-bench-controller"
+
+
+def cgroup_ns():
+    try:
+        with open(os.path.join(CGROUP, "cpuacct.usage")) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def join_cgroup():
+    try:
+        with open(os.path.join(CGROUP, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+    except OSError:
+        pass
+
+
 def measure(argv, marker=None, prep=None, cwd=None, env=None):
     if prep:
         prep()
+    try:
+        os.makedirs(CGROUP, exist_ok=True)
+    except OSError:
+        pass
     busy = wait_quiet()
     b0, _ = jiffies()
+    c0 = cgroup_ns()
     start = time.monotonic()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                         cwd=cwd, env=env)
+                         cwd=cwd, env=env, preexec_fn=join_cgroup)
     s = Sampler(p.pid, marker)
     s.start()
     out, err = p.communicate()
@@ -165,7 +239,11 @@ def measure(argv, marker=None, prep=None, cwd=None, env=None):
     b1, _ = jiffies()
     s.stop.set()
     s.join()
+    time.sleep(0.1)  # masters that outlive the tool by a moment
+    c1 = cgroup_ns()
+    ctl = round((c1 - c0) / 1e9, 3) if None not in (c0, c1) else None
     return {"wall_s": round(wall, 3), "rc": p.returncode, "own_rss_mib": round(s.peak_own_rss / 1024, 1),
+            "controller_cpu_s": ctl, "load": round(os.getloadavg()[0], 1),
             "total_pss_mib": round(s.peak_total_pss / 1024, 1),
             "machine_cpu_s": round((b1 - b0) / os.sysconf("SC_CLK_TCK"), 2), "busy_before": round(busy, 2),
             "stdout": out.decode(errors="replace"), "stderr": err.decode(errors="replace")}
@@ -237,8 +315,9 @@ class Ansible:
         inv = os.path.join(PEERS, ".work", "inv", "hosts.ini")
         os.makedirs(os.path.dirname(inv), exist_ok=True)
         with open(inv, "w") as f:
-            for name, addr in hosts():
-                f.write(f"{name} ansible_host={addr} root=/tmp/toybench/{name}\n")
+            for name, _ in hosts():
+                addr, port = ROUTES[name]
+                f.write(f"{name} ansible_host={addr} ansible_port={port} root=/tmp/toybench/{name}\n")
         self.env = dict(os.environ, PATH=VENV + ":" + os.environ["PATH"],
                         ANSIBLE_CONFIG=os.path.join(self.cwd, "ansible.cfg"), ANSIBLE_INVENTORY=inv,
                         ANSIBLE_FORKS=str(max(n, 5)), ANSIBLE_SSH_CONTROL_PATH_DIR=self.cp,
@@ -276,8 +355,9 @@ def prepare_peers():
 
 def write_peer_hosts():
     with open(os.path.join(PEERS, ".work", "hosts.list"), "w") as f:
-        for name, addr in hosts():
-            f.write(f"{name} {addr} 22 /tmp/toybench/{name}\n")
+        for name, _ in hosts():
+            addr, port = ROUTES[name]
+            f.write(f"{name} {addr} {port} /tmp/toybench/{name}\n")
 
 
 # ------------------------------------------------------------------------ runs
@@ -286,7 +366,7 @@ def ssh_loop(kex):
     opts = f"-i {W}/id_ed25519 -o UserKnownHostsFile={W}/known_hosts -o StrictHostKeyChecking=yes -o BatchMode=yes -o IdentitiesOnly=yes"
     if kex:
         opts += f" -o KexAlgorithms={kex}"
-    loop = " ".join(f"ssh {opts} root@{addr} true &" for _, addr in hosts())
+    loop = " ".join(f"ssh {opts} -p {ROUTES[name][1]} root@{ROUTES[name][0]} true &" for name, _ in hosts())
     return ["bash", "-c", f"{loop} wait"]
 
 
@@ -295,7 +375,9 @@ def summarize(runs, **key):
     med = lambda k: statistics.median(r[k] for r in runs)
     return dict(key, reps=len(runs), median_s=statistics.median(walls), min_s=min(walls), max_s=max(walls),
                 machine_cpu_s=med("machine_cpu_s"), own_rss_mib=med("own_rss_mib"),
-                total_pss_mib=med("total_pss_mib"), busy_before=max(r["busy_before"] for r in runs))
+                total_pss_mib=med("total_pss_mib"), busy_before=max(r["busy_before"] for r in runs),
+                controller_cpu_s=statistics.median(r["controller_cpu_s"] or 0 for r in runs),
+                load=max(r["load"] for r in runs))
 
 
 def record(row):
@@ -308,7 +390,7 @@ class ToolFailed(Exception):
     """A tool's run failed or did not do the workload (wrong change count, host missing)."""
 
 
-def run_workload(tool, n, reps, warm_up):
+def run_workload(tool, n, reps, warm_up, rtt=0):
     """(cold, warm) x reps; cold from an empty tree, warm right after it."""
     tool.before()
     if warm_up:  # page cache, Python bytecode; unmeasured
@@ -330,18 +412,21 @@ def run_workload(tool, n, reps, warm_up):
                 digests.add(digest_h1())
             runs[scenario].append(r)
             record({k: v for k, v in r.items() if k not in ("stdout", "stderr")}
-                   | {"tool": tool.name, "scenario": scenario, "n": n, "rep": rep})
+                   | {"tool": tool.name, "scenario": scenario, "n": n, "rtt": rtt, "rep": rep})
     tool.before()
-    return [summarize(runs[s], tool=tool.name, scenario=s, n=n, digest=",".join(sorted(digests)))
+    return [summarize(runs[s], tool=tool.name, scenario=s, n=n, rtt=rtt, digest=",".join(sorted(digests)))
             for s in ("cold", "warm")]
 
 
-def run_adhoc(n, reps):
+def run_adhoc(n, reps, rtt=0):
     cases = {
         "toyc exec -- true": ([TOYC, "exec", "-i", os.path.join(W, "inventory.yml"), "--", "true"], Toyc.marker),
         "ssh loop (default kex)": (ssh_loop(None), None),
         "ssh loop (curve25519)": (ssh_loop("curve25519-sha256"), None),
     }
+    if n > 100:  # the old fixed default, beside the one from the machine's limits
+        cases["toyc exec --forks 100 -- true"] = (
+            [TOYC, "exec", "--forks", "100", "-i", os.path.join(W, "inventory.yml"), "--", "true"], Toyc.marker)
     rows = []
     for name, (argv, marker) in cases.items():
         runs = [measure(argv, marker, env=TOYC_ENV) for _ in range(reps)]
@@ -350,8 +435,80 @@ def run_adhoc(n, reps):
             raise SystemExit(f"{name} at N={n} failed: {bad[0]['stderr'][-2000:]}")
         if name.startswith("toyc") and any(f"{n} ok, 0 failed" not in r["stderr"] for r in runs):
             raise SystemExit(f"{name}: not every host answered")
-        rows.append(summarize(runs, case=name, n=n))
+        rows.append(summarize(runs, case=name, n=n, rtt=rtt))
     return rows
+
+
+# ------------------------------------------------------------------------ the deploy example
+
+CTL = """#!/bin/sh
+set -e
+release=$(cd "$(dirname "$(readlink -f "$0")")/.." && pwd -P)
+base=$(dirname "$(dirname "$release")")
+. "$base/shared/env"
+pidfile=$base/shared/pid
+stop() { if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; fi; }
+start() { cd "$base/current"; setsid python3 -m http.server "$PORT" --bind 127.0.0.1 >>"$base/shared/log" 2>&1 </dev/null & echo $! > "$pidfile"; }
+case "$1" in start) start ;; stop) stop ;; restart) stop; start ;; *) exit 2 ;; esac
+"""
+
+
+def deploy_release(directory, version):
+    """web-VERSION.tar.gz in `directory` (alone): VERSION and bin/ctl, as tests/deploy.rs makes it."""
+    import io
+    import tarfile
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory)
+    with tarfile.open(os.path.join(directory, f"web-{version}.tar.gz"), "w:gz") as tar:
+        for name, text, mode in (("VERSION", f"web {version}\n", 0o644), ("bin/ctl", CTL, 0o755)):
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+
+
+def run_deploy(n, rtt):
+    """scripts/deploy.rhai shipping `web` to every host, task by task (TOYC_NO_BATCH) and
+    batched: a first deploy (fresh hosts) and an upgrade, each timed, with h1's round
+    trips counted from toyc's debug log."""
+    d = os.path.join(W, "deploy")
+    os.makedirs(os.path.join(d, "commands"), exist_ok=True)
+    shutil.copy(os.path.join(REPO, "scripts", "commands", "prune_releases.rhai"), os.path.join(d, "commands"))
+    names = [name for name, _ in hosts()]
+    with open(os.path.join(d, "deploy.yml"), "w") as f:
+        f.write("platform: python\nroot: /srv\nconcurrency: 50\nkeep_releases: 5\n"
+                f"hostgroup:\n  all: [{', '.join(names)}]\nservice:\n  web: {{hosts: [all], port: 8080}}\n")
+    rows = []
+    for mode in ("task by task", "batched"):
+        env = dict(TOYC_ENV, RUST_LOG="toyc_engine=debug")
+        if mode == "task by task":
+            env["TOYC_NO_BATCH"] = "1"
+        procs = [subprocess.Popen(["docker", "exec", f"toyc-bench-{name}", "sh", "-c",
+                                   "/srv/web/current/bin/ctl stop 2>/dev/null; rm -rf /srv/web /etc/init.d/web"])
+                 for name in names]
+        for p in procs:
+            p.wait()
+        for run, version in (("first deploy", "1.0"), ("upgrade", "1.1")):
+            deploy_release(os.path.join(d, "releases"), version)
+            argv = [TOYC, "run", os.path.join(REPO, "scripts", "deploy.rhai"), "--config", os.path.join(d, "deploy.yml"),
+                    "-i", os.path.join(W, "inventory.yml"), "--directory", os.path.join(d, "releases"), "-y"]
+            r = measure(argv, Toyc.marker, cwd=d, env=env)
+            trips = sum(1 for line in r["stderr"].splitlines() if "round trip" in line and line.rstrip().endswith("h1"))
+            if r["rc"] or f"{n} ok, 0 failed" not in r["stderr"]:
+                raise SystemExit(f"deploy ({mode}, {run}) failed: {r['stderr'][-1500:]}")
+            row = {"case": f"deploy example, {run}, {mode}", "n": n, "rtt": rtt, "wall_s": r["wall_s"],
+                   "round_trips_h1": trips, "controller_cpu_s": r["controller_cpu_s"], "load": r["load"]}
+            record(row)
+            rows.append(row)
+    return rows
+
+
+def deploy_table(rows):
+    lines = ["| run | N | RTT ms | wall s | round trips per host (h1) | wall / RTT | load |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        per_rtt = f"{r['wall_s'] * 1000 / r['rtt']:.1f}" if r["rtt"] else "-"
+        lines.append(f"| {r['case']} | {r['n']} | {r['rtt']} | {r['wall_s']:.2f} | {r['round_trips_h1']} | {per_rtt} | {r['load']} |")
+    return "\n".join(lines)
 
 
 def h1_counters():
@@ -406,72 +563,88 @@ def census(tools):
     return out
 
 
-def run(sizes, reps, ansible_reps, tools, adhoc):
-    rows, adhoc_rows, per_host, failures = [], [], None, []
+def run(sizes, reps, ansible_reps, tools, adhoc, rtts=(0,), deploy=False):
+    rows, adhoc_rows, per_host, failures, deploy_rows = [], [], None, [], []
     os.makedirs(RUN_BASE, exist_ok=True)
     if "pyinfra" in tools or "ansible" in tools:
         prepare_peers()
     for n in sizes:
         subprocess.run([os.path.join(HERE, "hosts.sh"), "start", str(n)], check=True)
         try:
-            write_peer_hosts()
-            measure([TOYC, "exec", "-i", os.path.join(W, "inventory.yml"), "--", "true"], env=TOYC_ENV)  # arp, caches
-            if adhoc:
-                adhoc_rows += run_adhoc(n, reps)
-            for name in tools:
-                tool = {"toyc": Toyc, "pyinfra": Pyinfra, "ansible": Ansible}[name]()
-                if hasattr(tool, "setup"):
-                    tool.setup(n)
-                warm_up = n == sizes[0]
-                tool_reps = ansible_reps[min(sizes.index(n), len(ansible_reps) - 1)] if name == "ansible" else reps
-                try:
-                    for row in run_workload(tool, n, tool_reps, warm_up):
-                        rows.append(row)
-                        print(json.dumps(row), flush=True)
-                except ToolFailed as e:  # the other tools' numbers still count
-                    failures.append(str(e))
-                    print(f"!! {e}", flush=True)
-            if per_host is None:
-                per_host = census(tools)
+            for rtt in rtts:
+                route(rtt)
+                measure([TOYC, "exec", "-i", os.path.join(W, "inventory.yml"), "--", "true"], env=TOYC_ENV)  # arp, caches
+                if adhoc:
+                    adhoc_rows += run_adhoc(n, reps, rtt)
+                if deploy:
+                    deploy_rows += run_deploy(n, rtt)
+                for name in tools:
+                    tool = {"toyc": Toyc, "pyinfra": Pyinfra, "ansible": Ansible}[name]()
+                    if hasattr(tool, "setup"):
+                        tool.setup(n)
+                    warm_up = n == sizes[0] and rtt == rtts[0]
+                    tool_reps = ansible_reps[min(sizes.index(n), len(ansible_reps) - 1)] if name == "ansible" else reps
+                    try:
+                        for row in run_workload(tool, n, tool_reps, warm_up, rtt):
+                            rows.append(row)
+                            print(json.dumps(row), flush=True)
+                    except ToolFailed as e:  # the other tools' numbers still count
+                        failures.append(str(e))
+                        print(f"!! {e}", flush=True)
+                if per_host is None and rtt == 0:
+                    per_host = census(tools)
         finally:
+            route(0)
             subprocess.run([os.path.join(HERE, "hosts.sh"), "stop"], check=True)
-    return rows, adhoc_rows, per_host, failures
+    return rows, adhoc_rows, per_host, failures, deploy_rows
 
 
 # ------------------------------------------------------------------------ report
 
+def paid(r):
+    """Median wall time over the RTT: the round trips the run actually waited for."""
+    return f"{r['median_s'] * 1000 / r['rtt']:.1f}" if r.get("rtt") else "-"
+
+
+def per_host_ms(r):
+    """The controller's CPU (tool + its ssh processes) per host, in ms."""
+    return f"{r['controller_cpu_s'] * 1000 / r['n']:.1f}" if r.get("controller_cpu_s") else "-"
+
+
 def workload_table(rows):
-    lines = ["| tool | run | N | reps | median s | min | max | machine CPU s | tool process peak RSS MiB | tool + its ssh processes, peak PSS MiB | PSS per host MiB |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| tool | run | N | RTT ms | reps | median s | min | max | wall / RTT | machine CPU s | controller CPU ms per host | load | tool process peak RSS MiB | tool + its ssh processes, peak PSS MiB | PSS per host MiB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['tool']} | {r['scenario']} | {r['n']} | {r['reps']} | {r['median_s']:.2f} | {r['min_s']:.2f} | "
-                     f"{r['max_s']:.2f} | {r['machine_cpu_s']:.1f} | {r['own_rss_mib']:.1f} | {r['total_pss_mib']:.1f} | "
+        lines.append(f"| {r['tool']} | {r['scenario']} | {r['n']} | {r.get('rtt', 0)} | {r['reps']} | {r['median_s']:.2f} | {r['min_s']:.2f} | "
+                     f"{r['max_s']:.2f} | {paid(r)} | {r['machine_cpu_s']:.1f} | {per_host_ms(r)} | {r.get('load', '-')} | "
+                     f"{r['own_rss_mib']:.1f} | {r['total_pss_mib']:.1f} | "
                      f"{r['total_pss_mib'] / r['n']:.2f} |")
     return "\n".join(lines)
 
 
 def ratio_table(rows):
-    by = {(r["tool"], r["scenario"], r["n"]): r["median_s"] for r in rows}
+    by = {(r["tool"], r["scenario"], r["n"], r.get("rtt", 0)): r["median_s"] for r in rows}
     peers = [t for t in ("pyinfra", "ansible") if any(r["tool"] == t for r in rows)]
-    head = "| N | run | toyc s | " + " | ".join(f"{p} s | {p} / toyc" for p in peers) + " |"
-    lines = [head, "|---:|---|---:|" + "---:|---:|" * len(peers)]
+    head = "| N | RTT ms | run | toyc s | " + " | ".join(f"{p} s | {p} / toyc" for p in peers) + " |"
+    lines = [head, "|---:|---:|---|---:|" + "---:|---:|" * len(peers)]
     for n in sorted({r["n"] for r in rows}):
-        for s in ("cold", "warm"):
-            t = by.get(("toyc", s, n))
-            if t is None:
-                continue
-            cells = []
-            for p in peers:
-                v = by.get((p, s, n))
-                cells += [f"{v:.2f}", f"**{v / t:.1f}x**"] if v else ["-", "-"]
-            lines.append(f"| {n} | {s} | {t:.2f} | " + " | ".join(cells) + " |")
+        for rtt in sorted({r.get("rtt", 0) for r in rows}):
+            for s in ("cold", "warm"):
+                t = by.get(("toyc", s, n, rtt))
+                if t is None:
+                    continue
+                cells = []
+                for p in peers:
+                    v = by.get((p, s, n, rtt))
+                    cells += [f"{v:.2f}", f"**{v / t:.1f}x**"] if v else ["-", "-"]
+                lines.append(f"| {n} | {rtt} | {s} | {t:.2f} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def targets_table(rows, trips):
     """Issue 3's targets, at the largest N measured."""
     n = max(r["n"] for r in rows)
-    by = {(r["tool"], r["scenario"]): r for r in rows if r["n"] == n}
+    by = {(r["tool"], r["scenario"]): r for r in rows if r["n"] == n and not r.get("rtt")}
     lines = [f"| target (N={n}) | measured | met |", "|---|---|---|"]
     for peer, factor in (("pyinfra", 4), ("ansible", 50)):
         for s in ("cold", "warm"):
@@ -501,36 +674,46 @@ def census_table(rows):
 
 
 def adhoc_table(rows):
-    lines = ["| case | N | median s | min | max | machine CPU s | tool process peak RSS MiB | tool + its ssh processes, peak PSS MiB | PSS per host MiB |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| case | N | RTT ms | median s | min | max | wall / RTT | machine CPU s | controller CPU ms per host | load | tool process peak RSS MiB | tool + its ssh processes, peak PSS MiB | PSS per host MiB |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['case']} | {r['n']} | {r['median_s']:.2f} | {r['min_s']:.2f} | {r['max_s']:.2f} | "
-                     f"{r['machine_cpu_s']:.1f} | {r['own_rss_mib']:.1f} | {r['total_pss_mib']:.1f} | {r['total_pss_mib'] / r['n']:.2f} |")
+        lines.append(f"| {r['case']} | {r['n']} | {r.get('rtt', 0)} | {r['median_s']:.2f} | {r['min_s']:.2f} | {r['max_s']:.2f} | {paid(r)} | "
+                     f"{r['machine_cpu_s']:.1f} | {per_host_ms(r)} | {r.get('load', '-')} | {r['own_rss_mib']:.1f} | {r['total_pss_mib']:.1f} | {r['total_pss_mib'] / r['n']:.2f} |")
     return "\n".join(lines)
 
 
 def main():
     global MAX_WAIT
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="10,50")
+    ap.add_argument("--sizes", default=None, help="host counts, such as 10,50 (the default; 200,480 with --scale)")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--ansible-reps", default="1",
                     help="Ansible repetitions, one number or one per size (3,1): it takes minutes per run at N=50")
-    ap.add_argument("--tools", default="toyc,pyinfra,ansible", help="any of toyc,pyinfra,ansible")
+    ap.add_argument("--tools", default=None, help="any of toyc,pyinfra,ansible (all; toyc alone with --scale)")
+    ap.add_argument("--scale", action="store_true",
+                    help="N=200 and N=480 (--sizes 200,480, --reps 3, toyc and the plain-ssh floor; no deploy example)")
     ap.add_argument("--no-ansible", action="store_true", help="skip the slow Ansible runs")
     ap.add_argument("--no-adhoc", action="store_true", help="skip `toyc exec` and the ssh loops")
+    ap.add_argument("--no-deploy", action="store_true", help="skip the deploy example (scripts/deploy.rhai)")
+    ap.add_argument("--rtt", default="0",
+                    help="round-trip times to add through delay_proxy.py, in ms, such as 0,20,80")
     ap.add_argument("--max-wait", type=int, default=MAX_WAIT,
                     help="seconds to wait for an idle machine before each run (0: do not wait)")
     a = ap.parse_args()
     MAX_WAIT = a.max_wait
-    tools = [t for t in a.tools.split(",") if not (a.no_ansible and t == "ansible")]
+    if a.scale:
+        a.sizes, a.no_deploy = a.sizes or "200,480", True
+        a.reps = min(a.reps, 3)
+        a.tools = a.tools or "toyc"
+    tools = [t for t in (a.tools or "toyc,pyinfra,ansible").split(",") if t and not (a.no_ansible and t == "ansible")]
     os.makedirs(W, exist_ok=True)
     raw = os.path.join(W, "raw.jsonl")
     if os.path.exists(raw):
         os.rename(raw, raw + f".{int(time.time())}")
-    rows, adhoc_rows, per_host, failures = run([int(s) for s in a.sizes.split(",")], a.reps,
-                                            [int(r) for r in a.ansible_reps.split(",")], tools, not a.no_adhoc)
-    parts = ["## Workload\n", workload_table(rows)]
+    rows, adhoc_rows, per_host, failures, deploy_rows = run(
+        [int(s) for s in (a.sizes or "10,50").split(",")], a.reps, [int(r) for r in a.ansible_reps.split(",")], tools,
+        not a.no_adhoc, [int(r) for r in a.rtt.split(",")], not a.no_deploy)
+    parts = ["## Workload\n", workload_table(rows)] if rows else []
     if any(r["tool"] != "toyc" for r in rows):
         parts += ["\n## toyc's speed-up (median wall time of the peer / toyc's)\n", ratio_table(rows)]
     digests = sorted({(r["tool"], r["n"], r["digest"]) for r in rows if r["scenario"] == "cold"})
@@ -543,6 +726,8 @@ def main():
         parts += ["\n## One host's cost (h1 alone)\n", census_table(per_host)]
     if adhoc_rows:
         parts += ["\n## Ad hoc\n", adhoc_table(adhoc_rows)]
+    if deploy_rows:
+        parts += ["\n## The deploy example (scripts/deploy.rhai), task by task and batched\n", deploy_table(deploy_rows)]
     if failures:
         parts.append("\nFailed: " + "; ".join(f[:300] for f in failures))
     text = "\n".join(parts) + "\n"

@@ -44,6 +44,7 @@ start_hosts() {
         echo "h$i $addr" >> "$W/hosts.list"
         echo "  h$i: {address: $addr, vars: {root: /tmp/toybench/h$i}}" >> "$W/inventory.yml"
     done
+    cp "$W/known_hosts" "$W/known_hosts.direct"
     echo "started $n hosts" >&2
 }
 

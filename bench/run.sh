@@ -5,10 +5,12 @@
 # Options pass to bench.py:
 #   bench/run.sh                              # N=10 and N=50: toyc, pyinfra, Ansible
 #   bench/run.sh --sizes 10 --reps 3 --no-ansible --max-wait 0   # a quick iteration
+#   bench/run.sh --rtt 0,20,80                # every case again 20 and 80 ms away (delay_proxy.py)
+#   bench/run.sh --scale --rtt 0,80           # N=200 and N=480: toyc beside plain ssh
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$here/.."
-peers=$(cd "$here/../../shared/bench/peers" 2>/dev/null && pwd) || {
+peers=$(cd "${TOYC_BENCH_PEERS:-$here/../../shared/bench/peers}" 2>/dev/null && pwd) || {
     echo "bench: the peers' workload is not at ../shared/bench/peers (beside the repository)" >&2
     exit 1
 }
@@ -29,4 +31,4 @@ tests/hosts/build-image.sh >/dev/null
     echo "peers: $peers; $("$venv/bin/pip" list 2>/dev/null | grep -iE '^(ansible-core|pyinfra|paramiko|gevent) ' | tr -s ' ' | paste -sd, -)"
 } | tee "$here/.work/versions.txt" >&2
 trap '"$here/hosts.sh" stop' EXIT
-python3 "$here/bench.py" "$@"
+TOYC_BENCH_PEERS=$peers python3 "$here/bench.py" "$@"

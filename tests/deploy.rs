@@ -1020,3 +1020,193 @@ fn generate(config) {
         .code(0)
         .stdout_has("`remote_versions` asks each host");
 }
+
+/// The deploy example, task by task (`TOYC_NO_BATCH`, on h3 and h4) and batched (on h1
+/// and h2): a host's consecutive tasks of a stage travel together, so it pays fewer
+/// round trips, and the deploy still lands. (Issue 17, item 2.)
+#[test]
+fn deploy_rhai_pays_fewer_round_trips_per_host_when_a_hosts_tasks_travel_together() {
+    let Some(pool) = hosts::dedicated(4) else {
+        return;
+    };
+    // keep_releases 5: the cleanup removes nothing, so it costs the same every time.
+    let make = |batched: bool| {
+        let front = if batched { "[h1, h2]" } else { "[h3, h4]" };
+        let config = format!(
+            "platform: python\nroot: /srv\nconcurrency: 3\nkeep_releases: 5\n\
+             hostgroup:\n  front: {front}\nservice:\n  web: {{hosts: [front], port: 8080}}\n"
+        );
+        let toyc = Toyc::new()
+            .env("RUST_LOG", "toyc_engine=debug")
+            .file("inv.yml", &pool.inventory_yaml("root"))
+            .file("deploy.yml", &config)
+            .file(
+                "commands/prune_releases.rhai",
+                &std::fs::read_to_string(repo().join("scripts/commands/prune_releases.rhai"))
+                    .expect("the example's cleanup command"),
+            );
+        if batched {
+            toyc
+        } else {
+            toyc.env("TOYC_NO_BATCH", "1")
+        }
+    };
+    let (batched, one_by_one) = (make(true), make(false));
+    let releases = batched.dir().join("releases");
+    std::fs::create_dir_all(&releases).expect("mkdir");
+    let script = repo().join("scripts/deploy.rhai");
+    let deploy = |toyc: &Toyc, version: &str, hosts: [usize; 2]| {
+        for old in std::fs::read_dir(&releases).expect("ls").flatten() {
+            std::fs::remove_file(old.path()).expect("rm");
+        }
+        release(&releases, "web", version);
+        let ran = toyc.run_with(&[
+            "run",
+            &script.display().to_string(),
+            "--config",
+            "deploy.yml",
+            "-i",
+            "inv.yml",
+            "--directory",
+            &releases.display().to_string(),
+            "-y",
+            "--json",
+        ]);
+        ran.code(0);
+        for i in hosts {
+            assert_eq!(
+                served(&pool, i, 8080),
+                format!("web {version}"),
+                "h{}",
+                i + 1
+            );
+        }
+        ran
+    };
+
+    let fresh_before = deploy(&one_by_one, "1.0", [2, 3]).round_trips("h3");
+    let fresh_after = deploy(&batched, "1.0", [0, 1]).round_trips("h1");
+    let upgrade_before = deploy(&one_by_one, "1.1", [2, 3]).round_trips("h3");
+    let upgraded = deploy(&batched, "1.1", [0, 1]);
+    let upgrade_after = upgraded.round_trips("h1");
+    eprintln!(
+        "deploy example, round trips per host: first deploy {fresh_before} task by task, \
+         {fresh_after} batched; upgrade {upgrade_before} task by task, {upgrade_after} batched"
+    );
+    // Task by task, a first deploy: remote_versions 1; prepare 4 (facts and change of each
+    // directory); upload 1; unpack 1, then 2 for the env file; switch 1, then 2 for the
+    // init link; restart 2; cleanup 2 (its script's own two commands). Batched, each
+    // stage's tasks travel together: prepare 2 (facts, changes), unpack 2 (the unpack
+    // with the env file's facts, then its change), switch 2, restart 1.
+    assert_eq!((fresh_before, fresh_after), (16, 11));
+    // An upgrade changes no directory, env file or init link: 12 and 8.
+    assert_eq!((upgrade_before, upgrade_after), (12, 8));
+
+    // Every task still has its own start and end, in the host's order.
+    let events = upgraded.json_lines();
+    let of_h1 = |kind: &str| -> Vec<(String, u64)> {
+        events
+            .iter()
+            .filter(|e| e["type"] == kind && e["data"]["host"] == "h1")
+            .map(|e| {
+                (
+                    e["data"]["stage"].as_str().unwrap_or_default().to_owned(),
+                    e["data"]["index"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let (starts, ends) = (of_h1("task_start"), of_h1("task_end"));
+    assert_eq!(starts.len(), 10, "{starts:?}");
+    assert_eq!(starts, ends);
+    assert!(events
+        .iter()
+        .all(|e| e["type"] != "task_end" || e["data"]["status"] == "ok"));
+}
+
+/// A batch on one host keeps its tasks' order (an operation planned after the task
+/// before it ran), their events, the stage's timeout per task (the running one is
+/// killed, the rest skipped), and a retry resumes at the task that failed.
+#[test]
+fn a_batch_keeps_order_per_task_timeouts_abort_and_retries_of_its_tasks() {
+    let toyc = Toyc::new();
+    let dir = toyc.dir().display().to_string();
+    let plan = serde_json::json!({"name": "batch", "stages": [
+        {"name": "work", "concurrency_per_host": 1, "timeout": 1.5, "tasks": [
+            {"command": "shell", "host": "localhost", "cmd": format!("echo 1 >> {dir}/log")},
+            {"command": "files::content", "host": "localhost", "dest": format!("{dir}/f"), "text": "x\n"},
+            {"command": "shell", "host": "localhost", "cmd": format!("cat {dir}/f >> {dir}/log")},
+            {"command": "shell", "host": "localhost", "cmd": format!("sleep 31.5; touch {dir}/late")},
+            {"command": "shell", "host": "localhost", "cmd": format!("touch {dir}/never")}]}]});
+    let toyc = toyc.file("plan.json", &plan.to_string());
+    let started = std::time::Instant::now();
+    let ran = toyc.run_with(&["apply", "plan.json", "--json"]);
+    ran.code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let log = std::fs::read_to_string(toyc.dir().join("log")).expect("log");
+    assert_eq!(log, "1\nx\n");
+    assert!(!toyc.dir().join("never").exists());
+    let events = ran.json_lines();
+    let ends: Vec<(u64, String, String)> = events
+        .iter()
+        .filter(|e| e["type"] == "task_end")
+        .map(|e| {
+            (
+                e["data"]["index"].as_u64().unwrap_or_default(),
+                e["data"]["status"].as_str().unwrap_or_default().to_owned(),
+                e["data"]["error"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let statuses: Vec<(u64, &str)> = ends.iter().map(|(i, s, _)| (*i, s.as_str())).collect();
+    assert_eq!(
+        statuses,
+        [
+            (1, "ok"),
+            (2, "ok"),
+            (3, "ok"),
+            (4, "failed"),
+            (5, "skipped")
+        ],
+        "{}",
+        ran.stdout
+    );
+    assert!(ends[3].2.contains("timed out after 1.5s"), "{:?}", ends[3]);
+    let starts = events.iter().filter(|e| e["type"] == "task_start").count();
+    assert_eq!(starts, 4, "{}", ran.stdout);
+    // The timed-out command was killed, not left running.
+    std::thread::sleep(Duration::from_millis(500));
+    let alive = Command::new("pgrep")
+        .args(["-f", "sleep 31.5"])
+        .output()
+        .expect("pgrep");
+    assert!(
+        alive.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&alive.stdout)
+    );
+
+    // A retry resumes at the task that failed: the first task runs once.
+    let toyc = Toyc::new();
+    let dir = toyc.dir().display().to_string();
+    let plan = serde_json::json!({"name": "retry", "stages": [
+        {"name": "work", "concurrency_per_host": 1, "retries": 1, "retry_delay": 0.1, "tasks": [
+            {"command": "shell", "host": "localhost", "cmd": format!("echo a >> {dir}/log")},
+            {"command": "shell", "host": "localhost", "cmd": format!("test -e {dir}/flag || {{ touch {dir}/flag; exit 3; }}")},
+            {"command": "shell", "host": "localhost", "cmd": format!("echo c >> {dir}/log")}]}]});
+    let toyc = toyc.file("plan.json", &plan.to_string());
+    let ran = toyc.run_with(&["apply", "plan.json", "--json"]);
+    ran.code(0);
+    let log = std::fs::read_to_string(toyc.dir().join("log")).expect("log");
+    assert_eq!(log, "a\nc\n");
+    let starts_of_2 = ran
+        .json_lines()
+        .iter()
+        .filter(|e| e["type"] == "task_start" && e["data"]["index"] == 2)
+        .count();
+    assert_eq!(starts_of_2, 2, "{}", ran.stdout);
+}

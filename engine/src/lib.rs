@@ -45,6 +45,7 @@ pub mod cancel;
 pub mod context;
 pub mod events;
 pub mod facts;
+pub mod forks;
 pub mod gitsync;
 pub mod host_lock;
 pub mod inventory;

@@ -374,6 +374,20 @@ impl ApplyScript {
         std::mem::take(&mut self.script)
     }
 
+    /// What one `line` of the script's output says about its steps, if it is a marker:
+    /// for reading the steps' ends as they arrive rather than at the end.
+    pub fn step_news(&self, line: &str) -> Option<StepNews> {
+        let rest = line.strip_prefix(STEP_MARKER)?.strip_prefix(&self.nonce)?;
+        match rest.trim_start().split(' ').collect::<Vec<_>>().as_slice() {
+            [index, "begin"] => index.parse().ok().map(StepNews::Begin),
+            [index, "end", status] => Some(StepNews::End(
+                index.parse().ok()?,
+                status.trim().parse().unwrap_or(-1),
+            )),
+            _ => None,
+        }
+    }
+
     /// The results of the steps that ran, in order. A step that began but has no end
     /// (the connection broke) is reported with status -1; steps after a failure are absent.
     pub fn parse(&self, output: &str) -> Vec<StepResult> {
@@ -414,6 +428,15 @@ impl ApplyScript {
         debug_assert!(results.len() <= self.steps);
         results
     }
+}
+
+/// A step marker of an [`ApplyScript`]'s output ([`ApplyScript::step_news`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepNews {
+    /// The step with this index began.
+    Begin(usize),
+    /// The step with this index ended with this exit status.
+    End(usize, i32),
 }
 
 /// The definition of [`PAYLOAD_FUNCTION`] printing `bytes`: a `printf` of the bytes as

@@ -194,8 +194,11 @@ pub struct TargetArgs {
     /// Hosts, groups or globs; `!x` excludes, `&x` intersects; comma-separated.
     #[arg(short = 'l', long, env = "TOYC_LIMIT", value_name = "PATTERN")]
     pub limit: Option<String>,
-    /// Hosts worked on at once.
-    #[arg(long, env = "TOYC_FORKS", default_value_t = 100, value_name = "N")]
+    /// Hosts worked on at once. By default as many as this machine's open-file limit,
+    /// process limit and memory allow (8 open files, 2 processes and 4 MiB per host; at
+    /// most 2000): a host waiting on the network costs little, and a small fixed number
+    /// would make a fleet far away wait in waves.
+    #[arg(long, env = "TOYC_FORKS", default_value_t = toyc_engine::forks::default_forks(), value_name = "N")]
     pub forks: usize,
     /// Run commands through `sudo -n` on every host.
     #[arg(long, env = "TOYC_SUDO")]

@@ -20,8 +20,11 @@
 //! runs every task's `initialize`, and a task-list job of [`crate::run::run`] runs the stages under the
 //! [`scheduler`](crate::scheduler).
 
+pub mod batch;
 pub mod log;
 pub mod run;
+
+pub use batch::Remote;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -443,6 +446,20 @@ pub trait TaskCommand: Send + Sync {
     fn initialize(&self, task: &Task) -> Result<(), String>;
     /// Do the work; returns how many changes it made (0 when it found nothing to do).
     async fn execute(&self, task: &Task, ctx: &TaskContext) -> Result<usize, TaskFailure>;
+    /// Whether the task's work can travel in one remote script with its host's
+    /// neighbouring tasks ([`batch`]): then [`TaskCommand::remote`] describes it. No I/O.
+    fn batchable(&self, _task: &Task) -> bool {
+        false
+    }
+    /// The task's work on its host as a [`Remote`], for a batch; `None` when it has to
+    /// run alone through [`TaskCommand::execute`]. Nothing is asked of the host.
+    async fn remote(
+        &self,
+        _task: &Task,
+        _ctx: &TaskContext,
+    ) -> Result<Option<Remote>, TaskFailure> {
+        Ok(None)
+    }
 }
 
 /// The commands a task list may name.

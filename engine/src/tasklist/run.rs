@@ -6,17 +6,21 @@
 //! goes on (the failure is logged, the run does not fail for it).
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::{validate, CommandSet, StagePlan, Task, TaskContext, TaskList};
+use super::batch::{Batch, Ledger, Member};
+use super::{validate, CommandSet, StagePlan, Task, TaskCommand, TaskContext, TaskList};
 use crate::events::{
     Event, EventSink, FailureKind, HostResult, HostStatus, Level, Summary, TaskStatus,
 };
 use crate::inventory::Host;
 use crate::run::{Gate, Library, Pending, Report, RunContext, RunError, TaskListJob, Verdict};
 use crate::runner::{elapsed_ms, for_each_host};
-use crate::scheduler::{run_stage, Attempt, FailurePolicy, TaskEnd, TaskOutcome};
+use crate::scheduler::{
+    run_stage, Attempt, FailurePolicy, StageOptions, StageReport, TaskEnd, TaskOutcome, TaskReport,
+};
 use crate::transport::Transport;
 
 /// Run a task-list job (see [`crate::run::run`]): validate every task, stop under
@@ -257,22 +261,57 @@ async fn run_one_stage(
             .map(|&i| (i + 1, stage.tasks[i].clone()))
             .collect(),
     );
-    let changed = Arc::new(Mutex::new(vec![0usize; indices.len()]));
-    let kinds = Arc::new(Mutex::new(vec![None::<FailureKind>; indices.len()]));
-    let ends = Arc::new(Mutex::new(vec![None::<Instant>; indices.len()]));
-    let attempt_task = |attempt: Attempt| {
-        let (tasks, connections, setup) = (
+    // A host's consecutive tasks that can travel together run as one unit (a batch);
+    // every other task is a unit of its own.
+    let units = Arc::new(batch_units(&tasks, &options, setup, &connections));
+    let unit_hosts: Vec<String> = units.iter().map(|u| tasks[u[0]].1.host.clone()).collect();
+    let ledger = Arc::new(Mutex::new(Ledger::new(tasks.len(), units.len())));
+    let stop = Arc::new(AtomicBool::new(false));
+    let aborts = options.on_failure == FailurePolicy::Abort;
+    let retries = options.retries;
+    let attempt_unit = |attempt: Attempt| {
+        let (tasks, connections, setup, units) = (
             Arc::clone(&tasks),
             Arc::clone(&connections),
             Arc::clone(setup),
+            Arc::clone(&units),
         );
         let (events, progress) = (Arc::clone(events), progress.clone());
         let run = run.clone();
-        let kinds = Arc::clone(&kinds);
-        let (changed, ends) = (Arc::clone(&changed), Arc::clone(&ends));
+        let (ledger, stop) = (Arc::clone(&ledger), Arc::clone(&stop));
         let stage_name = stage.name.clone();
         async move {
-            let (index, task) = &tasks[attempt.task];
+            let unit = attempt.task;
+            let last = attempt.number >= retries;
+            if units[unit].len() > 1 {
+                let members = units[unit]
+                    .iter()
+                    .map(|&pos| {
+                        let (index, task) = &tasks[pos];
+                        Member {
+                            pos,
+                            index: *index,
+                            task: task.clone(),
+                            prepared: task_context(task, attempt, &connections, &setup, &run),
+                        }
+                    })
+                    .collect::<Vec<_>>();
+                let sudo = effective_sudo(&members[0].task, &connections, &setup);
+                let batch = Batch {
+                    stage: stage_name,
+                    unit,
+                    members,
+                    sudo,
+                    last,
+                    stop,
+                    aborts,
+                    ledger,
+                    run,
+                };
+                return batch.run(attempt).await;
+            }
+            let pos = units[unit][0];
+            let (index, task) = &tasks[pos];
             let label = format!("{} {}#{index}", task.host, task.command);
             progress.start(&label);
             events.emit(&Event::TaskStart {
@@ -283,13 +322,19 @@ async fn run_one_stage(
                 service: task.service().map(str::to_owned),
             });
             let begun = Instant::now();
-            let (outcome, kind) =
-                run_task(task, attempt, &connections, &setup, &run, &changed).await;
-            kinds.lock().unwrap_or_else(|p| p.into_inner())[attempt.task] = kind;
-            ends.lock().unwrap_or_else(|p| p.into_inner())[attempt.task] = Some(Instant::now());
+            let (outcome, kind, made) = run_task(task, attempt, &connections, &setup, &run).await;
+            {
+                let mut ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
+                ledger.changed[pos] += made;
+                ledger.kinds[pos] = kind;
+                ledger.ends[pos] = Some(Instant::now());
+            }
             let (status, error) = match &outcome {
                 TaskOutcome::Ok => (TaskStatus::Ok, None),
                 TaskOutcome::Failed(e) | TaskOutcome::Unreachable(e) => {
+                    if aborts && (last || matches!(outcome, TaskOutcome::Unreachable(_))) {
+                        stop.store(true, Ordering::SeqCst);
+                    }
                     (TaskStatus::Failed, Some(e.clone()))
                 }
             };
@@ -307,11 +352,11 @@ async fn run_one_stage(
             outcome
         }
     };
-    let report = run_stage(&options, &hosts, &run.cancel, attempt_task).await;
+    let by_unit = run_stage(&options, &unit_hosts, &run.cancel, attempt_unit).await;
 
-    let changed = changed.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let kinds = kinds.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let ends = ends.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap_or_else(|p| p.into_inner()));
+    let report = per_task(by_unit, &units, &tasks, ledger.reports);
+    let (changed, kinds, ends) = (ledger.changed, ledger.kinds, ledger.ends);
     let tally = report.tally(&options, |n, end| {
         let (index, task) = &tasks[n];
         let Some(state) = states.iter_mut().find(|s| s.host.name == task.host) else {
@@ -375,31 +420,10 @@ async fn run_task(
     connections: &Connections,
     setup: &RunSetup,
     run: &RunContext,
-    changed: &Mutex<Vec<usize>>,
-) -> (TaskOutcome, Option<FailureKind>) {
-    let Some((host, transport, error)) = connections.get(&task.host) else {
-        let why = format!("host `{}` was not resolved", task.host);
-        return (TaskOutcome::Failed(why), Some(FailureKind::Command));
-    };
-    let Some(transport) = transport else {
-        let why = error.clone().unwrap_or_else(|| "unreachable".into());
-        return (
-            TaskOutcome::Unreachable(why),
-            Some(FailureKind::Unreachable),
-        );
-    };
-    let command = match setup.commands.command(&task.command) {
-        Ok(command) => command,
-        Err(e) => return (TaskOutcome::Failed(e), Some(FailureKind::Command)),
-    };
-    let ctx = TaskContext {
-        sudo: setup.sudo || host.sudo,
-        host: host.clone(),
-        transport: Arc::clone(transport),
-        timeout: attempt.timeout,
-        run: run.clone(),
-        component: task.command.clone(),
-        service: task.service().map(str::to_owned),
+) -> (TaskOutcome, Option<FailureKind>, usize) {
+    let (command, ctx) = match task_context(task, attempt, connections, setup, run) {
+        Ok(found) => found,
+        Err((outcome, kind)) => return (outcome, Some(kind), 0),
     };
     let work = command.execute(task, &ctx);
     let result = match attempt.timeout {
@@ -410,18 +434,141 @@ async fn run_task(
             Ok(result) => result,
             Err(_) => {
                 let why = format!("timed out after {}s", limit.as_secs_f64());
-                return (TaskOutcome::Failed(why), Some(FailureKind::Timeout));
+                return (TaskOutcome::Failed(why), Some(FailureKind::Timeout), 0);
             }
         },
         None => work.await,
     };
     match result {
-        Ok(n) => {
-            changed.lock().unwrap_or_else(|p| p.into_inner())[attempt.task] += n;
-            (TaskOutcome::Ok, None)
+        Ok(n) => (TaskOutcome::Ok, None, n),
+        Err(f) if f.unreachable => (TaskOutcome::Unreachable(f.message), Some(f.kind), 0),
+        Err(f) => (TaskOutcome::Failed(f.message), Some(f.kind), 0),
+    }
+}
+
+/// A task's command and what it can reach, or why it cannot run.
+fn task_context(
+    task: &Task,
+    attempt: Attempt,
+    connections: &Connections,
+    setup: &RunSetup,
+    run: &RunContext,
+) -> Result<(Arc<dyn TaskCommand>, TaskContext), (TaskOutcome, FailureKind)> {
+    let Some((host, transport, error)) = connections.get(&task.host) else {
+        let why = format!("host `{}` was not resolved", task.host);
+        return Err((TaskOutcome::Failed(why), FailureKind::Command));
+    };
+    let Some(transport) = transport else {
+        let why = error.clone().unwrap_or_else(|| "unreachable".into());
+        return Err((TaskOutcome::Unreachable(why), FailureKind::Unreachable));
+    };
+    let command = setup
+        .commands
+        .command(&task.command)
+        .map_err(|e| (TaskOutcome::Failed(e), FailureKind::Command))?;
+    let ctx = TaskContext {
+        sudo: setup.sudo || host.sudo,
+        host: host.clone(),
+        transport: Arc::clone(transport),
+        timeout: attempt.timeout,
+        run: run.clone(),
+        component: task.command.clone(),
+        service: task.service().map(str::to_owned),
+    };
+    Ok((command, ctx))
+}
+
+/// Whether `task` runs through sudo: its own `sudo`, else `--sudo` or its host's.
+fn effective_sudo(task: &Task, connections: &Connections, setup: &RunSetup) -> bool {
+    let default = setup.sudo
+        || connections
+            .get(&task.host)
+            .is_some_and(|(host, _, _)| host.sudo);
+    task.args
+        .get("sudo")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(default)
+}
+
+/// The stage's tasks (positions in `tasks`) as scheduler units: a host's consecutive
+/// batchable tasks with the same `sudo` form one batch ([`super::batch`]) where the stage
+/// runs a host's tasks one at a time and a failure stops the host's later ones; every
+/// other task is a unit of its own. Units are in the order of their first task.
+fn batch_units(
+    tasks: &[(usize, Task)],
+    options: &StageOptions,
+    setup: &RunSetup,
+    connections: &Connections,
+) -> Vec<Vec<usize>> {
+    let batching = options.concurrency_per_host == Some(1)
+        && matches!(
+            options.on_failure,
+            FailurePolicy::Abort | FailurePolicy::Isolate
+        )
+        && std::env::var_os("TOYC_NO_BATCH").is_none();
+    let mut units: Vec<Vec<usize>> = Vec::new();
+    // Each host's open batch: its unit and its `sudo`.
+    let mut open: HashMap<&str, (usize, bool)> = HashMap::new();
+    for (pos, (_, task)) in tasks.iter().enumerate() {
+        let batchable = batching
+            && setup
+                .commands
+                .command(&task.command)
+                .is_ok_and(|c| c.batchable(task));
+        if !batchable {
+            open.remove(task.host.as_str());
+            units.push(vec![pos]);
+            continue;
         }
-        Err(f) if f.unreachable => (TaskOutcome::Unreachable(f.message), Some(f.kind)),
-        Err(f) => (TaskOutcome::Failed(f.message), Some(f.kind)),
+        let sudo = effective_sudo(task, connections, setup);
+        match open.get(task.host.as_str()) {
+            Some(&(unit, s)) if s == sudo => units[unit].push(pos),
+            _ => {
+                open.insert(task.host.as_str(), (units.len(), sudo));
+                units.push(vec![pos]);
+            }
+        }
+    }
+    units
+}
+
+/// The scheduler's report over units, as a report over the stage's tasks: a task run
+/// alone has its unit's report; a batched task has what the batch wrote down, and one
+/// the batch never reached was skipped.
+fn per_task(
+    by_unit: StageReport,
+    units: &[Vec<usize>],
+    tasks: &[(usize, Task)],
+    mut batched: Vec<Option<TaskReport>>,
+) -> StageReport {
+    let mut reports: Vec<Option<TaskReport>> = vec![None; tasks.len()];
+    for (unit, report) in units.iter().zip(by_unit.tasks) {
+        match (&report, unit.as_slice()) {
+            (_, [pos]) => reports[*pos] = Some(report),
+            (TaskReport::Skipped(_), _) => {
+                for &pos in unit {
+                    reports[pos] = Some(report.clone());
+                }
+            }
+            (TaskReport::Ran { .. }, _) => {
+                for &pos in unit {
+                    reports[pos] = Some(batched[pos].take().unwrap_or_else(|| {
+                        TaskReport::Skipped(format!(
+                            "not started: an earlier task of host `{}` failed",
+                            tasks[pos].1.host
+                        ))
+                    }));
+                }
+            }
+        }
+    }
+    StageReport {
+        tasks: reports
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| TaskReport::Skipped("not started".into())))
+            .collect(),
+        aborted: by_unit.aborted,
+        failed_hosts: by_unit.failed_hosts,
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use toyc_engine::events::Level;
-use toyc_engine::tasklist::{Task, TaskContext, TaskFailure};
+use toyc_engine::tasklist::{Remote, Task, TaskContext, TaskFailure};
 use toyc_engine::transport::{quote, ExecOutput, ExecRequest, PutOptions};
 
 use super::args::Args;
@@ -234,6 +234,82 @@ enum Checked {
     },
 }
 
+impl Checked {
+    /// The work as one shell command on the host: what it does (for failures), the
+    /// command, and the changes it makes when it succeeds. `None` for the built-ins that
+    /// move files or work on the controller.
+    fn shell_step(&self) -> Option<(String, String, usize)> {
+        Some(match self {
+            Checked::Shell { cmd, cwd } => {
+                let command = match cwd {
+                    Some(dir) => format!("cd -- {} || exit 125\n{cmd}", quote(dir)),
+                    None => cmd.clone(),
+                };
+                (cmd.clone(), command, 1)
+            }
+            Checked::Symlink { target, link } => {
+                // A new link renamed over the old one: readers see the old target or the new.
+                let tmp = format!("{link}.toyc-$$");
+                (
+                    format!("symlink {link} -> {target}"),
+                    format!(
+                        "ln -sfn {} \"{tmp}\" && mv -fT \"{tmp}\" {}",
+                        quote(target),
+                        quote(link)
+                    ),
+                    1,
+                )
+            }
+            Checked::Unpack {
+                archive,
+                dest,
+                strip,
+            } => {
+                let strip = if *strip > 0 {
+                    format!(" --strip-components={strip}")
+                } else {
+                    String::new()
+                };
+                (
+                    format!("unpack {archive} into {dest}"),
+                    format!(
+                    "d={d}; t=\"$d.toyc-$$\"; rm -rf \"$t\" && mkdir -p \"$t\" && tar -xzf {a} -C \"$t\"{strip} \
+                     && rm -rf \"$d\" && mv \"$t\" \"$d\" || {{ rm -rf \"$t\"; exit 1; }}",
+                    d = quote(dest),
+                    a = quote(archive)
+                    ),
+                    1,
+                )
+            }
+            Checked::ServiceRestart { unit } => {
+                let u = quote(unit);
+                (
+                    format!("restart {unit}"),
+                    format!(
+                    "if [ -d /run/systemd/system ]; then systemctl restart {u}; \
+                     elif [ -x /etc/init.d/{u} ]; then /etc/init.d/{u} restart; \
+                     else echo \"no systemd here and no /etc/init.d/\"{u}\" script\" >&2; exit 3; fi"
+                    ),
+                    1,
+                )
+            }
+            Checked::WaitPort {
+                address,
+                port,
+                wait,
+            } => (
+                format!("wait for port {port}"),
+                wait_port_script(address, *port, *wait),
+                0,
+            ),
+            Checked::Upload { .. }
+            | Checked::FileExists { .. }
+            | Checked::SendGraphite { .. }
+            | Checked::Sleep { .. } => return None,
+        })
+    }
+}
+
 impl Builtin {
     fn check(self, task: &Task, roots: &LocalRoots) -> Result<Checked, String> {
         Ok(match self {
@@ -336,6 +412,28 @@ impl Builtin {
         self.check(task, roots).map(|_| ())
     }
 
+    /// Whether its work is one shell step on the host, so that it can travel in a batch
+    /// with its host's neighbouring tasks.
+    pub fn batchable(self) -> bool {
+        matches!(
+            self,
+            Builtin::Shell
+                | Builtin::Symlink
+                | Builtin::Unpack
+                | Builtin::ServiceRestart
+                | Builtin::WaitPort
+        )
+    }
+
+    /// Its work as one shell step, for a batch: `None` for the built-ins that are not one
+    /// (they run alone).
+    pub fn remote(self, task: &Task, roots: &LocalRoots) -> Result<Option<Remote>, TaskFailure> {
+        let checked = self.check(task, roots).map_err(TaskFailure::new)?;
+        Ok(checked
+            .shell_step()
+            .map(|(what, script, made)| Remote::Step { what, script, made }))
+    }
+
     /// Do the work of `task` on `ctx`'s host; how many changes it made.
     pub async fn execute(
         self,
@@ -394,66 +492,15 @@ impl Builtin {
                     )))
                 }
             }
-            Checked::Symlink { target, link } => {
-                // A new link renamed over the old one: readers see the old target or the new.
-                let tmp = format!("{link}.toyc-$$");
-                run(
-                    format!("symlink {link} -> {target}"),
-                    format!(
-                        "ln -sfn {} \"{tmp}\" && mv -fT \"{tmp}\" {}",
-                        quote(&target),
-                        quote(&link)
-                    ),
-                )
-                .await?;
-                Ok(1)
-            }
-            Checked::Unpack {
-                archive,
-                dest,
-                strip,
-            } => {
-                let strip = if strip > 0 {
-                    format!(" --strip-components={strip}")
-                } else {
-                    String::new()
-                };
-                run(
-                    format!("unpack {archive} into {dest}"),
-                    format!(
-                    "d={d}; t=\"$d.toyc-$$\"; rm -rf \"$t\" && mkdir -p \"$t\" && tar -xzf {a} -C \"$t\"{strip} \
-                     && rm -rf \"$d\" && mv \"$t\" \"$d\" || {{ rm -rf \"$t\"; exit 1; }}",
-                    d = quote(&dest),
-                    a = quote(&archive)
-                    ),
-                )
-                .await?;
-                Ok(1)
-            }
-            Checked::ServiceRestart { unit } => {
-                let u = quote(&unit);
-                run(
-                    format!("restart {unit}"),
-                    format!(
-                    "if [ -d /run/systemd/system ]; then systemctl restart {u}; \
-                     elif [ -x /etc/init.d/{u} ]; then /etc/init.d/{u} restart; \
-                     else echo \"no systemd here and no /etc/init.d/\"{u}\" script\" >&2; exit 3; fi"
-                    ),
-                )
-                .await?;
-                Ok(1)
-            }
-            Checked::WaitPort {
-                address,
-                port,
-                wait,
-            } => {
-                run(
-                    format!("wait for port {port}"),
-                    wait_port_script(&address, port, wait),
-                )
-                .await?;
-                Ok(0)
+            checked @ (Checked::Symlink { .. }
+            | Checked::Unpack { .. }
+            | Checked::ServiceRestart { .. }
+            | Checked::WaitPort { .. }) => {
+                let (what, command, made) = checked
+                    .shell_step()
+                    .expect("symlink, unpack, service_restart and wait_port are one shell step");
+                run(what, command).await?;
+                Ok(made)
             }
             Checked::SendGraphite {
                 metric,

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use toyc_engine::inventory::deploy_config::host_named;
 use toyc_engine::inventory::Host;
 use toyc_engine::run::RunContext;
-use toyc_engine::tasklist::{CommandSet, Task, TaskCommand, TaskContext, TaskFailure};
+use toyc_engine::tasklist::{CommandSet, Remote, Task, TaskCommand, TaskContext, TaskFailure};
 
 use builtin::{Builtin, LocalRoots, BUILTINS};
 use custom::CustomCommand;
@@ -92,6 +92,12 @@ impl TaskCommand for BuiltinCommand {
     async fn execute(&self, task: &Task, ctx: &TaskContext) -> Result<usize, TaskFailure> {
         self.0.execute(task, ctx, &self.1).await
     }
+    fn batchable(&self, _task: &Task) -> bool {
+        self.0.batchable()
+    }
+    async fn remote(&self, task: &Task, _ctx: &TaskContext) -> Result<Option<Remote>, TaskFailure> {
+        self.0.remote(task, &self.1)
+    }
 }
 
 struct Op(OperationCommand, Arc<HashMap<String, Host>>);
@@ -108,6 +114,13 @@ impl TaskCommand for Op {
     }
     async fn execute(&self, task: &Task, ctx: &TaskContext) -> Result<usize, TaskFailure> {
         self.0.execute(task, ctx).await
+    }
+    fn batchable(&self, task: &Task) -> bool {
+        // Operations run with the context's `sudo`; one that names its own runs alone.
+        !task.args.contains_key("sudo")
+    }
+    async fn remote(&self, task: &Task, ctx: &TaskContext) -> Result<Option<Remote>, TaskFailure> {
+        self.0.remote(task, ctx).await
     }
 }
 

@@ -16,7 +16,7 @@ use toyc_engine::inventory::Host;
 use toyc_engine::run::{apply_runbook, RunContext};
 use toyc_engine::runbook::Runbook;
 use toyc_engine::runner::json_to_dynamic;
-use toyc_engine::tasklist::{Task, TaskContext, TaskFailure};
+use toyc_engine::tasklist::{Remote, Task, TaskContext, TaskFailure};
 use toyc_engine::transport::{LocalTransport, Transport};
 
 use super::args::COMMON;
@@ -154,9 +154,33 @@ impl OperationCommand {
             .map(|_| ())
     }
 
-    /// Plan the operation on the host (one round trip for its facts) and make its change,
-    /// if it has one (one more), as a run makes a runbook's.
-    pub async fn execute(&self, task: &Task, ctx: &TaskContext) -> Result<usize, TaskFailure> {
+    /// The declared operation, for a batch: planned and made by the engine with its
+    /// neighbours ([`toyc_engine::tasklist::batch`]). `None` when its runbook is more than
+    /// one plain stage (it runs alone then).
+    pub async fn remote(
+        &self,
+        task: &Task,
+        ctx: &TaskContext,
+    ) -> Result<Option<Remote>, TaskFailure> {
+        let runbook = self.declared(task, ctx).await?;
+        if !runbook.handlers.is_empty()
+            || runbook.stages.len() > 1
+            || runbook.stages.iter().any(|s| s.options.is_some())
+            || runbook
+                .stages
+                .iter()
+                .flat_map(|s| &s.operations)
+                .any(|d| !d.notify.is_empty())
+        {
+            return Ok(None);
+        }
+        Ok(Some(Remote::Operations(
+            runbook.operations().cloned().collect(),
+        )))
+    }
+
+    /// Declare the operation for the task's host on a blocking thread (it runs Rhai).
+    async fn declared(&self, task: &Task, ctx: &TaskContext) -> Result<Runbook, TaskFailure> {
         let (me, task_owned, host, transport, run) = (
             self.clone(),
             task.clone(),
@@ -165,12 +189,16 @@ impl OperationCommand {
             ctx.run.clone(),
         );
         let runtime = tokio::runtime::Handle::current();
-        let runbook = tokio::task::spawn_blocking(move || {
-            me.declare(&task_owned, host, transport, runtime, run)
-        })
-        .await
-        .map_err(|e| TaskFailure::new(format!("the operation's thread failed: {e}")))?
-        .map_err(TaskFailure::new)?;
+        tokio::task::spawn_blocking(move || me.declare(&task_owned, host, transport, runtime, run))
+            .await
+            .map_err(|e| TaskFailure::new(format!("the operation's thread failed: {e}")))?
+            .map_err(TaskFailure::new)
+    }
+
+    /// Plan the operation on the host (one round trip for its facts) and make its change,
+    /// if it has one (one more), as a run makes a runbook's.
+    pub async fn execute(&self, task: &Task, ctx: &TaskContext) -> Result<usize, TaskFailure> {
+        let runbook = self.declared(task, ctx).await?;
         let applied = apply_runbook(
             ctx.host.clone(),
             Arc::clone(&ctx.transport),

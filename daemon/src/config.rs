@@ -224,6 +224,9 @@ impl Daemon {
         config.inventory.as_mut().map(resolve);
         config.bootstrap.as_mut().map(resolve);
         config.git_identity.as_mut().map(resolve);
+        if let Some(irc) = config.chat.as_mut().and_then(|c| c.irc.as_mut()) {
+            irc.ca_file.as_mut().map(resolve);
+        }
         if let Some(workflows) = &mut config.workflows {
             workflows.dir.as_mut().map(resolve);
             workflows.ssh_identity.as_mut().map(resolve);

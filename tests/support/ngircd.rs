@@ -101,7 +101,14 @@ impl Person {
         let (tx, lines) = mpsc::channel();
         let mut pong = stream.try_clone().expect("clone");
         std::thread::spawn(move || {
-            for line in BufReader::new(reader).lines().map_while(Result::ok) {
+            // Lossily: a line that is not UTF-8 (someone's old client) is still a line.
+            let mut reader = BufReader::new(reader);
+            let mut buf = Vec::new();
+            while reader.read_until(b'\n', &mut buf).is_ok_and(|n| n > 0) {
+                let line = String::from_utf8_lossy(&buf)
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned();
+                buf.clear();
                 if let Some(token) = line.strip_prefix("PING ") {
                     let _ = write!(pong, "PONG {token}\r\n");
                 }
@@ -144,6 +151,11 @@ impl Person {
     /// Send a raw line.
     pub fn send(&mut self, line: &str) {
         write!(self.stream, "{line}\r\n").expect("write to ngircd");
+    }
+
+    /// Send raw bytes (a line that is not UTF-8, as old clients send).
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write to ngircd");
     }
 
     /// Say `text` in `channel`.

@@ -289,3 +289,30 @@ fn the_chat_bot_takes_another_nick_when_its_own_is_taken_and_rejoins_after_a_res
         from_bot(l) && l.ends_with("PRIVMSG #dev :dev2: ready")
     });
 }
+
+#[test]
+fn the_chat_bot_speaks_tls_and_trusts_only_the_certificate_it_is_given() {
+    let irc = Ngircd::start_tls();
+    let tls_port = irc.tls_port.expect("a TLS port");
+    let config = |nick: &str, ca_file| IrcConfig {
+        server: format!("127.0.0.1:{tls_port}"),
+        tls: true,
+        ca_file,
+        nick: nick.into(),
+        channels: vec!["#ops".into()],
+        allowed: vec!["anna".into()],
+    };
+    // The system's roots do not vouch for a self-signed certificate: never connects.
+    let _doubter = Bot::start_with(config("doubter", None), None);
+    let _bot = Bot::start_with(config("jarvis", irc.ca.clone()), None);
+    let mut anna = Person::join(irc.port, "anna", "#ops");
+    anna.wait_for_nick("jarvis", Duration::from_secs(20));
+    anna.say("#ops", "jarvis: help");
+    anna.wait_for(Duration::from_secs(10), |l| {
+        from_bot(l) && l.ends_with(&format!("PRIVMSG #ops :{HELP}"))
+    });
+    anna.send("WHOIS doubter");
+    anna.wait_for(Duration::from_secs(10), |l| {
+        l.contains(" 401 anna doubter ")
+    });
+}

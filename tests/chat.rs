@@ -316,3 +316,33 @@ fn the_chat_bot_speaks_tls_and_trusts_only_the_certificate_it_is_given() {
         l.contains(" 401 anna doubter ")
     });
 }
+
+#[test]
+fn a_taken_nick_at_the_length_limit_gives_way_to_another_and_a_kick_is_followed_by_a_rejoin() {
+    let irc = Ngircd::start(None);
+    // anna makes #ops first, so she is its operator and may kick.
+    let mut anna = Person::join(irc.port, "anna", "#ops");
+    // Nine characters: ngircd's limit, so `jarvisbot_` is no nick at all.
+    let _squatter = Person::join(irc.port, "jarvisbot", "#elsewhere");
+    let config = IrcConfig {
+        server: format!("127.0.0.1:{}", irc.port),
+        tls: false,
+        ca_file: None,
+        nick: "jarvisbot".into(),
+        channels: vec!["#ops".into()],
+        allowed: vec!["anna".into()],
+    };
+    let _bot = Bot::start_with(config, None);
+    anna.wait_for_nick("jarvisbo1", Duration::from_secs(20));
+    anna.send("KICK #ops jarvisbo1 :out you go");
+    anna.wait_for(Duration::from_secs(10), |l| {
+        l.contains(" KICK #ops jarvisbo1")
+    });
+    anna.wait_for(Duration::from_secs(30), |l| {
+        l.starts_with(":jarvisbo1!") && l.contains(" JOIN ")
+    });
+    anna.say("#ops", "jarvisbo1: help");
+    anna.wait_for(Duration::from_secs(10), |l| {
+        l.starts_with(":jarvisbo1!") && l.ends_with(&format!(":{HELP}"))
+    });
+}

@@ -58,6 +58,12 @@ const QUIET: Duration = Duration::from_secs(120);
 /// No answer to that `PING` within this: the connection is dead (a peer gone without
 /// closing it, a NAT that forgot it); reconnect.
 const DEAD: Duration = Duration::from_secs(60);
+/// Kicked from a channel: join it again after this.
+const REJOIN: Duration = Duration::from_secs(5);
+/// Alternative nicks tried before giving up on this connection.
+const MAX_NICK_TRIES: u32 = 20;
+/// The longest nick every server takes (RFC 2812); servers may take longer ones.
+const NICK_LEN: usize = 9;
 /// Connecting (TCP, then TLS) gives up after this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -285,6 +291,21 @@ pub fn split(text: &str) -> Vec<String> {
     pieces
 }
 
+/// The `tries`-th nick to try when `nick` is taken or refused: `_` appended once or
+/// twice while that stays within [`NICK_LEN`], then the number in place of the last
+/// characters (`jarvisbot` → `jarvisbo1`), which fits any server.
+fn alternative(nick: &str, tries: u32) -> String {
+    if tries <= 2 && nick.chars().count() + tries as usize <= NICK_LEN {
+        return format!("{nick}{}", "_".repeat(tries as usize));
+    }
+    let number = tries.to_string();
+    let head: String = nick
+        .chars()
+        .take(NICK_LEN.saturating_sub(number.len()))
+        .collect();
+    format!("{head}{number}")
+}
+
 /// Whether `prefix` (`nick!user@host`) may command the bot.
 fn allowed(config: &IrcConfig, prefix: &str) -> bool {
     let nick = prefix.split('!').next().unwrap_or(prefix);
@@ -347,6 +368,7 @@ async fn session(
         }
     });
     let mut nick = config.nick.clone();
+    let mut tries = 0;
     if let Some(password) = password {
         let _ = urgent.send(format!("PASS {password}"));
     }
@@ -424,9 +446,31 @@ async fn session(
                         }
                         tracing::info!(nick = %nick, channels = ?config.channels, "chat: registered");
                     }
-                    "433" if !registered => {
-                        nick.push('_');
+                    // Taken (433, 436) or refused (432: too long for this server).
+                    "432" | "433" | "436" if !registered => {
+                        tries += 1;
+                        if tries > MAX_NICK_TRIES {
+                            break Ended::Early(format!("no nick like `{}` was accepted", config.nick));
+                        }
+                        nick = alternative(&config.nick, tries);
                         let _ = urgent.send(format!("NICK {nick}"));
+                    }
+                    "KICK" => {
+                        let [channel, kicked, ..] = message.params.as_slice() else { continue };
+                        if kicked.eq_ignore_ascii_case(&nick) && config.channels.contains(channel) {
+                            let by = message.prefix.as_deref().unwrap_or("the server");
+                            tracing::warn!(%channel, %by, "chat: kicked; joining again in {REJOIN:?}");
+                            let urgent = urgent.clone();
+                            let channel = channel.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(REJOIN).await;
+                                let _ = urgent.send(format!("JOIN {channel}"));
+                            });
+                        }
+                    }
+                    // Unable to join: full, invite only, banned, wrong key.
+                    "471" | "473" | "474" | "475" => {
+                        tracing::warn!(reply = %message.params.join(" "), "chat: unable to join");
                     }
                     "ERROR" => break ended_by(registered, message.params.join(" ")),
                     "PRIVMSG" => {
@@ -538,6 +582,18 @@ mod tests {
         now += RATE;
         assert!(pace.take(now));
         assert!(!pace.take(now));
+    }
+
+    #[test]
+    fn alternative_nicks_fit_nine_characters() {
+        assert_eq!(alternative("jarvis", 1), "jarvis_");
+        assert_eq!(alternative("jarvis", 2), "jarvis__");
+        assert_eq!(alternative("jarvis", 3), "jarvis3");
+        assert_eq!(alternative("jarvisbot", 1), "jarvisbo1");
+        assert_eq!(alternative("jarvisbot", 12), "jarvisb12");
+        assert!(
+            (1..=MAX_NICK_TRIES).all(|t| alternative("averyveryverylongnick", t).len() <= NICK_LEN)
+        );
     }
 
     #[test]

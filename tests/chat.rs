@@ -273,16 +273,25 @@ fn the_chat_bot_takes_another_nick_when_its_own_is_taken_and_rejoins_after_a_res
 
     // The server goes away and comes back on the same port.
     irc.stop();
-    std::thread::sleep(Duration::from_secs(1));
+    // Said while it is away (once it has seen the connection go: what is said into a
+    // dying connection is lost), said when it is back.
+    std::thread::sleep(Duration::from_millis(300));
+    bot.announce(Some("#dev"), "dev3: failed while the server was away");
+    // Two seconds: its first try (1 to 1.5 s after the server went) fails, the next is
+    // 2 to 3 s after that, by when carl is in #dev to hear what it kept.
+    std::thread::sleep(Duration::from_millis(1700));
     let _irc = Ngircd::start(Some(port));
-    let mut anna = Person::join(port, "anna", "#ops");
     let mut carl = Person::join(port, "carl", "#dev");
+    let mut anna = Person::join(port, "anna", "#ops");
     // Its own nick is free now.
     anna.wait_for_nick("jarvis", Duration::from_secs(60));
     carl.wait_for_nick("jarvis", Duration::from_secs(10));
     anna.say("#ops", "jarvis: status back");
     anna.wait_for(Duration::from_secs(10), |l| {
         from_bot(l) && l.contains(":back: working on step")
+    });
+    carl.wait_for(Duration::from_secs(10), |l| {
+        from_bot(l) && l.ends_with("PRIVMSG #dev :dev3: failed while the server was away")
     });
     bot.announce(Some("#dev"), "dev2: ready");
     carl.wait_for(Duration::from_secs(10), |l| {

@@ -115,13 +115,22 @@ impl Ngircd {
     }
 
     /// Stop it (the port is free again soon after).
+    /// Returns once the port refuses connections, so that a test knows when its
+    /// clients lost the server (not up to a second later, when the watchdog looks).
     pub fn stop(&mut self) {
         // The watchdog's first line is ngircd's pid.
         if let Some(out) = self.child.stdout.take() {
             let mut pid = String::new();
             let _ = BufReader::new(out).read_line(&mut pid);
             let _ = Command::new("kill").arg(pid.trim()).status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
+        // The watchdog has nothing left to watch.
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }

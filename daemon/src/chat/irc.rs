@@ -58,6 +58,8 @@ const QUIET: Duration = Duration::from_secs(120);
 /// No answer to that `PING` within this: the connection is dead (a peer gone without
 /// closing it, a NAT that forgot it); reconnect.
 const DEAD: Duration = Duration::from_secs(60);
+/// Announcements kept while not connected.
+const MAX_PENDING: usize = 50;
 /// Kicked from a channel: join it again after this.
 const REJOIN: Duration = Duration::from_secs(5);
 /// Alternative nicks tried before giving up on this connection.
@@ -369,6 +371,7 @@ async fn session(
     });
     let mut nick = config.nick.clone();
     let mut tries = 0;
+    let mut pending: Vec<Announcement> = Vec::new();
     if let Some(password) = password {
         let _ = urgent.send(format!("PASS {password}"));
     }
@@ -403,15 +406,18 @@ async fn session(
             announcement = announcements.recv() => {
                 match announcement {
                     Ok(Announcement { channel, line }) if registered => {
-                        let targets = match channel {
-                            Some(channel) if config.channels.contains(&channel) || !channel.starts_with('#') => vec![channel],
-                            _ => config.channels.clone(),
-                        };
-                        for target in targets {
+                        for target in targets(config, channel) {
                             say(&target, &line);
                         }
                     }
-                    Ok(_) => {}
+                    // Said once registered (a run that failed while the server was
+                    // away is still news), the oldest dropped beyond a screenful.
+                    Ok(announcement) => {
+                        if pending.len() == MAX_PENDING {
+                            pending.remove(0);
+                        }
+                        pending.push(announcement);
+                    }
                     Err(broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(skipped = n, "chat: announcements dropped (too many at once)");
                     }
@@ -445,6 +451,11 @@ async fn session(
                             let _ = urgent.send(format!("JOIN {channel}"));
                         }
                         tracing::info!(nick = %nick, channels = ?config.channels, "chat: registered");
+                        for Announcement { channel, line } in pending.drain(..) {
+                            for target in targets(config, channel) {
+                                say(&target, &line);
+                            }
+                        }
                     }
                     // Taken (433, 436) or refused (432: too long for this server).
                     "432" | "433" | "436" if !registered => {
@@ -510,6 +521,17 @@ async fn session(
     };
     sender.abort();
     ended
+}
+
+/// Where an announcement for `channel` goes: there (a channel it joins, or a nick),
+/// else every channel it joins.
+fn targets(config: &IrcConfig, channel: Option<String>) -> Vec<String> {
+    match channel {
+        Some(channel) if config.channels.contains(&channel) || !channel.starts_with(['#', '&']) => {
+            vec![channel]
+        }
+        _ => config.channels.clone(),
+    }
 }
 
 fn ended_by(registered: bool, why: String) -> Ended {

@@ -4,7 +4,7 @@
 //! (or a private message) from people `allowed` to command it, and says the answer
 //! where it was asked. Announcements go to their run's channel, or every channel.
 //!
-//! It never floods: every line it says waits for a token ([`Pace`]: a burst of 4, then
+//! It never floods: every line it says waits for a token (`Pace`: a burst of 4, then
 //! one per 500 ms, however long it was quiet before), and long text is split below
 //! IRC's 512-byte line limit on UTF-8 boundaries. When the connection drops, or the
 //! server stops answering even its `PING`, it reconnects with exponential backoff and

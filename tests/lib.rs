@@ -4,6 +4,7 @@
 //! started once and shared; destructive tests get dedicated hosts.
 
 mod apply;
+mod chat;
 mod cli;
 mod daemon;
 mod deploy;

@@ -224,6 +224,9 @@ impl Daemon {
         config.inventory.as_mut().map(resolve);
         config.bootstrap.as_mut().map(resolve);
         config.git_identity.as_mut().map(resolve);
+        if let Some(irc) = config.chat.as_mut().and_then(|c| c.irc.as_mut()) {
+            irc.ca_file.as_mut().map(resolve);
+        }
         if let Some(workflows) = &mut config.workflows {
             workflows.dir.as_mut().map(resolve);
             workflows.ssh_identity.as_mut().map(resolve);
@@ -264,6 +267,27 @@ impl Daemon {
             return Err(invalid(
                 "nothing to do: list the `repos` whose pushes the daemon accepts, or configure `workflows`".into(),
             ));
+        }
+        if let Some(irc) = config.chat.as_ref().and_then(|c| c.irc.as_ref()) {
+            if irc.nick.is_empty() || irc.channels.iter().any(|c| !c.starts_with(['#', '&'])) {
+                return Err(invalid(
+                    "`chat: irc:` needs a `nick`, and `channels` that start with `#` or `&`".into(),
+                ));
+            }
+            if let Some(ca) = &irc.ca_file {
+                if !irc.tls {
+                    return Err(invalid(format!(
+                        "`chat: irc: ca_file: {}` is for TLS: add `tls: true`",
+                        ca.display()
+                    )));
+                }
+                if !ca.is_file() {
+                    return Err(invalid(format!(
+                        "`chat: irc: ca_file: {}` is not a file",
+                        ca.display()
+                    )));
+                }
+            }
         }
         let secrets_text = read(&config.secrets_file)?;
         let secrets: SecretsFile = parse(&config.secrets_file, &secrets_text)?;
@@ -390,5 +414,38 @@ mod tests {
         assert_eq!(daemon.repos["o/web"].secret, "s1");
         assert_eq!(daemon.repos["o/db"].secret, "all");
         assert_eq!(daemon.repos["o/db"].role, "db");
+    }
+
+    #[test]
+    fn the_irc_password_comes_from_the_secrets_file_and_ca_file_needs_tls() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write(dir.path(), "s.yml", "webhook: x\nirc_password: hunter2\n");
+        write(dir.path(), "ca.pem", "");
+        let chat = "chat:\n  irc: {server: \"irc:6697\", nick: jarvis, channels: [\"#ops\"], ca_file: ca.pem";
+        let repos = "repos:\n  o/web: {url: file:///w}\n";
+        let path = write(
+            dir.path(),
+            "d.yml",
+            &format!("secrets_file: s.yml\n{repos}{chat}, tls: true}}\n"),
+        );
+        let daemon = Daemon::load(&path).expect("loads");
+        assert_eq!(daemon.irc_password.as_deref(), Some("hunter2"));
+        let irc = daemon.config.chat.and_then(|c| c.irc).expect("irc");
+        assert_eq!(irc.ca_file, Some(dir.path().join("ca.pem")), "resolved");
+        write(
+            dir.path(),
+            "d.yml",
+            &format!("secrets_file: s.yml\n{repos}{chat}}}\n"),
+        );
+        let error = Daemon::load(&path).expect_err("no tls").to_string();
+        assert!(error.contains("add `tls: true`"), "{error}");
+        // Never in daemon.yml, which is not secret.
+        write(
+            dir.path(),
+            "d.yml",
+            &format!("secrets_file: s.yml\n{repos}{chat}, tls: true, password: x}}\n"),
+        );
+        let error = Daemon::load(&path).expect_err("a password").to_string();
+        assert!(error.contains("password"), "{error}");
     }
 }

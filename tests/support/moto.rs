@@ -67,6 +67,8 @@ impl Moto {
             .spawn()
             .expect("moto_server starts (tests/run installs it)");
         let deadline = Instant::now() + Duration::from_secs(60);
+        // Ready when its port accepts: an HTTP probe would use up one of the calls
+        // `with_auth_after` leaves unchecked.
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 Instant::now() < deadline,
@@ -89,7 +91,8 @@ impl Drop for Moto {
             .args([
                 "-f",
                 &format!(
-                    "moto_server -H 127.0.0.1 -p {}",
+                    // Anchored: port 4123 must not match a sibling test's 41234.
+                    "moto_server -H 127.0.0.1 -p {}$",
                     self.endpoint.rsplit(':').next().unwrap_or("")
                 ),
             ])

@@ -120,22 +120,7 @@ impl Provider for Docker {
     }
 
     async fn wait_running(&self, id: &str, timeout: Duration) -> Result<Instance, ProviderError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let instance = self.get(id).await?;
-            if instance.state == "running" && instance.address.is_some() {
-                return Ok(instance);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ProviderError::Timeout {
-                    provider: "docker",
-                    id: id.to_owned(),
-                    state: instance.state,
-                    seconds: timeout.as_secs(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        super::poll_running(self, id, timeout, Duration::from_millis(200)).await
     }
 
     async fn console_output(&self, id: &str) -> Result<Option<String>, ProviderError> {

@@ -296,22 +296,7 @@ impl Provider for Ec2 {
     }
 
     async fn wait_running(&self, id: &str, timeout: Duration) -> Result<Instance, ProviderError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let instance = self.get(id).await?;
-            if instance.state == "running" && instance.address.is_some() {
-                return Ok(instance);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ProviderError::Timeout {
-                    provider: "ec2",
-                    id: id.to_owned(),
-                    state: instance.state,
-                    seconds: timeout.as_secs(),
-                });
-            }
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
+        super::poll_running(self, id, timeout, Duration::from_millis(2000)).await
     }
 
     async fn console_output(&self, id: &str) -> Result<Option<String>, ProviderError> {

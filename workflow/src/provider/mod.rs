@@ -115,3 +115,29 @@ pub trait Provider: Send + Sync {
     /// Destroy the instance (done when it is already gone).
     async fn destroy(&self, id: &str) -> Result<(), ProviderError>;
 }
+
+/// Poll `provider.get(id)` every `every` until the instance runs and has an address, at
+/// most `timeout`: how every provider's [`Provider::wait_running`] waits.
+pub async fn poll_running(
+    provider: &(impl Provider + ?Sized),
+    id: &str,
+    timeout: Duration,
+    every: Duration,
+) -> Result<Instance, ProviderError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let instance = provider.get(id).await?;
+        if instance.state == "running" && instance.address.is_some() {
+            return Ok(instance);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ProviderError::Timeout {
+                provider: provider.name(),
+                id: id.to_owned(),
+                state: instance.state,
+                seconds: timeout.as_secs(),
+            });
+        }
+        tokio::time::sleep(every).await;
+    }
+}

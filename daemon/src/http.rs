@@ -34,7 +34,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 use toyc_store::{Accepted, JobId, NewDelivery, NewJob, StoreError};
 
-use crate::job::{merge, RoleRun};
+use crate::job::RoleRun;
 use crate::webhook::{self, Delivery, Headers, Provider};
 use crate::worker::Workers;
 use crate::workflows::{self, StartError};
@@ -176,14 +176,10 @@ async fn hook(
 
 async fn accepted(app: &App, delivery: NewDelivery, job: Option<NewJob>) -> Response {
     let id = delivery.id.clone();
-    match app.workers.store.accept(delivery, job, merge).await {
+    match app.workers.store.accept(delivery, job).await {
         Ok(Accepted::Queued { job }) => {
             tracing::info!(delivery = %id, job, "queued");
             answer(StatusCode::ACCEPTED, json!({"queued": job}))
-        }
-        Ok(Accepted::Merged { job }) => {
-            tracing::info!(delivery = %id, job, "merged into a queued job");
-            answer(StatusCode::ACCEPTED, json!({"merged": job}))
         }
         Ok(Accepted::Duplicate { job }) => {
             tracing::info!(delivery = %id, "duplicate delivery");

@@ -28,7 +28,7 @@ use toyc_engine::transport::{ExecRequest, SshOptions};
 use toyc_store::{Claim, JobId, Lease, Outcome, Store};
 
 use crate::config::{Daemon, Repo};
-use crate::job::{changed_files, Changes, RoleRun};
+use crate::job::{self, changed_files, Changes, RoleRun};
 
 /// What every worker of a daemon shares.
 pub struct Workers {
@@ -65,7 +65,7 @@ pub async fn work(workers: Arc<Workers>, stopping: watch::Receiver<bool>, grace:
         if *stopping.borrow() {
             return;
         }
-        match workers.store.claim(&workers.id, lease).await {
+        match workers.store.claim(&workers.id, lease, job::merge).await {
             Ok(Some(claim)) => run_claim(&workers, claim, stopping.clone(), grace).await,
             Ok(None) => {
                 let mut stopping = stopping.clone();

@@ -89,6 +89,9 @@ fn show(body: &Value) -> String {
         short(&job["payload"]["commit"]),
         job["attempts"]
     );
+    if let Some(into) = job["merged_into"].as_i64() {
+        let _ = writeln!(out, "merged into job #{into}, which runs its push");
+    }
     if let Some(error) = job["result"]["error"].as_str() {
         let _ = writeln!(out, "error: {error}");
     }

@@ -2,12 +2,15 @@
 //! runs and share between processes.
 //!
 //! - **deliveries**: every webhook delivery the daemon answered, with what became of it
-//!   (queued, merged into a queued job, ignored, duplicate). The delivery id is unique:
-//!   a delivery seen before queues nothing.
+//!   (queued, ignored, duplicate). The delivery id is unique: a delivery seen before
+//!   queues nothing.
 //! - **jobs and their queue**: a job is an opaque JSON payload (the daemon's job
-//!   description) under a *key* (the role): at most one job per key runs at a time, and
-//!   a job queued for a key that already has a queued job is merged into it by a
-//!   function the caller passes.
+//!   description) under a *key* (the role): at most one job per key runs at a time.
+//!   Jobs queued by deliveries merge: the worker that claims the oldest queued job of a
+//!   key folds the key's later queued ones into it with a function it passes, and they
+//!   end as [`JobState::Merged`]. Merging when a job starts rather than when a delivery
+//!   arrives keeps accepting a delivery a plain insert: deliveries for one role never
+//!   wait for each other.
 //! - **leases**: a worker that claims a job holds a lease it renews; a job whose lease
 //!   expired is claimed again by another worker, which is told so ([`Claim::taken_over`]).
 //!   Only the holder of the lease can finish a job, so none completes twice.
@@ -27,11 +30,16 @@
 //! ```no_run
 //! # async fn example() -> Result<(), toyc_store::StoreError> {
 //! use std::time::Duration;
+//! use serde_json::Value;
 //! use toyc_store::{NewJob, Outcome};
+//!
+//! fn newest(_queued: &Value, new: &Value) -> Value {
+//!     new.clone()
+//! }
 //!
 //! let store = toyc_store::open("/var/lib/toyc/state.db").await?;
 //! let job = store.enqueue(NewJob { key: "web".into(), payload: "main".into() }).await?;
-//! if let Some(claim) = store.claim("worker-1", Duration::from_secs(30)).await? {
+//! if let Some(claim) = store.claim("worker-1", Duration::from_secs(30), newest).await? {
 //!     assert_eq!(claim.job.id, job);
 //!     store.finish(job, "worker-1", Outcome::Succeeded, "ok".into()).await?;
 //! }
@@ -128,20 +136,15 @@ pub struct NewJob {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Accepted {
-    /// A new job was queued.
+    /// A new job was queued (it may be merged into an earlier queued job of its key
+    /// when that one starts).
     Queued {
         /// The new job.
         job: JobId,
     },
-    /// A job with the same key was already queued (not yet running); the new payload
-    /// was merged into it.
-    Merged {
-        /// The queued job it joined.
-        job: JobId,
-    },
     /// The delivery id was seen before: nothing was queued or recorded.
     Duplicate {
-        /// The job the first delivery queued or joined, if any.
+        /// The job the first delivery's job is now part of, if any.
         job: Option<JobId>,
     },
     /// Recorded as ignored; nothing queued.
@@ -162,12 +165,18 @@ pub enum JobState {
     Failed,
     /// Cancelled before or while running.
     Cancelled,
+    /// Folded, while queued, into an earlier queued job of its key when that one started
+    /// ([`Job::merged_into`]): it runs as part of that job.
+    Merged,
 }
 
 impl JobState {
     /// Whether the job is over.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Cancelled | Self::Merged
+        )
     }
 }
 
@@ -208,8 +217,10 @@ pub struct Job {
     pub cancel_requested: bool,
     /// What the worker recorded when it finished (the run's report, or an error).
     pub result: Option<Value>,
-    /// The deliveries that queued or joined it, oldest first.
+    /// The deliveries that queued it or a job merged into it, oldest first.
     pub deliveries: Vec<String>,
+    /// When it was merged: the job it runs as part of.
+    pub merged_into: Option<JobId>,
 }
 
 /// A job a worker claimed.
@@ -252,7 +263,7 @@ pub struct Delivery {
     pub delivery: NewDelivery,
     /// Unix milliseconds.
     pub received_ms: i64,
-    /// The job it queued or joined.
+    /// The job it queued, or the one that job was merged into.
     pub job: Option<JobId>,
 }
 
@@ -273,31 +284,41 @@ pub struct HostRecord {
     pub applied_ms: Option<i64>,
 }
 
-/// Merges a new payload into a queued one with the same key; returns the merged payload.
+/// Merges the payload of a later queued job into an earlier one's with the same key;
+/// returns the merged payload.
 pub type Merge = fn(&Value, &Value) -> Value;
 
 /// The state store. Every method is one transaction.
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// Records a delivery and, with `job`, queues it, merging it into a queued job with
-    /// the same key (`merge(queued, new)`) when there is one, all in one transaction,
-    /// committed before this returns. A delivery id seen before records nothing.
+    /// Records a delivery and, with `job`, queues it as a job that merges (see
+    /// [`Store::claim`]), in one transaction committed before this returns. A delivery id
+    /// seen before records nothing.
     async fn accept(
         &self,
         delivery: NewDelivery,
         job: Option<NewJob>,
-        merge: Merge,
     ) -> Result<Accepted, StoreError>;
 
-    /// Queues a job with no delivery (a deliberate re-run): never merged, never
-    /// deduplicated.
+    /// Queues a job with no delivery (a deliberate re-run, a workflow run): never merged,
+    /// never deduplicated.
     async fn enqueue(&self, job: NewJob) -> Result<JobId, StoreError>;
 
-    /// Claims the oldest job that may run now for `lease`: a queued job whose key has
-    /// no running job, or a running job whose lease expired (then [`Claim::taken_over`]
-    /// names the worker that lost it; a queued job of that key waits until the taken
-    /// over one ends). `None` when there is none.
-    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Claim>, StoreError>;
+    /// Claims the oldest job that may run now for `lease`: the oldest queued job of a key
+    /// with no running job, or a running job whose lease expired (then
+    /// [`Claim::taken_over`] names the worker that lost it; a queued job of that key
+    /// waits until the taken over one ends). `None` when there is none.
+    ///
+    /// A queued job that came from a delivery takes in the later queued delivery jobs
+    /// of its key: its payload becomes `merge(merge(first, second), third)...` in
+    /// queue order, their deliveries become its own, and they end as
+    /// [`JobState::Merged`].
+    async fn claim(
+        &self,
+        worker: &str,
+        lease: Duration,
+        merge: Merge,
+    ) -> Result<Option<Claim>, StoreError>;
 
     /// Renews `worker`'s lease on `job` for `lease` from now.
     async fn renew(&self, job: JobId, worker: &str, lease: Duration) -> Result<Lease, StoreError>;

@@ -4,8 +4,10 @@
 //!   never wait on each other nor take the same job; a partial unique index
 //!   (`jobs_one_running_per_key`) makes "one running job per key" hold even when two
 //!   of them start two queued jobs of one key at the same moment (the loser retries);
-//! - `accept` takes transaction-scoped advisory locks on the delivery id and on the key,
-//!   so two deliveries of one key merge instead of queueing two jobs;
+//! - `accept` is one statement, one round trip, that takes no lock but the delivery id's
+//!   unique index entry: deliveries for one key never wait for each other. Jobs merge
+//!   when one is claimed (the claim only considers the oldest queued job of a key, so
+//!   two claimers never fold the same jobs);
 //! - leases are measured by the server's clock (`clock_timestamp()`), so the daemons'
 //!   machines need not agree on the time;
 //! - every change that may make a job claimable sends `NOTIFY toyc_jobs` (delivered at
@@ -32,7 +34,43 @@ use crate::{
 };
 
 /// The schema this build writes; [`PostgresStore::connect`] refuses a newer one.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// What each version after 1 adds, applied in order to a store at an older version.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    2,
+    // Merging moved from accepting a delivery to claiming a job: which jobs merge, and
+    // into which job a merged one went.
+    "ALTER TABLE jobs ADD COLUMN mergeable BOOLEAN NOT NULL DEFAULT false;
+     ALTER TABLE jobs ADD COLUMN merged_into BIGINT REFERENCES jobs (id);",
+)];
+
+/// Records a delivery and queues its job in one statement: `$1..$5` the delivery, `$6`
+/// the job's key (`NULL`: ignored, no job), `$7` its payload. The job's id is drawn
+/// first so that the delivery can name it; a delivery id seen before inserts neither
+/// (`inserted` 0) and `earlier` is the job its first delivery is part of.
+const ACCEPT: &str = "
+WITH new AS (
+    SELECT CASE WHEN $6::text IS NULL THEN NULL
+                ELSE nextval(pg_get_serial_sequence('jobs', 'id')) END AS job,
+           (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now
+), delivery AS (
+    INSERT INTO deliveries (id, provider, repo, event, ignored, received_ms, job)
+    SELECT $1, $2, $3, $4, $5, now, job FROM new
+    ON CONFLICT (id) DO NOTHING
+    RETURNING job
+), job AS (
+    INSERT INTO jobs (id, key, payload, state, created_ms, mergeable)
+    SELECT delivery.job, $6, $7, 'queued', new.now, true FROM delivery, new
+    WHERE delivery.job IS NOT NULL
+    RETURNING id
+), wake AS (
+    SELECT pg_notify('toyc_jobs', '') FROM job
+)
+SELECT (SELECT count(*) FROM delivery) AS inserted,
+       (SELECT job FROM new) AS job,
+       (SELECT count(*) FROM wake) AS woken,
+       (SELECT job FROM deliveries WHERE id = $1) AS earlier";
 
 /// Version 1.
 const SCHEMA: &str = "
@@ -86,16 +124,14 @@ const CHANNEL: &str = "toyc_jobs";
 
 /// The columns [`job_from_row`] reads.
 const JOB_COLUMNS: &str = "id, key, payload, state, created_ms, started_ms, finished_ms, \
-     worker, attempts, cancel_requested, result";
+     worker, attempts, cancel_requested, result, merged_into";
 
 /// Now by the server's clock, in Unix milliseconds.
 const NOW_MS: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
 /// Advisory lock classes (the first key of `pg_advisory_xact_lock(int, int)`).
 const LOCK_SCHEMA: i32 = 0x746f_7900;
-const LOCK_KEY: i32 = 0x746f_7901;
 const LOCK_EVENTS: i32 = 0x746f_7902;
-const LOCK_DELIVERY: i32 = 0x746f_7903;
 
 /// How often a claim that lost a race for a key (see the module's doc) tries again.
 const CLAIM_ATTEMPTS: usize = 8;
@@ -250,24 +286,26 @@ async fn create_schema(client: &mut Client) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     if !exists {
         tx.batch_execute(SCHEMA).await.map_err(|e| e.to_string())?;
-        tx.execute(
-            "INSERT INTO schema_version (version) VALUES ($1)",
-            &[&SCHEMA_VERSION],
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    } else {
-        let version: Option<i64> = tx
-            .query_one("SELECT max(version) FROM schema_version", &[])
+        tx.execute("INSERT INTO schema_version (version) VALUES (1)", &[])
             .await
-            .map_err(|e| e.to_string())?
-            .get(0);
-        let version = version.unwrap_or(0);
-        if version > SCHEMA_VERSION {
-            return Err(format!(
-                "it has schema version {version}, this toyc knows up to {SCHEMA_VERSION}: run a newer toyc"
-            ));
-        }
+            .map_err(|e| e.to_string())?;
+    }
+    let version: Option<i64> = tx
+        .query_one("SELECT max(version) FROM schema_version", &[])
+        .await
+        .map_err(|e| e.to_string())?
+        .get(0);
+    let version = version.unwrap_or(0);
+    if version > SCHEMA_VERSION {
+        return Err(format!(
+            "it has schema version {version}, this toyc knows up to {SCHEMA_VERSION}: run a newer toyc"
+        ));
+    }
+    for (to, migration) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
+        let upgrade = format!("{migration}; INSERT INTO schema_version (version) VALUES ({to})");
+        tx.batch_execute(&upgrade)
+            .await
+            .map_err(|e| format!("cannot upgrade it to schema version {to}: {e}"))?;
     }
     tx.commit().await.map_err(|e| e.to_string())
 }
@@ -342,6 +380,7 @@ fn state_name(state: JobState) -> &'static str {
         JobState::Succeeded => "succeeded",
         JobState::Failed => "failed",
         JobState::Cancelled => "cancelled",
+        JobState::Merged => "merged",
     }
 }
 
@@ -366,6 +405,7 @@ fn job_from_row(row: &Row) -> Result<Job, StoreError> {
         cancel_requested: row.try_get(9).map_err(backend)?,
         result: row.try_get(10).map_err(backend)?,
         deliveries: Vec::new(),
+        merged_into: row.try_get(11).map_err(backend)?,
     })
 }
 
@@ -427,36 +467,7 @@ fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
-async fn insert_delivery(
-    client: &impl GenericClient,
-    delivery: &NewDelivery,
-    now: i64,
-    job: Option<JobId>,
-) -> Result<(), StoreError> {
-    let statement = cached(
-        client,
-        "INSERT INTO deliveries (id, provider, repo, event, ignored, received_ms, job)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .await?;
-    client
-        .execute(
-            &statement,
-            &[
-                &delivery.id,
-                &delivery.provider,
-                &delivery.repo,
-                &delivery.event,
-                &delivery.ignored,
-                &now,
-                &job,
-            ],
-        )
-        .await
-        .map_err(backend)?;
-    Ok(())
-}
-
+/// Queues a job that never merges (see [`Store::enqueue`]).
 async fn insert_job(
     client: &impl GenericClient,
     job: &NewJob,
@@ -473,6 +484,74 @@ async fn insert_job(
         .await
         .map_err(backend)?
         .get(0))
+}
+
+/// Folds the later queued mergeable jobs of `claimed`'s key into it (see
+/// [`Store::claim`]), their rows locked until the transaction ends.
+async fn merge_later_jobs(
+    client: &impl GenericClient,
+    claimed: JobId,
+    merge: Merge,
+    now: i64,
+) -> Result<(), StoreError> {
+    let row = client
+        .query_one(
+            "SELECT key, mergeable, payload FROM jobs WHERE id = $1",
+            &[&claimed],
+        )
+        .await
+        .map_err(backend)?;
+    let (key, mergeable): (String, bool) = (
+        row.try_get(0).map_err(backend)?,
+        row.try_get(1).map_err(backend)?,
+    );
+    if !mergeable {
+        return Ok(());
+    }
+    let mut payload: Value = row.try_get(2).map_err(backend)?;
+    // Nobody else claims these (the claim considers only a key's oldest queued job,
+    // which this transaction holds); a cancel may hold one: wait for it.
+    let later = client
+        .query(
+            "SELECT id, payload FROM jobs
+             WHERE key = $1 AND state = 'queued' AND mergeable AND id > $2
+             ORDER BY id FOR UPDATE",
+            &[&key, &claimed],
+        )
+        .await
+        .map_err(backend)?;
+    if later.is_empty() {
+        return Ok(());
+    }
+    let mut merged = Vec::with_capacity(later.len());
+    for row in &later {
+        let id: JobId = row.try_get(0).map_err(backend)?;
+        payload = merge(&payload, &row.try_get::<_, Value>(1).map_err(backend)?);
+        merged.push(id);
+    }
+    client
+        .execute(
+            "UPDATE jobs SET state = 'merged', merged_into = $1, finished_ms = $2
+             WHERE id = ANY($3)",
+            &[&claimed, &now, &merged],
+        )
+        .await
+        .map_err(backend)?;
+    client
+        .execute(
+            "UPDATE deliveries SET job = $1 WHERE job = ANY($2)",
+            &[&claimed, &merged],
+        )
+        .await
+        .map_err(backend)?;
+    client
+        .execute(
+            "UPDATE jobs SET payload = $1 WHERE id = $2",
+            &[&payload, &claimed],
+        )
+        .await
+        .map_err(backend)?;
+    Ok(())
 }
 
 fn host_from_row(row: &Row) -> Result<HostRecord, StoreError> {
@@ -492,69 +571,41 @@ impl Store for PostgresStore {
         &self,
         delivery: NewDelivery,
         job: Option<NewJob>,
-        merge: Merge,
     ) -> Result<Accepted, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(backend)?;
-        // The delivery's lock first, then the key's: always in this order.
-        let lock = cached(&tx, "SELECT pg_advisory_xact_lock($1, hashtext($2))").await?;
-        tx.execute(&lock, &[&LOCK_DELIVERY, &delivery.id])
+        let client = self.client().await?;
+        let statement = cached(&client, ACCEPT).await?;
+        let (key, payload) = match &job {
+            Some(job) => (Some(job.key.as_str()), Some(&job.payload)),
+            None => (None, None),
+        };
+        let row = client
+            .query_one(
+                &statement,
+                &[
+                    &delivery.id,
+                    &delivery.provider,
+                    &delivery.repo,
+                    &delivery.event,
+                    &delivery.ignored,
+                    &key,
+                    &payload,
+                ],
+            )
             .await
             .map_err(backend)?;
-        let seen = cached(&tx, "SELECT job FROM deliveries WHERE id = $1").await?;
-        if let Some(row) = tx
-            .query_opt(&seen, &[&delivery.id])
-            .await
-            .map_err(backend)?
-        {
+        let inserted: i64 = row.try_get("inserted").map_err(backend)?;
+        if inserted == 0 {
             return Ok(Accepted::Duplicate {
-                job: row.try_get(0).map_err(backend)?,
+                job: row.try_get("earlier").map_err(backend)?,
             });
         }
-        let now = now(&tx).await?;
-        let accepted = match job {
-            None => {
-                insert_delivery(&tx, &delivery, now, None).await?;
-                Accepted::Ignored
-            }
+        match row.try_get::<_, Option<JobId>>("job").map_err(backend)? {
             Some(job) => {
-                tx.execute(&lock, &[&LOCK_KEY, &job.key])
-                    .await
-                    .map_err(backend)?;
-                let queued = cached(
-                    &tx,
-                    "SELECT id, payload FROM jobs WHERE key = $1 AND state = 'queued'
-                     ORDER BY id LIMIT 1 FOR UPDATE",
-                )
-                .await?;
-                let queued = tx.query_opt(&queued, &[&job.key]).await.map_err(backend)?;
-                match queued {
-                    Some(row) => {
-                        let id: JobId = row.try_get(0).map_err(backend)?;
-                        let payload: Value = row.try_get(1).map_err(backend)?;
-                        let merged = merge(&payload, &job.payload);
-                        let update =
-                            cached(&tx, "UPDATE jobs SET payload = $1 WHERE id = $2").await?;
-                        tx.execute(&update, &[&merged, &id])
-                            .await
-                            .map_err(backend)?;
-                        insert_delivery(&tx, &delivery, now, Some(id)).await?;
-                        Accepted::Merged { job: id }
-                    }
-                    None => {
-                        let id = insert_job(&tx, &job, now).await?;
-                        insert_delivery(&tx, &delivery, now, Some(id)).await?;
-                        notify(&tx).await?;
-                        Accepted::Queued { job: id }
-                    }
-                }
+                self.poke();
+                Ok(Accepted::Queued { job })
             }
-        };
-        tx.commit().await.map_err(backend)?;
-        if matches!(accepted, Accepted::Queued { .. }) {
-            self.poke();
+            None => Ok(Accepted::Ignored),
         }
-        Ok(accepted)
     }
 
     async fn enqueue(&self, job: NewJob) -> Result<JobId, StoreError> {
@@ -568,18 +619,25 @@ impl Store for PostgresStore {
         Ok(id)
     }
 
-    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Claim>, StoreError> {
+    async fn claim(
+        &self,
+        worker: &str,
+        lease: Duration,
+        merge: Merge,
+    ) -> Result<Option<Claim>, StoreError> {
         let mut client = self.client().await?;
         for _ in 0..CLAIM_ATTEMPTS {
             let tx = client.transaction().await.map_err(backend)?;
             let now = now(&tx).await?;
-            // A queued job waits while its key has a running job, live or not: a dead
-            // worker's job is taken over (the second arm) before the next one starts.
+            // A queued job waits while its key has a running job, live or not (a dead
+            // worker's job is taken over, the second arm, before the next one starts),
+            // and while an older job of its key is queued.
             let Some(row) = tx
                 .query_opt(
                     "SELECT id, state, worker FROM jobs AS j
                      WHERE (state = 'queued' AND NOT EXISTS (
-                                SELECT 1 FROM jobs AS r WHERE r.key = j.key AND r.state = 'running'))
+                                SELECT 1 FROM jobs AS r WHERE r.key = j.key
+                                AND (r.state = 'running' OR (r.state = 'queued' AND r.id < j.id))))
                         OR (state = 'running' AND lease_until_ms <= $1)
                      ORDER BY id LIMIT 1
                      FOR UPDATE SKIP LOCKED",
@@ -593,6 +651,9 @@ impl Store for PostgresStore {
             let id: JobId = row.try_get(0).map_err(backend)?;
             let state: String = row.try_get(1).map_err(backend)?;
             let previous: Option<String> = row.try_get(2).map_err(backend)?;
+            if state == "queued" {
+                merge_later_jobs(&tx, id, merge, now).await?;
+            }
             let updated = tx
                 .execute(
                     "UPDATE jobs SET state = 'running', worker = $1, lease_until_ms = $2,

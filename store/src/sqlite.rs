@@ -15,7 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
-use tokio::sync::{Mutex, Notify, OwnedMutexGuard};
+use tokio::sync::{Mutex, Notify};
 
 use crate::{
     now_ms, Accepted, Claim, Delivery, HostRecord, Job, JobId, JobState, Lease, Merge, NewDelivery,
@@ -23,7 +23,16 @@ use crate::{
 };
 
 /// The schema this build writes; [`SqliteStore::open`] refuses a newer one.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
+
+/// What each version after 1 adds, applied in order to a store at an older version.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    2,
+    // Merging moved from accepting a delivery to claiming a job: which jobs merge, and
+    // into which job a merged one went.
+    "ALTER TABLE jobs ADD COLUMN mergeable INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE jobs ADD COLUMN merged_into INTEGER REFERENCES jobs (id);",
+)];
 
 /// Version 1. `jobs_one_running_per_key` is the last guard of "one run per role": the
 /// claim query already skips keys with a running job.
@@ -75,7 +84,7 @@ CREATE TABLE hosts (
 
 /// The columns [`job_from_row`] reads, in its order.
 const JOB_COLUMNS: &str = "id, key, payload, state, created_ms, started_ms, finished_ms, \
-     worker, attempts, cancel_requested, result";
+     worker, attempts, cancel_requested, result, merged_into";
 
 /// How long a writer waits for another process's transaction before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -83,8 +92,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// The SQLite store. Each handle has its own connection; handles on the same file (in
 /// one process or several) share its queue.
 pub struct SqliteStore {
-    /// The connection. A tokio mutex, so that its guard can cross to a blocking thread
-    /// and back (`accept` calls the caller's merge between two halves of a transaction).
+    /// The connection. A tokio mutex: waiting for it blocks no thread, and its guard
+    /// can go to the blocking thread that uses the connection.
     conn: Arc<Mutex<Connection>>,
     /// The file, for messages.
     path: PathBuf,
@@ -137,9 +146,12 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let guard = self.conn.clone().lock_owned().await;
-        let (_guard, result) = on_blocking_thread(guard, true, f).await?;
-        result
+        // The guard goes to the blocking thread: a caller dropped while waiting for
+        // it cannot leave a transaction half done.
+        let mut guard = self.conn.clone().lock_owned().await;
+        tokio::task::spawn_blocking(move || f(&mut guard))
+            .await
+            .map_err(joined)?
     }
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction, committed when it returns `Ok`.
@@ -185,31 +197,6 @@ fn wake_ups(path: &Path) -> Arc<Notify> {
     let work = Arc::new(Notify::new());
     by_file.push((file, Arc::downgrade(&work)));
     work
-}
-
-/// Moves the connection's guard to a blocking thread, runs `f`, and hands the guard
-/// back. `fresh`: `f` starts its own transaction (else it goes on with one its caller
-/// began).
-async fn on_blocking_thread<T, F>(
-    mut guard: OwnedMutexGuard<Connection>,
-    fresh: bool,
-    f: F,
-) -> Result<(OwnedMutexGuard<Connection>, Result<T, StoreError>), StoreError>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-{
-    tokio::task::spawn_blocking(move || {
-        // A caller that was dropped half-way through `accept` (its future cancelled)
-        // left its transaction open: roll it back rather than fail every later call.
-        if fresh && !guard.is_autocommit() {
-            let _ = guard.execute_batch("ROLLBACK");
-        }
-        let result = f(&mut guard);
-        (guard, result)
-    })
-    .await
-    .map_err(joined)
 }
 
 fn begin(conn: &Connection) -> Result<(), StoreError> {
@@ -269,12 +256,8 @@ fn open_blocking(path: &Path) -> Result<Connection, String> {
             .map_err(|e| e.to_string())?;
         if !exists {
             conn.execute_batch(SCHEMA).map_err(|e| e.to_string())?;
-            conn.execute(
-                "INSERT INTO schema_version (version) VALUES (?1)",
-                [SCHEMA_VERSION],
-            )
-            .map_err(|e| e.to_string())?;
-            return Ok(());
+            conn.execute("INSERT INTO schema_version (version) VALUES (1)", [])
+                .map_err(|e| e.to_string())?;
         }
         let version: i64 = conn
             .query_row("SELECT max(version) FROM schema_version", [], |row| {
@@ -286,6 +269,13 @@ fn open_blocking(path: &Path) -> Result<Connection, String> {
             return Err(format!(
                 "it has schema version {version}, this toyc knows up to {SCHEMA_VERSION}: run a newer toyc"
             ));
+        }
+        for (to, migration) in MIGRATIONS.iter().filter(|(to, _)| *to > version) {
+            conn.execute_batch(migration)
+                .and_then(|()| {
+                    conn.execute("INSERT INTO schema_version (version) VALUES (?1)", [to])
+                })
+                .map_err(|e| format!("cannot upgrade it to schema version {to}: {e}"))?;
         }
         Ok(())
     })();
@@ -303,6 +293,7 @@ fn state_name(state: JobState) -> &'static str {
         JobState::Succeeded => "succeeded",
         JobState::Failed => "failed",
         JobState::Cancelled => "cancelled",
+        JobState::Merged => "merged",
     }
 }
 
@@ -313,6 +304,7 @@ pub(crate) fn parse_state(name: &str) -> Option<JobState> {
         "succeeded" => JobState::Succeeded,
         "failed" => JobState::Failed,
         "cancelled" => JobState::Cancelled,
+        "merged" => JobState::Merged,
         _ => return None,
     })
 }
@@ -364,6 +356,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
                 )
             })?,
         deliveries: Vec::new(),
+        merged_into: row.get(11)?,
     })
 }
 
@@ -439,13 +432,78 @@ fn insert_delivery(
     Ok(())
 }
 
-fn insert_job(conn: &Connection, job: &NewJob, now: i64) -> Result<JobId, StoreError> {
-    conn.execute(
-        "INSERT INTO jobs (key, payload, state, created_ms) VALUES (?1, ?2, 'queued', ?3)",
-        params![job.key, job.payload.to_string(), now],
+/// Queues `job`; `mergeable`: it came from a delivery, and merges with the key's other
+/// such jobs when one of them is claimed.
+fn insert_job(
+    conn: &Connection,
+    job: &NewJob,
+    mergeable: bool,
+    now: i64,
+) -> Result<JobId, StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO jobs (key, payload, state, created_ms, mergeable)
+         VALUES (?1, ?2, 'queued', ?3, ?4)",
     )
+    .and_then(|mut insert| {
+        insert.execute(params![job.key, job.payload.to_string(), now, mergeable])
+    })
     .map_err(backend)?;
     Ok(conn.last_insert_rowid())
+}
+
+/// Folds the later queued mergeable jobs of `claimed`'s key into it (see
+/// [`Store::claim`]); returns how many.
+fn merge_later_jobs(
+    conn: &Connection,
+    claimed: JobId,
+    merge: Merge,
+    now: i64,
+) -> Result<usize, StoreError> {
+    let (key, mergeable, mut payload): (String, bool, Value) = conn
+        .query_row(
+            "SELECT key, mergeable, payload FROM jobs WHERE id = ?1",
+            [claimed],
+            |row| Ok((row.get(0)?, row.get(1)?, json_column(row, 2)?)),
+        )
+        .map_err(backend)?;
+    if !mergeable {
+        return Ok(0);
+    }
+    let later: Vec<(JobId, Value)> = {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, payload FROM jobs
+                 WHERE key = ?1 AND state = 'queued' AND mergeable AND id > ?2 ORDER BY id",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![key, claimed], |row| {
+                Ok((row.get(0)?, json_column(row, 1)?))
+            })
+            .map_err(backend)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(backend)?
+    };
+    for (id, later_payload) in &later {
+        payload = merge(&payload, later_payload);
+        conn.execute(
+            "UPDATE jobs SET state = 'merged', merged_into = ?1, finished_ms = ?2 WHERE id = ?3",
+            params![claimed, now, id],
+        )
+        .map_err(backend)?;
+        conn.execute(
+            "UPDATE deliveries SET job = ?1 WHERE job = ?2",
+            params![claimed, id],
+        )
+        .map_err(backend)?;
+    }
+    if !later.is_empty() {
+        conn.execute(
+            "UPDATE jobs SET payload = ?1 WHERE id = ?2",
+            params![payload.to_string(), claimed],
+        )
+        .map_err(backend)?;
+    }
+    Ok(later.len())
 }
 
 #[async_trait]
@@ -454,62 +512,28 @@ impl Store for SqliteStore {
         &self,
         delivery: NewDelivery,
         job: Option<NewJob>,
-        merge: Merge,
     ) -> Result<Accepted, StoreError> {
-        let guard = self.conn.clone().lock_owned().await;
-        // One hop to a blocking thread, one transaction: look for the delivery and a
-        // queued job of the key, merge, write, commit.
-        let (_guard, accepted) = on_blocking_thread(guard, true, move |conn| {
-            begin(conn)?;
-            let accepted = (|| {
+        let accepted = self
+            .write(move |conn, now| {
                 let earlier: Option<Option<JobId>> = conn
-                    .query_row(
-                        "SELECT job FROM deliveries WHERE id = ?1",
-                        [&delivery.id],
-                        |row| row.get(0),
-                    )
-                    .optional()
+                    .prepare_cached("SELECT job FROM deliveries WHERE id = ?1")
+                    .and_then(|mut seen| {
+                        seen.query_row([&delivery.id], |row| row.get(0)).optional()
+                    })
                     .map_err(backend)?;
                 if let Some(job) = earlier {
                     return Ok(Accepted::Duplicate { job });
                 }
-                let now = now_ms();
                 let Some(job) = job else {
                     insert_delivery(conn, &delivery, now, None)?;
                     return Ok(Accepted::Ignored);
                 };
-                let queued: Option<(JobId, Value)> = conn
-                    .query_row(
-                        "SELECT id, payload FROM jobs WHERE key = ?1 AND state = 'queued'
-                         ORDER BY id LIMIT 1",
-                        [&job.key],
-                        |row| Ok((row.get(0)?, json_column(row, 1)?)),
-                    )
-                    .optional()
-                    .map_err(backend)?;
-                match queued {
-                    Some((id, payload)) => {
-                        let merged = merge(&payload, &job.payload);
-                        conn.execute(
-                            "UPDATE jobs SET payload = ?1 WHERE id = ?2",
-                            params![merged.to_string(), id],
-                        )
-                        .map_err(backend)?;
-                        insert_delivery(conn, &delivery, now, Some(id))?;
-                        Ok(Accepted::Merged { job: id })
-                    }
-                    None => {
-                        let id = insert_job(conn, &job, now)?;
-                        insert_delivery(conn, &delivery, now, Some(id))?;
-                        Ok(Accepted::Queued { job: id })
-                    }
-                }
-            })();
-            end(conn, accepted)
-        })
-        .await?;
-        let accepted = accepted?;
-        if matches!(accepted, Accepted::Queued { .. } | Accepted::Merged { .. }) {
+                let id = insert_job(conn, &job, true, now)?;
+                insert_delivery(conn, &delivery, now, Some(id))?;
+                Ok(Accepted::Queued { job: id })
+            })
+            .await?;
+        if matches!(accepted, Accepted::Queued { .. }) {
             self.poke();
         }
         Ok(accepted)
@@ -517,22 +541,29 @@ impl Store for SqliteStore {
 
     async fn enqueue(&self, job: NewJob) -> Result<JobId, StoreError> {
         let id = self
-            .write(move |conn, now| insert_job(conn, &job, now))
+            .write(move |conn, now| insert_job(conn, &job, false, now))
             .await?;
         self.poke();
         Ok(id)
     }
 
-    async fn claim(&self, worker: &str, lease: Duration) -> Result<Option<Claim>, StoreError> {
+    async fn claim(
+        &self,
+        worker: &str,
+        lease: Duration,
+        merge: Merge,
+    ) -> Result<Option<Claim>, StoreError> {
         let worker = worker.to_string();
         self.write(move |conn, now| {
-            // A queued job waits while its key has a running job, live or not: a dead
-            // worker's job is taken over (the second arm) before the next one starts.
+            // A queued job waits while its key has a running job, live or not (a dead
+            // worker's job is taken over, the second arm, before the next one starts),
+            // and while an older job of its key is queued.
             let found: Option<(JobId, String, Option<String>)> = conn
                 .query_row(
                     "SELECT id, state, worker FROM jobs AS j
                      WHERE (state = 'queued' AND NOT EXISTS (
-                                SELECT 1 FROM jobs AS r WHERE r.key = j.key AND r.state = 'running'))
+                                SELECT 1 FROM jobs AS r WHERE r.key = j.key
+                                AND (r.state = 'running' OR (r.state = 'queued' AND r.id < j.id))))
                         OR (state = 'running' AND lease_until_ms <= ?1)
                      ORDER BY id LIMIT 1",
                     [now],
@@ -543,6 +574,9 @@ impl Store for SqliteStore {
             let Some((id, state, previous)) = found else {
                 return Ok(None);
             };
+            if state == "queued" {
+                merge_later_jobs(conn, id, merge, now)?;
+            }
             conn.execute(
                 "UPDATE jobs SET state = 'running', worker = ?1, lease_until_ms = ?2,
                      started_ms = ?3, attempts = attempts + 1

@@ -30,6 +30,25 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Runs `sql` on the database directly, behind the store's back.
+    async fn raw(&self, sql: &str) {
+        if self.location.starts_with("postgres") {
+            let (client, connection) =
+                tokio_postgres::connect(&self.location, tokio_postgres::NoTls)
+                    .await
+                    .expect("connect");
+            tokio::spawn(connection);
+            client.batch_execute(sql).await.expect("raw SQL");
+        } else {
+            rusqlite::Connection::open(&self.location)
+                .expect("open the file")
+                .execute_batch(sql)
+                .expect("raw SQL");
+        }
+    }
+}
+
 async fn sqlite() -> Db {
     let dir = tempfile::tempdir().expect("a temporary directory");
     // A directory that does not exist yet: `open` creates it.
@@ -88,14 +107,14 @@ const LONG: Duration = Duration::from_secs(60);
 async fn accept_queues_and_refuses_a_duplicate(db: Db) {
     let store = db.open().await;
     let first = store
-        .accept(delivery("d1"), Some(push("web", "a1", &["x"])), merge)
+        .accept(delivery("d1"), Some(push("web", "a1", &["x"])))
         .await
         .expect("accept");
     let Accepted::Queued { job } = first else {
         panic!("a first delivery queues a job, not {first:?}");
     };
     let again = store
-        .accept(delivery("d1"), Some(push("db", "b1", &["y"])), merge)
+        .accept(delivery("d1"), Some(push("db", "b1", &["y"])))
         .await
         .expect("accept");
     assert_eq!(again, Accepted::Duplicate { job: Some(job) });
@@ -112,57 +131,124 @@ async fn accept_queues_and_refuses_a_duplicate(db: Db) {
     assert_eq!(deliveries[0].delivery, delivery("d1"));
 }
 
-async fn accept_merges_into_the_queued_job_of_its_key(db: Db) {
+async fn queued_jobs_of_a_key_merge_when_the_first_is_claimed(db: Db) {
     let store = db.open().await;
-    let Accepted::Queued { job } = store
-        .accept(delivery("d1"), Some(push("web", "a1", &["x", "y"])), merge)
+    let mut queued = Vec::new();
+    for (id, key, commit, files) in [
+        ("d1", "web", "a1", &["x", "y"][..]),
+        ("d2", "web", "a2", &["z", "x"][..]),
+        ("d3", "db", "b1", &["q"][..]),
+    ] {
+        let accepted = store
+            .accept(delivery(id), Some(push(key, commit, files)))
+            .await
+            .expect("accept");
+        let Accepted::Queued { job } = accepted else {
+            panic!("a new delivery queues a job of its own, not {accepted:?}");
+        };
+        queued.push(job);
+    }
+    let [j1, j2, j3] = queued[..] else {
+        unreachable!()
+    };
+    // A deliberate re-run never merges, neither way.
+    let retry = store
+        .enqueue(push("web", "r", &["r"]))
+        .await
+        .expect("enqueue");
+    let Accepted::Queued { job: j5 } = store
+        .accept(delivery("d5"), Some(push("web", "a3", &["w"])))
         .await
         .expect("accept")
     else {
-        panic!("a first delivery queues a job");
+        panic!("a new delivery queues a job");
     };
-    let second = store
-        .accept(delivery("d2"), Some(push("web", "a2", &["z", "x"])), merge)
+    assert_eq!(store.jobs(10).await.expect("jobs").len(), 5);
+
+    let first = store
+        .claim("w1", LONG, merge)
         .await
-        .expect("accept");
-    assert_eq!(second, Accepted::Merged { job });
-    let other = store
-        .accept(delivery("d3"), Some(push("db", "b1", &["q"])), merge)
-        .await
-        .expect("accept");
-    assert!(
-        matches!(other, Accepted::Queued { job: other } if other != job),
-        "another key queues its own job: {other:?}"
-    );
-    let merged = store.job(job).await.expect("job").expect("the job exists");
+        .expect("claim")
+        .expect("a job");
+    assert_eq!(first.job.id, j1);
     assert_eq!(
-        merged.payload,
-        json!({"commit": "a2", "files": ["x", "y", "z"]})
+        first.job.payload,
+        json!({"commit": "a3", "files": ["w", "x", "y", "z"]}),
+        "the newest commit, every push's files"
     );
-    assert_eq!(merged.deliveries, vec!["d1".to_string(), "d2".to_string()]);
-    assert_eq!(store.jobs(10).await.expect("jobs").len(), 2);
+    assert_eq!(first.job.deliveries, ["d1", "d2", "d5"]);
+    for merged in [j2, j5] {
+        let merged = store.job(merged).await.expect("job").expect("exists");
+        assert_eq!(merged.state, JobState::Merged);
+        assert_eq!(merged.merged_into, Some(j1));
+        assert!(merged.state.is_final() && merged.finished_ms.is_some());
+        assert!(merged.deliveries.is_empty(), "{merged:?}");
+    }
+    assert_eq!(
+        store
+            .accept(delivery("d2"), Some(push("web", "a9", &[])))
+            .await
+            .expect("accept"),
+        Accepted::Duplicate { job: Some(j1) },
+        "a redelivery names the job its push runs in"
+    );
+    let other = store
+        .claim("w2", LONG, merge)
+        .await
+        .expect("claim")
+        .expect("a job");
+    assert_eq!(other.job.id, j3, "another key is claimed on its own");
+    assert_eq!(other.job.payload, json!({"commit": "b1", "files": ["q"]}));
+    assert!(store
+        .claim("w3", LONG, merge)
+        .await
+        .expect("claim")
+        .is_none());
+    assert!(store
+        .finish(j1, "w1", Outcome::Succeeded, json!("ok"))
+        .await
+        .expect("finish"));
+    let rerun = store
+        .claim("w3", LONG, merge)
+        .await
+        .expect("claim")
+        .expect("a job");
+    assert_eq!(rerun.job.id, retry);
+    assert_eq!(rerun.job.payload, json!({"commit": "r", "files": ["r"]}));
     let deliveries = store.deliveries(10).await.expect("deliveries");
-    let ids: Vec<&str> = deliveries.iter().map(|d| d.delivery.id.as_str()).collect();
-    assert_eq!(ids, ["d3", "d2", "d1"], "newest first");
+    let ids: Vec<(&str, Option<JobId>)> = deliveries
+        .iter()
+        .map(|d| (d.delivery.id.as_str(), d.job))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("d5", Some(j1)),
+            ("d3", Some(j3)),
+            ("d2", Some(j1)),
+            ("d1", Some(j1))
+        ],
+        "newest first, each naming the job it runs in"
+    );
 }
 
 async fn accept_behind_a_running_job_queues_a_new_one(db: Db) {
     let store = db.open().await;
     let Accepted::Queued { job: first } = store
-        .accept(delivery("d1"), Some(push("web", "a1", &["x"])), merge)
+        .accept(delivery("d1"), Some(push("web", "a1", &["x"])))
         .await
         .expect("accept")
     else {
         panic!("a first delivery queues a job");
     };
     let claim = store
-        .claim("w1", LONG)
+        .claim("w1", LONG, merge)
         .await
         .expect("claim")
         .expect("a job");
     assert_eq!(claim.job.id, first);
     let second = store
-        .accept(delivery("d2"), Some(push("web", "a2", &["y"])), merge)
+        .accept(delivery("d2"), Some(push("web", "a2", &["y"])))
         .await
         .expect("accept");
     let Accepted::Queued { job: second } = second else {
@@ -171,8 +257,19 @@ async fn accept_behind_a_running_job_queues_a_new_one(db: Db) {
     assert_ne!(second, first);
     let running = store.job(first).await.expect("job").expect("exists");
     assert_eq!(running.payload, json!({"commit": "a1", "files": ["x"]}));
+    let Accepted::Queued { job: third } = store
+        .accept(delivery("d3"), Some(push("web", "a3", &["z"])))
+        .await
+        .expect("accept")
+    else {
+        panic!("a delivery queues a job");
+    };
     assert!(
-        store.claim("w2", LONG).await.expect("claim").is_none(),
+        store
+            .claim("w2", LONG, merge)
+            .await
+            .expect("claim")
+            .is_none(),
         "one running job per key"
     );
     assert!(store
@@ -180,33 +277,41 @@ async fn accept_behind_a_running_job_queues_a_new_one(db: Db) {
         .await
         .expect("finish"));
     let next = store
-        .claim("w2", LONG)
+        .claim("w2", LONG, merge)
         .await
         .expect("claim")
         .expect("a job");
     assert_eq!(next.job.id, second);
+    assert_eq!(
+        next.job.payload,
+        json!({"commit": "a3", "files": ["y", "z"]}),
+        "the two pushes made during the run run as one"
+    );
+    let third = store.job(third).await.expect("job").expect("exists");
+    assert_eq!(
+        (third.state, third.merged_into),
+        (JobState::Merged, Some(second))
+    );
 }
 
 async fn ignored_deliveries_are_recorded_once(db: Db) {
     let store = db.open().await;
     let mut ignored = delivery("d1");
     ignored.ignored = Some("branch dev is not tracked".to_string());
-    let accepted = store
-        .accept(ignored.clone(), None, merge)
-        .await
-        .expect("accept");
+    let accepted = store.accept(ignored.clone(), None).await.expect("accept");
     assert_eq!(accepted, Accepted::Ignored);
-    let again = store
-        .accept(ignored.clone(), None, merge)
-        .await
-        .expect("accept");
+    let again = store.accept(ignored.clone(), None).await.expect("accept");
     assert_eq!(again, Accepted::Duplicate { job: None });
     let deliveries = store.deliveries(10).await.expect("deliveries");
     assert_eq!(deliveries.len(), 1);
     assert_eq!(deliveries[0].delivery, ignored);
     assert_eq!(deliveries[0].job, None);
     assert!(store.jobs(10).await.expect("jobs").is_empty());
-    assert!(store.claim("w", LONG).await.expect("claim").is_none());
+    assert!(store
+        .claim("w", LONG, merge)
+        .await
+        .expect("claim")
+        .is_none());
 }
 
 async fn claim_takes_the_oldest_job_of_a_free_key(db: Db) {
@@ -215,7 +320,7 @@ async fn claim_takes_the_oldest_job_of_a_free_key(db: Db) {
     let b = store.enqueue(push("web", "b", &[])).await.expect("enqueue");
     let c = store.enqueue(push("db", "c", &[])).await.expect("enqueue");
     let first = store
-        .claim("w1", LONG)
+        .claim("w1", LONG, merge)
         .await
         .expect("claim")
         .expect("a job");
@@ -226,18 +331,22 @@ async fn claim_takes_the_oldest_job_of_a_free_key(db: Db) {
     assert!(first.job.started_ms.is_some());
     assert_eq!(first.taken_over, None);
     let second = store
-        .claim("w2", LONG)
+        .claim("w2", LONG, merge)
         .await
         .expect("claim")
         .expect("a job");
     assert_eq!(second.job.id, c, "web's next job waits while web runs");
-    assert!(store.claim("w3", LONG).await.expect("claim").is_none());
+    assert!(store
+        .claim("w3", LONG, merge)
+        .await
+        .expect("claim")
+        .is_none());
     assert!(store
         .finish(a, "w1", Outcome::Failed, json!({"error": "boom"}))
         .await
         .expect("finish"));
     let third = store
-        .claim("w3", LONG)
+        .claim("w3", LONG, merge)
         .await
         .expect("claim")
         .expect("a job");
@@ -253,18 +362,22 @@ async fn an_expired_lease_is_taken_over_and_the_loser_cannot_finish(db: Db) {
     let job = store.enqueue(push("web", "a", &[])).await.expect("enqueue");
     let queued_too = store.enqueue(push("web", "b", &[])).await.expect("enqueue");
     let first = store
-        .claim("w1", Duration::from_millis(300))
+        .claim("w1", Duration::from_millis(300), merge)
         .await
         .expect("claim")
         .expect("a job");
     assert_eq!(first.job.id, job);
     assert!(
-        store.claim("w2", LONG).await.expect("claim").is_none(),
+        store
+            .claim("w2", LONG, merge)
+            .await
+            .expect("claim")
+            .is_none(),
         "a live lease is not taken over"
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
     let second = store
-        .claim("w2", LONG)
+        .claim("w2", LONG, merge)
         .await
         .expect("claim")
         .expect("a job");
@@ -276,7 +389,11 @@ async fn an_expired_lease_is_taken_over_and_the_loser_cannot_finish(db: Db) {
     assert_eq!(second.job.attempts, 2);
     assert_eq!(second.job.worker.as_deref(), Some("w2"));
     assert!(
-        store.claim("w3", LONG).await.expect("claim").is_none(),
+        store
+            .claim("w3", LONG, merge)
+            .await
+            .expect("claim")
+            .is_none(),
         "{queued_too} waits for the taken over job"
     );
     assert_eq!(
@@ -314,7 +431,7 @@ async fn renew_holds_and_reports_a_cancel(db: Db) {
     let running = store.enqueue(push("web", "a", &[])).await.expect("enqueue");
     let queued = store.enqueue(push("db", "b", &[])).await.expect("enqueue");
     store
-        .claim("w1", LONG)
+        .claim("w1", LONG, merge)
         .await
         .expect("claim")
         .expect("a job");
@@ -354,7 +471,11 @@ async fn renew_holds_and_reports_a_cancel(db: Db) {
     assert_eq!(cancelled.state, JobState::Cancelled);
     assert!(cancelled.finished_ms.is_some());
     assert!(
-        store.claim("w1", LONG).await.expect("claim").is_none(),
+        store
+            .claim("w1", LONG, merge)
+            .await
+            .expect("claim")
+            .is_none(),
         "a cancelled job is not claimed"
     );
     assert!(matches!(
@@ -371,7 +492,7 @@ async fn release_gives_the_job_back(db: Db) {
     let store = db.open().await;
     let job = store.enqueue(push("web", "a", &[])).await.expect("enqueue");
     store
-        .claim("w1", LONG)
+        .claim("w1", LONG, merge)
         .await
         .expect("claim")
         .expect("a job");
@@ -382,7 +503,7 @@ async fn release_gives_the_job_back(db: Db) {
         JobState::Queued
     );
     let again = store
-        .claim("w2", LONG)
+        .claim("w2", LONG, merge)
         .await
         .expect("claim")
         .expect("a job");
@@ -502,7 +623,7 @@ async fn two_workers_claim_each_job_once(db: Db) {
             let mut claimed = Vec::new();
             let mut idle = 0;
             while idle < 20 {
-                let Some(claim) = store.claim(worker, LONG).await.expect("claim") else {
+                let Some(claim) = store.claim(worker, LONG, merge).await.expect("claim") else {
                     // The other worker may hold the only free key's job: wait a bit.
                     idle += 1;
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -539,58 +660,155 @@ async fn two_workers_claim_each_job_once(db: Db) {
     }
 }
 
-/// Deliveries of one key accepted at the same moment through two handles, when the
-/// key has no queued job: they make one job, not two. Round after round, each ending
-/// by cancelling that job so that the next round starts with none.
-async fn concurrent_deliveries_of_a_key_merge_into_one_job(db: Db) {
-    const ROUNDS: usize = 25;
-    let barrier = Arc::new(tokio::sync::Barrier::new(2));
-    let mut senders = Vec::new();
+/// Deliveries of one key accepted through two handles while two workers claim and
+/// finish jobs through two more: every push runs exactly once, in one job or merged
+/// into one, and the runs of the key never overlap.
+async fn concurrent_deliveries_and_claims_run_every_push_once(db: Db) {
+    const PER_SENDER: usize = 40;
+    let mut tasks = Vec::new();
     for side in ["a", "b"] {
         let store = db.open().await;
-        let barrier = barrier.clone();
-        senders.push(tokio::spawn(async move {
-            let mut jobs = Vec::new();
-            for round in 0..ROUNDS {
-                barrier.wait().await;
-                let file = format!("{side}{round}");
+        tasks.push(tokio::spawn(async move {
+            for n in 0..PER_SENDER {
+                let file = format!("{side}{n:02}");
                 let accepted = store
                     .accept(
-                        delivery(&format!("{side}-{round}")),
+                        delivery(&format!("{side}-{n}")),
                         Some(push("web", &file, &[&file])),
-                        merge,
                     )
                     .await
                     .expect("accept");
-                let job = match accepted {
-                    Accepted::Queued { job } | Accepted::Merged { job } => job,
-                    other => panic!("a new delivery queues or merges, not {other:?}"),
-                };
-                jobs.push(job);
-                barrier.wait().await;
-                // Both accepted: one side ends the round.
-                if side == "a" {
-                    store.cancel(job).await.expect("cancel");
-                }
+                assert!(matches!(accepted, Accepted::Queued { .. }), "{accepted:?}");
             }
-            jobs
+            Vec::new()
         }));
     }
-    let mut sides = Vec::new();
-    for sender in senders {
-        sides.push(sender.await.expect("the sender does not panic"));
+    let senders_done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for worker in ["w1", "w2"] {
+        let store = db.open().await;
+        let senders_done = senders_done.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ran = Vec::new();
+            loop {
+                let done = senders_done.load(std::sync::atomic::Ordering::SeqCst) == 2;
+                match store.claim(worker, LONG, merge).await.expect("claim") {
+                    Some(claim) => {
+                        // A run takes a while: pushes pile up behind it.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        assert!(store
+                            .finish(claim.job.id, worker, Outcome::Succeeded, json!("ok"))
+                            .await
+                            .expect("finish"));
+                        ran.push(claim.job);
+                    }
+                    None if done => return ran,
+                    None => tokio::time::sleep(Duration::from_millis(1)).await,
+                }
+            }
+        }));
     }
+    let workers = tasks.split_off(2);
+    for sender in tasks {
+        sender.await.expect("the sender does not panic");
+        senders_done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    let mut ran = Vec::new();
+    for worker in workers {
+        ran.extend(worker.await.expect("the worker does not panic"));
+    }
+    let mut files = Vec::new();
+    let mut deliveries = 0;
+    for job in &ran {
+        files.extend(
+            job.payload["files"]
+                .as_array()
+                .expect("files")
+                .iter()
+                .map(|f| f.as_str().expect("a file").to_string()),
+        );
+        deliveries += job.deliveries.len();
+    }
+    files.sort();
+    let expected: Vec<String> = ["a", "b"]
+        .iter()
+        .flat_map(|side| (0..PER_SENDER).map(move |n| format!("{side}{n:02}")))
+        .collect();
+    assert_eq!(files, expected, "every push ran exactly once");
     assert_eq!(
-        sides[0], sides[1],
-        "both deliveries of a round joined one job"
+        deliveries,
+        2 * PER_SENDER,
+        "each delivery names the job it ran in"
+    );
+    assert!(
+        ran.len() < 2 * PER_SENDER,
+        "pushes queued behind a run merged ({} runs)",
+        ran.len()
     );
     let store = db.open().await;
-    let jobs = store.jobs(100).await.expect("jobs");
-    assert_eq!(jobs.len(), ROUNDS, "one job per round");
-    for job in jobs {
-        assert_eq!(job.deliveries.len(), 2);
-        assert_eq!(job.payload["files"].as_array().map(Vec::len), Some(2));
+    let jobs = store.jobs(1000).await.expect("jobs");
+    assert_eq!(jobs.len(), 2 * PER_SENDER);
+    for job in &jobs {
+        match job.state {
+            JobState::Succeeded => assert!(ran.iter().any(|r| r.id == job.id)),
+            JobState::Merged => {
+                let into = job.merged_into.expect("merged into a job");
+                assert!(into < job.id && ran.iter().any(|r| r.id == into), "{job:?}");
+            }
+            other => panic!("job #{} ended {other:?}", job.id),
+        }
     }
+    let mut runs: Vec<(i64, i64)> = jobs
+        .iter()
+        .filter(|j| j.state == JobState::Succeeded)
+        .map(|j| (j.started_ms.unwrap_or(0), j.finished_ms.unwrap_or(0)))
+        .collect();
+    runs.sort();
+    for pair in runs.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].0,
+            "two runs of one key overlapped: {pair:?}"
+        );
+    }
+}
+
+/// A store written by a toyc before merging moved to the claim (schema version 1, with
+/// a queued job) is upgraded when opened, and its job runs.
+async fn a_version_1_store_is_upgraded(db: Db) {
+    let store = db.open().await;
+    let old = store
+        .enqueue(push("web", "a", &["x"]))
+        .await
+        .expect("enqueue");
+    drop(store);
+    db.raw(
+        "ALTER TABLE jobs DROP COLUMN mergeable; ALTER TABLE jobs DROP COLUMN merged_into;
+         DELETE FROM schema_version WHERE version > 1;",
+    )
+    .await;
+    let store = db.open().await;
+    let Accepted::Queued { job: new } = store
+        .accept(delivery("d1"), Some(push("web", "b", &["y"])))
+        .await
+        .expect("accept")
+    else {
+        panic!("a delivery queues a job");
+    };
+    let claim = store
+        .claim("w", LONG, merge)
+        .await
+        .expect("claim")
+        .expect("a job");
+    assert_eq!(claim.job.id, old);
+    assert_eq!(
+        claim.job.payload,
+        json!({"commit": "a", "files": ["x"]}),
+        "an old job never merges"
+    );
+    assert_eq!(claim.job.merged_into, None);
+    assert_eq!(
+        store.job(new).await.expect("job").expect("exists").state,
+        JobState::Queued
+    );
 }
 
 async fn wait_for_work_wakes_on_a_new_job(db: Db) {
@@ -637,7 +855,11 @@ async fn reopening_keeps_the_queue(db: Db) {
         store.enqueue(push("web", "a", &[])).await.expect("enqueue")
     };
     let store = db.open().await;
-    let claim = store.claim("w", LONG).await.expect("claim").expect("a job");
+    let claim = store
+        .claim("w", LONG, merge)
+        .await
+        .expect("claim")
+        .expect("a job");
     assert_eq!(claim.job.id, job);
 }
 
@@ -678,12 +900,16 @@ async fn a_worker_killed_mid_job_loses_nothing(db: Db) {
     assert_eq!(orphan.state, JobState::Running);
     assert_eq!(orphan.worker.as_deref(), Some("child"));
     assert!(
-        store.claim("parent", LONG).await.expect("claim").is_none(),
+        store
+            .claim("parent", LONG, merge)
+            .await
+            .expect("claim")
+            .is_none(),
         "its lease is still live"
     );
     tokio::time::sleep(CHILD_LEASE + Duration::from_millis(200)).await;
     let claim = store
-        .claim("parent", LONG)
+        .claim("parent", LONG, merge)
         .await
         .expect("claim")
         .expect("a job");
@@ -727,7 +953,7 @@ async fn child_worker() {
         .expect("the child opens the store");
     let job = store.enqueue(push("web", "a", &[])).await.expect("enqueue");
     let claim = store
-        .claim("child", CHILD_LEASE)
+        .claim("child", CHILD_LEASE, merge)
         .await
         .expect("claim")
         .expect("the child's job");
@@ -764,7 +990,7 @@ macro_rules! both {
 
 both!(
     accept_queues_and_refuses_a_duplicate,
-    accept_merges_into_the_queued_job_of_its_key,
+    queued_jobs_of_a_key_merge_when_the_first_is_claimed,
     accept_behind_a_running_job_queues_a_new_one,
     ignored_deliveries_are_recorded_once,
     claim_takes_the_oldest_job_of_a_free_key,
@@ -775,9 +1001,10 @@ both!(
     hosts_are_upserted_and_sorted,
     jobs_are_listed_newest_first,
     two_workers_claim_each_job_once,
-    concurrent_deliveries_of_a_key_merge_into_one_job,
+    concurrent_deliveries_and_claims_run_every_push_once,
     wait_for_work_wakes_on_a_new_job,
     reopening_keeps_the_queue,
+    a_version_1_store_is_upgraded,
     a_worker_killed_mid_job_loses_nothing,
     program_records_survive_a_reopen,
 );

@@ -771,6 +771,46 @@ async fn concurrent_deliveries_and_claims_run_every_push_once(db: Db) {
     }
 }
 
+/// One delivery sent twenty times at once (a git host retrying, on PostgreSQL possibly
+/// within one group commit): one job, and every other answer names it.
+async fn a_delivery_sent_many_times_at_once_queues_one_job(db: Db) {
+    let store = db.open().await;
+    let mut sends = Vec::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        sends.push(tokio::spawn(async move {
+            store
+                .accept(delivery("same"), Some(push("web", "a", &["x"])))
+                .await
+                .expect("accept")
+        }));
+    }
+    let mut answers = Vec::new();
+    for send in sends {
+        answers.push(send.await.expect("the sender does not panic"));
+    }
+    let queued: Vec<JobId> = answers
+        .iter()
+        .filter_map(|a| match a {
+            Accepted::Queued { job } => Some(*job),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(queued.len(), 1, "{answers:?}");
+    for answer in &answers {
+        assert!(
+            *answer == Accepted::Queued { job: queued[0] }
+                || *answer
+                    == Accepted::Duplicate {
+                        job: Some(queued[0])
+                    },
+            "{answer:?}"
+        );
+    }
+    assert_eq!(store.jobs(10).await.expect("jobs").len(), 1);
+    assert_eq!(store.deliveries(10).await.expect("deliveries").len(), 1);
+}
+
 /// A store written by a toyc before merging moved to the claim (schema version 1, with
 /// a queued job) is upgraded when opened, and its job runs.
 async fn a_version_1_store_is_upgraded(db: Db) {
@@ -1005,6 +1045,7 @@ both!(
     wait_for_work_wakes_on_a_new_job,
     reopening_keeps_the_queue,
     a_version_1_store_is_upgraded,
+    a_delivery_sent_many_times_at_once_queues_one_job,
     a_worker_killed_mid_job_loses_nothing,
     program_records_survive_a_reopen,
 );

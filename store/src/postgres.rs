@@ -25,7 +25,7 @@ use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use futures_util::future::join_all;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Row, Statement};
@@ -169,6 +169,9 @@ struct PendingAccept {
 
 /// At most this many deliveries share a transaction.
 const MAX_BATCH: usize = 64;
+
+/// How many of those transactions run at once.
+const BATCHES_IN_FLIGHT: usize = 2;
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -580,28 +583,41 @@ async fn merge_later_jobs(
 }
 
 /// Accepts deliveries as they come, committing together those that arrived while the
-/// previous transaction committed. Under PostgreSQL's durable defaults every commit
-/// waits for a WAL flush: twenty senders made twenty flushes where one does. A lone
-/// delivery is one statement (one round trip); a batch is pipelined in one
+/// previous transactions committed. Under PostgreSQL's durable defaults every commit
+/// waits for a WAL flush: twenty senders made twenty flushes where one does. Two
+/// batches are in flight at once, so that one is sent while the other's flush runs. A
+/// lone delivery is one statement (one round trip); a batch is pipelined in one
 /// transaction, and when that fails each of its deliveries is tried alone, so that one
 /// bad delivery fails only itself. Ends when the store is dropped.
 async fn accept_batches(pool: Pool, work: Arc<Notify>, mut pending: mpsc::Receiver<PendingAccept>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let answers = match pool.get().await {
-            Ok(mut client) => accept_batch(&mut client, &batch).await,
-            Err(error) => batch.iter().map(|_| Err(backend(&error))).collect(),
+    let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    loop {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
         };
-        if answers
-            .iter()
-            .any(|answer| matches!(answer, Ok(Accepted::Queued { .. })))
-        {
-            poke(&work);
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        if pending.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
         }
-        for (pending, answer) in batch.drain(..).zip(answers) {
-            // The caller may have gone (its connection closed): its delivery is stored.
-            let _ = pending.answer.send(answer);
-        }
+        let (pool, work) = (pool.clone(), work.clone());
+        tokio::spawn(async move {
+            let answers = match pool.get().await {
+                Ok(mut client) => accept_batch(&mut client, &batch).await,
+                Err(error) => batch.iter().map(|_| Err(backend(&error))).collect(),
+            };
+            drop(permit);
+            if answers
+                .iter()
+                .any(|answer| matches!(answer, Ok(Accepted::Queued { .. })))
+            {
+                poke(&work);
+            }
+            for (pending, answer) in batch.into_iter().zip(answers) {
+                // The caller may have gone (its connection closed): its delivery is
+                // stored all the same.
+                let _ = pending.answer.send(answer);
+            }
+        });
     }
 }
 
@@ -661,9 +677,21 @@ async fn accept_one(
         .map_err(backend)?;
     let inserted: i64 = row.try_get("inserted").map_err(backend)?;
     if inserted == 0 {
-        return Ok(Accepted::Duplicate {
-            job: row.try_get("earlier").map_err(backend)?,
-        });
+        let mut earlier: Option<JobId> = row.try_get("earlier").map_err(backend)?;
+        if earlier.is_none() && job.is_some() {
+            // The first delivery committed while this statement waited on it (the
+            // statement's snapshot is older): look again.
+            let seen = cached(client, "SELECT job FROM deliveries WHERE id = $1").await?;
+            earlier = client
+                .query_opt(&seen, &[&delivery.id])
+                .await
+                .map_err(backend)?
+                .map(|row| row.try_get(0))
+                .transpose()
+                .map_err(backend)?
+                .flatten();
+        }
+        return Ok(Accepted::Duplicate { job: earlier });
     }
     Ok(
         match row.try_get::<_, Option<JobId>>("job").map_err(backend)? {

@@ -42,10 +42,12 @@ const SCHEMA_VERSION: i64 = 2;
 /// What each version after 1 adds, applied in order to a store at an older version.
 const MIGRATIONS: &[(i64, &str)] = &[(
     2,
-    // Merging moved from accepting a delivery to claiming a job: which jobs merge, and
-    // into which job a merged one went.
+    // Merging moved from accepting a delivery to claiming a job: which jobs merge, into
+    // which job a merged one went, and an index for the claim's "oldest queued job of
+    // its key" (one probe however many are queued).
     "ALTER TABLE jobs ADD COLUMN mergeable BOOLEAN NOT NULL DEFAULT false;
-     ALTER TABLE jobs ADD COLUMN merged_into BIGINT REFERENCES jobs (id);",
+     ALTER TABLE jobs ADD COLUMN merged_into BIGINT REFERENCES jobs (id);
+     CREATE INDEX jobs_key_state_id ON jobs (key, state, id);",
 )];
 
 /// Records a delivery and queues its job in one statement: `$1..$5` the delivery, `$6`
@@ -187,8 +189,24 @@ impl Drop for PostgresStore {
     }
 }
 
-pub(crate) fn backend(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(error.to_string())
+pub(crate) fn backend(error: impl std::error::Error) -> StoreError {
+    StoreError::Backend(describe(&error))
+}
+
+/// An error with its sources: the driver says only "db error", the server's message
+/// is its source.
+fn describe(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(inner) = source {
+        let more = inner.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = inner.source();
+    }
+    text
 }
 
 /// `url` with its password (the `user:PASSWORD@` of a URL, any `password=` parameter)
@@ -255,18 +273,15 @@ impl PostgresStore {
         let pool = Pool::builder(manager)
             .max_size(16)
             .build()
-            .map_err(|error| failed(error.to_string()))?;
+            .map_err(|error| failed(describe(&error)))?;
         {
-            let mut client = pool
-                .get()
-                .await
-                .map_err(|error| failed(error.to_string()))?;
+            let mut client = pool.get().await.map_err(|error| failed(describe(&error)))?;
             create_schema(&mut client).await.map_err(failed)?;
         }
         let work = Arc::new(Notify::new());
         let (client, driver) = listen(&config, work.clone())
             .await
-            .map_err(|error| failed(error.to_string()))?;
+            .map_err(|error| failed(describe(&error)))?;
         let listener = tokio::spawn(keep_listening(config, work.clone(), client, driver));
         let (accepts, pending) = mpsc::channel(1024);
         tokio::spawn(accept_batches(pool.clone(), work.clone(), pending));
@@ -298,30 +313,30 @@ fn poke(work: &Notify) {
 }
 
 async fn create_schema(client: &mut Client) -> Result<(), String> {
-    let tx = client.transaction().await.map_err(|e| e.to_string())?;
+    let tx = client.transaction().await.map_err(|e| describe(&e))?;
     // Two daemons starting on an empty database: one creates, the other waits and sees.
     tx.execute("SELECT pg_advisory_xact_lock($1, 0)", &[&LOCK_SCHEMA])
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| describe(&e))?;
     let exists: bool = tx
         .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| describe(&e))?
         .get(0);
     // The supervisor's tables came after version 1: created in any store that lacks them.
     tx.batch_execute(crate::programs::POSTGRES_SCHEMA)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| describe(&e))?;
     if !exists {
-        tx.batch_execute(SCHEMA).await.map_err(|e| e.to_string())?;
+        tx.batch_execute(SCHEMA).await.map_err(|e| describe(&e))?;
         tx.execute("INSERT INTO schema_version (version) VALUES (1)", &[])
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| describe(&e))?;
     }
     let version: Option<i64> = tx
         .query_one("SELECT max(version) FROM schema_version", &[])
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| describe(&e))?
         .get(0);
     let version = version.unwrap_or(0);
     if version > SCHEMA_VERSION {
@@ -333,9 +348,9 @@ async fn create_schema(client: &mut Client) -> Result<(), String> {
         let upgrade = format!("{migration}; INSERT INTO schema_version (version) VALUES ({to})");
         tx.batch_execute(&upgrade)
             .await
-            .map_err(|e| format!("cannot upgrade it to schema version {to}: {e}"))?;
+            .map_err(|e| format!("cannot upgrade it to schema version {to}: {}", describe(&e)))?;
     }
-    tx.commit().await.map_err(|e| e.to_string())
+    tx.commit().await.map_err(|e| describe(&e))
 }
 
 /// Opens the listening connection: its messages are driven by a task that pokes `work`
@@ -606,25 +621,25 @@ async fn accept_batches(pool: Pool, work: Arc<Notify>, mut pending: mpsc::Receiv
                 Err(error) => batch.iter().map(|_| Err(backend(&error))).collect(),
             };
             drop(permit);
-            if answers
-                .iter()
-                .any(|answer| matches!(answer, Ok(Accepted::Queued { .. })))
-            {
+            // The same rule as the statement's NOTIFY (`ACCEPT`), whose notification
+            // comes back too, a moment later.
+            if answers.iter().any(|answer| matches!(answer, Ok((_, true)))) {
                 poke(&work);
             }
             for (pending, answer) in batch.into_iter().zip(answers) {
                 // The caller may have gone (its connection closed): its delivery is
                 // stored all the same.
-                let _ = pending.answer.send(answer);
+                let _ = pending.answer.send(answer.map(|(accepted, _)| accepted));
             }
         });
     }
 }
 
+/// Each delivery's answer, and whether its job may be claimed now.
 async fn accept_batch(
     client: &mut deadpool_postgres::Object,
     batch: &[PendingAccept],
-) -> Vec<Result<Accepted, StoreError>> {
+) -> Vec<Result<(Accepted, bool), StoreError>> {
     if let [one] = batch {
         return vec![accept_one(&*client, one).await];
     }
@@ -649,11 +664,12 @@ async fn accept_batch(
     }
 }
 
-/// One delivery's statement (`ACCEPT`).
+/// One delivery's statement (`ACCEPT`): its answer, and whether its job may be claimed
+/// now (no other job of its key was queued or running: the statement sent NOTIFY).
 async fn accept_one(
     client: &impl GenericClient,
     pending: &PendingAccept,
-) -> Result<Accepted, StoreError> {
+) -> Result<(Accepted, bool), StoreError> {
     let statement = cached(client, ACCEPT).await?;
     let (delivery, job) = (&pending.delivery, &pending.job);
     let (key, payload) = match job {
@@ -691,12 +707,13 @@ async fn accept_one(
                 .map_err(backend)?
                 .flatten();
         }
-        return Ok(Accepted::Duplicate { job: earlier });
+        return Ok((Accepted::Duplicate { job: earlier }, false));
     }
+    let woken: i64 = row.try_get("woken").map_err(backend)?;
     Ok(
         match row.try_get::<_, Option<JobId>>("job").map_err(backend)? {
-            Some(job) => Accepted::Queued { job },
-            None => Accepted::Ignored,
+            Some(job) => (Accepted::Queued { job }, woken > 0),
+            None => (Accepted::Ignored, false),
         },
     )
 }
@@ -759,9 +776,11 @@ impl Store for PostgresStore {
             let Some(row) = tx
                 .query_opt(
                     "SELECT id, state, worker FROM jobs AS j
-                     WHERE (state = 'queued' AND NOT EXISTS (
-                                SELECT 1 FROM jobs AS r WHERE r.key = j.key
-                                AND (r.state = 'running' OR (r.state = 'queued' AND r.id < j.id))))
+                     WHERE (state = 'queued'
+                            AND NOT EXISTS (SELECT 1 FROM jobs AS r
+                                            WHERE r.key = j.key AND r.state = 'running')
+                            AND NOT EXISTS (SELECT 1 FROM jobs AS q
+                                            WHERE q.key = j.key AND q.state = 'queued' AND q.id < j.id))
                         OR (state = 'running' AND lease_until_ms <= $1)
                      ORDER BY id LIMIT 1
                      FOR UPDATE SKIP LOCKED",

@@ -28,10 +28,12 @@ const SCHEMA_VERSION: i64 = 2;
 /// What each version after 1 adds, applied in order to a store at an older version.
 const MIGRATIONS: &[(i64, &str)] = &[(
     2,
-    // Merging moved from accepting a delivery to claiming a job: which jobs merge, and
-    // into which job a merged one went.
+    // Merging moved from accepting a delivery to claiming a job: which jobs merge, into
+    // which job a merged one went, and an index for the claim's "oldest queued job of
+    // its key" (one probe however many are queued).
     "ALTER TABLE jobs ADD COLUMN mergeable INTEGER NOT NULL DEFAULT 0;
-     ALTER TABLE jobs ADD COLUMN merged_into INTEGER REFERENCES jobs (id);",
+     ALTER TABLE jobs ADD COLUMN merged_into INTEGER REFERENCES jobs (id);
+     CREATE INDEX jobs_key_state_id ON jobs (key, state, id);",
 )];
 
 /// Version 1. `jobs_one_running_per_key` is the last guard of "one run per role": the
@@ -513,7 +515,7 @@ impl Store for SqliteStore {
         delivery: NewDelivery,
         job: Option<NewJob>,
     ) -> Result<Accepted, StoreError> {
-        let accepted = self
+        let (accepted, claimable) = self
             .write(move |conn, now| {
                 let earlier: Option<Option<JobId>> = conn
                     .prepare_cached("SELECT job FROM deliveries WHERE id = ?1")
@@ -522,18 +524,27 @@ impl Store for SqliteStore {
                     })
                     .map_err(backend)?;
                 if let Some(job) = earlier {
-                    return Ok(Accepted::Duplicate { job });
+                    return Ok((Accepted::Duplicate { job }, false));
                 }
                 let Some(job) = job else {
                     insert_delivery(conn, &delivery, now, None)?;
-                    return Ok(Accepted::Ignored);
+                    return Ok((Accepted::Ignored, false));
                 };
+                // Behind another job of its key, it is merged or claimed when that one
+                // is claimed or ends (which wakes the workers): no wake-up now.
+                let busy: bool = conn
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM jobs
+                         WHERE key = ?1 AND state IN ('queued', 'running'))",
+                    )
+                    .and_then(|mut busy| busy.query_row([&job.key], |row| row.get(0)))
+                    .map_err(backend)?;
                 let id = insert_job(conn, &job, true, now)?;
                 insert_delivery(conn, &delivery, now, Some(id))?;
-                Ok(Accepted::Queued { job: id })
+                Ok((Accepted::Queued { job: id }, !busy))
             })
             .await?;
-        if matches!(accepted, Accepted::Queued { .. }) {
+        if claimable {
             self.poke();
         }
         Ok(accepted)
@@ -561,9 +572,11 @@ impl Store for SqliteStore {
             let found: Option<(JobId, String, Option<String>)> = conn
                 .query_row(
                     "SELECT id, state, worker FROM jobs AS j
-                     WHERE (state = 'queued' AND NOT EXISTS (
-                                SELECT 1 FROM jobs AS r WHERE r.key = j.key
-                                AND (r.state = 'running' OR (r.state = 'queued' AND r.id < j.id))))
+                     WHERE (state = 'queued'
+                            AND NOT EXISTS (SELECT 1 FROM jobs AS r
+                                            WHERE r.key = j.key AND r.state = 'running')
+                            AND NOT EXISTS (SELECT 1 FROM jobs AS q
+                                            WHERE q.key = j.key AND q.state = 'queued' AND q.id < j.id))
                         OR (state = 'running' AND lease_until_ms <= ?1)
                      ORDER BY id LIMIT 1",
                     [now],

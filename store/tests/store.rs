@@ -821,7 +821,8 @@ async fn a_version_1_store_is_upgraded(db: Db) {
         .expect("enqueue");
     drop(store);
     db.raw(
-        "ALTER TABLE jobs DROP COLUMN mergeable; ALTER TABLE jobs DROP COLUMN merged_into;
+        "DROP INDEX jobs_key_state_id;
+         ALTER TABLE jobs DROP COLUMN mergeable; ALTER TABLE jobs DROP COLUMN merged_into;
          DELETE FROM schema_version WHERE version > 1;",
     )
     .await;
@@ -1128,6 +1129,21 @@ async fn a_password_never_shows_in_an_error() {
     let message = error.to_string();
     assert!(!message.contains("hunter2"), "{message}");
     assert!(message.contains("postgres://toyc:***@"), "{message}");
+}
+
+#[tokio::test]
+async fn a_postgresql_error_carries_the_servers_message() {
+    let db = postgresql().await;
+    let (base, _) = db.location.rsplit_once('/').expect("a database in the URL");
+    let error = toyc_store::open(&format!("{base}/no_such_database"))
+        .await
+        .err()
+        .expect("the database does not exist");
+    let message = error.to_string();
+    assert!(
+        message.contains("database \"no_such_database\" does not exist"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

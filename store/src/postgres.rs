@@ -23,7 +23,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use futures_util::future::join_all;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 use tokio::task::JoinHandle;
@@ -50,39 +49,54 @@ const MIGRATIONS: &[(i64, &str)] = &[(
      CREATE INDEX jobs_key_state_id ON jobs (key, state, id);",
 )];
 
-/// Records a delivery and queues its job in one statement: `$1..$5` the delivery, `$6`
-/// the job's key (`NULL`: ignored, no job), `$7` its payload. The job's id is drawn
-/// first so that the delivery can name it; a delivery id seen before inserts neither
-/// (`inserted` 0) and `earlier` is the job its first delivery is part of.
+/// Records a batch of deliveries and queues their jobs in one statement (one round trip,
+/// one commit): `$1..$5` arrays of the deliveries' fields, `$6` their jobs' keys
+/// (`NULL`: ignored, no job), `$7` the jobs' payloads. One row per delivery, by `n`
+/// (1, 2, ...): its job (drawn before the insert, so that the delivery can name it),
+/// whether it was `inserted` (else a delivery id seen before, even earlier in the same
+/// batch, and `earlier` the job that first delivery is part of), and whether it `woke`
+/// the workers. (An ignored delivery sent twice within one batch is answered ignored
+/// twice, not ignored then duplicate: it is recorded once either way.)
 ///
-/// Only a job its key's workers are not already busy with wakes the other daemons: a
-/// job queued behind another of its key is merged when that one is claimed, or claimed
-/// when the running one finishes (which wakes them). A committing `NOTIFY` holds a
-/// database-wide lock through its commit's WAL flush, so a notification per delivery
-/// made a burst's commits one at a time (1 300 deliveries/s instead of ...).
+/// Only a job whose key has no job queued or running wakes the workers of every daemon
+/// (`NOTIFY`): a job queued behind another of its key is merged when that one is
+/// claimed, or claimed when the running one ends (which wakes them). A committing
+/// `NOTIFY` holds a database-wide lock through its commit's WAL flush: one per delivery
+/// made a burst's commits one at a time.
 const ACCEPT: &str = "
-WITH new AS (
-    SELECT CASE WHEN $6::text IS NULL THEN NULL
+WITH new AS MATERIALIZED (
+    SELECT input.*,
+           CASE WHEN input.key IS NULL THEN NULL
                 ELSE nextval(pg_get_serial_sequence('jobs', 'id')) END AS job,
            (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::jsonb[])
+         WITH ORDINALITY AS input (id, provider, repo, event, ignored, key, payload, n)
 ), delivery AS (
     INSERT INTO deliveries (id, provider, repo, event, ignored, received_ms, job)
-    SELECT $1, $2, $3, $4, $5, now, job FROM new
+    SELECT id, provider, repo, event, ignored, now, job FROM new ORDER BY n
     ON CONFLICT (id) DO NOTHING
-    RETURNING job
+    RETURNING id, job
 ), job AS (
     INSERT INTO jobs (id, key, payload, state, created_ms, mergeable)
-    SELECT delivery.job, $6, $7, 'queued', new.now, true FROM delivery, new
-    WHERE delivery.job IS NOT NULL
-    RETURNING id
+    SELECT new.job, new.key, new.payload, 'queued', new.now, true
+    FROM new JOIN delivery ON delivery.job = new.job
+    RETURNING id, key
+), idle AS (
+    SELECT DISTINCT key FROM job
+    WHERE NOT EXISTS (SELECT 1 FROM jobs
+                      WHERE jobs.key = job.key AND state IN ('queued', 'running'))
 ), wake AS (
-    SELECT pg_notify('toyc_jobs', '') FROM job
-    WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE key = $6 AND state IN ('queued', 'running'))
+    SELECT pg_notify('toyc_jobs', '') WHERE EXISTS (SELECT 1 FROM idle)
 )
-SELECT (SELECT count(*) FROM delivery) AS inserted,
-       (SELECT job FROM new) AS job,
-       (SELECT count(*) FROM wake) AS woken,
-       (SELECT job FROM deliveries WHERE id = $1) AS earlier";
+SELECT new.n, new.job,
+       EXISTS (SELECT 1 FROM delivery WHERE delivery.job IS NOT DISTINCT FROM new.job
+               AND delivery.id = new.id) AS inserted,
+       coalesce((SELECT delivery.job FROM delivery WHERE delivery.id = new.id),
+                (SELECT deliveries.job FROM deliveries WHERE deliveries.id = new.id)) AS earlier,
+       new.key IN (SELECT key FROM idle) AS woke,
+       (SELECT count(*) FROM wake) AS notified
+FROM new ORDER BY new.n";
 
 /// Version 1.
 const SCHEMA: &str = "
@@ -597,13 +611,11 @@ async fn merge_later_jobs(
     Ok(())
 }
 
-/// Accepts deliveries as they come, committing together those that arrived while the
-/// previous transactions committed. Under PostgreSQL's durable defaults every commit
-/// waits for a WAL flush: twenty senders made twenty flushes where one does. Two
-/// batches are in flight at once, so that one is sent while the other's flush runs. A
-/// lone delivery is one statement (one round trip); a batch is pipelined in one
-/// transaction, and when that fails each of its deliveries is tried alone, so that one
-/// bad delivery fails only itself. Ends when the store is dropped.
+/// Accepts deliveries as they come, those that arrived while the previous statements
+/// ran in one statement together (`ACCEPT`): one round trip, one commit, and one WAL
+/// flush under PostgreSQL's durable defaults, where twenty senders made twenty. Two
+/// batches are in flight at once, so that one is sent while the other commits. Ends
+/// when the store is dropped.
 async fn accept_batches(pool: Pool, work: Arc<Notify>, mut pending: mpsc::Receiver<PendingAccept>) {
     let in_flight = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
     loop {
@@ -617,7 +629,7 @@ async fn accept_batches(pool: Pool, work: Arc<Notify>, mut pending: mpsc::Receiv
         let (pool, work) = (pool.clone(), work.clone());
         tokio::spawn(async move {
             let answers = match pool.get().await {
-                Ok(mut client) => accept_batch(&mut client, &batch).await,
+                Ok(client) => accept_batch(&client, &batch).await,
                 Err(error) => batch.iter().map(|_| Err(backend(&error))).collect(),
             };
             drop(permit);
@@ -635,87 +647,103 @@ async fn accept_batches(pool: Pool, work: Arc<Notify>, mut pending: mpsc::Receiv
     }
 }
 
-/// Each delivery's answer, and whether its job may be claimed now.
+/// Each delivery's answer, and whether its job may be claimed now. When the batch's
+/// statement fails, each delivery is tried alone, so that one bad delivery fails only
+/// itself.
 async fn accept_batch(
-    client: &mut deadpool_postgres::Object,
+    client: &deadpool_postgres::Object,
     batch: &[PendingAccept],
 ) -> Vec<Result<(Accepted, bool), StoreError>> {
-    if let [one] = batch {
-        return vec![accept_one(&*client, one).await];
-    }
-    let together = async {
-        let tx = client.transaction().await.map_err(backend)?;
-        let answers = join_all(batch.iter().map(|one| accept_one(&tx, one)))
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()?;
-        tx.commit().await.map_err(backend)?;
-        Ok::<_, StoreError>(answers)
-    };
-    match together.await {
+    match accept_statement(client, batch).await {
         Ok(answers) => answers.into_iter().map(Ok).collect(),
+        Err(error) if batch.len() == 1 => vec![Err(error)],
         Err(_) => {
             let mut answers = Vec::with_capacity(batch.len());
             for one in batch {
-                answers.push(accept_one(&*client, one).await);
+                answers.push(
+                    accept_statement(client, std::slice::from_ref(one))
+                        .await
+                        .and_then(|mut answer| {
+                            answer.pop().ok_or_else(|| {
+                                StoreError::Backend("no answer for a delivery".to_string())
+                            })
+                        }),
+                );
             }
             answers
         }
     }
 }
 
-/// One delivery's statement (`ACCEPT`): its answer, and whether its job may be claimed
-/// now (no other job of its key was queued or running: the statement sent NOTIFY).
-async fn accept_one(
-    client: &impl GenericClient,
-    pending: &PendingAccept,
-) -> Result<(Accepted, bool), StoreError> {
+/// The batch's statement (`ACCEPT`): each delivery's answer, in order.
+async fn accept_statement(
+    client: &deadpool_postgres::Object,
+    batch: &[PendingAccept],
+) -> Result<Vec<(Accepted, bool)>, StoreError> {
     let statement = cached(client, ACCEPT).await?;
-    let (delivery, job) = (&pending.delivery, &pending.job);
-    let (key, payload) = match job {
-        Some(job) => (Some(job.key.as_str()), Some(&job.payload)),
-        None => (None, None),
-    };
-    let row = client
-        .query_one(
+    let column = |field: fn(&PendingAccept) -> &str| batch.iter().map(field).collect::<Vec<_>>();
+    let ids = column(|p| &p.delivery.id);
+    let providers = column(|p| &p.delivery.provider);
+    let repos = column(|p| &p.delivery.repo);
+    let events = column(|p| &p.delivery.event);
+    let ignored: Vec<Option<&str>> = batch
+        .iter()
+        .map(|p| p.delivery.ignored.as_deref())
+        .collect();
+    let keys: Vec<Option<&str>> = batch
+        .iter()
+        .map(|p| p.job.as_ref().map(|j| j.key.as_str()))
+        .collect();
+    let payloads: Vec<Option<&Value>> = batch
+        .iter()
+        .map(|p| p.job.as_ref().map(|j| &j.payload))
+        .collect();
+    let rows = client
+        .query(
             &statement,
             &[
-                &delivery.id,
-                &delivery.provider,
-                &delivery.repo,
-                &delivery.event,
-                &delivery.ignored,
-                &key,
-                &payload,
+                &ids, &providers, &repos, &events, &ignored, &keys, &payloads,
             ],
         )
         .await
         .map_err(backend)?;
-    let inserted: i64 = row.try_get("inserted").map_err(backend)?;
-    if inserted == 0 {
-        let mut earlier: Option<JobId> = row.try_get("earlier").map_err(backend)?;
-        if earlier.is_none() && job.is_some() {
-            // The first delivery committed while this statement waited on it (the
-            // statement's snapshot is older): look again.
-            let seen = cached(client, "SELECT job FROM deliveries WHERE id = $1").await?;
-            earlier = client
-                .query_opt(&seen, &[&delivery.id])
-                .await
-                .map_err(backend)?
-                .map(|row| row.try_get(0))
-                .transpose()
-                .map_err(backend)?
-                .flatten();
-        }
-        return Ok((Accepted::Duplicate { job: earlier }, false));
+    if rows.len() != batch.len() {
+        return Err(StoreError::Backend(format!(
+            "{} answers for {} deliveries",
+            rows.len(),
+            batch.len()
+        )));
     }
-    let woken: i64 = row.try_get("woken").map_err(backend)?;
-    Ok(
-        match row.try_get::<_, Option<JobId>>("job").map_err(backend)? {
-            Some(job) => (Accepted::Queued { job }, woken > 0),
-            None => (Accepted::Ignored, false),
-        },
-    )
+    let mut answers = Vec::with_capacity(batch.len());
+    for (row, pending) in rows.iter().zip(batch) {
+        let inserted: bool = row.try_get("inserted").map_err(backend)?;
+        if !inserted {
+            let mut earlier: Option<JobId> = row.try_get("earlier").map_err(backend)?;
+            if earlier.is_none() && pending.job.is_some() {
+                // The first delivery committed while this statement waited on it (the
+                // statement's snapshot is older): look again.
+                let seen = cached(client, "SELECT job FROM deliveries WHERE id = $1").await?;
+                earlier = client
+                    .query_opt(&seen, &[&pending.delivery.id])
+                    .await
+                    .map_err(backend)?
+                    .map(|row| row.try_get(0))
+                    .transpose()
+                    .map_err(backend)?
+                    .flatten();
+            }
+            answers.push((Accepted::Duplicate { job: earlier }, false));
+            continue;
+        }
+        let woke: Option<bool> = row.try_get("woke").map_err(backend)?;
+        answers.push(
+            match row.try_get::<_, Option<JobId>>("job").map_err(backend)? {
+                Some(job) => (Accepted::Queued { job }, woke == Some(true)),
+                None => (Accepted::Ignored, false),
+            },
+        );
+    }
+    Ok(answers)
 }
 
 fn host_from_row(row: &Row) -> Result<HostRecord, StoreError> {

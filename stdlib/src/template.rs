@@ -25,6 +25,7 @@
 mod ansible;
 mod error;
 mod filters;
+mod html;
 #[cfg(test)]
 mod fixture_tests;
 mod magic;
@@ -33,6 +34,7 @@ mod percent;
 mod pyfmt;
 mod pyrandom;
 mod undefined;
+mod wordwrap;
 mod yaml;
 
 use std::collections::HashMap;

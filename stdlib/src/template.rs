@@ -19,7 +19,7 @@
 //!
 //! Known differences from Ansible: `regex_*` take Rust regular expressions (no
 //! backreferences or lookaround); tuples are lists; Ansible-only lookups, the tests of
-//! task results, `omit` and a few filters (`password_hash`, `ipaddr`, ... see
+//! task results, `omit` and a few filters (`vault`, `ipaddr`, ... see
 //! `ansible::UNSUPPORTED_FILTERS`) are absent, and naming one says so.
 
 mod ansible;
@@ -29,6 +29,7 @@ mod html;
 #[cfg(test)]
 mod fixture_tests;
 mod magic;
+mod password;
 mod methods;
 mod percent;
 mod pyfmt;
@@ -546,9 +547,9 @@ pub(crate) mod tests {
             "{err}"
         );
         assert!(err.contains("t.j2:2:"), "{err}");
-        let err = error("{{ x | password_hash('sha512') }}", &vars);
+        let err = error("{{ x | vault('secret') }}", &vars);
         assert!(
-            err.contains("the Ansible filter `password_hash` is not supported by toyc"),
+            err.contains("the Ansible filter `vault` is not supported by toyc"),
             "{err}"
         );
         let err = error("{{ x is versoin('1') }}", &vars);

@@ -17,7 +17,6 @@ use super::to_jinja;
 
 /// Ansible filters toyc does not have: naming one says so plainly, not "unknown filter".
 pub(crate) const UNSUPPORTED_FILTERS: &[&str] = &[
-    "password_hash",
     "vault",
     "unvault",
     "to_datetime",
@@ -91,6 +90,7 @@ pub(crate) const KNOWN_FILTERS: &[&str] = &[
     "max",
     "md5",
     "min",
+    "password_hash",
     "permutations",
     "pow",
     "pprint",
@@ -281,6 +281,7 @@ pub(crate) fn register(env: &mut Environment<'_>) {
     env.add_filter("wordwrap", super::wordwrap::wordwrap);
     env.add_filter("xmlattr", super::html::xmlattr);
     env.add_filter("urlize", super::html::urlize);
+    env.add_filter("password_hash", super::password::password_hash);
 
     env.add_test("match", test_match);
     env.add_test("search", test_search);

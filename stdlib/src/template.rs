@@ -26,6 +26,7 @@ mod ansible;
 mod error;
 mod filters;
 mod html;
+mod include;
 #[cfg(test)]
 mod fixture_tests;
 mod magic;
@@ -177,6 +178,7 @@ impl Templates {
         env.set_formatter(pyfmt::format);
         env.set_unknown_method_callback(methods::call);
         env.add_function(undefined::LOOKUP, undefined::lookup);
+        env.add_filter(include::INCLUDE_ALONE, include::include_alone);
         filters::register(&mut env);
         ansible::register(&mut env);
 

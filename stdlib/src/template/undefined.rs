@@ -14,7 +14,7 @@
 //! [`OffsetMap`] takes columns back to the original text for error messages.
 
 use minijinja::machinery::ast::{BinOpKind, CallArg, Expr, Stmt};
-use minijinja::machinery::parse;
+use minijinja::machinery::{parse, Span};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Rest, Value};
 use minijinja::Error;
@@ -74,12 +74,15 @@ impl OffsetMap {
 /// `source` with Ansible's undefined semantics spelled out, and how to map offsets back.
 /// A template that does not parse is returned as it is, for minijinja to report.
 pub(crate) fn rewrite(source: &str, name: &str, syntax: SyntaxConfig) -> (String, OffsetMap) {
+    let (start, end) = syntax.block_delimiters();
+    let block = (start.to_owned(), end.to_owned());
     let Ok(ast) = parse(source, name, syntax) else {
         return (source.to_owned(), OffsetMap::default());
     };
     let mut rewriter = Rewriter {
         source,
         edits: Vec::new(),
+        block,
     };
     rewriter.stmt(&ast);
     let mut edits = rewriter.edits;
@@ -105,6 +108,8 @@ pub(crate) fn rewrite(source: &str, name: &str, syntax: SyntaxConfig) -> (String
 struct Rewriter<'s> {
     source: &'s str,
     edits: Vec<Edit>,
+    /// The block delimiters, for the tags a rewrite adds.
+    block: (String, String),
 }
 
 impl Rewriter<'_> {
@@ -212,6 +217,33 @@ impl Rewriter<'_> {
         });
     }
 
+    /// `include NAME ... without context` (the statement at `stmt`, its name at `name`)
+    /// becomes `filter __toyc_include_alone(NAME, IGNORE) %}{% endfilter` (see
+    /// `include.rs`); other includes stay.
+    fn include(&mut self, name: Span, stmt: Option<Span>, ignore_missing: bool) {
+        let Some(stmt) = stmt else { return };
+        let (start, name_start) = (stmt.start_offset as usize, name.start_offset as usize);
+        let (name_end, end) = (name.end_offset as usize, stmt.end_offset as usize);
+        let Some(after) = self.source.get(name_end..end) else {
+            return;
+        };
+        if !after.split_whitespace().any(|word| word == "without") {
+            return;
+        }
+        let breaks = "\n".repeat(after.matches('\n').count());
+        let (open, close) = &self.block;
+        self.edits.push(Edit {
+            start,
+            end: name_start,
+            text: format!("filter {}((", super::include::INCLUDE_ALONE),
+        });
+        self.edits.push(Edit {
+            start: name_end,
+            end,
+            text: format!("), {ignore_missing}) {close}{open} endfilter{breaks}"),
+        });
+    }
+
     fn stmts(&mut self, stmts: &[Stmt]) {
         for stmt in stmts {
             self.stmt(stmt);
@@ -258,7 +290,10 @@ impl Rewriter<'_> {
             Stmt::Import(i) => self.expr(&i.expr),
             Stmt::FromImport(i) => self.expr(&i.expr),
             Stmt::Extends(e) => self.expr(&e.name),
-            Stmt::Include(i) => self.expr(&i.name),
+            Stmt::Include(i) => {
+                self.expr(&i.name);
+                self.include(i.name.span(), stmt_span(stmt), i.ignore_missing);
+            }
             Stmt::Macro(m) => {
                 for default in &m.defaults {
                     self.expr(default);
@@ -358,6 +393,14 @@ impl Rewriter<'_> {
             Expr::Tuple(t) => t.items.iter().for_each(|e| self.expr(e)),
             Expr::Map(m) => m.keys.iter().chain(&m.values).for_each(|e| self.expr(e)),
         }
+    }
+}
+
+/// The span of an include statement (from its keyword to its last word).
+fn stmt_span(stmt: &Stmt) -> Option<Span> {
+    match stmt {
+        Stmt::Include(i) => Some(i.span()),
+        _ => None,
     }
 }
 

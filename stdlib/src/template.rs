@@ -23,6 +23,7 @@
 //! `ansible::UNSUPPORTED_FILTERS`) are absent, and naming one says so.
 
 mod ansible;
+mod datetime;
 mod error;
 mod filters;
 mod html;
@@ -179,6 +180,8 @@ impl Templates {
         env.set_unknown_method_callback(methods::call);
         env.add_function(undefined::LOOKUP, undefined::lookup);
         env.add_filter(include::INCLUDE_ALONE, include::include_alone);
+        env.add_filter(datetime::MINUS, datetime::minus);
+        env.add_filter("to_datetime", datetime::to_datetime);
         filters::register(&mut env);
         ansible::register(&mut env);
 
@@ -392,6 +395,10 @@ pub(crate) fn to_jinja(value: &Value) -> JinjaValue {
         },
         Value::String(s) => JinjaValue::from(s.as_str()),
         Value::Array(items) => items.iter().map(to_jinja).collect(),
+        Value::Object(_) if toyc_engine::yaml11::timestamp_text(value).is_some() => {
+            let text = toyc_engine::yaml11::timestamp_text(value).unwrap_or_default();
+            datetime::Moment::from_yaml(text).map_or_else(|| JinjaValue::from(text), datetime::Moment::value)
+        }
         Value::Object(map) => {
             JinjaValue::from_pairs(map.iter().map(|(k, v)| (k.as_str(), to_jinja(v))))
         }

@@ -19,7 +19,6 @@ use super::to_jinja;
 pub(crate) const UNSUPPORTED_FILTERS: &[&str] = &[
     "vault",
     "unvault",
-    "to_datetime",
     "ipaddr",
     "ipv4",
     "ipv6",
@@ -125,6 +124,7 @@ pub(crate) const KNOWN_FILTERS: &[&str] = &[
     "symmetric_difference",
     "ternary",
     "title",
+    "to_datetime",
     "to_json",
     "to_nice_json",
     "to_nice_yaml",
@@ -819,7 +819,11 @@ fn type_debug(value: &Value) -> Result<String, Error> {
         ValueKind::Bytes => "bytes",
         ValueKind::Seq | ValueKind::Iterable => "list",
         ValueKind::Map => "dict",
-        _ => "object",
+        _ => match super::datetime::temporal(value) {
+            Some(super::datetime::Temporal::Moment(m)) => m.type_name(),
+            Some(super::datetime::Temporal::Delta(_)) => "timedelta",
+            None => "object",
+        },
     }
     .to_owned())
 }

@@ -174,16 +174,17 @@ impl Rewriter<'_> {
         self.edits.push(Edit { start, end, text });
     }
 
-    /// `left % right` becomes `left | __toyc_percent(right)` (see `percent.rs`), with
+    /// `left % right` becomes `left | __toyc_percent(right)` (see `percent.rs`) and
+    /// `left - right` becomes `left | __toyc_minus(right)` (see `datetime.rs`), with
     /// `left` in parentheses unless it is already or is a single term, as the filter
     /// binds tighter than any operator.
-    fn percent(&mut self, left: &Expr, right: &Expr) {
+    fn operator(&mut self, left: &Expr, right: &Expr, op: char, filter: &str) {
         let left_end = left.span().end_offset as usize;
         let right_start = right.span().start_offset as usize;
         let Some(between) = self.source.get(left_end..right_start) else {
             return;
         };
-        let Some(at) = between.find('%') else {
+        let Some(at) = between.find(op) else {
             return;
         };
         let simple = matches!(
@@ -191,7 +192,7 @@ impl Rewriter<'_> {
             Expr::Var(_) | Expr::Const(_) | Expr::GetAttr(_) | Expr::GetItem(_) | Expr::Call(_)
         );
         if !simple && !between[..at].contains(')') {
-            let left_start = left.span().start_offset as usize;
+            let left_start = start_of(left);
             self.edits.push(Edit {
                 start: left_start,
                 end: left_start,
@@ -207,7 +208,7 @@ impl Rewriter<'_> {
         self.edits.push(Edit {
             start: at,
             end: at + 1,
-            text: format!("| {}(", super::percent::PERCENT),
+            text: format!("| {filter}("),
         });
         let right_end = right.span().end_offset as usize;
         self.edits.push(Edit {
@@ -370,8 +371,10 @@ impl Rewriter<'_> {
             Expr::BinOp(b) => {
                 self.expr(&b.left);
                 self.expr(&b.right);
-                if matches!(b.op, BinOpKind::Rem) {
-                    self.percent(&b.left, &b.right);
+                match b.op {
+                    BinOpKind::Rem => self.operator(&b.left, &b.right, '%', super::percent::PERCENT),
+                    BinOpKind::Sub => self.operator(&b.left, &b.right, '-', super::datetime::MINUS),
+                    _ => {}
                 }
             }
             Expr::Compare(c) => {
@@ -394,6 +397,24 @@ impl Rewriter<'_> {
             Expr::Map(m) => m.keys.iter().chain(&m.values).for_each(|e| self.expr(e)),
         }
     }
+}
+
+/// Where `expr` starts in the source: a filter's, test's or operator's span starts at
+/// its name or operator, not at its operand.
+fn start_of(expr: &Expr) -> usize {
+    let own = expr.span().start_offset as usize;
+    let inner = match expr {
+        Expr::Filter(f) => f.expr.as_ref().map(start_of),
+        Expr::Test(t) => Some(start_of(&t.expr)),
+        Expr::BinOp(b) => Some(start_of(&b.left)),
+        Expr::GetAttr(a) => Some(start_of(&a.expr)),
+        Expr::GetItem(i) => Some(start_of(&i.expr)),
+        Expr::Call(c) => Some(start_of(&c.expr)),
+        Expr::Slice(s) => Some(start_of(&s.expr)),
+        Expr::IfExpr(i) => Some(start_of(&i.true_expr)),
+        _ => None,
+    };
+    inner.map_or(own, |i| i.min(own))
 }
 
 /// The span of an include statement (from its keyword to its last word).

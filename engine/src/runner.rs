@@ -211,7 +211,9 @@ pub fn json_to_dynamic(value: &Value) -> Dynamic {
         Value::String(s) => s.clone().into(),
         // A YAML timestamp is its text for a script (`yaml11::TIMESTAMP`).
         Value::Object(_) if crate::yaml11::timestamp_text(value).is_some() => {
-            crate::yaml11::timestamp_text(value).unwrap_or_default().into()
+            crate::yaml11::timestamp_text(value)
+                .unwrap_or_default()
+                .into()
         }
         Value::Array(items) => items
             .iter()

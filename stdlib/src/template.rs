@@ -26,13 +26,13 @@ mod ansible;
 mod datetime;
 mod error;
 mod filters;
-mod html;
-mod include;
 #[cfg(test)]
 mod fixture_tests;
+mod html;
+mod include;
 mod magic;
-mod password;
 mod methods;
+mod password;
 mod percent;
 mod pyfmt;
 mod pyrandom;
@@ -397,7 +397,8 @@ pub(crate) fn to_jinja(value: &Value) -> JinjaValue {
         Value::Array(items) => items.iter().map(to_jinja).collect(),
         Value::Object(_) if toyc_engine::yaml11::timestamp_text(value).is_some() => {
             let text = toyc_engine::yaml11::timestamp_text(value).unwrap_or_default();
-            datetime::Moment::from_yaml(text).map_or_else(|| JinjaValue::from(text), datetime::Moment::value)
+            datetime::Moment::from_yaml(text)
+                .map_or_else(|| JinjaValue::from(text), datetime::Moment::value)
         }
         Value::Object(map) => {
             JinjaValue::from_pairs(map.iter().map(|(k, v)| (k.as_str(), to_jinja(v))))

@@ -47,7 +47,13 @@ pub(super) fn read(doc: &Value, text: &str) -> Result<Model, Issue> {
     let root = YamlPath::root();
     if let Some(top) = mapping(doc, &root, "the inventory")? {
         for (name, group) in entries(top) {
-            read_group(&mut model, &name, group, child(typed, &name), &root.value(&name))?;
+            read_group(
+                &mut model,
+                &name,
+                group,
+                child(typed, &name),
+                &root.value(&name),
+            )?;
         }
     }
     model.reconcile_ungrouped();

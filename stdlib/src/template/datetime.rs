@@ -153,9 +153,10 @@ impl Moment {
         match self {
             Moment::Date(_) => None,
             Moment::DateTime(dt, offset) => {
-                let utc = dt - chrono::Duration::seconds(i64::from(
-                    offset.map_or(0, |o| o.local_minus_utc()),
-                ));
+                let utc = dt
+                    - chrono::Duration::seconds(i64::from(
+                        offset.map_or(0, |o| o.local_minus_utc()),
+                    ));
                 Some((utc.and_utc().timestamp_micros(), offset.is_some()))
             }
         }
@@ -285,9 +286,7 @@ impl Object for Moment {
             "weekday" => Ok(Value::from(self.date().weekday().num_days_from_monday())),
             "isoweekday" => Ok(Value::from(self.date().weekday().number_from_monday())),
             "date" => Ok(Moment::Date(self.date()).value()),
-            "toordinal" => Ok(Value::from(
-                i64::from(self.date().num_days_from_ce()),
-            )),
+            "toordinal" => Ok(Value::from(i64::from(self.date().num_days_from_ce()))),
             _ => Err(Error::new(
                 minijinja::ErrorKind::UnknownMethod,
                 format!("{} has no method named {method}", self.type_name()),
@@ -396,13 +395,11 @@ pub(crate) fn to_datetime(
         .unwrap_or_else(|| "%Y-%m-%d %H:%M:%S".to_owned());
     kwargs.assert_all_used()?;
     let input = text(value)?;
-    strptime(&input, &format)
-        .map(Moment::value)
-        .ok_or_else(|| {
-            invalid(format!(
-                "to_datetime: time data `{input}` does not match format `{format}`"
-            ))
-        })
+    strptime(&input, &format).map(Moment::value).ok_or_else(|| {
+        invalid(format!(
+            "to_datetime: time data `{input}` does not match format `{format}`"
+        ))
+    })
 }
 
 /// `datetime.strptime(text, format)`: fields the format lacks are those of
@@ -411,7 +408,8 @@ fn strptime(input: &str, format: &str) -> Option<Moment> {
     let format = format.replace(".%f", "%.f");
     let mut parsed = Parsed::new();
     parse(&mut parsed, input, StrftimeItems::new(&format)).ok()?;
-    if parsed.year().is_none() && parsed.year_div_100().is_none() && parsed.year_mod_100().is_none() {
+    if parsed.year().is_none() && parsed.year_div_100().is_none() && parsed.year_mod_100().is_none()
+    {
         parsed.set_year(1900).ok()?;
     }
     if parsed.month().is_none() && parsed.ordinal().is_none() {
@@ -552,7 +550,10 @@ mod tests {
             "dtz": {"!!timestamp": "2024-01-15T10:30:00.5Z"},
         });
         assert_eq!(
-            render("{{ d }}|{{ d | type_debug }}|{{ dt }}|{{ dtz }}|{{ [d, dt] }}", &vars),
+            render(
+                "{{ d }}|{{ d | type_debug }}|{{ dt }}|{{ dtz }}|{{ [d, dt] }}",
+                &vars
+            ),
             "2024-01-15|date|2024-01-15 10:30:00|2024-01-15 10:30:00.500000+00:00|\
              [datetime.date(2024, 1, 15), datetime.datetime(2024, 1, 15, 10, 30)]"
         );

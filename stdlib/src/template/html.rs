@@ -27,7 +27,11 @@ fn escape_str(s: &str) -> String {
 
 /// `xmlattr(autospace=True)`: `key="value"` for each item whose value is neither none
 /// nor undefined, values escaped; a key with whitespace, `/`, `>` or `=` is an error.
-pub(crate) fn xmlattr(value: &Value, autospace: Option<bool>, kwargs: Kwargs) -> Result<String, Error> {
+pub(crate) fn xmlattr(
+    value: &Value,
+    autospace: Option<bool>,
+    kwargs: Kwargs,
+) -> Result<String, Error> {
     let autospace = kwargs
         .get::<Option<bool>>("autospace")?
         .or(autospace)
@@ -83,8 +87,7 @@ static HTTP: LazyLock<Option<Regex>> = LazyLock::new(|| {
         $",
     )
 });
-static EMAIL: LazyLock<Option<Regex>> =
-    LazyLock::new(|| compile(r"^\S+@\w[\w.-]*\.\w+$"));
+static EMAIL: LazyLock<Option<Regex>> = LazyLock::new(|| compile(r"^\S+@\w[\w.-]*\.\w+$"));
 static SCHEME: LazyLock<Option<Regex>> = LazyLock::new(|| compile(r"^[\w.+-]{2,}:/{0,2}$"));
 static WORDS: LazyLock<Option<Regex>> = LazyLock::new(|| compile(r"\s+"));
 static HEAD: LazyLock<Option<Regex>> = LazyLock::new(|| compile(r"^(?:[(<]|&lt;)+"));
@@ -97,7 +100,11 @@ fn regex(re: &'static LazyLock<Option<Regex>>) -> Result<&'static Regex, Error> 
 
 /// `urlize(trim_url_limit=None, nofollow=False, target=None, rel=None,
 /// extra_schemes=None)`.
-pub(crate) fn urlize(value: &Value, args: minijinja::value::Rest<Value>, kwargs: Kwargs) -> Result<String, Error> {
+pub(crate) fn urlize(
+    value: &Value,
+    args: minijinja::value::Rest<Value>,
+    kwargs: Kwargs,
+) -> Result<String, Error> {
     if args.len() > 5 {
         return Err(invalid("urlize: too many arguments"));
     }
@@ -108,10 +115,11 @@ pub(crate) fn urlize(value: &Value, args: minijinja::value::Rest<Value>, kwargs:
             .filter(|v| !v.is_none() && !v.is_undefined()))
     };
     let limit = match arg(0, "trim_url_limit")? {
-        Some(l) => Some(
-            usize::try_from(l.clone())
-                .map_err(|_| invalid(format!("urlize: trim_url_limit must be a number, not `{l}`")))?,
-        ),
+        Some(l) => Some(usize::try_from(l.clone()).map_err(|_| {
+            invalid(format!(
+                "urlize: trim_url_limit must be a number, not `{l}`"
+            ))
+        })?),
         None => None,
     };
     let nofollow = arg(1, "nofollow")?.is_some_and(|v| v.is_true());
@@ -159,11 +167,23 @@ pub(crate) fn urlize(value: &Value, args: minijinja::value::Rest<Value>, kwargs:
     let mut out = String::new();
     let mut last = 0;
     for space in regex(&WORDS)?.find_iter(&escaped) {
-        out.push_str(&link(&escaped[last..space.start()], &rel_attr, &target_attr, &extra, &trim)?);
+        out.push_str(&link(
+            &escaped[last..space.start()],
+            &rel_attr,
+            &target_attr,
+            &extra,
+            &trim,
+        )?);
         out.push_str(space.as_str());
         last = space.end();
     }
-    out.push_str(&link(&escaped[last..], &rel_attr, &target_attr, &extra, &trim)?);
+    out.push_str(&link(
+        &escaped[last..],
+        &rel_attr,
+        &target_attr,
+        &extra,
+        &trim,
+    )?);
     Ok(out)
 }
 
@@ -201,7 +221,10 @@ fn link(
     }
     let middle = if regex(&HTTP)?.is_match(&middle) {
         if middle.starts_with("https://") || middle.starts_with("http://") {
-            format!("<a href=\"{middle}\"{rel_attr}{target_attr}>{}</a>", trim(&middle))
+            format!(
+                "<a href=\"{middle}\"{rel_attr}{target_attr}>{}</a>",
+                trim(&middle)
+            )
         } else {
             format!(
                 "<a href=\"https://{middle}\"{rel_attr}{target_attr}>{}</a>",
@@ -250,7 +273,11 @@ mod tests {
             " a=\"1\" class=\"x y\" q=\"a&#34;b&lt;\"|a=\"1\"|"
         );
         let err = try_render("{{ {'a b': 1} | xmlattr }}", &vars).expect_err("space");
-        assert!(err.to_string().contains("invalid character in attribute name"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("invalid character in attribute name"),
+            "{err}"
+        );
         assert_eq!(
             render(
                 "{{ 'see http://example.com/a/very/long/path and www.foo.org or mail me@x.org' | urlize(15, true, '_blank') }}",

@@ -71,9 +71,9 @@ pub(crate) fn include_alone(
         ErrorKind::TemplateNotFound,
         match choices.as_slice() {
             [one] => format!("tried to include non-existing template {one:?}"),
-            _ => format!(
-                "tried to include one of multiple templates, none of which existed {name}"
-            ),
+            _ => {
+                format!("tried to include one of multiple templates, none of which existed {name}")
+            }
         },
     ))
 }

@@ -96,9 +96,14 @@ pub(crate) fn magic_vars(host: &Host, play: &[Host], call: &Call<'_>) -> Map<Str
 /// Whether `dir` is a role: a toyc role (its `runbook.rhai` or `runbook.yml`) or an
 /// Ansible one (`tasks/main.yml`), rather than a directory of scripts.
 fn is_role(dir: &Path) -> bool {
-    ["runbook.rhai", "runbook.yml", "tasks/main.yml", "tasks/main.yaml"]
-        .iter()
-        .any(|marker| dir.join(marker).is_file())
+    [
+        "runbook.rhai",
+        "runbook.yml",
+        "tasks/main.yml",
+        "tasks/main.yaml",
+    ]
+    .iter()
+    .any(|marker| dir.join(marker).is_file())
 }
 
 /// What Ansible's `Host.get_magic_vars` and connection variables give one host.

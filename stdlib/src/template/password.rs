@@ -77,9 +77,7 @@ pub(crate) fn password_hash(
         .or(salt)
         .filter(|s| s.is_true());
     let salt_size: Option<usize> = kwargs.get("salt_size")?;
-    let rounds = kwargs
-        .get::<Option<u32>>("rounds")?
-        .filter(|&r| r != 0);
+    let rounds = kwargs.get::<Option<u32>>("rounds")?.filter(|&r| r != 0);
     let ident = kwargs
         .get::<Option<String>>("ident")?
         .filter(|i| !i.is_empty());
@@ -214,17 +212,17 @@ fn sha_crypt(
     let (id, bytes) = if scheme == Scheme::Sha512 {
         // glibc's order of the 64 bytes in the encoded hash (`sha512-crypt.c`).
         const ORDER: [usize; 64] = [
-            42, 21, 0, 1, 43, 22, 23, 2, 44, 45, 24, 3, 4, 46, 25, 26, 5, 47, 48, 27, 6, 7, 49,
-            28, 29, 8, 50, 51, 30, 9, 10, 52, 31, 32, 11, 53, 54, 33, 12, 13, 55, 34, 35, 14, 56,
-            57, 36, 15, 16, 58, 37, 38, 17, 59, 60, 39, 18, 19, 61, 40, 41, 20, 62, 63,
+            42, 21, 0, 1, 43, 22, 23, 2, 44, 45, 24, 3, 4, 46, 25, 26, 5, 47, 48, 27, 6, 7, 49, 28,
+            29, 8, 50, 51, 30, 9, 10, 52, 31, 32, 11, 53, 54, 33, 12, 13, 55, 34, 35, 14, 56, 57,
+            36, 15, 16, 58, 37, 38, 17, 59, 60, 39, 18, 19, 61, 40, 41, 20, 62, 63,
         ];
         let raw = sha_crypt::sha512_crypt(password, salt.as_bytes(), params);
         ("6", ORDER.iter().map(|&i| raw[i]).collect::<Vec<u8>>())
     } else {
         // `sha256-crypt.c`'s order of the 32 bytes.
         const ORDER: [usize; 32] = [
-            20, 10, 0, 11, 1, 21, 2, 22, 12, 23, 13, 3, 14, 4, 24, 5, 25, 15, 26, 16, 6, 17, 7,
-            27, 8, 28, 18, 29, 19, 9, 30, 31,
+            20, 10, 0, 11, 1, 21, 2, 22, 12, 23, 13, 3, 14, 4, 24, 5, 25, 15, 26, 16, 6, 17, 7, 27,
+            8, 28, 18, 29, 19, 9, 30, 31,
         ];
         let raw = sha_crypt::sha256_crypt(password, salt.as_bytes(), params);
         ("5", ORDER.iter().map(|&i| raw[i]).collect::<Vec<u8>>())
@@ -308,10 +306,19 @@ mod tests {
         let random = render("{{ 'secret' | password_hash('md5') }}", &vars);
         assert!(random.starts_with("$1$") && random.len() == 34, "{random}");
         for (template, why) in [
-            ("{{ 'x' | password_hash('sha512', 'a$b') }}", "invalid characters"),
-            ("{{ 'x' | password_hash('sha512', 'aaaaaaaaaaaaaaaaa') }}", "salt too large"),
+            (
+                "{{ 'x' | password_hash('sha512', 'a$b') }}",
+                "invalid characters",
+            ),
+            (
+                "{{ 'x' | password_hash('sha512', 'aaaaaaaaaaaaaaaaa') }}",
+                "salt too large",
+            ),
             ("{{ 'x' | password_hash('bcrypt', 'abc') }}", "exactly 22"),
-            ("{{ 'x' | password_hash('sha512', 'a', rounds=999) }}", "rounds must be"),
+            (
+                "{{ 'x' | password_hash('sha512', 'a', rounds=999) }}",
+                "rounds must be",
+            ),
             ("{{ 'x' | password_hash('argon2') }}", "not in the list"),
         ] {
             let err = try_render(template, &vars).expect_err(template).to_string();

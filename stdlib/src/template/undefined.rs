@@ -372,7 +372,9 @@ impl Rewriter<'_> {
                 self.expr(&b.left);
                 self.expr(&b.right);
                 match b.op {
-                    BinOpKind::Rem => self.operator(&b.left, &b.right, '%', super::percent::PERCENT),
+                    BinOpKind::Rem => {
+                        self.operator(&b.left, &b.right, '%', super::percent::PERCENT)
+                    }
                     BinOpKind::Sub => self.operator(&b.left, &b.right, '-', super::datetime::MINUS),
                     _ => {}
                 }

@@ -433,7 +433,7 @@ fn strptime(input: &str, format: &str) -> Option<Moment> {
     let time = parsed.to_naive_time().ok()?;
     let offset = parsed
         .offset()
-        .and_then(|seconds| FixedOffset::east_opt(seconds));
+        .and_then(FixedOffset::east_opt);
     Some(Moment::DateTime(date.and_time(time), offset))
 }
 

@@ -221,7 +221,7 @@ mod tests {
         assert!(vars.get("role_path").is_none());
         assert_eq!(vars["playbook_dir"], json!(dir.path().to_string_lossy()));
         std::fs::write(dir.path().join("runbook.rhai"), "").expect("write");
-        let vars = magic_vars(&web, &[web.clone()], &call);
+        let vars = magic_vars(&web, std::slice::from_ref(&web), &call);
         assert_eq!(vars["role_path"], json!(dir.path().to_string_lossy()));
     }
 }

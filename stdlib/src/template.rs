@@ -36,6 +36,7 @@ mod password;
 mod percent;
 mod pyfmt;
 mod pyrandom;
+mod scope;
 mod undefined;
 mod wordwrap;
 mod yaml;
@@ -181,6 +182,11 @@ impl Templates {
         env.add_function(undefined::LOOKUP, undefined::lookup);
         env.add_filter(include::INCLUDE_ALONE, include::include_alone);
         env.add_filter(datetime::MINUS, datetime::minus);
+        env.add_function(scope::HIDE, scope::hide);
+        env.add_global(
+            scope::CALL_HIDDEN,
+            JinjaValue::from_object(scope::CallHidden),
+        );
         env.add_filter("to_datetime", datetime::to_datetime);
         filters::register(&mut env);
         ansible::register(&mut env);
@@ -378,9 +384,11 @@ fn join(root: &Path, name: &str, parent: &str) -> String {
     }
 }
 
-/// The variables as minijinja values.
+/// The variables as minijinja values, hidden from context-less imports (`scope.rs`).
 fn context(vars: &Map<String, Value>) -> JinjaValue {
-    JinjaValue::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), to_jinja(v))))
+    scope::Root::value(JinjaValue::from_pairs(
+        vars.iter().map(|(k, v)| (k.as_str(), to_jinja(v))),
+    ))
 }
 
 /// A JSON value as a minijinja value (maps keep their order).

@@ -431,9 +431,7 @@ fn strptime(input: &str, format: &str) -> Option<Moment> {
     }
     let date = parsed.to_naive_date().ok()?;
     let time = parsed.to_naive_time().ok()?;
-    let offset = parsed
-        .offset()
-        .and_then(FixedOffset::east_opt);
+    let offset = parsed.offset().and_then(FixedOffset::east_opt);
     Some(Moment::DateTime(date.and_time(time), offset))
 }
 

@@ -7,7 +7,8 @@
 //! renders the template on its own, with no variables.
 //!
 //! `{% include %}` and `{% include ... with context %}` stay minijinja's, which share the
-//! context as Jinja2 does; so does `{% import ... with context %}`.
+//! context as Jinja2 does; so does `{% import ... with context %}` (a plain import is
+//! `scope.rs`'s).
 
 use std::cell::Cell;
 

@@ -14,6 +14,8 @@
 //! [`OffsetMap`] takes columns back to the original text for error messages.
 
 use minijinja::machinery::ast::{BinOpKind, CallArg, Expr, Stmt};
+use std::collections::HashSet;
+
 use minijinja::machinery::{parse, Span};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Rest, Value};
@@ -83,6 +85,8 @@ pub(crate) fn rewrite(source: &str, name: &str, syntax: SyntaxConfig) -> (String
         source,
         edits: Vec::new(),
         block,
+        hidden_modules: HashSet::new(),
+        hidden_macros: HashSet::new(),
     };
     rewriter.stmt(&ast);
     let mut edits = rewriter.edits;
@@ -110,6 +114,11 @@ struct Rewriter<'s> {
     edits: Vec<Edit>,
     /// The block delimiters, for the tags a rewrite adds.
     block: (String, String),
+    /// Names of modules imported without context (`import X as m`), whose macros'
+    /// calls hide the template's variables (see `scope.rs`).
+    hidden_modules: HashSet<String>,
+    /// Macros imported without context by name (`from X import show`).
+    hidden_macros: HashSet<String>,
 }
 
 impl Rewriter<'_> {
@@ -245,6 +254,68 @@ impl Rewriter<'_> {
         });
     }
 
+    /// An import statement at `stmt` without `with context` gets the template's variables
+    /// hidden around it: `do __toyc_hide(1) %}{% import ... %}{% do __toyc_hide(-1)`.
+    /// Whether it was one.
+    fn import_without_context(&mut self, stmt: Span) -> bool {
+        let (start, end) = (stmt.start_offset as usize, stmt.end_offset as usize);
+        let Some(text) = self.source.get(start..end) else {
+            return false;
+        };
+        let words: Vec<&str> = text.split_whitespace().collect();
+        if words.ends_with(&["with", "context"]) {
+            return false;
+        }
+        let (open, close) = &self.block;
+        let hide = super::scope::HIDE;
+        self.edits.push(Edit {
+            start,
+            end: start,
+            text: format!("do {hide}(1) {close}{open} "),
+        });
+        self.edits.push(Edit {
+            start: end,
+            end,
+            text: format!(" {close}{open} do {hide}(-1)"),
+        });
+        true
+    }
+
+    /// A call of a macro imported without context, `m.show(x)` or `show(x)`, becomes
+    /// `__toyc_call_hidden(m.show, x)`.
+    fn hidden_call(&mut self, callee: &Expr, has_args: bool) {
+        let hidden = match callee {
+            Expr::Var(v) => self.hidden_macros.contains(v.id),
+            Expr::GetAttr(a) => {
+                matches!(&a.expr, Expr::Var(v) if self.hidden_modules.contains(v.id))
+            }
+            _ => false,
+        };
+        if !hidden {
+            return;
+        }
+        let callee_end = callee.span().end_offset as usize;
+        let Some(paren) = self
+            .source
+            .get(callee_end..)
+            .and_then(|rest| rest.find('('))
+        else {
+            return;
+        };
+        let start = start_of(callee);
+        self.edits.push(Edit {
+            start,
+            end: start,
+            text: format!("{}(", super::scope::CALL_HIDDEN),
+        });
+        let paren = callee_end + paren;
+        self.edits.push(Edit {
+            start: paren,
+            end: paren + 1,
+            text: if has_args { ", " } else { "" }.to_owned(),
+        });
+    }
+
     fn stmts(&mut self, stmts: &[Stmt]) {
         for stmt in stmts {
             self.stmt(stmt);
@@ -288,8 +359,24 @@ impl Rewriter<'_> {
                 self.stmts(&f.body);
             }
             Stmt::Block(b) => self.stmts(&b.body),
-            Stmt::Import(i) => self.expr(&i.expr),
-            Stmt::FromImport(i) => self.expr(&i.expr),
+            Stmt::Import(i) => {
+                self.expr(&i.expr);
+                if self.import_without_context(i.span()) {
+                    if let Expr::Var(v) = &i.name {
+                        self.hidden_modules.insert(v.id.to_owned());
+                    }
+                }
+            }
+            Stmt::FromImport(i) => {
+                self.expr(&i.expr);
+                if self.import_without_context(i.span()) {
+                    for (name, alias) in &i.names {
+                        if let Expr::Var(v) = alias.as_ref().unwrap_or(name) {
+                            self.hidden_macros.insert(v.id.to_owned());
+                        }
+                    }
+                }
+            }
             Stmt::Extends(e) => self.expr(&e.name),
             Stmt::Include(i) => {
                 self.expr(&i.name);
@@ -391,6 +478,7 @@ impl Rewriter<'_> {
                 self.expr(&i.subscript_expr);
             }
             Expr::Call(c) => {
+                self.hidden_call(&c.expr, !c.args.is_empty());
                 self.expr(&c.expr);
                 self.args(&c.args);
             }

@@ -188,6 +188,7 @@ impl Templates {
             JinjaValue::from_object(scope::CallHidden),
         );
         env.add_filter("to_datetime", datetime::to_datetime);
+        env.add_function("now", datetime::now);
         filters::register(&mut env);
         ansible::register(&mut env);
 

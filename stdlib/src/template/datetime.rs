@@ -1,7 +1,7 @@
 //! Python's `datetime.date`, `datetime.datetime` and `datetime.timedelta` in templates:
 //! what Ansible's `to_datetime` filter returns, what a YAML 1.1 timestamp in a vars file
-//! is (`2024-01-15`, read as `{"!!timestamp": ...}` by `toyc_engine::yaml11`), and what
-//! subtracting them gives. They print, compare and answer `.days`, `.total_seconds()`,
+//! is (`2024-01-15`, read as `{"!!timestamp": ...}` by `toyc_engine::yaml11`), what
+//! Ansible's `now()` returns, and what subtracting them gives. They print, compare and answer `.days`, `.total_seconds()`,
 //! `.strftime(...)`, `.year`, ... as Python's do.
 //!
 //! minijinja has no operator overloading, so the template rewrite (`undefined.rs`) turns
@@ -264,6 +264,18 @@ impl Object for Moment {
             "minute" => i64::from(time?.minute()),
             "second" => i64::from(time?.second()),
             "microsecond" => i64::from(time?.nanosecond() / 1000),
+            "tzinfo" => {
+                return match **self {
+                    Moment::DateTime(_, Some(offset)) if offset.local_minus_utc() == 0 => {
+                        Some(Value::from("UTC"))
+                    }
+                    Moment::DateTime(_, Some(offset)) => {
+                        Some(Value::from(format!("UTC{}", python_offset(offset))))
+                    }
+                    Moment::DateTime(_, None) => Some(Value::from(())),
+                    Moment::Date(_) => None,
+                }
+            }
             _ => return None,
         }))
     }
@@ -381,6 +393,28 @@ pub(crate) fn temporal(value: &Value) -> Option<Temporal> {
     object
         .downcast_ref::<Timedelta>()
         .map(|d| Temporal::Delta(*d))
+}
+
+/// Ansible's global `now(utc=False, fmt=None)`: the local time (or UTC) as a naive
+/// datetime, or formatted with `strftime` when `fmt` is given.
+pub(crate) fn now(utc: Option<bool>, fmt: Option<String>, kwargs: Kwargs) -> Result<Value, Error> {
+    let utc = kwargs.get::<Option<bool>>("utc")?.or(utc).unwrap_or(false);
+    let fmt = kwargs.get::<Option<String>>("fmt")?.or(fmt);
+    kwargs.assert_all_used()?;
+    let now = if utc {
+        chrono::Utc::now().naive_utc()
+    } else {
+        chrono::Local::now().naive_local()
+    };
+    // Python's datetimes have microseconds.
+    let now = now
+        .with_nanosecond(now.nanosecond() / 1000 * 1000)
+        .unwrap_or(now);
+    let moment = Moment::DateTime(now, None);
+    match fmt.filter(|f| !f.is_empty()) {
+        Some(fmt) => moment.strftime(&fmt).map(Value::from),
+        None => Ok(moment.value()),
+    }
 }
 
 /// `to_datetime(format='%Y-%m-%d %H:%M:%S')`: Python's `datetime.strptime`.

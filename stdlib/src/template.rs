@@ -20,7 +20,8 @@
 //! Known differences from Ansible: `regex_*` take Rust regular expressions (no
 //! backreferences or lookaround); tuples are lists; Ansible-only lookups, the tests of
 //! task results, `omit` and a few filters (`vault`, `ipaddr`, ... see
-//! `ansible::UNSUPPORTED_FILTERS`) are absent, and naming one says so.
+//! `ansible::UNSUPPORTED_FILTERS`) are absent, and naming one says so; a date plus a
+//! timedelta is an error (subtraction works, `datetime.rs`).
 
 mod ansible;
 mod datetime;

@@ -553,6 +553,23 @@ mod tests {
     }
 
     #[test]
+    fn minus_includes_and_imports_without_context_are_rewritten() {
+        assert_eq!(
+            rewritten("{{ a | f - b }}{{ 1 - 2 - 3 }}"),
+            "{{ (a | f) | __toyc_minus( b) }}{{ (1 | __toyc_minus( 2)) | __toyc_minus( 3) }}"
+        );
+        assert_eq!(
+            rewritten("{%- include 'p.j2' ignore missing without context -%}"),
+            "{%- filter __toyc_include_alone(('p.j2'), true) %}{% endfilter -%}"
+        );
+        assert_eq!(
+            rewritten("{% import 'm.j2' as m %}{{ m.f(1) }}{% import 'm.j2' as c with context %}{{ c.f() }}"),
+            "{% do __toyc_hide(1) %}{% import 'm.j2' as m %}{% do __toyc_hide(-1) %}\
+             {{ __toyc_call_hidden(m.f, 1) }}{% import 'm.j2' as c with context %}{{ c.f() }}"
+        );
+    }
+
+    #[test]
     fn line_breaks_inside_a_chain_are_kept() {
         let text = rewritten("{{ x\n.y | default(1) }}\n{{ z }}");
         assert_eq!(text.matches('\n').count(), 2, "{text}");

@@ -209,6 +209,12 @@ pub fn json_to_dynamic(value: &Value) -> Dynamic {
             None => n.as_f64().unwrap_or(f64::NAN).into(),
         },
         Value::String(s) => s.clone().into(),
+        // A YAML timestamp is its text for a script (`yaml11::TIMESTAMP`).
+        Value::Object(_) if crate::yaml11::timestamp_text(value).is_some() => {
+            crate::yaml11::timestamp_text(value)
+                .unwrap_or_default()
+                .into()
+        }
         Value::Array(items) => items
             .iter()
             .map(json_to_dynamic)

@@ -4,8 +4,11 @@
 //! serde_yaml reads YAML 1.2, where those stay strings, and cannot tell a quoted `"on"`
 //! from a plain `on`; this reads the parser's events, which can.
 //!
-//! The resolvers are PyYAML's (`yaml/resolver.py`, `Resolver.add_implicit_resolver`);
-//! timestamps stay text, as Ansible prints a date as it was written.
+//! The resolvers are PyYAML's (`yaml/resolver.py`, `Resolver.add_implicit_resolver`).
+//! A timestamp (`2024-01-15`, `2024-01-15 10:30:00`) is a date or a datetime for
+//! Ansible; JSON has no such type, so it is read as `{"!!timestamp": "2024-01-15"}`
+//! ([`TIMESTAMP`], the text as written): templates make it a date again, and a script
+//! sees the text ([`timestamp_text`]).
 
 use std::sync::LazyLock;
 
@@ -101,7 +104,10 @@ fn key_text(value: &Value) -> String {
         Value::Bool(true) => "True".to_owned(),
         Value::Bool(false) => "False".to_owned(),
         Value::Null => "None".to_owned(),
-        other => other.to_string(),
+        other => match timestamp_text(other) {
+            Some(text) => text.to_owned(),
+            None => other.to_string(),
+        },
     }
 }
 
@@ -156,6 +162,25 @@ fn matches(re: &LazyLock<Option<Regex>>, text: &str) -> bool {
     re.as_ref().is_some_and(|re| re.is_match(text))
 }
 
+/// The one key of the map a YAML timestamp is read as.
+pub const TIMESTAMP: &str = "!!timestamp";
+
+/// The text of a timestamp read as `{"!!timestamp": text}`, or `None` for other values.
+pub fn timestamp_text(value: &Value) -> Option<&str> {
+    match value {
+        Value::Object(map) if map.len() == 1 => map.get(TIMESTAMP)?.as_str(),
+        _ => None,
+    }
+}
+
+/// PyYAML's implicit resolver of `tag:yaml.org,2002:timestamp`.
+static TIMESTAMP_RE: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(
+        r"^(?:[0-9]{4}-[0-9]{2}-[0-9]{2}|[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}(?:[Tt]|[ \t]+)[0-9]{1,2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]*)?(?:[ \t]*(?:Z|[-+][0-9]{1,2}(?::[0-9]{2})?))?)$",
+    )
+    .ok()
+});
+
 /// A plain scalar as PyYAML's SafeLoader resolves it.
 fn resolve(text: &str) -> Value {
     if matches!(text, "" | "~" | "null" | "Null" | "NULL") {
@@ -176,6 +201,11 @@ fn resolve(text: &str) -> Value {
         if let Some(f) = float(text).and_then(Number::from_f64) {
             return Value::Number(f);
         }
+    }
+    if matches(&TIMESTAMP_RE, text) {
+        let mut map = Map::new();
+        map.insert(TIMESTAMP.to_owned(), Value::String(text.to_owned()));
+        return Value::Object(map);
     }
     Value::String(text.to_owned())
 }
@@ -253,12 +283,29 @@ mod tests {
             value,
             json!({"a": true, "b": "yes", "c": false, "d": 493, "e": "0755", "f": "0o755",
                    "g": 1.1, "h": "1e3", "i": 1000.0, "j": 1350, "k": null, "l": "y", "m": 31,
-                   "n": 1000, "o": -42, "p": "2024-01-15", "q": ".inf", "r": "12",
+                   "n": 1000, "o": -42, "p": {"!!timestamp": "2024-01-15"}, "q": ".inf", "r": "12",
                    "s": 12_345_678_901_234_567_890u64})
         );
         let keys: Vec<&String> = value.as_object().expect("a map").keys().collect();
         assert_eq!(keys.first().map(|k| k.as_str()), Some("a"));
         assert_eq!(keys.last().map(|k| k.as_str()), Some("s"));
+    }
+
+    #[test]
+    fn timestamps_are_tagged_with_their_text() {
+        let text = "a: 2024-01-15\nb: 2024-1-5 10:30:00\nc: 2001-12-14t21:59:43.10-05:00\n\
+                    d: '2024-01-15'\ne: 2024-1-15\nf: 2024-01-15 10:30\n";
+        let value = from_str(text).expect("valid");
+        assert_eq!(timestamp_text(&value["a"]), Some("2024-01-15"));
+        assert_eq!(timestamp_text(&value["b"]), Some("2024-1-5 10:30:00"));
+        assert_eq!(
+            timestamp_text(&value["c"]),
+            Some("2001-12-14t21:59:43.10-05:00")
+        );
+        // Quoted, a date without two-digit month and day, no seconds: text.
+        for key in ["d", "e", "f"] {
+            assert!(value[key].is_string(), "{key}: {}", value[key]);
+        }
     }
 
     #[test]

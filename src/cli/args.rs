@@ -495,7 +495,8 @@ pub struct ExecArgs {
 #[derive(Debug, Args)]
 pub struct TemplateArgs {
     /// The template file; below a `templates/` directory, includes are read from there
-    /// and `role_path` is its parent, as for `files::template`.
+    /// and `role_path` is its parent when that is a role (`runbook.rhai`, `runbook.yml` or
+    /// `tasks/main.yml`), as for `files::template`.
     #[arg(value_name = "TEMPLATE")]
     pub template: PathBuf,
     /// The inventory host to render it for.

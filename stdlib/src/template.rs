@@ -19,20 +19,27 @@
 //!
 //! Known differences from Ansible: `regex_*` take Rust regular expressions (no
 //! backreferences or lookaround); tuples are lists; Ansible-only lookups, the tests of
-//! task results, `omit` and a few filters (`password_hash`, `ipaddr`, ... see
-//! `ansible::UNSUPPORTED_FILTERS`) are absent, and naming one says so.
+//! task results, `omit` and a few filters (`vault`, `ipaddr`, ... see
+//! `ansible::UNSUPPORTED_FILTERS`) are absent, and naming one says so; a date plus a
+//! timedelta is an error (subtraction works, `datetime.rs`).
 
 mod ansible;
+mod datetime;
 mod error;
 mod filters;
 #[cfg(test)]
 mod fixture_tests;
+mod html;
+mod include;
 mod magic;
 mod methods;
+mod password;
 mod percent;
 mod pyfmt;
 mod pyrandom;
+mod scope;
 mod undefined;
+mod wordwrap;
 mod yaml;
 
 use std::collections::HashMap;
@@ -174,6 +181,15 @@ impl Templates {
         env.set_formatter(pyfmt::format);
         env.set_unknown_method_callback(methods::call);
         env.add_function(undefined::LOOKUP, undefined::lookup);
+        env.add_filter(include::INCLUDE_ALONE, include::include_alone);
+        env.add_filter(datetime::MINUS, datetime::minus);
+        env.add_function(scope::HIDE, scope::hide);
+        env.add_global(
+            scope::CALL_HIDDEN,
+            JinjaValue::from_object(scope::CallHidden),
+        );
+        env.add_filter("to_datetime", datetime::to_datetime);
+        env.add_function("now", datetime::now);
         filters::register(&mut env);
         ansible::register(&mut env);
 
@@ -370,9 +386,11 @@ fn join(root: &Path, name: &str, parent: &str) -> String {
     }
 }
 
-/// The variables as minijinja values.
+/// The variables as minijinja values, hidden from context-less imports (`scope.rs`).
 fn context(vars: &Map<String, Value>) -> JinjaValue {
-    JinjaValue::from_pairs(vars.iter().map(|(k, v)| (k.as_str(), to_jinja(v))))
+    scope::Root::value(JinjaValue::from_pairs(
+        vars.iter().map(|(k, v)| (k.as_str(), to_jinja(v))),
+    ))
 }
 
 /// A JSON value as a minijinja value (maps keep their order).
@@ -387,6 +405,11 @@ pub(crate) fn to_jinja(value: &Value) -> JinjaValue {
         },
         Value::String(s) => JinjaValue::from(s.as_str()),
         Value::Array(items) => items.iter().map(to_jinja).collect(),
+        Value::Object(_) if toyc_engine::yaml11::timestamp_text(value).is_some() => {
+            let text = toyc_engine::yaml11::timestamp_text(value).unwrap_or_default();
+            datetime::Moment::from_yaml(text)
+                .map_or_else(|| JinjaValue::from(text), datetime::Moment::value)
+        }
         Value::Object(map) => {
             JinjaValue::from_pairs(map.iter().map(|(k, v)| (k.as_str(), to_jinja(v))))
         }
@@ -544,9 +567,9 @@ pub(crate) mod tests {
             "{err}"
         );
         assert!(err.contains("t.j2:2:"), "{err}");
-        let err = error("{{ x | password_hash('sha512') }}", &vars);
+        let err = error("{{ x | vault('secret') }}", &vars);
         assert!(
-            err.contains("the Ansible filter `password_hash` is not supported by toyc"),
+            err.contains("the Ansible filter `vault` is not supported by toyc"),
             "{err}"
         );
         let err = error("{{ x is versoin('1') }}", &vars);

@@ -5,7 +5,8 @@
 # adding or changing a template, and commit what it writes.
 #
 # Needs ansible-core 2.19.14 with Jinja2 3.1.6 (ANSIBLE points at its `ansible`):
-#   python3 -m venv /tmp/j2 && /tmp/j2/bin/pip install jinja2==3.1.6 pyyaml ansible-core==2.19.14
+#   python3 -m venv /tmp/j2 && /tmp/j2/bin/pip install jinja2==3.1.6 pyyaml ansible-core==2.19.14 \
+#       passlib==1.7.4 bcrypt==4.0.1   (password_hash; passlib 1.7.4 fails with bcrypt 4.1+)
 # One command renders them all: a play of one `template` task looping over the corpus.
 set -eu
 cd "$(dirname "$0")"

@@ -14,6 +14,10 @@
 //!
 //! Top-level keys other than `all` are groups too. Unlike Ansible (which warns and skips),
 //! unknown keys in a group are errors.
+//!
+//! Variables are YAML 1.1, as Ansible's YAML inventory plugin loads them (`on` and `yes`
+//! are true, `0755` is 493, `2024-01-15` a date): the structure and the places of errors
+//! come from serde_yaml's document, the values from `yaml11`'s reading of the same text.
 
 use serde_yaml::Value;
 
@@ -25,15 +29,31 @@ use super::yaml_read::{self, check_keys, entries, mapping};
 
 const GROUP_KEYS: [&str; 3] = ["hosts", "vars", "children"];
 
-/// Reads an Ansible YAML document.
-pub(super) fn read(doc: &Value) -> Result<Model, Issue> {
+/// The same node in `yaml11`'s reading of the text, where variables are taken from.
+type Typed<'a> = Option<&'a serde_json::Value>;
+
+fn child<'a>(typed: Typed<'a>, key: &str) -> Typed<'a> {
+    typed?.as_object()?.get(key)
+}
+
+/// Reads an Ansible YAML document; `text` is its text, read again as YAML 1.1 for the
+/// variables' values.
+pub(super) fn read(doc: &Value, text: &str) -> Result<Model, Issue> {
+    let typed_doc = crate::yaml11::from_str(text).ok();
+    let typed = typed_doc.as_ref();
     let mut model = Model::new(Style::Ansible);
     // Ansible always has `ungrouped`, listed right after `all`.
     model.group_mut("ungrouped");
     let root = YamlPath::root();
     if let Some(top) = mapping(doc, &root, "the inventory")? {
         for (name, group) in entries(top) {
-            read_group(&mut model, &name, group, &root.value(&name))?;
+            read_group(
+                &mut model,
+                &name,
+                group,
+                child(typed, &name),
+                &root.value(&name),
+            )?;
         }
     }
     model.reconcile_ungrouped();
@@ -41,7 +61,13 @@ pub(super) fn read(doc: &Value) -> Result<Model, Issue> {
 }
 
 /// Group `name` (or `all`) with its `vars`, `hosts` and `children`, at `path`.
-fn read_group(model: &mut Model, name: &str, group: &Value, path: &YamlPath) -> Result<(), Issue> {
+fn read_group(
+    model: &mut Model,
+    name: &str,
+    group: &Value,
+    typed: Typed<'_>,
+    path: &YamlPath,
+) -> Result<(), Issue> {
     let owner = format!("group `{name}`");
     if name != "all" {
         model.group_mut(name);
@@ -52,7 +78,12 @@ fn read_group(model: &mut Model, name: &str, group: &Value, path: &YamlPath) -> 
     check_keys(group, &GROUP_KEYS, &owner, path)?;
     if let Some(vars) = group.get("vars") {
         let vars_path = path.value("vars");
-        let vars = read_vars(vars, &vars_path, &format!("`vars` of {owner}"))?;
+        let vars = read_vars(
+            vars,
+            child(typed, "vars"),
+            &vars_path,
+            &format!("`vars` of {owner}"),
+        )?;
         let layer = if name == "all" {
             &mut model.base
         } else {
@@ -61,7 +92,13 @@ fn read_group(model: &mut Model, name: &str, group: &Value, path: &YamlPath) -> 
         layer.vars.extend(vars);
     }
     if let Some(hosts) = group.get("hosts") {
-        read_hosts(model, name, hosts, &path.value("hosts"))?;
+        read_hosts(
+            model,
+            name,
+            hosts,
+            child(typed, "hosts"),
+            &path.value("hosts"),
+        )?;
     }
     if let Some(children) = group.get("children") {
         let children_path = path.value("children");
@@ -81,15 +118,33 @@ fn read_group(model: &mut Model, name: &str, group: &Value, path: &YamlPath) -> 
                 if name != "all" {
                     model.add_child(name, &child, At::Yaml(children_path.key(&child)));
                 }
-                read_group(model, &child, spec, &children_path.value(&child))?;
+                let typed_child = child_of(typed, &child);
+                read_group(
+                    model,
+                    &child,
+                    spec,
+                    typed_child,
+                    &children_path.value(&child),
+                )?;
             }
         }
     }
     Ok(())
 }
 
+/// `children`'s entry `name` (the children are under `children` of the group).
+fn child_of<'a>(typed: Typed<'a>, name: &str) -> Typed<'a> {
+    child(child(typed, "children"), name)
+}
+
 /// A group's `hosts`: host patterns mapped to their variables (or nothing).
-fn read_hosts(model: &mut Model, group: &str, hosts: &Value, path: &YamlPath) -> Result<(), Issue> {
+fn read_hosts(
+    model: &mut Model,
+    group: &str,
+    hosts: &Value,
+    typed: Typed<'_>,
+    path: &YamlPath,
+) -> Result<(), Issue> {
     let what = format!("`hosts` of group `{group}`");
     let Some(hosts) = mapping(hosts, path, &what)? else {
         return Ok(());
@@ -98,7 +153,12 @@ fn read_hosts(model: &mut Model, group: &str, hosts: &Value, path: &YamlPath) ->
         let expanded =
             host_pattern::expand(&pattern).map_err(|why| Issue::yaml(path.key(&pattern), why))?;
         let host_path = path.value(&pattern);
-        let mut vars = read_vars(vars, &host_path, &format!("host `{pattern}`"))?;
+        let mut vars = read_vars(
+            vars,
+            child(typed, &pattern),
+            &host_path,
+            &format!("host `{pattern}`"),
+        )?;
         if let Some(port) = expanded.port {
             vars.entry("ansible_port").or_insert(port.into());
         }
@@ -117,10 +177,16 @@ fn read_hosts(model: &mut Model, group: &str, hosts: &Value, path: &YamlPath) ->
 /// A variables mapping, its `ansible_*` connection variables checked.
 fn read_vars(
     value: &Value,
+    typed: Typed<'_>,
     path: &YamlPath,
     what: &str,
 ) -> Result<serde_json::Map<String, serde_json::Value>, Issue> {
-    let vars = yaml_read::vars(value, path, what)?;
+    let mut vars = yaml_read::vars(value, path, what)?;
+    for (key, value) in vars.iter_mut() {
+        if let Some(typed) = child(typed, key) {
+            typed.clone_into(value);
+        }
+    }
     for (key, value) in &vars {
         ansible_vars::check(key, value).map_err(|why| Issue::yaml(path.value(key), why))?;
     }
@@ -134,11 +200,11 @@ mod tests {
     use std::path::Path;
 
     fn model(text: &str) -> Model {
-        read(&yaml_read::parse(text).unwrap()).unwrap()
+        read(&yaml_read::parse(text).unwrap(), text).unwrap()
     }
 
     fn error(text: &str) -> String {
-        let issue = read(&yaml_read::parse(text).unwrap()).unwrap_err();
+        let issue = read(&yaml_read::parse(text).unwrap(), text).unwrap_err();
         issue.into_error(text, Path::new("hosts.yml")).to_string()
     }
 
@@ -182,6 +248,24 @@ mod tests {
         assert_eq!(m.hosts[3].layer.vars["ansible_port"], json!(2222));
         // `bastion` is only in `all`: Ansible puts it in `ungrouped`.
         assert_eq!(m.groups[0].hosts, ["bastion"]);
+    }
+
+    // See: issue 11: Ansible's YAML inventory plugin loads YAML 1.1.
+    #[test]
+    fn variables_are_yaml_1_1_as_ansible_reads_them() {
+        let m = model(
+            "all:\n  vars: {a: on, b: \"on\", c: 0755, d: 2024-01-15}\n  children:\n    web:\n      \
+             hosts:\n        h1: {e: yes, f: [off, 010]}\n      vars: {g: 1.10}\n",
+        );
+        assert_eq!(
+            serde_json::Value::Object(m.base.vars.clone()),
+            json!({"a": true, "b": "on", "c": 493, "d": {"!!timestamp": "2024-01-15"}})
+        );
+        assert_eq!(
+            serde_json::Value::Object(m.hosts[0].layer.vars.clone()),
+            json!({"e": true, "f": [false, 8]})
+        );
+        assert_eq!(m.groups[1].layer.vars["g"], json!(1.1));
     }
 
     #[test]

@@ -181,7 +181,7 @@ impl Inventory {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let model = match detect::detect(text, origin)? {
             detect::Format::ToycYaml(doc) => toyc_yaml::read(&doc),
-            detect::Format::AnsibleYaml(doc) => ansible_yaml::read(&doc),
+            detect::Format::AnsibleYaml(doc) => ansible_yaml::read(&doc, text),
             detect::Format::AnsibleIni => ansible_ini::read(text),
         }
         .map_err(|issue| issue.into_error(text, origin))?;

@@ -17,10 +17,8 @@ use super::to_jinja;
 
 /// Ansible filters toyc does not have: naming one says so plainly, not "unknown filter".
 pub(crate) const UNSUPPORTED_FILTERS: &[&str] = &[
-    "password_hash",
     "vault",
     "unvault",
-    "to_datetime",
     "ipaddr",
     "ipv4",
     "ipv6",
@@ -33,8 +31,6 @@ pub(crate) const UNSUPPORTED_FILTERS: &[&str] = &[
     "path_join",
     "realpath",
     "fileglob",
-    "urlize",
-    "xmlattr",
 ];
 
 /// Every filter a template can use (minijinja's, `filters.rs`' and these), for the
@@ -93,6 +89,7 @@ pub(crate) const KNOWN_FILTERS: &[&str] = &[
     "max",
     "md5",
     "min",
+    "password_hash",
     "permutations",
     "pow",
     "pprint",
@@ -127,6 +124,7 @@ pub(crate) const KNOWN_FILTERS: &[&str] = &[
     "symmetric_difference",
     "ternary",
     "title",
+    "to_datetime",
     "to_json",
     "to_nice_json",
     "to_nice_yaml",
@@ -140,8 +138,10 @@ pub(crate) const KNOWN_FILTERS: &[&str] = &[
     "unique",
     "upper",
     "urlencode",
+    "urlize",
     "wordcount",
     "wordwrap",
+    "xmlattr",
     "zip",
     "zip_longest",
 ];
@@ -278,7 +278,10 @@ pub(crate) fn register(env: &mut Environment<'_>) {
     env.add_filter("pprint", |v: &Value| -> Result<String, Error> {
         Ok(pyfmt::repr(&to_data(v)?))
     });
-    env.add_filter("wordwrap", wordwrap);
+    env.add_filter("wordwrap", super::wordwrap::wordwrap);
+    env.add_filter("xmlattr", super::html::xmlattr);
+    env.add_filter("urlize", super::html::urlize);
+    env.add_filter("password_hash", super::password::password_hash);
 
     env.add_test("match", test_match);
     env.add_test("search", test_search);
@@ -816,7 +819,11 @@ fn type_debug(value: &Value) -> Result<String, Error> {
         ValueKind::Bytes => "bytes",
         ValueKind::Seq | ValueKind::Iterable => "list",
         ValueKind::Map => "dict",
-        _ => "object",
+        _ => match super::datetime::temporal(value) {
+            Some(super::datetime::Temporal::Moment(m)) => m.type_name(),
+            Some(super::datetime::Temporal::Delta(_)) => "timedelta",
+            None => "object",
+        },
     }
     .to_owned())
 }
@@ -1254,106 +1261,7 @@ fn root(value: &Value, base: Option<f64>) -> Result<f64, Error> {
 }
 
 fn forceescape(value: &Value) -> Result<String, Error> {
-    let s = text(value)?;
-    Ok(s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&#34;")
-        .replace('\'', "&#39;"))
-}
-
-/// `wordwrap(width=79, break_long_words=True, wrapstring=None, break_on_hyphens=True)`:
-/// Jinja2's, Python's `textwrap.wrap` on each line.
-fn wordwrap(value: &Value, width: Option<usize>, kwargs: Kwargs) -> Result<String, Error> {
-    let width = kwargs
-        .get::<Option<usize>>("width")?
-        .or(width)
-        .unwrap_or(79)
-        .max(1);
-    let break_long = kwargs
-        .get::<Option<bool>>("break_long_words")?
-        .unwrap_or(true);
-    let wrapstring = kwargs
-        .get::<Option<String>>("wrapstring")?
-        .unwrap_or_else(|| "\n".to_owned());
-    let hyphens = kwargs
-        .get::<Option<bool>>("break_on_hyphens")?
-        .unwrap_or(true);
-    kwargs.assert_all_used()?;
-    let source = text(value)?;
-    let lines: Vec<String> = source
-        .lines()
-        .map(|line| wrap_line(line, width, break_long, hyphens).join(&wrapstring))
-        .collect();
-    Ok(lines.join(&wrapstring))
-}
-
-/// `textwrap.wrap(line, width)` with `drop_whitespace`, tabs kept.
-fn wrap_line(line: &str, width: usize, break_long: bool, hyphens: bool) -> Vec<String> {
-    // Chunks: runs of whitespace, and words (split after hyphens between letters).
-    let mut chunks: Vec<String> = Vec::new();
-    let mut current = String::new();
-    let mut in_space = false;
-    let chars: Vec<char> = line.chars().collect();
-    for (i, &c) in chars.iter().enumerate() {
-        let space = c.is_whitespace();
-        if !current.is_empty() && space != in_space {
-            chunks.push(std::mem::take(&mut current));
-        }
-        in_space = space;
-        current.push(c);
-        let next_is_letter = chars.get(i + 1).is_some_and(|n| n.is_alphanumeric());
-        if hyphens
-            && c == '-'
-            && !space
-            && next_is_letter
-            && current.chars().filter(|c| c.is_alphanumeric()).count() > 0
-        {
-            chunks.push(std::mem::take(&mut current));
-        }
-    }
-    if !current.is_empty() {
-        chunks.push(current);
-    }
-    chunks.reverse();
-    let mut lines = Vec::new();
-    while !chunks.is_empty() {
-        let mut cur: Vec<String> = Vec::new();
-        let mut len = 0;
-        if !lines.is_empty() && chunks.last().is_some_and(|c| c.trim().is_empty()) {
-            chunks.pop();
-        }
-        while let Some(chunk) = chunks.last() {
-            let l = chunk.chars().count();
-            if len + l <= width {
-                len += l;
-                cur.push(chunks.pop().unwrap_or_default());
-            } else {
-                break;
-            }
-        }
-        if let Some(chunk) = chunks.last() {
-            if chunk.chars().count() > width {
-                let room = width.saturating_sub(len).max(usize::from(cur.is_empty()));
-                if break_long {
-                    let chunk = chunks.pop().unwrap_or_default();
-                    let head: String = chunk.chars().take(room).collect();
-                    let tail: String = chunk.chars().skip(room).collect();
-                    cur.push(head);
-                    chunks.push(tail);
-                } else if cur.is_empty() {
-                    cur.push(chunks.pop().unwrap_or_default());
-                }
-            }
-        }
-        while cur.last().is_some_and(|c| c.trim().is_empty()) {
-            cur.pop();
-        }
-        if !cur.is_empty() {
-            lines.push(cur.concat());
-        }
-    }
-    lines
+    super::html::escape(value)
 }
 
 /// `truncate(length=255, killwords=False, end='...', leeway=5)`: Jinja2's `do_truncate`.

@@ -17,7 +17,8 @@ pub struct Call<'a> {
     pub fullpath: &'a Path,
     /// `dest` (`template_destpath`).
     pub dest: &'a str,
-    /// The role's or script's directory (`role_path`, `playbook_dir`).
+    /// The role's or script's directory (`playbook_dir`; `role_path` too when it is a
+    /// role's).
     pub root: &'a Path,
 }
 
@@ -83,10 +84,26 @@ pub(crate) fn magic_vars(host: &Host, play: &[Host], call: &Call<'_>) -> Map<Str
         vars.insert(name.into(), json!(names));
     }
     let root = call.root.to_string_lossy();
-    vars.insert("role_path".into(), json!(root));
+    // Ansible defines `role_path` only for a task of a role.
+    if is_role(call.root) {
+        vars.insert("role_path".into(), json!(root));
+    }
     vars.insert("playbook_dir".into(), json!(root));
     vars.extend(template_vars(call));
     vars
+}
+
+/// Whether `dir` is a role: a toyc role (its `runbook.rhai` or `runbook.yml`) or an
+/// Ansible one (`tasks/main.yml`), rather than a directory of scripts.
+fn is_role(dir: &Path) -> bool {
+    [
+        "runbook.rhai",
+        "runbook.yml",
+        "tasks/main.yml",
+        "tasks/main.yaml",
+    ]
+    .iter()
+    .any(|marker| dir.join(marker).is_file())
 }
 
 /// What Ansible's `Host.get_magic_vars` and connection variables give one host.
@@ -200,5 +217,11 @@ mod tests {
         assert_eq!(vars["template_destpath"], "/etc/t");
         assert_eq!(vars["ansible_managed"], "Ansible managed");
         assert!(vars["template_uid"].is_string() || vars["template_uid"].is_number());
+        // Not a role: no `role_path` (Ansible has it only in a role), `playbook_dir` yes.
+        assert!(vars.get("role_path").is_none());
+        assert_eq!(vars["playbook_dir"], json!(dir.path().to_string_lossy()));
+        std::fs::write(dir.path().join("runbook.rhai"), "").expect("write");
+        let vars = magic_vars(&web, std::slice::from_ref(&web), &call);
+        assert_eq!(vars["role_path"], json!(dir.path().to_string_lossy()));
     }
 }

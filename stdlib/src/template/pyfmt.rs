@@ -37,8 +37,20 @@ pub(crate) fn to_data(value: &Value) -> Result<Data, Error> {
             }
             Data::Object(map)
         }
-        // Macros, `loop` and other engine objects only have a printed form.
-        _ => Data::String(value.to_string()),
+        // A date is tagged as a YAML timestamp (see `datetime.rs`), so that the writers
+        // below print it as Python does.
+        _ => match super::datetime::temporal(value) {
+            Some(super::datetime::Temporal::Moment(m)) => {
+                let mut map = serde_json::Map::new();
+                map.insert(
+                    toyc_engine::yaml11::TIMESTAMP.to_owned(),
+                    Data::String(m.to_string()),
+                );
+                Data::Object(map)
+            }
+            // Macros, `loop`, timedeltas and other objects only have a printed form.
+            _ => Data::String(value.to_string()),
+        },
     })
 }
 
@@ -82,6 +94,11 @@ pub(crate) fn format(out: &mut Output, _state: &mut State, value: &Value) -> Res
     Ok(out.write_str(&text)?)
 }
 
+/// The date or datetime `data` is tagged as, if any.
+fn moment(data: &Data) -> Option<super::datetime::Moment> {
+    super::datetime::Moment::from_yaml(toyc_engine::yaml11::timestamp_text(data)?)
+}
+
 /// Python's `repr()` of `data`, as `str()` prints a container.
 pub(crate) fn repr(data: &Data) -> String {
     let mut out = String::new();
@@ -90,6 +107,9 @@ pub(crate) fn repr(data: &Data) -> String {
 }
 
 fn write_repr(out: &mut String, data: &Data) {
+    if let Some(moment) = moment(data) {
+        return out.push_str(&moment.repr());
+    }
     match data {
         Data::Null => out.push_str("None"),
         Data::Bool(true) => out.push_str("True"),
@@ -212,6 +232,9 @@ fn write_json(
             out.push_str(&" ".repeat(width * depth));
         }
     };
+    if let Some(moment) = moment(data) {
+        return write_json_str(out, &moment.json_text(), ascii);
+    }
     match data {
         Data::Null => out.push_str("null"),
         Data::Bool(b) => out.push_str(if *b { "true" } else { "false" }),

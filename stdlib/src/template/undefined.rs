@@ -14,7 +14,9 @@
 //! [`OffsetMap`] takes columns back to the original text for error messages.
 
 use minijinja::machinery::ast::{BinOpKind, CallArg, Expr, Stmt};
-use minijinja::machinery::parse;
+use std::collections::HashSet;
+
+use minijinja::machinery::{parse, Span};
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::{Rest, Value};
 use minijinja::Error;
@@ -74,12 +76,17 @@ impl OffsetMap {
 /// `source` with Ansible's undefined semantics spelled out, and how to map offsets back.
 /// A template that does not parse is returned as it is, for minijinja to report.
 pub(crate) fn rewrite(source: &str, name: &str, syntax: SyntaxConfig) -> (String, OffsetMap) {
+    let (start, end) = syntax.block_delimiters();
+    let block = (start.to_owned(), end.to_owned());
     let Ok(ast) = parse(source, name, syntax) else {
         return (source.to_owned(), OffsetMap::default());
     };
     let mut rewriter = Rewriter {
         source,
         edits: Vec::new(),
+        block,
+        hidden_modules: HashSet::new(),
+        hidden_macros: HashSet::new(),
     };
     rewriter.stmt(&ast);
     let mut edits = rewriter.edits;
@@ -105,6 +112,13 @@ pub(crate) fn rewrite(source: &str, name: &str, syntax: SyntaxConfig) -> (String
 struct Rewriter<'s> {
     source: &'s str,
     edits: Vec<Edit>,
+    /// The block delimiters, for the tags a rewrite adds.
+    block: (String, String),
+    /// Names of modules imported without context (`import X as m`), whose macros'
+    /// calls hide the template's variables (see `scope.rs`).
+    hidden_modules: HashSet<String>,
+    /// Macros imported without context by name (`from X import show`).
+    hidden_macros: HashSet<String>,
 }
 
 impl Rewriter<'_> {
@@ -169,16 +183,17 @@ impl Rewriter<'_> {
         self.edits.push(Edit { start, end, text });
     }
 
-    /// `left % right` becomes `left | __toyc_percent(right)` (see `percent.rs`), with
+    /// `left % right` becomes `left | __toyc_percent(right)` (see `percent.rs`) and
+    /// `left - right` becomes `left | __toyc_minus(right)` (see `datetime.rs`), with
     /// `left` in parentheses unless it is already or is a single term, as the filter
     /// binds tighter than any operator.
-    fn percent(&mut self, left: &Expr, right: &Expr) {
+    fn operator(&mut self, left: &Expr, right: &Expr, op: char, filter: &str) {
         let left_end = left.span().end_offset as usize;
         let right_start = right.span().start_offset as usize;
         let Some(between) = self.source.get(left_end..right_start) else {
             return;
         };
-        let Some(at) = between.find('%') else {
+        let Some(at) = between.find(op) else {
             return;
         };
         let simple = matches!(
@@ -186,7 +201,7 @@ impl Rewriter<'_> {
             Expr::Var(_) | Expr::Const(_) | Expr::GetAttr(_) | Expr::GetItem(_) | Expr::Call(_)
         );
         if !simple && !between[..at].contains(')') {
-            let left_start = left.span().start_offset as usize;
+            let left_start = start_of(left);
             self.edits.push(Edit {
                 start: left_start,
                 end: left_start,
@@ -202,13 +217,102 @@ impl Rewriter<'_> {
         self.edits.push(Edit {
             start: at,
             end: at + 1,
-            text: format!("| {}(", super::percent::PERCENT),
+            text: format!("| {filter}("),
         });
         let right_end = right.span().end_offset as usize;
         self.edits.push(Edit {
             start: right_end,
             end: right_end,
             text: ")".to_owned(),
+        });
+    }
+
+    /// `include NAME ... without context` (the statement at `stmt`, its name at `name`)
+    /// becomes `filter __toyc_include_alone(NAME, IGNORE) %}{% endfilter` (see
+    /// `include.rs`); other includes stay.
+    fn include(&mut self, name: Span, stmt: Option<Span>, ignore_missing: bool) {
+        let Some(stmt) = stmt else { return };
+        let (start, name_start) = (stmt.start_offset as usize, name.start_offset as usize);
+        let (name_end, end) = (name.end_offset as usize, stmt.end_offset as usize);
+        let Some(after) = self.source.get(name_end..end) else {
+            return;
+        };
+        if !after.split_whitespace().any(|word| word == "without") {
+            return;
+        }
+        let breaks = "\n".repeat(after.matches('\n').count());
+        let (open, close) = &self.block;
+        self.edits.push(Edit {
+            start,
+            end: name_start,
+            text: format!("filter {}((", super::include::INCLUDE_ALONE),
+        });
+        self.edits.push(Edit {
+            start: name_end,
+            end,
+            text: format!("), {ignore_missing}) {close}{open} endfilter{breaks}"),
+        });
+    }
+
+    /// An import statement at `stmt` without `with context` gets the template's variables
+    /// hidden around it: `do __toyc_hide(1) %}{% import ... %}{% do __toyc_hide(-1)`.
+    /// Whether it was one.
+    fn import_without_context(&mut self, stmt: Span) -> bool {
+        let (start, end) = (stmt.start_offset as usize, stmt.end_offset as usize);
+        let Some(text) = self.source.get(start..end) else {
+            return false;
+        };
+        let words: Vec<&str> = text.split_whitespace().collect();
+        if words.ends_with(&["with", "context"]) {
+            return false;
+        }
+        let (open, close) = &self.block;
+        let hide = super::scope::HIDE;
+        self.edits.push(Edit {
+            start,
+            end: start,
+            text: format!("do {hide}(1) {close}{open} "),
+        });
+        self.edits.push(Edit {
+            start: end,
+            end,
+            text: format!(" {close}{open} do {hide}(-1)"),
+        });
+        true
+    }
+
+    /// A call of a macro imported without context, `m.show(x)` or `show(x)`, becomes
+    /// `__toyc_call_hidden(m.show, x)`.
+    fn hidden_call(&mut self, callee: &Expr, has_args: bool) {
+        let hidden = match callee {
+            Expr::Var(v) => self.hidden_macros.contains(v.id),
+            Expr::GetAttr(a) => {
+                matches!(&a.expr, Expr::Var(v) if self.hidden_modules.contains(v.id))
+            }
+            _ => false,
+        };
+        if !hidden {
+            return;
+        }
+        let callee_end = callee.span().end_offset as usize;
+        let Some(paren) = self
+            .source
+            .get(callee_end..)
+            .and_then(|rest| rest.find('('))
+        else {
+            return;
+        };
+        let start = start_of(callee);
+        self.edits.push(Edit {
+            start,
+            end: start,
+            text: format!("{}(", super::scope::CALL_HIDDEN),
+        });
+        let paren = callee_end + paren;
+        self.edits.push(Edit {
+            start: paren,
+            end: paren + 1,
+            text: if has_args { ", " } else { "" }.to_owned(),
         });
     }
 
@@ -255,10 +359,29 @@ impl Rewriter<'_> {
                 self.stmts(&f.body);
             }
             Stmt::Block(b) => self.stmts(&b.body),
-            Stmt::Import(i) => self.expr(&i.expr),
-            Stmt::FromImport(i) => self.expr(&i.expr),
+            Stmt::Import(i) => {
+                self.expr(&i.expr);
+                if self.import_without_context(i.span()) {
+                    if let Expr::Var(v) = &i.name {
+                        self.hidden_modules.insert(v.id.to_owned());
+                    }
+                }
+            }
+            Stmt::FromImport(i) => {
+                self.expr(&i.expr);
+                if self.import_without_context(i.span()) {
+                    for (name, alias) in &i.names {
+                        if let Expr::Var(v) = alias.as_ref().unwrap_or(name) {
+                            self.hidden_macros.insert(v.id.to_owned());
+                        }
+                    }
+                }
+            }
             Stmt::Extends(e) => self.expr(&e.name),
-            Stmt::Include(i) => self.expr(&i.name),
+            Stmt::Include(i) => {
+                self.expr(&i.name);
+                self.include(i.name.span(), stmt_span(stmt), i.ignore_missing);
+            }
             Stmt::Macro(m) => {
                 for default in &m.defaults {
                     self.expr(default);
@@ -335,8 +458,12 @@ impl Rewriter<'_> {
             Expr::BinOp(b) => {
                 self.expr(&b.left);
                 self.expr(&b.right);
-                if matches!(b.op, BinOpKind::Rem) {
-                    self.percent(&b.left, &b.right);
+                match b.op {
+                    BinOpKind::Rem => {
+                        self.operator(&b.left, &b.right, '%', super::percent::PERCENT)
+                    }
+                    BinOpKind::Sub => self.operator(&b.left, &b.right, '-', super::datetime::MINUS),
+                    _ => {}
                 }
             }
             Expr::Compare(c) => {
@@ -351,6 +478,7 @@ impl Rewriter<'_> {
                 self.expr(&i.subscript_expr);
             }
             Expr::Call(c) => {
+                self.hidden_call(&c.expr, !c.args.is_empty());
                 self.expr(&c.expr);
                 self.args(&c.args);
             }
@@ -358,6 +486,32 @@ impl Rewriter<'_> {
             Expr::Tuple(t) => t.items.iter().for_each(|e| self.expr(e)),
             Expr::Map(m) => m.keys.iter().chain(&m.values).for_each(|e| self.expr(e)),
         }
+    }
+}
+
+/// Where `expr` starts in the source: a filter's, test's or operator's span starts at
+/// its name or operator, not at its operand.
+fn start_of(expr: &Expr) -> usize {
+    let own = expr.span().start_offset as usize;
+    let inner = match expr {
+        Expr::Filter(f) => f.expr.as_ref().map(start_of),
+        Expr::Test(t) => Some(start_of(&t.expr)),
+        Expr::BinOp(b) => Some(start_of(&b.left)),
+        Expr::GetAttr(a) => Some(start_of(&a.expr)),
+        Expr::GetItem(i) => Some(start_of(&i.expr)),
+        Expr::Call(c) => Some(start_of(&c.expr)),
+        Expr::Slice(s) => Some(start_of(&s.expr)),
+        Expr::IfExpr(i) => Some(start_of(&i.true_expr)),
+        _ => None,
+    };
+    inner.map_or(own, |i| i.min(own))
+}
+
+/// The span of an include statement (from its keyword to its last word).
+fn stmt_span(stmt: &Stmt) -> Option<Span> {
+    match stmt {
+        Stmt::Include(i) => Some(i.span()),
+        _ => None,
     }
 }
 
@@ -396,6 +550,23 @@ mod tests {
         );
         let bad = text.find("bad").expect("bad");
         assert_eq!(map.original(bad), source.find("bad").expect("bad"));
+    }
+
+    #[test]
+    fn minus_includes_and_imports_without_context_are_rewritten() {
+        assert_eq!(
+            rewritten("{{ a | f - b }}{{ 1 - 2 - 3 }}"),
+            "{{ (a | f) | __toyc_minus( b) }}{{ (1 | __toyc_minus( 2)) | __toyc_minus( 3) }}"
+        );
+        assert_eq!(
+            rewritten("{%- include 'p.j2' ignore missing without context -%}"),
+            "{%- filter __toyc_include_alone(('p.j2'), true) %}{% endfilter -%}"
+        );
+        assert_eq!(
+            rewritten("{% import 'm.j2' as m %}{{ m.f(1) }}{% import 'm.j2' as c with context %}{{ c.f() }}"),
+            "{% do __toyc_hide(1) %}{% import 'm.j2' as m %}{% do __toyc_hide(-1) %}\
+             {{ __toyc_call_hidden(m.f, 1) }}{% import 'm.j2' as c with context %}{{ c.f() }}"
+        );
     }
 
     #[test]

@@ -63,6 +63,9 @@ struct Emitter {
 
 impl Emitter {
     fn node(&mut self, data: &Data, indent: Option<usize>, context: Context) {
+        if let Some(text) = toyc_engine::yaml11::timestamp_text(data) {
+            return self.timestamp(text, indent);
+        }
         match data {
             Data::Array(items) if self.is_flow(data) => self.flow_sequence(items, indent),
             Data::Object(map) if self.is_flow(data) => self.flow_mapping(map, indent),
@@ -101,7 +104,10 @@ impl Emitter {
     }
 
     fn is_flow(&self, data: &Data) -> bool {
-        let scalar = |d: &Data| !matches!(d, Data::Array(_) | Data::Object(_));
+        let scalar = |d: &Data| {
+            !matches!(d, Data::Array(_) | Data::Object(_))
+                || toyc_engine::yaml11::timestamp_text(d).is_some()
+        };
         self.flow_level > 0
             || match data {
                 Data::Array(items) => {
@@ -148,6 +154,22 @@ impl Emitter {
         }
         self.flow_level -= 1;
         self.indicator("}", false, false, false);
+    }
+
+    /// A date as PyYAML writes it (plain `2024-01-15`); a datetime as Ansible 2.19's
+    /// dumper writes one: `! '2024-01-15 10:30:00'`.
+    fn timestamp(&mut self, text: &str, indent: Option<usize>) {
+        let indent = self.increase(indent, true, false);
+        match super::datetime::Moment::from_yaml(text) {
+            Some(date @ super::datetime::Moment::Date(_)) => {
+                self.plain(&date.to_string(), false, indent)
+            }
+            Some(moment) => {
+                self.plain("!", false, indent);
+                self.single_quoted(&moment.to_string(), true, indent);
+            }
+            None => self.single_quoted(text, false, indent),
+        }
     }
 
     fn scalar(&mut self, data: &Data, indent: Option<usize>, context: Context) {

@@ -284,6 +284,43 @@ pub struct HostRecord {
     pub applied_ms: Option<i64>,
 }
 
+/// A delivery waiting for the transaction that accepts it with others (group commit),
+/// and where its answer goes.
+pub(crate) struct PendingAccept {
+    delivery: NewDelivery,
+    job: Option<NewJob>,
+    answer: tokio::sync::oneshot::Sender<Result<Accepted, StoreError>>,
+}
+
+/// At most this many deliveries share a transaction.
+pub(crate) const MAX_BATCH: usize = 64;
+
+/// Wakes the waiting ones now, and leaves a permit for a worker that is between a
+/// fruitless claim and its wait.
+pub(crate) fn poke(work: &tokio::sync::Notify) {
+    work.notify_waiters();
+    work.notify_one();
+}
+
+/// Hands a delivery to a store's accepting task (`accepts`) and waits for its answer.
+pub(crate) async fn accept_in_batch(
+    accepts: &tokio::sync::mpsc::Sender<PendingAccept>,
+    delivery: NewDelivery,
+    job: Option<NewJob>,
+) -> Result<Accepted, StoreError> {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let gone = || StoreError::Backend("the store's accepting task stopped".to_string());
+    accepts
+        .send(PendingAccept {
+            delivery,
+            job,
+            answer,
+        })
+        .await
+        .map_err(|_| gone())?;
+    answered.await.map_err(|_| gone())?
+}
+
 /// Merges the payload of a later queued job into an earlier one's with the same key;
 /// returns the merged payload.
 pub type Merge = fn(&Value, &Value) -> Value;

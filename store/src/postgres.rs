@@ -24,7 +24,9 @@ use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
+
+use crate::{accept_in_batch, poke, PendingAccept, MAX_BATCH};
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Row, Statement};
@@ -176,16 +178,6 @@ pub struct PostgresStore {
     accepts: mpsc::Sender<PendingAccept>,
 }
 
-/// A delivery waiting for its transaction, and where its answer goes.
-struct PendingAccept {
-    delivery: NewDelivery,
-    job: Option<NewJob>,
-    answer: oneshot::Sender<Result<Accepted, StoreError>>,
-}
-
-/// At most this many deliveries share a transaction.
-const MAX_BATCH: usize = 64;
-
 /// How many of those transactions run at once.
 const BATCHES_IN_FLIGHT: usize = 2;
 
@@ -317,13 +309,6 @@ impl PostgresStore {
     fn poke(&self) {
         poke(&self.work);
     }
-}
-
-/// Wakes the waiting ones now, and leaves a permit for a worker that is between a
-/// fruitless claim and its wait.
-fn poke(work: &Notify) {
-    work.notify_waiters();
-    work.notify_one();
 }
 
 async fn create_schema(client: &mut Client) -> Result<(), String> {
@@ -764,17 +749,7 @@ impl Store for PostgresStore {
         delivery: NewDelivery,
         job: Option<NewJob>,
     ) -> Result<Accepted, StoreError> {
-        let (answer, answered) = oneshot::channel();
-        let gone = || StoreError::Backend("the store's accepting task stopped".to_string());
-        self.accepts
-            .send(PendingAccept {
-                delivery,
-                job,
-                answer,
-            })
-            .await
-            .map_err(|_| gone())?;
-        answered.await.map_err(|_| gone())?
+        accept_in_batch(&self.accepts, delivery, job).await
     }
 
     async fn enqueue(&self, job: NewJob) -> Result<JobId, StoreError> {

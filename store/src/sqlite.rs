@@ -15,11 +15,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::Value;
-use tokio::sync::{Mutex, Notify};
+use tokio::sync::{mpsc, Mutex, Notify};
 
 use crate::{
-    now_ms, Accepted, Claim, Delivery, HostRecord, Job, JobId, JobState, Lease, Merge, NewDelivery,
-    NewJob, Outcome, Store, StoreError, StoredEvent,
+    accept_in_batch, now_ms, poke, Accepted, Claim, Delivery, HostRecord, Job, JobId, JobState,
+    Lease, Merge, NewDelivery, NewJob, Outcome, PendingAccept, Store, StoreError, StoredEvent,
+    MAX_BATCH,
 };
 
 /// The schema this build writes; [`SqliteStore::open`] refuses a newer one.
@@ -103,6 +104,8 @@ pub struct SqliteStore {
     /// handle on the same file, see [`wake_ups`]); other processes are seen when
     /// `wait_for_work` times out.
     work: Arc<Notify>,
+    /// Deliveries to accept, to the task that commits them in batches.
+    accepts: mpsc::Sender<PendingAccept>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -135,10 +138,14 @@ impl SqliteStore {
                 reason,
             })?;
         let work = wake_ups(&path);
+        let conn = Arc::new(Mutex::new(conn));
+        let (accepts, pending) = mpsc::channel(1024);
+        tokio::spawn(accept_batches(conn.clone(), work.clone(), pending));
         Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
+            conn,
             path,
             work,
+            accepts,
         })
     }
 
@@ -173,8 +180,7 @@ impl SqliteStore {
     /// Wakes this process's `wait_for_work`: the waiting ones now, and leaves a permit
     /// for a worker that is between a fruitless claim and its wait.
     fn poke(&self) {
-        self.work.notify_waiters();
-        self.work.notify_one();
+        poke(&self.work);
     }
 }
 
@@ -417,10 +423,12 @@ fn insert_delivery(
     now: i64,
     job: Option<JobId>,
 ) -> Result<(), StoreError> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO deliveries (id, provider, repo, event, ignored, received_ms, job)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
+    )
+    .and_then(|mut insert| {
+        insert.execute(params![
             delivery.id,
             delivery.provider,
             delivery.repo,
@@ -428,8 +436,8 @@ fn insert_delivery(
             delivery.ignored,
             now,
             job
-        ],
-    )
+        ])
+    })
     .map_err(backend)?;
     Ok(())
 }
@@ -508,6 +516,113 @@ fn merge_later_jobs(
     Ok(later.len())
 }
 
+/// Accepts deliveries as they come, those that arrived while the previous transaction
+/// ran in one transaction together (one blocking hop, one commit: the pages they
+/// share go to the WAL once). Each delivery has a savepoint of its own, so that one
+/// that fails fails alone. Ends when the store is dropped.
+async fn accept_batches(
+    conn: Arc<Mutex<Connection>>,
+    work: Arc<Notify>,
+    mut pending: mpsc::Receiver<PendingAccept>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (inputs, answers): (Vec<_>, Vec<_>) = batch
+            .drain(..)
+            .map(|p| ((p.delivery, p.job), p.answer))
+            .unzip();
+        let count = inputs.len();
+        let mut guard = conn.clone().lock_owned().await;
+        let results = tokio::task::spawn_blocking(move || accept_all(&mut guard, inputs))
+            .await
+            .unwrap_or_else(|error| {
+                let error = joined(error).to_string();
+                (0..count)
+                    .map(|_| Err(StoreError::Backend(error.clone())))
+                    .collect()
+            });
+        if results.iter().any(|result| matches!(result, Ok((_, true)))) {
+            poke(&work);
+        }
+        for (answer, result) in answers.into_iter().zip(results) {
+            // The caller may have gone (its connection closed): its delivery is stored
+            // all the same.
+            let _ = answer.send(result.map(|(accepted, _)| accepted));
+        }
+    }
+}
+
+/// Accepts `inputs` in one transaction: each delivery's answer, and whether its job may
+/// be claimed now.
+fn accept_all(
+    conn: &mut Connection,
+    inputs: Vec<(NewDelivery, Option<NewJob>)>,
+) -> Vec<Result<(Accepted, bool), StoreError>> {
+    if let Err(error) = begin(conn) {
+        let error = error.to_string();
+        return inputs
+            .iter()
+            .map(|_| Err(StoreError::Backend(error.clone())))
+            .collect();
+    }
+    let now = now_ms();
+    let mut results = Vec::with_capacity(inputs.len());
+    for (delivery, job) in &inputs {
+        let result = conn
+            .execute_batch("SAVEPOINT delivery")
+            .map_err(backend)
+            .and_then(|()| accept_one(conn, delivery, job.as_ref(), now));
+        let end = if result.is_ok() {
+            "RELEASE delivery"
+        } else {
+            "ROLLBACK TO delivery; RELEASE delivery"
+        };
+        let _ = conn.execute_batch(end);
+        results.push(result);
+    }
+    match end(conn, Ok(())) {
+        Ok(()) => results,
+        Err(error) => {
+            let error = error.to_string();
+            results
+                .iter()
+                .map(|_| Err(StoreError::Backend(error.clone())))
+                .collect()
+        }
+    }
+}
+
+/// One delivery, within the batch's transaction.
+fn accept_one(
+    conn: &Connection,
+    delivery: &NewDelivery,
+    job: Option<&NewJob>,
+    now: i64,
+) -> Result<(Accepted, bool), StoreError> {
+    let earlier: Option<Option<JobId>> = conn
+        .prepare_cached("SELECT job FROM deliveries WHERE id = ?1")
+        .and_then(|mut seen| seen.query_row([&delivery.id], |row| row.get(0)).optional())
+        .map_err(backend)?;
+    if let Some(job) = earlier {
+        return Ok((Accepted::Duplicate { job }, false));
+    }
+    let Some(job) = job else {
+        insert_delivery(conn, delivery, now, None)?;
+        return Ok((Accepted::Ignored, false));
+    };
+    // Behind another job of its key, it is merged or claimed when that one is claimed
+    // or ends (which wakes the workers): no wake-up now.
+    let busy: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE key = ?1 AND state IN ('queued', 'running'))",
+        )
+        .and_then(|mut busy| busy.query_row([&job.key], |row| row.get(0)))
+        .map_err(backend)?;
+    let id = insert_job(conn, job, true, now)?;
+    insert_delivery(conn, delivery, now, Some(id))?;
+    Ok((Accepted::Queued { job: id }, !busy))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn accept(
@@ -515,39 +630,7 @@ impl Store for SqliteStore {
         delivery: NewDelivery,
         job: Option<NewJob>,
     ) -> Result<Accepted, StoreError> {
-        let (accepted, claimable) = self
-            .write(move |conn, now| {
-                let earlier: Option<Option<JobId>> = conn
-                    .prepare_cached("SELECT job FROM deliveries WHERE id = ?1")
-                    .and_then(|mut seen| {
-                        seen.query_row([&delivery.id], |row| row.get(0)).optional()
-                    })
-                    .map_err(backend)?;
-                if let Some(job) = earlier {
-                    return Ok((Accepted::Duplicate { job }, false));
-                }
-                let Some(job) = job else {
-                    insert_delivery(conn, &delivery, now, None)?;
-                    return Ok((Accepted::Ignored, false));
-                };
-                // Behind another job of its key, it is merged or claimed when that one
-                // is claimed or ends (which wakes the workers): no wake-up now.
-                let busy: bool = conn
-                    .prepare_cached(
-                        "SELECT EXISTS (SELECT 1 FROM jobs
-                         WHERE key = ?1 AND state IN ('queued', 'running'))",
-                    )
-                    .and_then(|mut busy| busy.query_row([&job.key], |row| row.get(0)))
-                    .map_err(backend)?;
-                let id = insert_job(conn, &job, true, now)?;
-                insert_delivery(conn, &delivery, now, Some(id))?;
-                Ok((Accepted::Queued { job: id }, !busy))
-            })
-            .await?;
-        if claimable {
-            self.poke();
-        }
-        Ok(accepted)
+        accept_in_batch(&self.accepts, delivery, job).await
     }
 
     async fn enqueue(&self, job: NewJob) -> Result<JobId, StoreError> {

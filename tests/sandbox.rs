@@ -90,7 +90,9 @@ fn a_map_of_large_values_is_stopped_at_the_memory_limit() {
         .run()
         .code(1)
         .stderr_has("memory passed 200 MiB while the script ran")
-        .stderr_has("s.rhai:5:");
+        // The file always; its line only when the check fired on an operation Rhai gives
+        // a position (not the map's indexer, `eval/indexing.rs`: `Position::NONE`).
+        .stderr_has("--> s.rhai");
 }
 
 #[test]

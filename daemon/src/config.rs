@@ -9,43 +9,14 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use toyc_engine::inventory::Inventory;
+use toyc_engine::yaml_file::{parse, read};
 
 /// The default body limit: GitHub's payloads reach 25 MiB.
 const DEFAULT_BODY_LIMIT: usize = 25 * 1024 * 1024;
 
-/// Why the configuration cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// A file could not be read.
-    #[error("unable to read `{}`: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The YAML is malformed or holds an unknown or mistyped key.
-    #[error("{}:{line}:{column}: {message}", path.display())]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-        /// What is wrong.
-        message: String,
-    },
-    /// The YAML is well-formed but does not make sense.
-    #[error("{}: {message}", path.display())]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong and what to do.
-        message: String,
-    },
-}
+/// Why the daemon's config (or a file it names) cannot be used: the file, and for a
+/// syntax or type error its line and column.
+pub use toyc_engine::yaml_file::FileError as ConfigError;
 
 /// The daemon's configuration as written, relative paths resolved against the file's
 /// directory.
@@ -346,25 +317,6 @@ impl Daemon {
     pub fn lease(&self) -> Duration {
         Duration::from_secs(self.config.lease_seconds)
     }
-}
-
-fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
-    serde_yaml::from_str(text).map_err(|e| {
-        let (line, column) = e.location().map_or((1, 1), |at| (at.line(), at.column()));
-        ConfigError::Syntax {
-            path: path.to_owned(),
-            line,
-            column,
-            message: e.to_string(),
-        }
-    })
 }
 
 #[cfg(test)]

@@ -68,3 +68,4 @@ pub mod tasklist;
 pub mod terminal_text;
 pub mod transport;
 pub mod yaml11;
+pub mod yaml_file;

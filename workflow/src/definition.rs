@@ -17,39 +17,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// Why a workflow file cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DefinitionError {
-    /// The file could not be read.
-    #[error("unable to read `{}`: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Malformed YAML, or a field of the wrong kind.
-    #[error("{}:{line}:{column}: {message}", path.display())]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-        /// What is wrong.
-        message: String,
-    },
-    /// Well-formed but unusable.
-    #[error("{}: {message}", path.display())]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong and what to do.
-        message: String,
-    },
-}
+/// Why a workflow file cannot be used: the file, and for a syntax or type error its
+/// line and column.
+pub use toyc_engine::yaml_file::FileError as DefinitionError;
 
 /// One step: `module::task`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,10 +72,7 @@ impl Workflow {
     /// Load a workflow file (YAML, or a Rhai script whose value is the record with its
     /// `steps`); `name` overrides the record's `instance.hostname`.
     pub fn load(path: &Path, name: Option<&str>) -> Result<Workflow, DefinitionError> {
-        let text = std::fs::read_to_string(path).map_err(|source| DefinitionError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = toyc_engine::yaml_file::read(path)?;
         if path.extension().is_some_and(|e| e == "rhai") {
             let record =
                 crate::script::evaluate(path).map_err(|message| DefinitionError::Invalid {
@@ -119,15 +86,7 @@ impl Workflow {
 
     /// [`Workflow::load`] of YAML `text` as if read from `path`.
     pub fn parse(text: &str, path: &Path, name: Option<&str>) -> Result<Workflow, DefinitionError> {
-        let record: Map<String, Value> = serde_yaml::from_str(text).map_err(|e| {
-            let (line, column) = e.location().map_or((1, 1), |at| (at.line(), at.column()));
-            DefinitionError::Syntax {
-                path: path.to_owned(),
-                line,
-                column,
-                message: e.to_string(),
-            }
-        })?;
+        let record: Map<String, Value> = toyc_engine::yaml_file::parse(path, text)?;
         Workflow::from_record(record, path, name)
     }
 

@@ -26,31 +26,7 @@ pub(super) fn syntax_message(err: &serde_yaml::Error, text: &str) -> String {
     } else {
         ""
     };
-    format!("invalid YAML: {}{hint}", message_of(err))
-}
-
-/// The error's message without serde_yaml's own ` at line L column C` (we print `file:L:C:`).
-fn message_of(err: &serde_yaml::Error) -> String {
-    let text = err.to_string();
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text.as_str();
-    while let Some(start) = rest.find(" at line ") {
-        out.push_str(&rest[..start]);
-        let tail = &rest[start + " at line ".len()..];
-        rest = skip_line_column(tail).unwrap_or_else(|| {
-            out.push_str(" at line ");
-            tail
-        });
-    }
-    out.push_str(rest);
-    out
-}
-
-/// After ` at line `: skips `L column C`, returning what follows, or `None` if not that.
-fn skip_line_column(tail: &str) -> Option<&str> {
-    let tail = tail.trim_start_matches(|c: char| c.is_ascii_digit());
-    let tail = tail.strip_prefix(" column ")?;
-    Some(tail.trim_start_matches(|c: char| c.is_ascii_digit()))
+    format!("invalid YAML: {}{hint}", crate::yaml_file::message_of(err))
 }
 
 /// A mapping key as text: host, group and variable names may be written as numbers.

@@ -210,7 +210,7 @@ mod tests {
     #[test]
     fn syntax_error_messages_lose_their_position() {
         let err = parse("a: [1\nb: 2\n").unwrap_err();
-        let message = message_of(&err);
+        let message = crate::yaml_file::message_of(&err);
         assert!(!message.contains("line"), "{message}");
         assert!(message.starts_with("did not find expected"), "{message}");
     }

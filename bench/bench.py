@@ -37,7 +37,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 W = os.path.join(HERE, ".work")
 REPO = os.path.dirname(HERE)
-TOYC = os.path.join(REPO, "target", "release", "toyc")
+TOYC = os.environ.get("TOYC_BENCH_BIN") or os.path.join(REPO, "target", "release", "toyc")  # TOYC_BENCH_BIN: another build
 # beside the repository, or where TOYC_BENCH_PEERS says (a worktree elsewhere)
 PEERS_SRC = os.environ.get("TOYC_BENCH_PEERS") or os.path.join(REPO, "..", "shared", "bench", "peers")
 PEERS = os.path.join(W, "peers")  # copied from PEERS_SRC at bench time
@@ -133,9 +133,21 @@ def wait_quiet(limit=0.10):
 
 
 def hosts():
-    """(name, container address) of every host, as hosts.sh started them."""
+    """(name, address) of every host, as hosts.sh started them."""
+    return [(name, addr) for name, addr, _ in host_ports()]
+
+
+def host_ports():
+    """(name, address, sshd port) of every host."""
     with open(os.path.join(W, "hosts.list")) as f:
-        return [line.split()[:2] for line in f if line.strip()]
+        return [tuple(line.split()[:3]) for line in f if line.strip()]
+
+
+def loopback():
+    """Whether the hosts are sshd daemons on this machine (hosts.sh --loopback), sharing its
+    file system: the workload's trees are then /tmp/toybench/h<i> here."""
+    with open(os.path.join(W, "hosts.kind")) as f:
+        return f.read().strip() == "loopback"
 
 
 # How each tool reaches each host: name -> (address, port). Straight to the container
@@ -154,28 +166,28 @@ def route(rtt):
         PROXY.terminate()
         PROXY.wait()
         PROXY = None
-    listed = hosts()
+    listed = host_ports()
     if rtt:
-        maps = [f"127.0.0.1:{PROXY_BASE_PORT + i}={addr}:22" for i, (_, addr) in enumerate(listed)]
+        maps = [f"127.0.0.1:{PROXY_BASE_PORT + i}={addr}:{port}" for i, (_, addr, port) in enumerate(listed)]
         PROXY = subprocess.Popen(["python3", os.path.join(HERE, "delay_proxy.py"), "--rtt", str(rtt)] +
                                  sum((["--map", m] for m in maps), []), stdout=subprocess.PIPE)
         if PROXY.stdout.readline().strip() != b"ready":
             raise SystemExit("delay_proxy.py did not start")
     ROUTES.clear()
-    for i, (name, addr) in enumerate(listed):
-        ROUTES[name] = ("127.0.0.1", PROXY_BASE_PORT + i) if rtt else (addr, 22)
+    for i, (name, addr, port) in enumerate(listed):
+        ROUTES[name] = ("127.0.0.1", PROXY_BASE_PORT + i) if rtt else (addr, int(port))
     keys = {}
     with open(os.path.join(W, "known_hosts.direct")) as f:
         for line in f:
             addr, key = line.split(" ", 1)
             keys[addr] = key.strip()
     with open(os.path.join(W, "known_hosts"), "w") as f:
-        for name, addr in listed:
-            a, port = ROUTES[name]
-            f.write(f"{a if port == 22 else f'[{a}]:{port}'} {keys[addr]}\n")
+        for name, addr, port in listed:
+            a, p = ROUTES[name]
+            f.write(f"{a if p == 22 else f'[{a}]:{p}'} {keys[addr if port == '22' else f'[{addr}]:{port}']}\n")
     with open(os.path.join(W, "inventory.yml"), "w") as f:
         f.write(f"ssh: {{user: root, identity: {W}/id_ed25519, known_hosts: {W}/known_hosts}}\nhosts:\n")
-        for name, _ in listed:
+        for name, _, _ in listed:
             a, port = ROUTES[name]
             f.write(f"  {name}: {{address: {a}, ssh: {{port: {port}}}, vars: {{root: /tmp/toybench/{name}}}}}\n")
     if os.path.isdir(os.path.join(PEERS, ".work")):
@@ -184,6 +196,9 @@ def route(rtt):
 
 def clean_roots():
     """Cold state: the workload's tree removed on every host (untimed)."""
+    if loopback():
+        shutil.rmtree("/tmp/toybench", ignore_errors=True)
+        return
     procs = [subprocess.Popen(["docker", "exec", f"toyc-bench-{name}", "rm", "-rf", "/tmp/toybench"])
              for name, _ in hosts()]
     for p in procs:
@@ -191,7 +206,8 @@ def clean_roots():
 
 
 def digest_h1():
-    p = subprocess.run(["docker", "exec", "toyc-bench-h1", "python3", "-c", DIGEST_PY, "/tmp/toybench/h1"],
+    here = [] if loopback() else ["docker", "exec", "toyc-bench-h1"]
+    p = subprocess.run(here + ["python3", "-c", DIGEST_PY, "/tmp/toybench/h1"],
                        capture_output=True, text=True)
     return p.stdout.strip() or f"error: {p.stderr.strip()[-200:]}"
 
@@ -253,12 +269,16 @@ def measure(argv, marker=None, prep=None, cwd=None, env=None):
 
 # toyc's run directory (control sockets) goes under this short directory, so the memory
 # sampler finds this run's ssh masters and not those of other toyc runs on the machine.
-RUN_BASE = "/tmp/toyc-bench"
-TOYC_ENV = dict(os.environ, XDG_RUNTIME_DIR=RUN_BASE)
+# It is toyc's state directory, so its run directories (control sockets) are RUN_BASE/run/
+# toyc-*; on tmpfs, as XDG_RUNTIME_DIR is on a systemd machine: on this ext4 disk creating
+# and removing a master's three inodes (directory, log, socket) per host and run costs
+# about 1.3 ms of kernel CPU per host (ext4's recently_deleted scan; bench/README.md).
+RUN_BASE = "/dev/shm/toyc-bench"
+TOYC_ENV = dict(os.environ, TOYC_STATE_DIR=RUN_BASE)
 
 
 class Toyc:
-    name, marker, cwd, env = "toyc", RUN_BASE + "/toyc-", None, TOYC_ENV
+    name, marker, cwd, env = "toyc", RUN_BASE + "/run/toyc-", None, TOYC_ENV
 
     def argv(self, n):
         return [TOYC, "run", os.path.join(REPO, "scripts", "bench", "workload.rhai"),
@@ -373,7 +393,7 @@ def ssh_loop(kex):
 def summarize(runs, **key):
     walls = [r["wall_s"] for r in runs]
     med = lambda k: statistics.median(r[k] for r in runs)
-    return dict(key, reps=len(runs), median_s=statistics.median(walls), min_s=min(walls), max_s=max(walls),
+    return dict(key, hosts="loopback" if loopback() else "containers", reps=len(runs), median_s=statistics.median(walls), min_s=min(walls), max_s=max(walls),
                 machine_cpu_s=med("machine_cpu_s"), own_rss_mib=med("own_rss_mib"),
                 total_pss_mib=med("total_pss_mib"), busy_before=max(r["busy_before"] for r in runs),
                 controller_cpu_s=statistics.median(r["controller_cpu_s"] or 0 for r in runs),
@@ -563,20 +583,31 @@ def census(tools):
     return out
 
 
-def run(sizes, reps, ansible_reps, tools, adhoc, rtts=(0,), deploy=False):
-    rows, adhoc_rows, per_host, failures, deploy_rows = [], [], None, [], []
+class Results:
+    """Every table's rows, gathered across the phases of one run."""
+
+    def __init__(self):
+        self.rows, self.adhoc_rows, self.per_host, self.failures, self.deploy_rows = [], [], None, [], []
+
+
+def run(res, sizes, reps, ansible_reps, tools, adhoc, rtts=(0,), deploy=False, on_loopback=False):
+    """Measure every case at each size on fresh hosts (containers, or loopback sshds);
+    the census (h1's processes, from its pid namespace) and the deploy example (which
+    writes /srv on every host) need containers."""
     os.makedirs(RUN_BASE, exist_ok=True)
     if "pyinfra" in tools or "ansible" in tools:
         prepare_peers()
+    rows, adhoc_rows, failures, deploy_rows = res.rows, res.adhoc_rows, res.failures, res.deploy_rows
     for n in sizes:
-        subprocess.run([os.path.join(HERE, "hosts.sh"), "start", str(n)], check=True)
+        subprocess.run([os.path.join(HERE, "hosts.sh"), "start", str(n)] + (["--loopback"] if on_loopback else []),
+                       check=True)
         try:
             for rtt in rtts:
                 route(rtt)
                 measure([TOYC, "exec", "-i", os.path.join(W, "inventory.yml"), "--", "true"], env=TOYC_ENV)  # arp, caches
                 if adhoc:
                     adhoc_rows += run_adhoc(n, reps, rtt)
-                if deploy:
+                if deploy and not on_loopback:
                     deploy_rows += run_deploy(n, rtt)
                 for name in tools:
                     tool = {"toyc": Toyc, "pyinfra": Pyinfra, "ansible": Ansible}[name]()
@@ -591,12 +622,11 @@ def run(sizes, reps, ansible_reps, tools, adhoc, rtts=(0,), deploy=False):
                     except ToolFailed as e:  # the other tools' numbers still count
                         failures.append(str(e))
                         print(f"!! {e}", flush=True)
-                if per_host is None and rtt == 0:
-                    per_host = census(tools)
+                if res.per_host is None and rtt == 0 and not on_loopback:
+                    res.per_host = census(tools)
         finally:
             route(0)
             subprocess.run([os.path.join(HERE, "hosts.sh"), "stop"], check=True)
-    return rows, adhoc_rows, per_host, failures, deploy_rows
 
 
 # ------------------------------------------------------------------------ report
@@ -612,10 +642,10 @@ def per_host_ms(r):
 
 
 def workload_table(rows):
-    lines = ["| tool | run | N | RTT ms | reps | median s | min | max | wall / RTT | machine CPU s | controller CPU ms per host | load | tool process peak RSS MiB | tool + its ssh processes, peak PSS MiB | PSS per host MiB |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| tool | run | N | hosts | RTT ms | reps | median s | min | max | wall / RTT | machine CPU s | controller CPU ms per host | load | tool process peak RSS MiB | tool + its ssh processes, peak PSS MiB | PSS per host MiB |",
+             "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['tool']} | {r['scenario']} | {r['n']} | {r.get('rtt', 0)} | {r['reps']} | {r['median_s']:.2f} | {r['min_s']:.2f} | "
+        lines.append(f"| {r['tool']} | {r['scenario']} | {r['n']} | {r.get('hosts', '-')} | {r.get('rtt', 0)} | {r['reps']} | {r['median_s']:.2f} | {r['min_s']:.2f} | "
                      f"{r['max_s']:.2f} | {paid(r)} | {r['machine_cpu_s']:.1f} | {per_host_ms(r)} | {r.get('load', '-')} | "
                      f"{r['own_rss_mib']:.1f} | {r['total_pss_mib']:.1f} | "
                      f"{r['total_pss_mib'] / r['n']:.2f} |")
@@ -643,8 +673,9 @@ def ratio_table(rows):
 
 def targets_table(rows, trips):
     """Issue 3's targets, at the largest N measured."""
-    n = max(r["n"] for r in rows)
-    by = {(r["tool"], r["scenario"]): r for r in rows if r["n"] == n and not r.get("rtt")}
+    fleet = [r for r in rows if r.get("hosts") != "loopback"] or rows
+    n = max(r["n"] for r in fleet)
+    by = {(r["tool"], r["scenario"]): r for r in fleet if r["n"] == n and not r.get("rtt")}
     lines = [f"| target (N={n}) | measured | met |", "|---|---|---|"]
     for peer, factor in (("pyinfra", 4), ("ansible", 50)):
         for s in ("cold", "warm"):
@@ -664,6 +695,43 @@ def targets_table(rows, trips):
     return "\n".join(lines)
 
 
+def paid_table(rows, adhoc_rows):
+    """Round trips a run waits for, from the slope of its wall time between the two largest
+    RTTs measured: (wall(b) - wall(a)) / (b - a), CPU time cancelling out."""
+    lines = ["| tool or case | run | N | hosts | RTT a, b ms | wall a s | wall b s | round trips paid |",
+             "|---|---|---:|---|---|---:|---:|---:|"]
+    keyed = [((r["tool"], r["scenario"]), r) for r in rows] + [((r["case"], ""), r) for r in adhoc_rows]
+    groups = {}
+    for key, r in keyed:
+        groups.setdefault(key + (r["n"], r.get("hosts", "")), {})[r.get("rtt", 0)] = r["median_s"]
+    for (name, scenario, n, kind), by_rtt in groups.items():
+        rtts = sorted(by_rtt)
+        if len(rtts) < 2 or rtts[-2] == rtts[-1]:
+            continue
+        a, b = rtts[-2], rtts[-1]
+        trips = (by_rtt[b] - by_rtt[a]) * 1000 / (b - a)
+        lines.append(f"| {name} | {scenario or '-'} | {n} | {kind} | {a}, {b} | {by_rtt[a]:.2f} | {by_rtt[b]:.2f} | {trips:.1f} |")
+    return "\n".join(lines)
+
+
+def scale_table(rows, adhoc_rows):
+    """Item 3 of issue 17: a warm run's controller CPU per host against the plain ssh
+    client's (curve25519) in the same run, and the warm wall time at N=480."""
+    lines = ["| N | RTT ms | case | median s | controller CPU ms per host | x plain ssh |", "|---:|---:|---|---:|---:|---:|"]
+    for n in sorted({r["n"] for r in rows if r["n"] >= 200}):
+        for rtt in sorted({r.get("rtt", 0) for r in rows if r["n"] == n}):
+            ssh = next((r for r in adhoc_rows if r["n"] == n and r.get("rtt", 0) == rtt
+                        and r["case"] == "ssh loop (curve25519)"), None)
+            base = ssh["controller_cpu_s"] / n if ssh and ssh["controller_cpu_s"] else None
+            cases = [(f"toyc run, {r['scenario']}", r) for r in rows if r["n"] == n and r.get("rtt", 0) == rtt] + \
+                    [(r["case"], r) for r in adhoc_rows if r["n"] == n and r.get("rtt", 0) == rtt]
+            for name, r in cases:
+                per = r["controller_cpu_s"] / n if r.get("controller_cpu_s") else None
+                ratio = f"{per / base:.2f}" if per and base else "-"
+                lines.append(f"| {n} | {rtt} | {name} | {r['median_s']:.2f} | {per_host_ms(r)} | {ratio} |")
+    return "\n".join(lines)
+
+
 def census_table(rows):
     lines = ["| tool | run | processes started on the host | host CPU ms | SSH round trips | check |",
              "|---|---|---:|---:|---:|---|"]
@@ -674,10 +742,10 @@ def census_table(rows):
 
 
 def adhoc_table(rows):
-    lines = ["| case | N | RTT ms | median s | min | max | wall / RTT | machine CPU s | controller CPU ms per host | load | tool process peak RSS MiB | tool + its ssh processes, peak PSS MiB | PSS per host MiB |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| case | N | hosts | RTT ms | median s | min | max | wall / RTT | machine CPU s | controller CPU ms per host | load | tool process peak RSS MiB | tool + its ssh processes, peak PSS MiB | PSS per host MiB |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['case']} | {r['n']} | {r.get('rtt', 0)} | {r['median_s']:.2f} | {r['min_s']:.2f} | {r['max_s']:.2f} | {paid(r)} | "
+        lines.append(f"| {r['case']} | {r['n']} | {r.get('hosts', '-')} | {r.get('rtt', 0)} | {r['median_s']:.2f} | {r['min_s']:.2f} | {r['max_s']:.2f} | {paid(r)} | "
                      f"{r['machine_cpu_s']:.1f} | {per_host_ms(r)} | {r.get('load', '-')} | {r['own_rss_mib']:.1f} | {r['total_pss_mib']:.1f} | {r['total_pss_mib'] / r['n']:.2f} |")
     return "\n".join(lines)
 
@@ -685,34 +753,37 @@ def adhoc_table(rows):
 def main():
     global MAX_WAIT
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default=None, help="host counts, such as 10,50 (the default; 200,480 with --scale)")
+    ap.add_argument("--sizes", default="10,50", help="host counts on container hosts")
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--ansible-reps", default="1",
                     help="Ansible repetitions, one number or one per size (3,1): it takes minutes per run at N=50")
-    ap.add_argument("--tools", default=None, help="any of toyc,pyinfra,ansible (all; toyc alone with --scale)")
-    ap.add_argument("--scale", action="store_true",
-                    help="N=200 and N=480 (--sizes 200,480, --reps 3, toyc and the plain-ssh floor; no deploy example)")
+    ap.add_argument("--tools", default=None, help="any of toyc,pyinfra,ansible (all)")
     ap.add_argument("--no-ansible", action="store_true", help="skip the slow Ansible runs")
     ap.add_argument("--no-adhoc", action="store_true", help="skip `toyc exec` and the ssh loops")
     ap.add_argument("--no-deploy", action="store_true", help="skip the deploy example (scripts/deploy.rhai)")
-    ap.add_argument("--rtt", default="0",
-                    help="round-trip times to add through delay_proxy.py, in ms, such as 0,20,80")
+    ap.add_argument("--rtt", default="0,20,80",
+                    help="round-trip times to add through delay_proxy.py, in ms")
+    ap.add_argument("--scale", action="store_true",
+                    help="only the scale runs: toyc and the plain-ssh floor on loopback sshd hosts")
+    ap.add_argument("--no-scale", action="store_true", help="skip the scale runs")
+    ap.add_argument("--scale-sizes", default="200,480", help="host counts of the scale runs")
+    ap.add_argument("--scale-rtt", default="0,80", help="round-trip times of the scale runs, in ms")
     ap.add_argument("--max-wait", type=int, default=MAX_WAIT,
                     help="seconds to wait for an idle machine before each run (0: do not wait)")
     a = ap.parse_args()
     MAX_WAIT = a.max_wait
-    if a.scale:
-        a.sizes, a.no_deploy = a.sizes or "200,480", True
-        a.reps = min(a.reps, 3)
-        a.tools = a.tools or "toyc"
     tools = [t for t in (a.tools or "toyc,pyinfra,ansible").split(",") if t and not (a.no_ansible and t == "ansible")]
     os.makedirs(W, exist_ok=True)
     raw = os.path.join(W, "raw.jsonl")
     if os.path.exists(raw):
         os.rename(raw, raw + f".{int(time.time())}")
-    rows, adhoc_rows, per_host, failures, deploy_rows = run(
-        [int(s) for s in (a.sizes or "10,50").split(",")], a.reps, [int(r) for r in a.ansible_reps.split(",")], tools,
-        not a.no_adhoc, [int(r) for r in a.rtt.split(",")], not a.no_deploy)
+    ints = lambda text: [int(x) for x in text.split(",")]
+    res = Results()
+    if not a.scale:
+        run(res, ints(a.sizes), a.reps, ints(a.ansible_reps), tools, not a.no_adhoc, ints(a.rtt), not a.no_deploy)
+    if a.scale or not a.no_scale:
+        run(res, ints(a.scale_sizes), min(a.reps, 3), [1], ["toyc"], True, ints(a.scale_rtt), on_loopback=True)
+    rows, adhoc_rows, per_host, failures, deploy_rows = res.rows, res.adhoc_rows, res.per_host, res.failures, res.deploy_rows
     parts = ["## Workload\n", workload_table(rows)] if rows else []
     if any(r["tool"] != "toyc" for r in rows):
         parts += ["\n## toyc's speed-up (median wall time of the peer / toyc's)\n", ratio_table(rows)]
@@ -724,8 +795,12 @@ def main():
         parts += ["\n## Targets\n", targets_table(rows, trips)]
     if per_host:
         parts += ["\n## One host's cost (h1 alone)\n", census_table(per_host)]
+    if any(r.get("rtt") for r in rows):
+        parts += ["\n## Round trips paid\n", paid_table(rows, adhoc_rows)]
     if adhoc_rows:
         parts += ["\n## Ad hoc\n", adhoc_table(adhoc_rows)]
+    if any(r["n"] >= 200 for r in rows):
+        parts += ["\n## Scale: controller CPU per host and wall time against plain ssh\n", scale_table(rows, adhoc_rows)]
     if deploy_rows:
         parts += ["\n## The deploy example (scripts/deploy.rhai), task by task and batched\n", deploy_table(deploy_rows)]
     if failures:

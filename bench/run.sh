@@ -2,11 +2,12 @@
 # One command for the benchmark: builds toyc (release) and the test-host image, installs
 # the peers (ansible-core and pyinfra from PyPI, at the versions shared/bench/peers
 # measured) into a venv under bench/.work, then measures everything in one run.
-# Options pass to bench.py:
-#   bench/run.sh                              # N=10 and N=50: toyc, pyinfra, Ansible
-#   bench/run.sh --sizes 10 --reps 3 --no-ansible --max-wait 0   # a quick iteration
-#   bench/run.sh --rtt 0,20,80                # every case again 20 and 80 ms away (delay_proxy.py)
-#   bench/run.sh --scale --rtt 0,80           # N=200 and N=480: toyc beside plain ssh
+# Options pass to bench.py (bench.py --help):
+#   bench/run.sh                    # everything (about 1 h): N=10 and N=50 on container hosts, toyc,
+#                                   # pyinfra and Ansible at RTT 0, 20 and 80 ms, the deploy example;
+#                                   # then N=200 and N=480 on loopback sshd hosts, toyc beside plain ssh
+#   bench/run.sh --sizes 10 --reps 3 --rtt 0 --no-ansible --no-scale --max-wait 0   # a quick iteration
+#   bench/run.sh --scale            # only the scale runs
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$here/.."
@@ -21,6 +22,17 @@ if [ ! -x "$venv/bin/pyinfra" ] || [ ! -x "$venv/bin/ansible-playbook" ]; then
     # shellcheck disable=SC2086
     "$venv/bin/pip" install -q $pins
 fi
+case " $* " in *" --no-scale "*) ;; *)
+    # the scale runs' loopback hosts are sshd daemons on this machine; installed without
+    # starting the system's own sshd (policy-rc.d), which would take port 22
+    if [ ! -x /usr/sbin/sshd ]; then
+        policy=/usr/sbin/policy-rc.d
+        made=
+        [ -e $policy ] || { printf '#!/bin/sh\nexit 101\n' > $policy; chmod +x $policy; made=1; }
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends openssh-server >&2
+        [ -z "$made" ] || rm -f $policy
+    fi ;;
+esac
 cargo build --release --locked --bin toyc
 tests/hosts/build-image.sh >/dev/null
 {

@@ -8,6 +8,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
 use toyc_engine::inventory::Host;
@@ -40,13 +41,15 @@ pub async fn template(args: TemplateArgs, process: &Process) -> Outcome {
 
     // The play: the selected hosts, each with `--var`s over its own, as a run has them.
     let extra = extra_vars(&args.variables, &process.secrets)?;
-    let play: Vec<Host> = select_hosts(&args.targets)?
-        .into_iter()
-        .map(|mut h| {
-            h.vars.extend(extra.clone());
-            h
-        })
-        .collect();
+    let play: Arc<Vec<Host>> = Arc::new(
+        select_hosts(&args.targets)?
+            .into_iter()
+            .map(|mut h| {
+                h.vars.extend(extra.clone());
+                h
+            })
+            .collect(),
+    );
     let host = play
         .iter()
         .find(|h| h.name == args.host)
@@ -92,7 +95,7 @@ async fn render_and_show(
     templates: &Templates,
     at: &Place<'_>,
     host: &Host,
-    play: &[Host],
+    play: &Arc<Vec<Host>>,
 ) -> Outcome {
     let name = at.name;
     let mut transport = None;
@@ -129,7 +132,7 @@ async fn render_and_show(
     };
     let vars = host_template_vars(host, play, &call, facts.as_ref());
     let text = templates
-        .render_file(name, &vars)
+        .render_host_file(name, &vars)
         .map_err(|e| Failure::input(anyhow!("{e}")))?;
 
     let mut stdout = std::io::stdout().lock();

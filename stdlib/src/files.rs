@@ -255,7 +255,7 @@ pub mod files_api {
                 );
                 if let Some(extra) = options.get("vars").filter(|v| !v.is_unit()) {
                     match rhai::serde::from_dynamic::<serde_json::Value>(extra) {
-                        Ok(serde_json::Value::Object(extra)) => vars.extend(extra),
+                        Ok(serde_json::Value::Object(extra)) => vars.vars.extend(extra),
                         _ => {
                             return option(
                                 F,
@@ -266,7 +266,7 @@ pub mod files_api {
                     }
                 }
                 let text = templates
-                    .render_file(src, &vars)
+                    .render_host_file(src, &vars)
                     .map_err(|e| format!("`{F}`: {e}"))?;
                 let op = argument(F, Content::new(F, dest, text.into_bytes(), attrs, true))?;
                 declare(&ctx, op)

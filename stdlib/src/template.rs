@@ -35,6 +35,7 @@ mod magic;
 mod methods;
 mod password;
 mod percent;
+mod play;
 mod pyfmt;
 mod pyrandom;
 mod scope;
@@ -55,7 +56,8 @@ use toyc_engine::context::confined_path;
 use toyc_engine::script_error::ScriptError;
 
 pub use error::{Location, TemplateError};
-pub use magic::{host_template_vars, Call};
+pub use magic::{host_template_vars, Call, HostTemplateVars};
+pub use play::PlayVars;
 use undefined::OffsetMap;
 
 /// A template's text as written, and how the rewritten text minijinja runs maps back.
@@ -269,25 +271,44 @@ impl Templates {
         name: &str,
         vars: &Map<String, Value>,
     ) -> Result<String, TemplateError> {
+        self.render_file_in(name, vars, None)
+    }
+
+    /// Render the template file `name` for a host of a run (`files::template`).
+    pub fn render_host_file(
+        &self,
+        name: &str,
+        vars: &HostTemplateVars,
+    ) -> Result<String, TemplateError> {
+        self.render_file_in(name, &vars.vars, Some(&vars.play))
+    }
+
+    fn render_file_in(
+        &self,
+        name: &str,
+        vars: &Map<String, Value>,
+        play: Option<&PlayVars>,
+    ) -> Result<String, TemplateError> {
         // A `#jinja2:` first line changes the syntax for this render: templates built
         // again with it.
         if let Ok(Some(text)) = read(&self.root, name) {
             if let Some((header, _)) = Header::parse(&text) {
                 let with_header = Templates::build(&self.root, &header, Some(name.to_owned()));
-                return with_header.render_prepared(name, vars);
+                return with_header.render_prepared(name, vars, play);
             }
         }
-        self.render_prepared(name, vars)
+        self.render_prepared(name, vars, play)
     }
 
     fn render_prepared(
         &self,
         name: &str,
         vars: &Map<String, Value>,
+        play: Option<&PlayVars>,
     ) -> Result<String, TemplateError> {
         let template = self.load(name, vars)?;
         let output = template
-            .render(context(vars))
+            .render(context(vars, play))
             .map_err(|e| self.describe(&e, vars))?;
         Ok(self.restore_trailing_newlines(name, output))
     }
@@ -311,7 +332,7 @@ impl Templates {
             .template_from_named_str(origin_name, &text)
             .map_err(|e| self.describe(&e, vars))?;
         let output = template
-            .render(context(vars))
+            .render(context(vars, None))
             .map_err(|e| self.describe(&e, vars))?;
         Ok(self.restore_trailing_newlines(origin_name, output))
     }
@@ -387,9 +408,11 @@ fn join(root: &Path, name: &str, parent: &str) -> String {
 }
 
 /// The variables as minijinja values, hidden from context-less imports (`scope.rs`).
-fn context(vars: &Map<String, Value>) -> JinjaValue {
+/// `vars` over a host's run-wide magic variables (`play`), which stay unread objects.
+fn context(vars: &Map<String, Value>, play: Option<&PlayVars>) -> JinjaValue {
+    let run_wide = play.map(PlayVars::values).into_iter().flatten();
     scope::Root::value(JinjaValue::from_pairs(
-        vars.iter().map(|(k, v)| (k.as_str(), to_jinja(v))),
+        run_wide.chain(vars.iter().map(|(k, v)| (k.as_str(), to_jinja(v)))),
     ))
 }
 

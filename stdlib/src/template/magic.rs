@@ -5,9 +5,12 @@
 //! `_internal/_templating/_template_vars.py`.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 use toyc_engine::inventory::Host;
+
+use super::play::PlayVars;
 
 /// What Ansible's `template` module knows about the call.
 pub struct Call<'a> {
@@ -28,61 +31,36 @@ pub struct Call<'a> {
 /// `toyc template` renders with the same, so what it prints is what a run writes.
 pub fn host_template_vars(
     host: &Host,
-    play: &[Host],
+    play: &Arc<Vec<Host>>,
     call: &Call<'_>,
     facts: Option<&Map<String, Value>>,
-) -> Map<String, Value> {
-    let mut vars = magic_vars(host, play, call);
+) -> HostTemplateVars {
+    let mut vars = magic_vars(host, call);
     if let Some(facts) = facts {
         vars.extend(toyc_engine::ansible_facts::template_vars(facts));
     }
     vars.extend(host.vars.clone());
-    vars
+    HostTemplateVars {
+        vars,
+        play: PlayVars::new(host, play),
+    }
 }
 
-/// The variables Ansible gives a template for `host` in a run of `play`, below the
-/// host's own variables (which the caller adds over them).
-pub(crate) fn magic_vars(host: &Host, play: &[Host], call: &Call<'_>) -> Map<String, Value> {
-    let play: Vec<&Host> = if play.iter().any(|h| h.name == host.name) {
-        play.iter().collect()
-    } else {
-        vec![host]
-    };
+/// A host's template variables: its own (`vars`, which a call's `vars` option extends)
+/// over the run-wide ones (`play`).
+#[derive(Debug, Clone)]
+pub struct HostTemplateVars {
+    /// Everything but the run-wide magic variables.
+    pub vars: Map<String, Value>,
+    /// `groups`, `hostvars`, `ansible_play_hosts` and its aliases.
+    pub play: PlayVars,
+}
+
+/// The variables Ansible gives a template for `host`, below the host's own variables
+/// (which the caller adds over them), but for the run-wide ones of [`PlayVars`].
+pub(crate) fn magic_vars(host: &Host, call: &Call<'_>) -> Map<String, Value> {
     let mut vars = Map::new();
     vars.extend(host_magic(host));
-    let names: Vec<&str> = play.iter().map(|h| h.name.as_str()).collect();
-    let mut groups = Map::new();
-    groups.insert("all".into(), json!(names));
-    // Ansible always has it, empty when every host is in a group.
-    groups.insert("ungrouped".into(), json!([]));
-    for h in &play {
-        for group in &h.groups {
-            let members = groups
-                .entry(group.clone())
-                .or_insert_with(|| Value::Array(Vec::new()));
-            if let Value::Array(members) = members {
-                members.push(json!(h.name));
-            }
-        }
-    }
-    vars.insert("groups".into(), Value::Object(groups));
-    let mut hostvars = Map::new();
-    for h in &play {
-        // This host's own variables as the script sees them (with `--var` and the rest).
-        let h = if h.name == host.name { host } else { h };
-        let mut these = host_magic(h);
-        these.extend(h.vars.clone());
-        hostvars.insert(h.name.clone(), Value::Object(these));
-    }
-    vars.insert("hostvars".into(), Value::Object(hostvars));
-    for name in [
-        "ansible_play_hosts",
-        "ansible_play_hosts_all",
-        "ansible_play_batch",
-        "play_hosts",
-    ] {
-        vars.insert(name.into(), json!(names));
-    }
     let root = call.root.to_string_lossy();
     // Ansible defines `role_path` only for a task of a role.
     if is_role(call.root) {
@@ -107,7 +85,7 @@ fn is_role(dir: &Path) -> bool {
 }
 
 /// What Ansible's `Host.get_magic_vars` and connection variables give one host.
-fn host_magic(host: &Host) -> Map<String, Value> {
+pub(super) fn host_magic(host: &Host) -> Map<String, Value> {
     let mut vars = Map::new();
     vars.insert("inventory_hostname".into(), json!(host.name));
     vars.insert(
@@ -202,17 +180,11 @@ mod tests {
             dest: "/etc/t",
             root: dir.path(),
         };
-        let vars = magic_vars(&web, &[web.clone(), db], &call);
+        let vars = magic_vars(&web, &call);
         assert_eq!(vars["inventory_hostname"], "web1.example.com");
         assert_eq!(vars["inventory_hostname_short"], "web1");
         assert_eq!(vars["group_names"], json!(["prod", "webservers"]));
-        assert_eq!(vars["groups"]["prod"], json!(["web1.example.com", "db1"]));
-        assert_eq!(vars["groups"]["all"], json!(["web1.example.com", "db1"]));
-        assert_eq!(vars["hostvars"]["db1"]["ansible_host"], "10.0.0.3");
-        assert_eq!(
-            vars["ansible_play_hosts"],
-            json!(["web1.example.com", "db1"])
-        );
+        assert_eq!(vars["ansible_host"], "10.0.0.16");
         assert_eq!(vars["template_path"], "t.j2");
         assert_eq!(vars["template_destpath"], "/etc/t");
         assert_eq!(vars["ansible_managed"], "Ansible managed");
@@ -221,7 +193,7 @@ mod tests {
         assert!(vars.get("role_path").is_none());
         assert_eq!(vars["playbook_dir"], json!(dir.path().to_string_lossy()));
         std::fs::write(dir.path().join("runbook.rhai"), "").expect("write");
-        let vars = magic_vars(&web, std::slice::from_ref(&web), &call);
+        let vars = magic_vars(&web, &call);
         assert_eq!(vars["role_path"], json!(dir.path().to_string_lossy()));
     }
 }

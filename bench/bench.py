@@ -779,10 +779,19 @@ def main():
         os.rename(raw, raw + f".{int(time.time())}")
     ints = lambda text: [int(x) for x in text.split(",")]
     res = Results()
+    phases = []
     if not a.scale:
-        run(res, ints(a.sizes), a.reps, ints(a.ansible_reps), tools, not a.no_adhoc, ints(a.rtt), not a.no_deploy)
+        phases.append(lambda: run(res, ints(a.sizes), a.reps, ints(a.ansible_reps), tools, not a.no_adhoc,
+                                  ints(a.rtt), not a.no_deploy))
     if a.scale or not a.no_scale:
-        run(res, ints(a.scale_sizes), min(a.reps, 3), [1], ["toyc"], True, ints(a.scale_rtt), on_loopback=True)
+        phases.append(lambda: run(res, ints(a.scale_sizes), min(a.reps, 3), [1], ["toyc"], True, ints(a.scale_rtt),
+                                  on_loopback=True))
+    for phase in phases:
+        try:
+            phase()
+        except (Exception, SystemExit) as e:  # the report still shows what was measured
+            res.failures.append(f"{type(e).__name__}: {e}")
+            print(f"!! {e}", flush=True)
     rows, adhoc_rows, per_host, failures, deploy_rows = res.rows, res.adhoc_rows, res.per_host, res.failures, res.deploy_rows
     parts = ["## Workload\n", workload_table(rows)] if rows else []
     if any(r["tool"] != "toyc" for r in rows):

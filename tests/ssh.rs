@@ -434,6 +434,75 @@ fn a_host_never_gets_more_concurrent_commands_than_sshd_allows() {
 }
 
 #[test]
+fn a_command_after_the_master_went_away_reconnects_and_runs_once() {
+    let Some(pool) = hosts::shared() else { return };
+    let h = pool.hosts()[7].clone();
+    let host = toyc_engine::inventory::Host {
+        name: h.name.clone(),
+        address: h.address.clone(),
+        transport: toyc_engine::inventory::TransportKind::Ssh,
+        ssh: toyc_engine::inventory::SshParams {
+            user: Some("root".into()),
+            port: None,
+            identity: Some(pool.identity().to_owned()),
+            known_hosts: Some(pool.known_hosts().to_owned()),
+        },
+        sudo: false,
+        groups: Vec::new(),
+        vars: Default::default(),
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let dir = tempfile::Builder::new()
+        .prefix("toyc-t")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    let stamp = format!("/tmp/reconnect-{}", std::process::id());
+    runtime.block_on(async {
+        use toyc_engine::transport::{ExecRequest, Transport};
+        let options = toyc_engine::transport::SshOptions::new(dir.path().to_owned());
+        let transport =
+            toyc_engine::transport::SshTransport::connect(&host, &options, Default::default())
+                .await
+                .expect("connects");
+        // The first command skips the liveness check of a master just started.
+        let first = transport.exec(&ExecRequest::new("true"), None).await;
+        assert_eq!(first.expect("runs").status, 0);
+        // The master exits (as after its ControlPersist idle time, or killed).
+        let socket = std::fs::read_dir(dir.path())
+            .expect("control directory")
+            .flatten()
+            .find_map(|e| {
+                let master = e.path().join("master");
+                master.exists().then_some(master)
+            })
+            .expect("a control socket");
+        let exit = std::process::Command::new("ssh")
+            .arg("-S")
+            .arg(&socket)
+            .args(["-O", "exit", "x"])
+            .output()
+            .expect("ssh -O exit");
+        assert!(exit.status.success(), "{exit:?}");
+        let again = transport
+            .exec(
+                &ExecRequest::new(format!("echo x >> {stamp}; cat {stamp}")),
+                None,
+            )
+            .await
+            .expect("reconnects and runs");
+        assert_eq!(
+            String::from_utf8_lossy(&again.stdout),
+            "x\n",
+            "ran exactly once"
+        );
+        let _ = transport
+            .exec(&ExecRequest::new(format!("rm -f {stamp}")), None)
+            .await;
+        transport.close().await;
+    });
+}
+
+#[test]
 fn ctrl_c_exits_130_kills_the_remote_command_and_leaves_no_ssh_master_behind() {
     let Some(pool) = hosts::dedicated(1) else {
         return;

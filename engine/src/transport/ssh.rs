@@ -10,7 +10,7 @@
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder, Stdio};
 use tokio::sync::{Mutex, Semaphore};
@@ -30,6 +30,10 @@ pub(crate) const MAX_CONTROL_DIR: usize = 60;
 /// Retries of a session open that sshd refused (see [`SshTransport::spawn`]); with the
 /// growing pause that is about 1.5 s in all.
 const SESSION_RETRIES: u32 = 12;
+
+/// A master younger than this is taken to be alive by its first command: far below its
+/// 60 s `ControlPersist` idle limit.
+const JUST_STARTED: Duration = Duration::from_secs(10);
 
 /// How long a timed-out command's remote kill may take before toyc gives up on it.
 const KILL_WAIT: Duration = Duration::from_secs(2);
@@ -117,6 +121,10 @@ pub struct SshTransport {
     options: SshOptions,
     /// The run's cancellation: commands in flight are killed on the host when it fires.
     cancel: Cancel,
+    /// When the master was started, until a command uses it: a first command soon after
+    /// skips the liveness check (a connection to the master, 1 of a warm run's 3 per
+    /// host). Later, an idle master may have exited (`ControlPersist`): check then.
+    started: std::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for SshTransport {
@@ -141,6 +149,7 @@ impl SshTransport {
             cancel,
             session: Mutex::new(Some(Arc::new(session))),
             slots: Semaphore::new(options.max_sessions.max(1)),
+            started: std::sync::Mutex::new(Some(Instant::now())),
         })
     }
 
@@ -159,7 +168,13 @@ impl SshTransport {
         let Some(session) = guard.as_ref() else {
             return Err(self.lost("the connection was closed by toyc"));
         };
-        if session.check().await.is_ok() {
+        let started = self
+            .started
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let just_started = started.is_some_and(|at| at.elapsed() < JUST_STARTED);
+        if just_started || session.check().await.is_ok() {
             return Ok(Arc::clone(session));
         }
         tracing::debug!(host = %self.host.name, "ssh master gone; reconnecting");

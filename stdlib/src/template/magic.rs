@@ -170,7 +170,6 @@ mod tests {
     #[test]
     fn magic_vars_come_from_the_host_and_the_run() {
         let web = host("web1.example.com", &["webservers", "prod"]);
-        let db = host("db1", &["dbservers", "prod"]);
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("t.j2");
         std::fs::write(&file, "x").expect("write");

@@ -43,7 +43,10 @@ impl PlayVars {
         let names = || Value::from_object(HostNames(Arc::clone(&self.0)));
         [
             ("groups", Value::from_object(Groups(Arc::clone(&self.0)))),
-            ("hostvars", Value::from_object(HostVars(Arc::clone(&self.0)))),
+            (
+                "hostvars",
+                Value::from_object(HostVars(Arc::clone(&self.0))),
+            ),
             ("ansible_play_hosts", names()),
             ("ansible_play_hosts_all", names()),
             ("ansible_play_batch", names()),

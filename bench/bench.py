@@ -154,7 +154,7 @@ def loopback():
 # (port 22) at RTT 0; through delay_proxy.py's port for the host otherwise.
 ROUTES = {}
 PROXY = None
-PROXY_BASE_PORT = 41000
+PROXY_BASE_PORT = 20000  # below the ephemeral ports (32768-60999): a client socket could hold one
 
 
 def route(rtt):

@@ -377,11 +377,11 @@ fn an_ansible_ini_inventory_works_as_it_is() {
     );
 }
 
-#[test]
-fn a_host_never_gets_more_concurrent_commands_than_sshd_allows() {
-    let Some(pool) = hosts::shared() else { return };
-    let h = pool.hosts()[8].clone();
-    let host = toyc_engine::inventory::Host {
+/// The pool's host `index` as the engine's inventory has it, for tests that drive a
+/// transport directly.
+fn engine_host(pool: &HostPool, index: usize) -> toyc_engine::inventory::Host {
+    let h = &pool.hosts()[index];
+    toyc_engine::inventory::Host {
         name: h.name.clone(),
         address: h.address.clone(),
         transport: toyc_engine::inventory::TransportKind::Ssh,
@@ -394,7 +394,13 @@ fn a_host_never_gets_more_concurrent_commands_than_sshd_allows() {
         sudo: false,
         groups: Vec::new(),
         vars: Default::default(),
-    };
+    }
+}
+
+#[test]
+fn a_host_never_gets_more_concurrent_commands_than_sshd_allows() {
+    let Some(pool) = hosts::shared() else { return };
+    let host = engine_host(pool, 8);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::Builder::new()
         .prefix("toyc-t")
@@ -436,21 +442,7 @@ fn a_host_never_gets_more_concurrent_commands_than_sshd_allows() {
 #[test]
 fn a_command_after_the_master_went_away_reconnects_and_runs_once() {
     let Some(pool) = hosts::shared() else { return };
-    let h = pool.hosts()[7].clone();
-    let host = toyc_engine::inventory::Host {
-        name: h.name.clone(),
-        address: h.address.clone(),
-        transport: toyc_engine::inventory::TransportKind::Ssh,
-        ssh: toyc_engine::inventory::SshParams {
-            user: Some("root".into()),
-            port: None,
-            identity: Some(pool.identity().to_owned()),
-            known_hosts: Some(pool.known_hosts().to_owned()),
-        },
-        sudo: false,
-        groups: Vec::new(),
-        vars: Default::default(),
-    };
+    let host = engine_host(pool, 7);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let dir = tempfile::Builder::new()
         .prefix("toyc-t")

@@ -155,11 +155,12 @@ fn owner(path: &Path) -> Value {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use toyc_engine::inventory::Host;
 
-    fn host(name: &str, groups: &[&str]) -> Host {
+    /// A host named `name` in `groups`, its address from the name's length.
+    pub(in crate::template) fn host(name: &str, groups: &[&str]) -> Host {
         let mut h = Host::localhost();
         h.name = name.into();
         h.address = format!("10.0.0.{}", name.len());

@@ -153,15 +153,8 @@ impl Object for HostVars {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::template::magic::tests::host;
     use crate::template::{host_template_vars, Call, Templates};
-
-    fn host(name: &str, groups: &[&str]) -> Host {
-        let mut h = Host::localhost();
-        h.name = name.into();
-        h.address = format!("10.0.0.{}", name.len());
-        h.groups = groups.iter().map(|g| (*g).to_owned()).collect();
-        h
-    }
 
     #[test]
     fn groups_hostvars_and_play_hosts_read_the_run_when_a_template_looks() {
